@@ -1,0 +1,30 @@
+# DemoFab: `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf demo-output
+	$(BIN)/demofab record --source synthetic --profile humanoid --episodes 3 \
+		--episode-seconds 4 --task "pick up the box" --operator demo --out demo-output/session
+	$(BIN)/demofab inspect demo-output/session
+
+test: $(STAMP)
+	bash tools/run-tests.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

@@ -1,0 +1,3 @@
+"""DemoFab: the robot data factory. One CLI, ``demofab <stage> ...``."""
+
+__version__ = "0.1.0"

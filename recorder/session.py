@@ -1,0 +1,417 @@
+"""A recording session: a directory of per-episode MCAP files that is also a rosbag2 bag.
+
+Layout::
+
+    SESSION/
+      metadata.yaml          rosbag2 metadata (version 9) listing finished episodes as splits
+      demofab_session.yaml   DemoFab's own state: profile, episodes, the open episode
+      episode_0000.mcap      finished episodes (complete summary and indexes)
+      episode_0003.mcap.part the episode being written (recovered on reopen)
+      discarded/             episodes the operator discarded or re-recorded
+
+Episode control (start, stop with an outcome, discard, re-record, marks) is the Python
+API that the terminal panel and the ROS 2 node's services drive.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import DiskFullError, RecorderError, SessionError
+from .health import HealthMonitor, HealthReport
+from .profile import EVENTS_TOPIC, Profile, parse_profile
+from .types import EPISODE_EVENT_TYPE, message_type, serialize, typestore
+from .writer import PART_SUFFIX, EpisodeWriter, WriterOptions
+
+SESSION_FORMAT_VERSION = 1
+STATE_FILE = "demofab_session.yaml"
+BAG_METADATA = "metadata.yaml"
+OUTCOMES = ("success", "failure", "unknown")
+EPISODE_METADATA = "demofab.episode"
+HEALTH_METADATA = "demofab.health"
+
+
+class EventKind(int, Enum):
+    START = 0
+    STOP = 1
+    DISCARD = 2
+    SUBTASK = 3
+    INTERVENTION = 4
+    NOTE = 5
+
+
+class State(str, Enum):
+    IDLE = "idle"
+    RECORDING = "recording"
+    RESET = "reset"
+
+
+@dataclass(slots=True)
+class EpisodeInfo:
+    index: int
+    episode_id: str
+    file: str
+    task: str
+    operator: str
+    start_ns: int
+    end_ns: int = 0
+    outcome: str = "unknown"
+    ended_by: str = "stop"
+    messages: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    flagged: bool = False
+    flags: list[str] = field(default_factory=list)
+
+
+def software_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    out = {"demofab": __version__, "python": platform.python_version()}
+    for pkg in ("mcap", "rosbags", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def episode_metadata(info: EpisodeInfo, session: str, profile: Profile,
+                     robot: str) -> dict[str, str]:
+    md = {
+        "format_version": str(SESSION_FORMAT_VERSION),
+        "session": session,
+        "episode_index": str(info.index),
+        "episode_id": info.episode_id,
+        "task": info.task,
+        "operator": info.operator,
+        "robot": robot,
+        "profile": profile.name,
+        "outcome": info.outcome,
+        "ended_by": info.ended_by,
+        "start_ns": str(info.start_ns),
+        "end_ns": str(info.end_ns),
+        "messages": str(info.messages),
+    }
+    md.update({f"software.{k}": v for k, v in software_versions().items()})
+    return md
+
+
+def make_event(kind: EventKind, stamp_ns: int, info: EpisodeInfo, *, outcome: str = "",
+               label: str = "") -> bytes:
+    store = typestore()
+    Time = store.types["builtin_interfaces/msg/Time"]
+    Header = store.types["std_msgs/msg/Header"]
+    Event = store.types[EPISODE_EVENT_TYPE]
+    msg = Event(
+        header=Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
+                      frame_id=""),
+        kind=int(kind), episode_index=info.index, episode_id=info.episode_id, task=info.task,
+        operator=info.operator, outcome=outcome, label=label,
+    )
+    return serialize(msg, EPISODE_EVENT_TYPE)
+
+
+class Session:
+    """Episodes of one recording session, and the control of the one being recorded."""
+
+    def __init__(self, directory: Path | str, profile: Profile, *,
+                 options: WriterOptions | None = None,
+                 robot_description: tuple[str, str, bytes] | None = None,
+                 robot: str | None = None) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.name = self.dir.resolve().name
+        self.profile = profile
+        self.options = options or WriterOptions()
+        self.robot_description = robot_description
+        self.robot = robot or profile.robot.name
+        self.episodes: list[EpisodeInfo] = []
+        self.discarded: list[EpisodeInfo] = []
+        self.state = State.IDLE
+        self.current: EpisodeInfo | None = None
+        self.writer: EpisodeWriter | None = None
+        self.reset_until_ns = 0
+        self.between_episodes: Counter[str] = Counter()
+        self.last_report: HealthReport | None = None
+        self.recovered: list[Any] = []
+        state_path = self.dir / STATE_FILE
+        if state_path.exists():
+            self._load_state(state_path)
+            from .recover import recover_session
+
+            self.recovered = recover_session(self.dir, session=self)
+        self._save_state()
+
+    # -- state on disk -----------------------------------------------------------------
+    def _load_state(self, path: Path) -> None:
+        raw = yaml.safe_load(path.read_text()) or {}
+        version = raw.get("format_version")
+        if version != SESSION_FORMAT_VERSION:
+            raise RecorderError(f"{path}: session format_version {version} is not supported "
+                                f"(this DemoFab reads {SESSION_FORMAT_VERSION})")
+        if raw.get("profile", {}).get("name") != self.profile.name:
+            raise SessionError(
+                f"{path}: session was recorded with profile {raw['profile'].get('name')!r}, "
+                f"not {self.profile.name!r}"
+            )
+        self.episodes = [EpisodeInfo(**e) for e in raw.get("episodes", [])]
+        self.discarded = [EpisodeInfo(**e) for e in raw.get("discarded", [])]
+        if raw.get("open_episode"):
+            self.current = EpisodeInfo(**raw["open_episode"])
+
+    def profile_dict(self) -> dict[str, Any]:
+        p = self.profile
+        return {
+            "format_version": 1, "name": p.name, "description": p.description,
+            "robot": {"name": p.robot.name,
+                      "joints": [asdict(j) for j in p.robot.joints]},
+            "health": asdict(p.health),
+            "topics": [{"topic": t.topic, "type": t.type, "role": t.role, "rate_hz": t.rate_hz,
+                        "qos": asdict(t.qos), **({"camera": t.camera} if t.camera else {})}
+                       for t in p.topics],
+        }
+
+    def _save_state(self) -> None:
+        state = {
+            "format_version": SESSION_FORMAT_VERSION,
+            "session": self.name,
+            "robot": self.robot,
+            "profile": self.profile_dict(),
+            "episodes": [asdict(e) for e in self.episodes],
+            "discarded": [asdict(e) for e in self.discarded],
+            "open_episode": asdict(self.current) if self.current else None,
+        }
+        _atomic_write(self.dir / STATE_FILE, yaml.safe_dump(state, sort_keys=False))
+        _atomic_write(self.dir / BAG_METADATA, self._bag_metadata())
+
+    def _bag_metadata(self) -> str:
+        eps = self.episodes
+        counts: Counter[str] = Counter()
+        for e in eps:
+            counts.update(e.counts)
+        start = min((e.start_ns for e in eps), default=0)
+        end = max((e.end_ns for e in eps), default=0)
+        topics = []
+        for spec in self.profile.topics:
+            mt = message_type(spec.type)
+            topics.append({
+                "topic_metadata": {
+                    "name": spec.topic, "type": spec.type, "serialization_format": "cdr",
+                    "offered_qos_profiles": [spec.qos.rosbag2_dict()],
+                    "type_description_hash": mt.type_hash,
+                },
+                "message_count": counts.get(spec.topic, 0),
+            })
+        info = {
+            "rosbag2_bagfile_information": {
+                "version": 9,
+                "storage_identifier": "mcap",
+                "relative_file_paths": [e.file for e in eps],
+                "duration": {"nanoseconds": max(0, end - start)},
+                "starting_time": {"nanoseconds_since_epoch": start},
+                "message_count": sum(e.messages for e in eps),
+                "topics_with_message_count": topics,
+                "compression_format": "",
+                "compression_mode": "",
+                "files": [{
+                    "path": e.file,
+                    "starting_time": {"nanoseconds_since_epoch": e.start_ns},
+                    "duration": {"nanoseconds": max(0, e.end_ns - e.start_ns)},
+                    "message_count": e.messages,
+                } for e in eps],
+                "custom_data": {"demofab.session": self.name, "demofab.profile": self.profile.name},
+                "ros_distro": "jazzy",
+            }
+        }
+        return yaml.safe_dump(info, sort_keys=False)
+
+    # -- episode control ---------------------------------------------------------------
+    @property
+    def next_index(self) -> int:
+        used = [e.index for e in self.episodes + self.discarded]
+        if self.current is not None:
+            used.append(self.current.index)
+        return max(used, default=-1) + 1
+
+    def start_episode(self, task: str = "", operator: str = "", *,
+                      at_ns: int | None = None) -> EpisodeInfo:
+        if self.state is State.RECORDING:
+            raise SessionError(f"episode {self.current.index} is still recording; "  # type: ignore[union-attr]
+                               "stop or discard it first")
+        at_ns = time.time_ns() if at_ns is None else at_ns
+        index = self.next_index
+        info = EpisodeInfo(index=index, episode_id=uuid.uuid4().hex, file=f"episode_{index:04d}.mcap",
+                           task=task, operator=operator, start_ns=at_ns)
+        writer = EpisodeWriter(self.dir / info.file, self.profile, self.options,
+                               health=HealthMonitor(self.profile, self.dir))
+        self.writer, self.current, self.state = writer, info, State.RECORDING
+        self._save_state()
+        try:
+            if self.robot_description is not None:
+                name, media_type, data = self.robot_description
+                writer.add_attachment(name, media_type, data, at_ns)
+            writer.write(EVENTS_TOPIC, make_event(EventKind.START, at_ns, info), at_ns)
+        except DiskFullError:
+            self._fail_current()
+            raise
+        return info
+
+    def write(self, topic: str, data: bytes, log_time: int, publish_time: int | None = None,
+              sequence: int | None = None) -> bool:
+        """Record one message if an episode is open; returns whether it was recorded."""
+        writer = self.writer
+        if writer is None:
+            self.between_episodes[topic] += 1
+            return False
+        try:
+            writer.write(topic, data, log_time, publish_time, sequence)
+        except DiskFullError:
+            self._fail_current()
+            raise
+        return True
+
+    def mark(self, kind: EventKind, label: str = "", *, at_ns: int | None = None) -> None:
+        """Record a subtask boundary, an intervention or a note in the open episode."""
+        if self.writer is None or self.current is None:
+            raise SessionError("no episode is recording; marks go into an open episode")
+        at_ns = time.time_ns() if at_ns is None else at_ns
+        self.write(EVENTS_TOPIC, make_event(kind, at_ns, self.current, label=label), at_ns)
+
+    def health(self, *, at_ns: int | None = None, window_s: float | None = None) -> HealthReport | None:
+        """Live health of the open episode (over its last ``window_s`` seconds if given)."""
+        if self.writer is None or self.current is None:
+            return self.last_report
+        end = time.time_ns() if at_ns is None else at_ns
+        return self.writer.health.report(
+            self.current.start_ns, end, self.writer.bytes_written,
+            None if window_s is None else int(window_s * 1e9))
+
+    def stop_episode(self, outcome: str = "success", *, at_ns: int | None = None,
+                     ended_by: str = "stop", reset_s: float = 0.0) -> EpisodeInfo:
+        if outcome not in OUTCOMES:
+            raise SessionError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
+        writer, info = self.writer, self.current
+        if writer is None or info is None:
+            raise SessionError("no episode is recording")
+        at_ns = time.time_ns() if at_ns is None else at_ns
+        try:
+            writer.write(EVENTS_TOPIC, make_event(EventKind.STOP, at_ns, info, outcome=outcome),
+                         at_ns)
+            info.end_ns, info.outcome, info.ended_by = at_ns, outcome, ended_by
+            report = writer.health.report(info.start_ns, at_ns, writer.bytes_written)
+            info.counts = writer.counts()
+            info.messages = sum(info.counts.values())
+            info.flagged, info.flags = report.flagged, list(report.flags)
+            writer.close({EPISODE_METADATA: episode_metadata(info, self.name, self.profile,
+                                                             self.robot),
+                          HEALTH_METADATA: report.metadata()})
+        except DiskFullError:
+            self._fail_current()
+            raise
+        self.last_report = report
+        self.episodes.append(info)
+        self.writer, self.current = None, None
+        self._begin_reset(at_ns, reset_s)
+        self._save_state()
+        return info
+
+    def discard_episode(self, *, at_ns: int | None = None, reset_s: float = 0.0) -> EpisodeInfo:
+        """Close the open episode and move it to ``discarded/`` (kept, never listed)."""
+        info = self.current
+        if info is None or self.writer is None:
+            raise SessionError("no episode is recording")
+        at_ns = time.time_ns() if at_ns is None else at_ns
+        self.writer.write(EVENTS_TOPIC, make_event(EventKind.DISCARD, at_ns, info), at_ns)
+        info.end_ns, info.outcome, info.ended_by = at_ns, "unknown", "discard"
+        info.counts = self.writer.counts()
+        info.messages = sum(info.counts.values())
+        report = self.writer.health.report(info.start_ns, at_ns, self.writer.bytes_written)
+        self.writer.close({EPISODE_METADATA: episode_metadata(info, self.name, self.profile,
+                                                              self.robot),
+                           HEALTH_METADATA: report.metadata()})
+        self._move_to_discarded(info)
+        self.writer, self.current = None, None
+        self._begin_reset(at_ns, reset_s)
+        self._save_state()
+        return info
+
+    def rerecord(self, task: str | None = None, operator: str | None = None, *,
+                 at_ns: int | None = None) -> EpisodeInfo:
+        """Discard the open episode, or else the last finished one, and start it again."""
+        if self.current is not None:
+            last = self.current
+            self.discard_episode(at_ns=at_ns)
+        elif self.episodes:
+            last = self.episodes.pop()
+            last.ended_by = "rerecord"
+            self._move_to_discarded(last)
+        else:
+            raise SessionError("nothing to re-record: no episode yet")
+        self.state = State.IDLE
+        return self.start_episode(last.task if task is None else task,
+                                  last.operator if operator is None else operator, at_ns=at_ns)
+
+    def close(self, *, at_ns: int | None = None, ended_by: str = "close") -> EpisodeInfo | None:
+        """Finish the open episode (outcome unknown), e.g. on SIGINT or SIGTERM."""
+        if self.writer is not None:
+            return self.stop_episode("unknown", at_ns=at_ns, ended_by=ended_by)
+        return None
+
+    def reset_done(self, now_ns: int) -> bool:
+        if self.state is State.RESET and now_ns >= self.reset_until_ns:
+            self.state = State.IDLE
+        return self.state is State.IDLE
+
+    # -- helpers -----------------------------------------------------------------------
+    def _begin_reset(self, at_ns: int, reset_s: float) -> None:
+        if reset_s > 0:
+            self.state, self.reset_until_ns = State.RESET, at_ns + int(reset_s * 1e9)
+        else:
+            self.state = State.IDLE
+
+    def _move_to_discarded(self, info: EpisodeInfo) -> None:
+        target = self.dir / "discarded"
+        target.mkdir(exist_ok=True)
+        os.replace(self.dir / info.file, target / info.file)
+        self.discarded.append(info)
+
+    def _fail_current(self) -> None:
+        """After a write failure: keep the .part for recovery; the session stays usable."""
+        if self.writer is not None:
+            self.writer.abort(keep=True)
+        self.writer, self.state = None, State.IDLE
+        self._save_state_quietly()
+
+    def _save_state_quietly(self) -> None:
+        try:
+            self._save_state()
+        except OSError:
+            pass  # the disk is full; the old state files are intact (atomic writes)
+
+    def part_files(self) -> list[Path]:
+        return sorted(self.dir.glob(f"*.mcap{PART_SUFFIX}"))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise

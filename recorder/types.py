@@ -1,0 +1,105 @@
+"""ROS 2 message types: the typestore, schema texts, and cheap header-stamp access.
+
+Standard types come from rosbags' ROS 2 Jazzy store; DemoFab's own types (the
+``demofab_msgs`` package) are registered from the ``.msg`` files shipped beside this
+module, so every recording embeds their full definition and any reader decodes them
+without the package installed.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from .errors import ProfileError
+
+EPISODE_EVENT_TYPE = "demofab_msgs/msg/EpisodeEvent"
+
+_unpack_le = struct.Struct("<iI").unpack_from
+_unpack_be = struct.Struct(">iI").unpack_from
+_unpack_u32_le = struct.Struct("<I").unpack_from
+
+
+@cache
+def typestore() -> Any:
+    """The ROS 2 Jazzy typestore with DemoFab's own messages added."""
+    store = get_typestore(Stores.ROS2_JAZZY)
+    msgdir = files("recorder") / "msg"
+    types: dict[str, Any] = {}
+    for entry in sorted(msgdir.iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".msg"):
+            name = f"demofab_msgs/msg/{entry.name[:-4]}"
+            types.update(get_types_from_msg(entry.read_text(), name))
+    store.register(types)
+    return store
+
+
+@dataclass(frozen=True, slots=True)
+class MessageType:
+    """What a recording needs to embed for one ROS 2 type."""
+
+    name: str
+    schema_text: str
+    type_hash: str  # RIHS01_<hex>, as rosbag2 stores it
+
+
+@cache
+def message_type(name: str) -> MessageType:
+    store = typestore()
+    if name not in store.fielddefs:
+        known = sorted(k for k in store.fielddefs if "/msg/" in k)
+        hint = ", ".join(k for k in known if k.split("/")[-1] == name.split("/")[-1]) or "none"
+        raise ProfileError(
+            f"unknown ROS 2 message type {name!r} (similar known types: {hint})"
+        )
+    text, _ = store.generate_msgdef(name, ros_version=2)
+    return MessageType(name=name, schema_text=text, type_hash=store.hash_rihs01(name))
+
+
+def has_header(name: str) -> bool:
+    """True when the type's first field is a ``std_msgs/Header``."""
+    fields = typestore().fielddefs[name][1]
+    if not fields:
+        return False
+    _, (kind, detail) = fields[0]
+    return kind == 2 and detail == "std_msgs/msg/Header"  # 2 = Nodetype.NAME
+
+
+def stamp_reader(name: str) -> Callable[[bytes], int] | None:
+    """A function that reads the header stamp (ns) straight from CDR bytes, or None.
+
+    Works without deserialising: the stamp of a message whose first field is a Header
+    sits right after the 4-byte encapsulation header; a ``tf2_msgs/TFMessage`` carries
+    it in its first transform. Returns -1 where the bytes hold no stamp (empty TF).
+    """
+    if has_header(name):
+        def read(data: bytes) -> int:
+            sec, nsec = (_unpack_le if data[1] else _unpack_be)(data, 4)
+            return sec * 1_000_000_000 + nsec
+
+        return read
+    if name == "tf2_msgs/msg/TFMessage":
+        def read_tf(data: bytes) -> int:
+            little = data[1]
+            (count,) = _unpack_u32_le(data, 4) if little else struct.unpack_from(">I", data, 4)
+            if count == 0:
+                return -1
+            sec, nsec = (_unpack_le if little else _unpack_be)(data, 8)
+            return sec * 1_000_000_000 + nsec
+
+        return read_tf
+    return None
+
+
+def serialize(msg: Any, name: str) -> bytes:
+    return bytes(typestore().serialize_cdr(msg, name))
+
+
+def deserialize(data: bytes, name: str) -> Any:
+    return typestore().deserialize_cdr(data, name)
