@@ -1,0 +1,41 @@
+"""``demofab bench NAME [--json]``: each benchmark module in BENCHES exposes
+``add_arguments(parser)`` and ``run(args) -> dict``; the dict is printed as the last line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+BENCHES = {
+    "record": "bench.record",
+    "ros2": "bench.ros2",
+    "curate": "bench.curate",
+    "load": "bench.load",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks, each against a reference, JSON on the last line")
+    bsub = p.add_subparsers(dest="bench", required=True)
+    for name, module_name in BENCHES.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        bp = bsub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
+        bp.add_argument("--json", action="store_true", help="only the JSON line on stdout")
+        module.add_arguments(bp)
+        bp.set_defaults(func=lambda args, m=module: _run(m, args))
+
+
+def _run(module, args: argparse.Namespace) -> int:  # noqa: ANN001
+    result = module.run(args)
+    if not args.json:
+        for key, value in result.items():
+            print(f"{key:>28}: {value}", file=sys.stderr)
+    print(json.dumps(result))
+    return 0

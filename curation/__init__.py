@@ -1,0 +1,17 @@
+"""DemoFab curation: recordings -> episodes -> quality checks -> labels -> Zarr v3 releases."""
+
+from __future__ import annotations
+
+from .config import CurateConfig, QualityConfig, SegmentConfig, load_config
+from .errors import ConfigError, CurationError, InputError, LabelError, ReleaseError
+from .flags import FLAG_BITS, flag_names
+from .labels import Labels, load_labels
+from .pipeline import CurateResult, curate
+from .release import FORMAT_VERSION, open_release, release_summary, release_versions
+
+__all__ = [
+    "CurateConfig", "QualityConfig", "SegmentConfig", "load_config",
+    "CurationError", "ConfigError", "InputError", "LabelError", "ReleaseError",
+    "FLAG_BITS", "flag_names", "Labels", "load_labels", "CurateResult", "curate",
+    "FORMAT_VERSION", "open_release", "release_summary", "release_versions",
+]

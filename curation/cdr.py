@@ -1,0 +1,232 @@
+"""CDR layouts: where each field of a ROS 2 message sits, for decoding in bulk with numpy.
+
+A message's CDR layout is fixed once the lengths of its strings and sequences are known.
+``layout`` walks one message with the type's field definitions and returns the byte
+offset of every numeric field and every length prefix; every other message of the stream
+whose length prefixes hold the same values has the same layout, so a stream of thousands
+of messages decodes as a handful of numpy slices of an ``[N, L]`` byte matrix. A trailing
+byte sequence (``CompressedImage.data``) is a *tail blob*: its length may vary per message.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+NAME, BASE, ARRAY, SEQUENCE = 2, 1, 3, 4
+SIZES = {"bool": 1, "byte": 1, "octet": 1, "char": 1, "int8": 1, "uint8": 1, "int16": 2,
+         "uint16": 2, "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "float32": 4,
+         "float64": 8}
+DTYPES = {"bool": "b1", "byte": "u1", "octet": "u1", "char": "u1", "int8": "i1",
+          "uint8": "u1", "int16": "i2", "uint16": "u2", "int32": "i4", "uint32": "u4",
+          "int64": "i8", "uint64": "u8", "float32": "f4", "float64": "f8"}
+
+
+class LayoutError(Exception):
+    """The bytes do not hold a message of the type (too short, bad lengths)."""
+
+
+@dataclass
+class Leaf:
+    """A numeric field: one or more contiguous blocks, and its shape per message."""
+
+    path: tuple[str, ...]
+    base: str
+    shape: tuple[int, ...]
+    blocks: list[tuple[int, int]] = field(default_factory=list)  # (offset, count)
+
+
+@dataclass
+class StrLeaf:
+    path: tuple[str, ...]
+    shape: tuple[int, ...]
+    spans: list[tuple[int, int]] = field(default_factory=list)  # (offset, length w/o NUL)
+
+
+@dataclass
+class Layout:
+    little: bool
+    size: int                          # bytes covered (the whole message without tail)
+    leaves: dict[tuple[str, ...], Leaf]
+    strings: dict[tuple[str, ...], StrLeaf]
+    prefixes: list[tuple[int, int]]    # (offset, value) of every u32 length prefix
+    tail: tuple[tuple[str, ...], int] | None = None  # (path, offset of its length prefix)
+    structs: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
+
+
+class _Walker:
+    def __init__(self, store: Any, data: bytes, allow_tail: bool) -> None:
+        self.store = store
+        self.data = data
+        self.little = bool(data[1]) if len(data) > 1 else True
+        self.u32 = struct.Struct("<I" if self.little else ">I").unpack_from
+        self.leaves: dict[tuple[str, ...], Leaf] = {}
+        self.strings: dict[tuple[str, ...], StrLeaf] = {}
+        self.prefixes: list[tuple[int, int]] = []
+        self.structs: dict[tuple[str, ...], list[str]] = {}
+        self.allow_tail = allow_tail
+        self.tail: tuple[tuple[str, ...], int] | None = None
+
+    @staticmethod
+    def align(pos: int, a: int) -> int:
+        return 4 + ((pos - 4 + a - 1) // a) * a
+
+    def need(self, pos: int, n: int) -> None:
+        if pos + n > len(self.data):
+            raise LayoutError(f"message ends at byte {len(self.data)}, field needs {pos + n}")
+
+    def count(self, pos: int) -> tuple[int, int]:
+        pos = self.align(pos, 4)
+        self.need(pos, 4)
+        (n,) = self.u32(self.data, pos)
+        self.prefixes.append((pos, n))
+        return n, pos + 4
+
+    def base(self, name: str, pos: int, path: tuple[str, ...], shape: tuple[int, ...],
+             n: int) -> int:
+        if name in ("string", "wstring"):
+            if name == "wstring":
+                raise LayoutError("wstring fields are not decoded in bulk")
+            leaf = self.strings.setdefault(path, StrLeaf(path, shape))
+            for _ in range(n):
+                length, pos = self.count(pos)
+                self.need(pos, length)
+                leaf.spans.append((pos, max(length - 1, 0)))
+                pos += length
+            return pos
+        size = SIZES.get(name)
+        if size is None:
+            raise LayoutError(f"unknown base type {name}")
+        if n:
+            pos = self.align(pos, size)
+            self.need(pos, size * n)
+        leaf = self.leaves.setdefault(path, Leaf(path, name, shape))
+        leaf.blocks.append((pos, n))
+        return pos + size * n
+
+    def struct(self, typename: str, pos: int, path: tuple[str, ...],
+               shape: tuple[int, ...], last: bool) -> int:
+        try:
+            fields = self.store.fielddefs[typename][1]
+        except KeyError:
+            raise LayoutError(f"type {typename} is not defined") from None
+        if path not in self.structs:
+            self.structs[path] = [f for f, _ in fields]
+        for i, (fname, (kind, detail)) in enumerate(fields):
+            p = path + (fname,)
+            is_last = last and i == len(fields) - 1
+            if kind == NAME:
+                pos = self.struct(detail, pos, p, shape, is_last)
+            elif kind == BASE:
+                pos = self.base(detail[0], pos, p, shape, 1)
+            elif kind in (ARRAY, SEQUENCE):
+                (sub_kind, sub), length = detail
+                if kind == SEQUENCE:
+                    if (is_last and self.allow_tail and sub_kind == BASE
+                            and SIZES.get(sub[0]) == 1 and not shape):
+                        length, pos = self.count(pos)
+                        self.prefixes.pop()  # a tail blob may vary in length
+                        self.tail = (p, pos - 4)
+                        return pos + length
+                    length, pos = self.count(pos)
+                sub_shape = shape + (length,)
+                if sub_kind == BASE:
+                    pos = self.base(sub[0], pos, p, sub_shape, length)
+                elif sub_kind == NAME:
+                    for _ in range(length):
+                        pos = self.struct(sub, pos, p, sub_shape, False)
+                    if length == 0:
+                        self._empty(sub, p, sub_shape)
+                else:
+                    raise LayoutError(f"nested sequences ({'.'.join(p)}) are not decoded in bulk")
+            else:
+                raise LayoutError(f"unknown field kind {kind} at {'.'.join(p)}")
+        return pos
+
+    def _empty(self, typename: str, path: tuple[str, ...], shape: tuple[int, ...]) -> None:
+        """Record the leaves of a sequence of structs that is empty in this message."""
+        for fname, (kind, detail) in self.store.fielddefs[typename][1]:
+            p = path + (fname,)
+            if kind == NAME:
+                self._empty(detail, p, shape)
+            elif kind == BASE and detail[0] not in ("string", "wstring"):
+                self.leaves.setdefault(p, Leaf(p, detail[0], shape))
+            elif kind == BASE:
+                self.strings.setdefault(p, StrLeaf(p, shape))
+
+
+def layout(store: Any, typename: str, data: bytes, *, allow_tail: bool = True) -> Layout:
+    """The layout of one CDR message (raises LayoutError when it does not fit)."""
+    if len(data) < 4:
+        raise LayoutError(f"message of {len(data)} bytes has no CDR header")
+    w = _Walker(store, data, allow_tail)
+    try:
+        end = w.struct(typename, 4, (), (), True)
+    except (struct.error, IndexError) as exc:
+        raise LayoutError(str(exc)) from None
+    return Layout(w.little, end if w.tail is None else w.tail[1] + 4, w.leaves, w.strings,
+                  w.prefixes, w.tail, w.structs)
+
+
+def matches(lay: Layout, mat: np.ndarray) -> np.ndarray:
+    """Which rows of a byte matrix have the layout's length prefixes (bool [N])."""
+    ok = np.ones(len(mat), dtype=bool)
+    if not lay.prefixes:
+        return ok
+    offs = np.array([o for o, _ in lay.prefixes])
+    vals = np.array([v for _, v in lay.prefixes], dtype=np.uint32)
+    idx = offs[:, None] + np.arange(4)
+    got = np.ascontiguousarray(mat[:, idx]).view("<u4" if lay.little else ">u4")[..., 0]
+    ok &= (got == vals).all(axis=1)
+    return ok
+
+
+def extract(lay: Layout, mat: np.ndarray) -> dict[tuple[str, ...], np.ndarray]:
+    """Numeric leaves of every row of ``mat`` (rows share the layout): arrays [N, *shape]."""
+    out: dict[tuple[str, ...], np.ndarray] = {}
+    order = "<" if lay.little else ">"
+    n = len(mat)
+    for path, leaf in lay.leaves.items():
+        size = SIZES[leaf.base]
+        dt = np.dtype(order + DTYPES[leaf.base]) if size > 1 else np.dtype(DTYPES[leaf.base])
+        total = sum(c for _, c in leaf.blocks)
+        if total == 0:
+            out[path] = np.zeros((n, *leaf.shape), dtype=dt.newbyteorder("="))
+            continue
+        if len(leaf.blocks) == 1:
+            o, c = leaf.blocks[0]
+            raw = np.ascontiguousarray(mat[:, o:o + c * size])
+        else:
+            idx = np.concatenate([np.arange(o, o + c * size) for o, c in leaf.blocks])
+            raw = np.ascontiguousarray(mat[:, idx])
+        arr = raw.view(dt).reshape((n, *leaf.shape))
+        out[path] = arr.astype(dt.newbyteorder("="), copy=False)
+    return out
+
+
+def strings(lay: Layout, mat: np.ndarray) -> dict[tuple[str, ...], list[list[str]] | list[str]]:
+    """String leaves per row; a string the same in every row comes back once (list of one)."""
+    out: dict[tuple[str, ...], Any] = {}
+    for path, leaf in lay.strings.items():
+        if not leaf.spans:
+            out[path] = [[]] if leaf.shape else [""]
+            continue
+        idx = np.concatenate([np.arange(o, o + ln) for o, ln in leaf.spans]) \
+            if any(ln for _, ln in leaf.spans) else np.zeros(0, dtype=np.int64)
+        block = np.ascontiguousarray(mat[:, idx])
+        uniq = np.unique(block.view(np.dtype((np.void, max(block.shape[1], 1))))
+                         if block.shape[1] else np.zeros((len(mat), 1), np.uint8), axis=0)
+        rows = [block[0]] if len(uniq) == 1 else list(block)
+        decoded = []
+        for row in rows:
+            parts, p = [], 0
+            b = bytes(row)
+            for _, ln in leaf.spans:
+                parts.append(b[p:p + ln].decode("utf-8", "replace"))
+                p += ln
+            decoded.append(parts if leaf.shape else parts[0])
+        out[path] = decoded
+    return out
