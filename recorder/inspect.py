@@ -9,6 +9,7 @@ be decoded is reported without failing the rest.
 from __future__ import annotations
 
 import json
+import struct
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +119,7 @@ def scan_file(path: Path) -> FileScan:
                 offset = f.tell()
         except CorruptFileError:
             raise
-        except (McapError, ValueError, EOFError, IndexError, UnicodeDecodeError) as exc:
+        except (McapError, ValueError, EOFError, IndexError, UnicodeDecodeError, struct.error) as exc:
             what = str(exc) or type(exc).__name__
             if offset >= size or "EndOfFile" in type(exc).__name__:
                 what = "file is truncated (incomplete record)"
@@ -138,12 +139,15 @@ def _decode_problem(ch: _Chan) -> str:
         store = get_typestore(Stores.EMPTY)
         text = ch.schema.decode()
         if ch.schema_encoding == "ros2msg":
-            store.register(get_types_from_msg(text, ch.type))
+            types = get_types_from_msg(text, ch.type)
+            main = next(iter(types))  # rosbags renames service types (.../srv/msg/...)
         elif ch.schema_encoding == "ros2idl":
-            store.register(get_types_from_idl(text))
+            types = get_types_from_idl(text)
+            main = ch.type if ch.type in types else next(iter(types))
         else:
             return f"schema encoding {ch.schema_encoding!r} is not ros2msg or ros2idl"
-        store.deserialize_cdr(ch.sample, ch.type)
+        store.register(types)
+        store.deserialize_cdr(ch.sample, main)
     except Exception as exc:  # noqa: BLE001 - reported, not fatal
         return f"cannot decode {ch.type or 'schemaless'} with the embedded schema: {exc}"
     return ""

@@ -4,6 +4,7 @@ indexed MCAP holding everything up to its last complete chunk."""
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -95,7 +96,7 @@ def salvage(src: Path, dest: Path, profile: Profile,
                 good = f.tell()
             else:
                 good = f.tell()
-        except (McapError, ValueError, EOFError, OSError, IndexError) as exc:
+        except (McapError, ValueError, EOFError, OSError, IndexError, struct.error) as exc:
             if isinstance(exc, OSError) and not isinstance(exc, EOFError) and exc.errno:
                 writer.abort()
                 raise

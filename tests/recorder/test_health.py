@@ -33,7 +33,7 @@ def test_latency_over_threshold_is_flagged(tmp_path, humanoid):
     assert imu.latency_p99_ms > 50
 
 
-def test_live_window_sees_a_stall_the_whole_episode_hides(tmp_path, humanoid):
+def test_live_window_shows_a_stalled_topic_as_silent(tmp_path, humanoid):
     from recorder.control import Plan, Recorder
     from recorder.session import Session
     from recorder.sources.synthetic import SyntheticRig
