@@ -17,7 +17,17 @@ from typing import Any
 
 import yaml
 from mcap.exceptions import McapError
-from mcap.records import Attachment, Channel, Chunk, DataEnd, Footer, Header, Message, Metadata, Schema
+from mcap.records import (
+    Attachment,
+    Channel,
+    Chunk,
+    DataEnd,
+    Footer,
+    Header,
+    Message,
+    Metadata,
+    Schema,
+)
 from mcap.stream_reader import StreamReader, breakup_chunk
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 

@@ -20,7 +20,7 @@ from .types import EPISODE_EVENT_TYPE, deserialize
 from .writer import PART_SUFFIX, ChannelInfo, EpisodeWriter, WriterOptions
 
 if TYPE_CHECKING:
-    from .session import EpisodeInfo, Session
+    from .session import Session
 
 CRASHED_SUFFIX = ".crashed"
 

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import yaml
 
 from .errors import DiskFullError, RecorderError, SessionError
 from .health import HealthMonitor, HealthReport
-from .profile import EVENTS_TOPIC, Profile, parse_profile
+from .profile import EVENTS_TOPIC, Profile
 from .types import EPISODE_EVENT_TYPE, message_type, serialize, typestore
 from .writer import PART_SUFFIX, EpisodeWriter, WriterOptions
 
@@ -50,7 +50,7 @@ class EventKind(int, Enum):
     NOTE = 5
 
 
-class State(str, Enum):
+class State(StrEnum):
     IDLE = "idle"
     RECORDING = "recording"
     RESET = "reset"

@@ -3,7 +3,6 @@ episodes intact and the open one recoverable up to its last complete chunk."""
 
 from __future__ import annotations
 
-import os
 import resource
 import signal
 import subprocess
