@@ -115,3 +115,15 @@ def test_reset_phase_between_episodes_is_not_recorded(recorded):
     meta = yaml.safe_load((session.dir / "metadata.yaml").read_text())
     assert meta["rosbag2_bagfile_information"]["version"] == 9
     assert Path(session.dir / "demofab_session.yaml").exists()
+
+
+def test_rosbags_and_mcap_readers_return_the_same_bytes(recorded):
+    session, _, _ = recorded
+    via_mcap = []
+    for e in session.episodes:
+        with open(session.dir / e.file, "rb") as f:
+            via_mcap += [(c.topic, m.log_time, bytes(m.data))
+                         for _, c, m in make_reader(f).iter_messages(log_time_order=True)]
+    with AnyReader([session.dir]) as reader:
+        via_rosbags = [(c.topic, t, bytes(raw)) for c, t, raw in reader.messages()]
+    assert sorted(via_rosbags) == sorted(via_mcap)
