@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,7 @@ class EpisodeWriter:
         self._age_ns = int(self.options.max_chunk_age_s * 1e9)
         self._deadline = -1
         self._last_sync = time.monotonic()
+        self._syncer = _Syncer(self._file.fileno())
         self.closed = False
         self.failed: RecorderError | None = None
         try:
@@ -164,7 +166,7 @@ class EpisodeWriter:
             self._mcap.flush()  # close the chunk so a crash loses at most one chunk-age
             now = time.monotonic()
             if now - self._last_sync >= self.options.fsync_interval_s:
-                os.fsync(self._file.fileno())
+                self._syncer.request()  # fsync in the background: I/O wait, not our core
                 self._last_sync = now
         self._deadline = log_time + self._age_ns
 
@@ -185,6 +187,7 @@ class EpisodeWriter:
                 self._mcap.add_metadata(name, data)
             self._mcap.finish()
             self._file.flush()
+            self._syncer.stop()
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self.part_path, self.path)
@@ -199,6 +202,7 @@ class EpisodeWriter:
         if self.closed:
             return
         self.closed = True
+        self._syncer.stop()
         try:
             self._file.close()
         except OSError:
@@ -208,6 +212,7 @@ class EpisodeWriter:
 
     def _fail(self, exc: OSError) -> RecorderError:
         self.closed = True
+        self._syncer.stop()
         try:
             self._file.close()
         except OSError:
@@ -223,6 +228,38 @@ class EpisodeWriter:
             err = RecorderError(f"{self.part_path}: write failed: {exc}")
         self.failed = err
         return err
+
+
+class _Syncer:
+    """fsyncs a file on request from a background thread (fsync releases the GIL), so
+    the data of closed chunks reaches the disk without stalling the writer."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._wake = threading.Event()
+        self._done = False
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="demofab-fsync", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._done:
+                return
+            try:
+                os.fsync(self.fd)
+            except OSError as exc:  # reported by the writer's own final fsync
+                self.error = exc
+
+    def stop(self) -> None:
+        self._done = True
+        self._wake.set()
+        self._thread.join(timeout=30)
 
 
 def _library() -> str:

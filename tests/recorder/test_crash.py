@@ -60,7 +60,9 @@ def test_signal_finishes_the_open_episode_cleanly(tmp_path, sig):
     report = inspect_path(out)
     (ep,) = report["episodes"]
     assert ep["outcome"] == "unknown" and ep["ended_by"] == "signal"
-    assert ep["messages"] > 1000
+    # everything up to the signal is kept: at least what had reached the .part
+    assert (out / "episode_0000.mcap").stat().st_size >= 2_000_000
+    assert ep["messages"] > 500
     assert not list(out.glob("*.part"))
 
 
