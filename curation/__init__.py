@@ -7,11 +7,12 @@ from .errors import ConfigError, CurationError, InputError, LabelError, ReleaseE
 from .flags import FLAG_BITS, flag_names
 from .labels import Labels, load_labels
 from .pipeline import CurateResult, curate
-from .release import FORMAT_VERSION, open_release, release_summary, release_versions
+from .release import list_releases, open_release, release_summary, release_versions
+from .writer import FORMAT_VERSION
 
 __all__ = [
     "CurateConfig", "QualityConfig", "SegmentConfig", "load_config",
     "CurationError", "ConfigError", "InputError", "LabelError", "ReleaseError",
     "FLAG_BITS", "flag_names", "Labels", "load_labels", "CurateResult", "curate",
-    "FORMAT_VERSION", "open_release", "release_summary", "release_versions",
+    "FORMAT_VERSION", "list_releases", "open_release", "release_summary", "release_versions",
 ]

@@ -217,9 +217,8 @@ def strings(lay: Layout, mat: np.ndarray) -> dict[tuple[str, ...], list[list[str
         idx = np.concatenate([np.arange(o, o + ln) for o, ln in leaf.spans]) \
             if any(ln for _, ln in leaf.spans) else np.zeros(0, dtype=np.int64)
         block = np.ascontiguousarray(mat[:, idx])
-        uniq = np.unique(block.view(np.dtype((np.void, max(block.shape[1], 1))))
-                         if block.shape[1] else np.zeros((len(mat), 1), np.uint8), axis=0)
-        rows = [block[0]] if len(uniq) == 1 else list(block)
+        same = len(block) == 0 or bool((block == block[0]).all())
+        rows = [block[0]] if same else list(block)
         decoded = []
         for row in rows:
             parts, p = [], 0

@@ -1,0 +1,192 @@
+"""``demofab curate | curate-report | release list|show|verify | export``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import CurationError, ReleaseError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("curate", help="curate recordings into a versioned Zarr v3 release")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="episode MCAP files, sessions, rosbag2 bags, or folders holding them")
+    p.add_argument("--out", required=True, help="releases directory")
+    p.add_argument("--name", required=True, help="release name: creates OUT/NAME/vN")
+    _common(p)
+    p.add_argument("--replace", action="store_true",
+                   help="build the new version from INPUTs only (do not carry the newest "
+                        "version's episodes over)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_curate)
+
+    p = sub.add_parser("curate-report", help="HTML quality report of a release or of recordings")
+    p.add_argument("path", help="a release (version or name directory) or recordings")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    _common(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("release", help="list, show or verify curated releases")
+    rsub = p.add_subparsers(dest="release_command", required=True)
+    q = rsub.add_parser("list", help="versions under a releases or release-name directory")
+    q.add_argument("path")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_list)
+    q = rsub.add_parser("show", help="streams, arrays and episodes of a release version")
+    q.add_argument("path", help="a version directory, or a name directory (newest version)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_show)
+    q = rsub.add_parser("verify", help="check every file against the manifest")
+    q.add_argument("path")
+    q.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("export", help="export a release to LeRobot or robomimic")
+    p.add_argument("path", help="a release version (or name directory: newest version)")
+    p.add_argument("--format", required=True, choices=["lerobot", "robomimic"])
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=cmd_export)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--labels", help="labels file (YAML or CSV; see docs/curator-guide.md)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a label for every episode, e.g. --set task='pick up the box'")
+    p.add_argument("--config", help="curation config YAML (segment, quality, split sections)")
+    p.add_argument("--profile", help="recording profile for recordings that carry none")
+
+
+def _setup(args: argparse.Namespace):  # noqa: ANN202
+    from dataclasses import replace
+
+    from .config import load_config
+    from .labels import load_labels
+
+    cfg = load_config(args.config)
+    if args.profile:
+        cfg = replace(cfg, profile=args.profile)
+    return cfg, load_labels(args.labels, args.set)
+
+
+def _progress():  # noqa: ANN202
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+
+    con = Console(stderr=True)
+
+    def show(what: str, i: int, n: int) -> None:
+        con.print(f"\r[{i + 1 if i < n else n}/{n}] {what}".ljust(70), end="")
+
+    return show
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    from .pipeline import curate
+
+    cfg, labels = _setup(args)
+    r = curate(args.inputs, args.out, args.name, labels=labels, config=cfg,
+               replace=args.replace, progress=_progress())
+    if args.json:
+        print(json.dumps(r.to_dict()))
+        return 0
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    state = "created" if r.created else "unchanged (same inputs, labels and config as)"
+    print(f"{state} {r.release}: {r.episodes} episodes ({r.new_episodes} new, {r.flagged} "
+          f"flagged); {r.decoded_files} files decoded, {r.cached_files} from cache, "
+          f"{r.input_bytes / 1e6:.1f} MB in {r.seconds:.2f} s")
+    for s in r.skipped:
+        print(f"  skipped {s['path']}: {s['reason']}")
+    for n in r.notes:
+        print(f"  note: {n}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .pipeline import curate
+    from .release import release_versions
+    from .report import render_release
+
+    path = Path(args.path)
+    if (path / "zarr.json").exists() or release_versions(path):
+        out = render_release(path, args.out)
+    else:
+        cfg, labels = _setup(args)
+        with tempfile.TemporaryDirectory(prefix="demofab-report-") as tmp:
+            r = curate([path], tmp, "report", labels=labels, config=cfg)
+            out = render_release(r.release, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .release import list_releases
+
+    rows = list_releases(args.path)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print(f"{args.path}: no releases")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['name']} v{r['version']}: {r['error']}")
+            continue
+        print(f"{r['name']} v{r['version']}  {r['episodes']} episodes ({r['flagged']} flagged), "
+              f"{r['duration_s']:.1f} s, {r['streams']} streams, {r['created_at']}  {r['path']}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .release import release_summary
+
+    s = release_summary(args.path)
+    if args.json:
+        print(json.dumps(s))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    con.print(f"[bold]{s['name']} v{s['version']}[/] {s['path']} ({s['files']} files, "
+              f"sha256 {str(s['release_sha256'])[:16]}…), sync reference {s['sync_reference']}")
+    tt = Table("stream", "type", "count", "rate Hz", "arrays")
+    for st in s["streams"]:
+        tt.add_row(st["name"], st["type"], str(st["count"]), str(st["measured_rate_hz"]),
+                   ", ".join(st["arrays"]))
+    con.print(tt)
+    et = Table("#", "episode", "task", "operator", "success", "split", "s", "score", "flags")
+    for e in s["episodes"]:
+        et.add_row(str(e["index"]), e["episode_id"][:16], e["task"], e["operator"],
+                   str(e["success"]), e["split"], f"{e['duration_s']:.1f}",
+                   f"{e['quality_score']:.2f}", ", ".join(e["flag_names"]) or "-")
+    con.print(et)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .manifest import verify
+    from .release import resolve
+
+    p = resolve(args.path)
+    bad = verify(p)
+    if bad:
+        raise ReleaseError(f"{p}: {len(bad)} files differ from the manifest: " + "; ".join(bad[:5]))
+    print(f"{p}: every file matches the manifest")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .release import resolve
+
+    try:
+        from .export import export_release
+    except ImportError as exc:
+        raise CurationError(f"exports are not available in this build: {exc}") from exc
+    out = export_release(resolve(args.path), args.format, Path(args.out))
+    print(f"exported {args.path} as {args.format} to {out or args.out}")
+    return 0

@@ -1,0 +1,287 @@
+"""Ingest: one MCAP file -> its streams as columns, its events and facts, cached by sha256.
+
+The cache (``RELEASES_DIR/NAME/.work/files/<sha256>.vN/``) holds ``meta.json`` and
+``arrays.bin`` (every array, 64-byte aligned, located by the index in meta.json). An
+entry appears by an atomic rename once complete, so an interrupted run leaves no half
+entry, and a repeated or resumed run reads finished files from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .decode import StreamData, decode_channel
+from .inputs import InputFile, sha256_bytes
+from .mcapread import read_mcap
+
+INGEST_VERSION = 1
+EVENTS_TOPIC = "/demofab/episode_events"
+EVENT_TYPE = "demofab_msgs/msg/EpisodeEvent"
+EVENT_KINDS = {0: "start", 1: "stop", 2: "discard", 3: "subtask", 4: "intervention",
+               5: "note", 6: "reset_start", 7: "reset_end"}
+
+
+@dataclass
+class FileRecord:
+    """Everything curation needs from one recording file."""
+
+    path: str
+    session: str
+    sha256: str
+    size: int
+    streams: dict[str, StreamData]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+    attachments: dict[str, str] = field(default_factory=dict)  # text attachments (URDF)
+    truncated_at: int | None = None
+    damage: str = ""
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    from_cache: bool = False
+
+
+def ingest_file(inp: InputFile, buf: bytes | None = None, digest: str = "",
+                only: set[str] | None = None) -> FileRecord:
+    """Read and decode one file (never raises on damaged content; see problems).
+    ``only``: decode just these topics (used to reload payloads left out of the cache)."""
+    if buf is None:
+        with open(inp.path, "rb") as f:
+            buf = f.read()
+    digest = digest or sha256_bytes(buf)
+    content = read_mcap(buf)
+    rec = FileRecord(str(inp.path), inp.session, digest, len(buf), {},
+                     metadata=content.metadata, truncated_at=content.truncated_at,
+                     damage=content.damage)
+    del buf
+    if content.truncated_at is not None:
+        rec.problems.append(("truncated", f"{inp.path}: {content.damage} at byte offset "
+                                          f"{content.truncated_at}; kept what was readable"))
+    if content.unknown_channel_messages:
+        rec.problems.append(("decode_error", f"{inp.path}: {content.unknown_channel_messages} "
+                                             "messages on undeclared channels"))
+    for name, data in content.attachments.items():
+        if name.endswith((".urdf", ".xml", ".mjcf")):
+            rec.attachments[name] = data.decode("utf-8", "replace")
+    by_topic: dict[str, list[Any]] = {}
+    for ch in content.channels.values():
+        by_topic.setdefault(ch.topic, []).append(ch)
+    for topic, chans in by_topic.items():
+        if only is not None and topic not in only:
+            continue
+        ch = chans[0]
+        data, log = list(ch.data), list(ch.log_times)
+        for other in chans[1:]:  # the same topic on several channels
+            if other.type != ch.type:
+                rec.problems.append(("decode_error", f"{inp.path}: topic {topic} has types "
+                                     f"{ch.type} and {other.type}; kept {ch.type} only "
+                                     f"({len(other.data)} messages of the other left out)"))
+                continue
+            data += other.data
+            log += other.log_times
+        if topic == EVENTS_TOPIC and ch.type == EVENT_TYPE:
+            rec.events = _events(ch, data, log, rec)
+            continue
+        sd = decode_channel(topic, ch.type, ch.message_encoding, ch.schema_encoding,
+                            ch.schema, data, np.array(log, dtype=np.int64))
+        rec.streams[topic] = sort_stream(sd)
+    return rec
+
+
+def sort_stream(sd: StreamData) -> StreamData:
+    """Rows in receive order -> rows sorted by time_ns (stable)."""
+    order = np.argsort(sd.time_ns, kind="stable")
+    sd.order = order
+    if np.array_equal(order, np.arange(len(order))):
+        return sd
+    sd.time_ns = sd.time_ns[order]
+    sd.log_time_ns = sd.log_time_ns[order]
+    sd.fields = {k: v[order] for k, v in sd.fields.items()}
+    for k, (values, offsets) in list(sd.ragged.items()):
+        parts = [values[offsets[i]:offsets[i + 1]] for i in order]
+        new_off = np.zeros(len(order) + 1, dtype=np.int64)
+        np.cumsum([len(p) for p in parts], out=new_off[1:])
+        sd.ragged[k] = (np.concatenate(parts) if parts else values[:0], new_off)
+    return sd
+
+
+def _events(ch: Any, data: list[bytes], log: list[int], rec: FileRecord) -> list[dict[str, Any]]:
+    from .decode import type_store
+
+    try:
+        store = type_store(ch.type, ch.schema_encoding, ch.schema)
+    except Exception as exc:  # noqa: BLE001
+        rec.problems.append(("decode_error", f"{rec.path}: events not decodable: {exc}"))
+        return []
+    out = []
+    for d, lt in zip(data, log, strict=True):
+        try:
+            m = store.deserialize_cdr(d, ch.type)
+        except Exception as exc:  # noqa: BLE001
+            rec.problems.append(("decode_error", f"{rec.path}: event at log time {lt} "
+                                                 f"does not decode: {exc}"))
+            continue
+        st = m.header.stamp
+        out.append({"kind": EVENT_KINDS.get(int(m.kind), f"kind_{int(m.kind)}"),
+                    "time_ns": int(st.sec) * 1_000_000_000 + int(st.nanosec),
+                    "log_time_ns": int(lt), "label": str(m.label), "outcome": str(m.outcome),
+                    "task": str(m.task), "operator": str(m.operator),
+                    "episode_id": str(m.episode_id), "episode_index": int(m.episode_index)})
+    out.sort(key=lambda e: (e["log_time_ns"], e["time_ns"]))
+    return out
+
+
+# -- the cache ----------------------------------------------------------------------------
+EXTERNAL_BYTES = 1 << 20  # ragged payloads this large (camera frames) stay in the source
+
+
+class _Payloads(dict):  # type: ignore[type-arg]
+    """Ragged fields of a cached stream; large ones are re-read from the source file on
+    first access (decoding only that topic), so the cache never copies camera frames."""
+
+    def __init__(self, cache: Cache, meta: dict[str, Any], topic: str,
+                 inp: InputFile | None) -> None:
+        super().__init__()
+        self.cache, self.meta, self.topic, self.inp = cache, meta, topic, inp
+        self.external: dict[str, np.ndarray] = {}
+
+    def _fill(self) -> None:
+        from .errors import InputError
+
+        path = Path(self.inp.path if self.inp else self.meta["path"])
+        try:
+            buf = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{path}: camera payloads of {self.topic} are read from the "
+                             f"recording, which cannot be read: {exc}") from exc
+        if sha256_bytes(buf) != self.meta["sha256"]:
+            raise InputError(f"{path}: changed since it was ingested (sha256 differs); "
+                             f"give it again as an input")
+        rec = ingest_file(InputFile(path, self.meta["session"]), buf, self.meta["sha256"],
+                          only={self.topic})
+        sd = rec.streams[self.topic]
+        for n in list(self.external):
+            super().__setitem__(n, sd.ragged[n])
+        self.external.clear()
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.external:
+            self._fill()
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.external or super().__contains__(key)
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(list(super().keys()) + list(self.external))
+
+    def keys(self):  # noqa: ANN201
+        return list(self)
+
+    def items(self):  # noqa: ANN201
+        return [(k, self[k]) for k in self]
+
+
+class Cache:
+    """Per-file ingest results keyed by content hash."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "files"
+
+    def entry(self, sha: str) -> Path:
+        return self.root / f"{sha}.v{INGEST_VERSION}"
+
+    def has(self, sha: str) -> bool:
+        return (self.entry(sha) / "meta.json").exists()
+
+    def save(self, rec: FileRecord) -> None:
+        """One data file of concatenated arrays and one meta.json per entry."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.entry(rec.sha256)
+        if final.exists():
+            return
+        tmp = Path(tempfile.mkdtemp(prefix=f".{rec.sha256[:16]}.", dir=self.root))
+        try:
+            streams = []
+            index: dict[str, list[Any]] = {}
+            pos = 0
+            with open(tmp / "arrays.bin", "wb") as f:
+                for k, sd in enumerate(rec.streams.values()):
+                    arrays = {"time_ns": sd.time_ns, "log_time_ns": sd.log_time_ns}
+                    if sd.order is not None:
+                        arrays["order"] = sd.order
+                    arrays.update({f"f.{n}": a for n, a in sd.fields.items()})
+                    external = []
+                    for n, (v, o) in sd.ragged.items():
+                        arrays[f"r.{n}.offsets"] = o
+                        if len(v) >= EXTERNAL_BYTES:
+                            external.append(n)  # re-read from the source when needed
+                        else:
+                            arrays[f"r.{n}.values"] = v
+                    for name, arr in arrays.items():
+                        arr = np.ascontiguousarray(arr)
+                        pad = -pos % 64
+                        f.write(b"\0" * pad)
+                        pos += pad
+                        index[f"s{k}.{name}"] = [pos, arr.dtype.str, list(arr.shape)]
+                        f.write(memoryview(arr).cast("B") if arr.size else b"")
+                        pos += arr.nbytes
+                    streams.append({"topic": sd.topic, "type": sd.type, "clock": sd.clock,
+                                    "fields": list(sd.fields), "ragged": list(sd.ragged),
+                                    "constants": sd.constants, "attrs": sd.attrs,
+                                    "has_order": sd.order is not None,
+                                    "external": external, "problems": sd.problems})
+            meta = {"ingest_version": INGEST_VERSION, "path": rec.path, "session": rec.session,
+                    "sha256": rec.sha256, "size": rec.size, "events": rec.events,
+                    "metadata": rec.metadata, "attachments": rec.attachments,
+                    "truncated_at": rec.truncated_at, "damage": rec.damage,
+                    "problems": rec.problems, "streams": streams, "index": index}
+            (tmp / "meta.json").write_text(json.dumps(meta))
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def load(self, sha: str, inp: InputFile | None = None) -> FileRecord:
+        d = self.entry(sha)
+        meta = json.loads((d / "meta.json").read_text())
+        index = meta["index"]
+        size = (d / "arrays.bin").stat().st_size
+        blob = np.memmap(d / "arrays.bin", dtype=np.uint8, mode="r") if size else \
+            np.zeros(0, np.uint8)
+        streams: dict[str, StreamData] = {}
+        for k, s in enumerate(meta["streams"]):
+            def ld(name: str, k: int = k) -> np.ndarray:
+                off, dt, shape = index[f"s{k}.{name}"]
+                dtype = np.dtype(dt)
+                n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                return blob[off:off + n].view(dtype).reshape(shape)
+
+            ext = set(s.get("external", []))
+            ragged: dict[str, Any] = _Payloads(self, meta, s["topic"], inp) if ext else {}
+            for n in s["ragged"]:
+                if n in ext:
+                    ragged.external[n] = ld(f"r.{n}.offsets")  # type: ignore[attr-defined]
+                else:
+                    ragged[n] = (ld(f"r.{n}.values"), ld(f"r.{n}.offsets"))
+            sd = StreamData(s["topic"], s["type"], ld("time_ns"), ld("log_time_ns"), s["clock"],
+                            {n: ld(f"f.{n}") for n in s["fields"]}, ragged,
+                            s["constants"], s["attrs"], [tuple(p) for p in s["problems"]],
+                            ld("order") if s.get("has_order") else None)
+            streams[sd.topic] = sd
+        return FileRecord(
+            str(inp.path) if inp else meta["path"], inp.session if inp else meta["session"],
+            meta["sha256"], meta["size"], streams, meta["events"], meta["metadata"],
+            meta["attachments"], meta["truncated_at"], meta["damage"],
+            [tuple(p) for p in meta["problems"]], from_cache=True)
+
+    def clean_partial(self) -> None:
+        if self.root.exists():
+            for p in self.root.glob(".*"):
+                shutil.rmtree(p, ignore_errors=True)

@@ -1,0 +1,346 @@
+"""``curate``: inputs -> ingest (cached) -> episodes -> quality -> labels -> release vN."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import CurateConfig
+from .errors import CurationError
+from .ingest import INGEST_VERSION, Cache, FileRecord, ingest_file
+from .inputs import InputFile, find_inputs, sha256_bytes
+from .labels import Labels, assign_splits
+from .manifest import write_manifest
+from .quality import Expectation, check_episode, urdf_limits
+from .release import episode_table, release_versions
+from .segment import Segment, segment_file
+from .writer import FORMAT_VERSION, Planned, finish_row, write_release
+from .zwrite import fsync_tree
+
+Progress = Callable[[str, int, int], None]
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass
+class CurateResult:
+    release: Path
+    name: str
+    version: int
+    created: bool                   # False: nothing changed since the newest version
+    episodes: int
+    new_episodes: int
+    decoded_files: int              # files read and decoded in this run
+    cached_files: int               # files taken from the work cache
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    flagged: int = 0
+    seconds: float = 0.0
+    input_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"release": str(self.release), "name": self.name, "version": self.version,
+                "created": self.created, "episodes": self.episodes,
+                "new_episodes": self.new_episodes, "decoded_files": self.decoded_files,
+                "cached_files": self.cached_files, "flagged": self.flagged,
+                "skipped": self.skipped, "notes": self.notes,
+                "seconds": round(self.seconds, 3), "input_bytes": self.input_bytes}
+
+
+@dataclass
+class _Context:
+    cfg: CurateConfig
+    profiles: dict[str, Any] = field(default_factory=dict)
+    roles: dict[str, tuple[str, float | None]] = field(default_factory=dict)
+
+
+def curate(inputs: list[str | Path], out_dir: str | Path, name: str, *,
+           labels: Labels | None = None, config: CurateConfig | None = None,
+           replace: bool = False, progress: Progress | None = None) -> CurateResult:
+    """Create ``out_dir/name/vN`` from the inputs plus the episodes of the newest version."""
+    t0 = time.perf_counter()
+    cfg = config or CurateConfig()
+    labels = labels or Labels()
+    if not name or "/" in name or name.startswith("."):
+        raise CurationError(f"release name {name!r} must be a plain directory name")
+    name_dir = Path(out_dir) / name
+    work = name_dir / ".work"
+    cache = Cache(work)
+    cache.clean_partial()
+    for stale in name_dir.glob(".v*.tmp-*") if name_dir.exists() else ():
+        shutil.rmtree(stale, ignore_errors=True)
+    files, skipped = find_inputs(list(inputs)) if inputs else ([], [])
+    versions = release_versions(name_dir)
+    prev = None if replace or not versions else versions[-1]
+    prev_rows = episode_table(prev[1]) if prev else []
+    ctx = _Context(cfg)
+    result = CurateResult(name_dir, name, 0, False, 0, 0, 0, 0,
+                          skipped=[{"path": s.path, "reason": s.reason} for s in skipped])
+    records: dict[str, FileRecord] = {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, min(cfg.workers or (os.cpu_count() or 1), len(files) or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        for i, (inp, rec, stats) in enumerate(pool.map(lambda f: _load(f, cache), files)):
+            if progress:
+                progress(f"ingest {inp.path.name}", i, len(files))
+            result.input_bytes += rec.size
+            result.cached_files += stats == "cached"
+            result.decoded_files += stats == "decoded"
+            if rec.sha256 in records:
+                result.skipped.append({"path": str(inp.path), "reason": "same content as "
+                                       f"{records[rec.sha256].path} (sha256 {rec.sha256[:12]})"})
+                continue
+            records[rec.sha256] = rec
+    # the newest version's episodes come along (unless --replace)
+    for row in prev_rows:
+        sha = row["provenance"].get("source_sha256", "")
+        if sha and sha not in records:
+            records[sha] = _carry(sha, row, cache)
+    plans = _plan(records, prev_rows, ctx, labels, result)
+    if progress:
+        progress("write release", len(files), len(files))
+    fp = _fingerprint(plans, labels, cfg)
+    if prev is not None and _prev_fingerprint(prev[1]) == fp:
+        result.release, result.version = prev[1], prev[0]
+        result.episodes = len(plans)
+        result.seconds = time.perf_counter() - t0
+        return result
+    version = versions[-1][0] + 1 if versions else 1
+    result.release = _publish(name_dir, name, version, prev, plans, ctx, fp)
+    result.version, result.created = version, True
+    result.episodes = len(plans)
+    result.flagged = sum(1 for p in plans if p.row["flags"])
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _load(inp: InputFile, cache: Cache) -> tuple[InputFile, FileRecord, str]:
+    with open(inp.path, "rb") as f:
+        buf = f.read()
+    sha = sha256_bytes(buf)
+    if cache.has(sha):
+        return inp, cache.load(sha, inp), "cached"
+    rec = ingest_file(inp, buf, sha)
+    del buf
+    cache.save(rec)
+    return inp, rec, "decoded"
+
+
+def _carry(sha: str, row: dict[str, Any], cache: Cache) -> FileRecord:
+    if cache.has(sha):
+        return cache.load(sha)
+    src = Path(row["provenance"].get("source_file", ""))
+    if src.is_file():
+        buf = src.read_bytes()
+        if sha256_bytes(buf) == sha:
+            rec = ingest_file(InputFile(src, row.get("session", "")), buf, sha)
+            cache.save(rec)
+            return rec
+    raise CurationError(f"episode {row['episode_id']} of the previous version came from {src} "
+                        f"(sha256 {sha[:12]}), which is neither in the work cache nor on disk "
+                        "unchanged; give that recording again, or curate with --replace")
+
+
+# -- episodes -----------------------------------------------------------------------------
+def _profile(rec: FileRecord, ctx: _Context) -> Any:
+    from recorder.profile import builtin_profiles, load_profile, parse_profile
+
+    state = Path(rec.path).parent / "demofab_session.yaml"
+    key = str(state) if state.exists() else ctx.cfg.profile or \
+        rec.metadata.get("demofab.episode", {}).get("profile", "")
+    if key in ctx.profiles:
+        return ctx.profiles[key]
+    prof = None
+    try:
+        if state.exists():
+            prof = parse_profile((yaml.load(state.read_text(), Loader=_Loader) or {}).get("profile"),
+                                 str(state))
+        elif ctx.cfg.profile:
+            prof = load_profile(ctx.cfg.profile)
+        elif key in builtin_profiles():
+            prof = load_profile(key)
+    except Exception as exc:  # noqa: BLE001 - a profile only adds expectations
+        if ctx.cfg.profile:
+            raise CurationError(f"profile {ctx.cfg.profile!r}: {exc}") from exc
+        prof = None
+    ctx.profiles[key] = prof
+    return prof
+
+
+def _expectations(rec: FileRecord, ctx: _Context
+                  ) -> tuple[dict[str, Expectation], dict[str, tuple[float, float]], float | None]:
+    prof = _profile(rec, ctx)
+    expect: dict[str, Expectation] = {}
+    limits: dict[str, tuple[float, float]] = {}
+    latency = None
+    if prof is not None:
+        for t in prof.topics:
+            if t.role != "event":
+                expect[t.topic] = Expectation(t.rate_hz, t.role)
+                ctx.roles.setdefault(t.topic, (t.role, t.rate_hz))
+        limits = {j.name: (j.lower, j.upper) for j in prof.robot.joints}
+        latency = prof.health.max_latency_ms
+    if not limits:
+        for text in rec.attachments.values():
+            limits = urdf_limits(text)
+            if limits:
+                break
+    return expect, limits, latency
+
+
+def _base_row(rec: FileRecord, seg: Segment, nsegs: int) -> dict[str, Any]:
+    md = rec.metadata.get("demofab.episode", {})
+    info = seg.info
+    outcome = info.get("outcome") or md.get("outcome") or "unknown"
+    eid = info.get("episode_id") or md.get("episode_id") or ""
+    if not eid or nsegs > 1 and not info.get("episode_id"):
+        eid = f"{rec.sha256[:16]}-{seg.index}"
+    src = {"task": "metadata", "operator": "metadata", "success": "metadata"}
+    if seg.method == "events":
+        src = {"task": "events", "operator": "events", "success": "events"}
+    anns = seg.annotations
+    row: dict[str, Any] = {
+        "index": -1, "episode_id": eid, "key": f"{rec.sha256}:{seg.index}",
+        "task": info.get("task") or md.get("task", ""),
+        "success": {"success": True, "failure": False}.get(outcome),
+        "outcome": outcome,
+        "operator": info.get("operator") or md.get("operator", ""),
+        "session": md.get("session") or rec.session or info.get("session", ""),
+        "robot": md.get("robot", ""),
+        "split": "train", "quality_score": 1.0, "flags": 0, "flag_names": [],
+        "flag_reasons": [],
+        "interventions": sum(1 for a in anns if a["kind"] == "intervention"),
+        "notes": [a["label"] for a in anns if a["kind"] == "note"],
+        "start_ns": int(seg.start_ns), "end_ns": int(seg.end_ns),
+        "duration_s": round((seg.end_ns - seg.start_ns) / 1e9, 6),
+        "streams": {}, "annotations": anns,
+        "provenance": {
+            "kind": "recording", "source_file": str(Path(rec.path).resolve()),
+            "source_sha256": rec.sha256, "source_size": rec.size, "segment": seg.index,
+            "segmentation": seg.method,
+            "log_time_start_ns": _log_span(rec, seg)[0], "log_time_end_ns": _log_span(rec, seg)[1],
+            "profile": md.get("profile", ""),
+            "recorder_episode_index": info.get("recorder_episode_index"),
+            "software": {k[9:]: v for k, v in md.items() if k.startswith("software.")},
+            "truncated_at": rec.truncated_at},
+        "labels_source": {**src, "interventions": "events", "notes": "events"},
+    }
+    if not row["task"]:
+        row["labels_source"]["task"] = "default"
+    return row
+
+
+def _log_span(rec: FileRecord, seg: Segment) -> tuple[int, int]:
+    lo, hi = [], []
+    for sd in rec.streams.values():
+        a, b = seg.rows(sd)
+        if b > a:
+            lt = sd.log_time_ns[a:b]
+            lo.append(int(lt.min()))
+            hi.append(int(lt.max()))
+    return (min(lo), max(hi)) if lo else (0, 0)
+
+
+def _plan(records: dict[str, FileRecord], prev_rows: list[dict[str, Any]], ctx: _Context,
+          labels: Labels, result: CurateResult) -> list[Planned]:
+    prev_by_key = {r["key"]: r for r in prev_rows}
+    plans: list[Planned] = []
+    for rec in records.values():
+        expect, limits, latency = _expectations(rec, ctx)
+        segs, notes = segment_file(rec, ctx.cfg.segment, limits)
+        result.notes.extend(notes)
+        for seg in segs:
+            if seg.discarded:
+                result.skipped.append({"path": rec.path, "reason": f"segment {seg.index} was "
+                                       "discarded by the operator (DISCARD event)"})
+                continue
+            row = _base_row(rec, seg, len(segs))
+            q = check_episode(rec, seg, expect, limits, ctx.cfg.quality, latency)
+            old = prev_by_key.get(row["key"])
+            if old is not None:
+                for k, src in old.get("labels_source", {}).items():
+                    if src in ("labels_file", "cli", "previous_version"):
+                        row[k] = old[k]
+                        row["labels_source"][k] = "previous_version"
+                if "split" in old:
+                    row["split"] = old["split"]
+                    row["labels_source"]["split"] = "previous_version"
+            labels.apply(row)
+            finish_row(row, q.flags, q.reasons)
+            row["_quality_streams"] = q.streams
+            plans.append(Planned(rec, seg, row))
+    order = {r["key"]: i for i, r in enumerate(prev_rows)}
+    plans.sort(key=lambda p: (order.get(p.row["key"], len(order)), p.row["session"],
+                              p.row["start_ns"], p.row["key"]))
+    result.new_episodes = sum(1 for p in plans if p.row["key"] not in order)
+    rows = [p.row for p in plans]
+    result.notes.extend(labels.unmatched(rows))
+    assign_splits(rows, ctx.cfg.split)
+    for p in plans:
+        p.row["quality_streams"] = p.row.pop("_quality_streams")
+    return plans
+
+
+def software() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("demofab", "zarr", "numpy", "mcap", "rosbags"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def _fingerprint(plans: list[Planned], labels: Labels, cfg: CurateConfig) -> str:
+    text = json.dumps({"keys": sorted(p.row["key"] for p in plans),
+                       "labels": labels.fingerprint(), "config": cfg.to_dict(),
+                       "format": FORMAT_VERSION, "ingest": INGEST_VERSION}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _prev_fingerprint(path: Path) -> str:
+    try:
+        meta = json.loads((path / "zarr.json").read_text())
+        return str(meta["attributes"]["demofab"].get("fingerprint", ""))
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
+def _publish(name_dir: Path, name: str, version: int, prev: tuple[int, Path] | None,
+             plans: list[Planned], ctx: _Context, fp: str) -> Path:
+    name_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".v{version}.tmp-", dir=name_dir))
+    try:
+        attrs = {"name": name, "version": version,
+                 "parent_version": prev[0] if prev else None,
+                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "fingerprint": fp, "software": software()}
+        from . import zwrite
+
+        with zwrite.recording() as written:
+            write_release(tmp, plans, ctx.cfg, attrs, ctx.roles)
+        write_manifest(tmp, name, version, written)
+        fsync_tree(tmp)
+        final = name_dir / f"v{version}"
+        if final.exists():
+            raise CurationError(f"{final} already exists; releases are immutable")
+        os.rename(tmp, final)
+        for p in final.rglob("*"):
+            if p.is_file():
+                p.chmod(0o444)
+        return final
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,46 @@
+"""Per-feature statistics over a whole release, with exact quantiles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+def describe(arr: np.ndarray) -> dict[str, Any] | None:
+    """Statistics per element of the trailing shape over all rows (NaN left out)."""
+    a = np.asarray(arr)
+    if a.dtype.kind not in "iuf" or a.ndim == 0:
+        return None
+    shape = list(a.shape[1:])
+    flat = a.reshape(len(a), -1).astype(np.float64, copy=False)
+    n = len(flat)
+    nan = np.isnan(flat) if a.dtype.kind == "f" else None
+    has_nan = nan is not None and bool(nan.any())
+    count = (n - nan.sum(axis=0)) if has_nan else np.full(flat.shape[1], n)
+    out: dict[str, Any] = {"dtype": a.dtype.name, "shape": shape,
+                           "count": count.reshape(shape).tolist()}
+    if n == 0 or flat.shape[1] == 0:
+        return out | {"mean": None, "std": None, "min": None, "max": None, "q": {}}
+    with np.errstate(all="ignore"):
+        if has_nan:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, std = np.nanmean(flat, axis=0), np.nanstd(flat, axis=0)
+                lo, hi = np.nanmin(flat, axis=0), np.nanmax(flat, axis=0)
+                qs = np.nanquantile(flat, QUANTILES, axis=0)
+        else:
+            mean, std = flat.mean(axis=0), flat.std(axis=0)
+            lo, hi = flat.min(axis=0), flat.max(axis=0)
+            qs = np.quantile(flat, QUANTILES, axis=0)
+
+    def lst(x: np.ndarray) -> Any:
+        return np.where(np.isfinite(x), x, np.nan).reshape(shape).tolist()
+
+    out.update(mean=lst(mean), std=lst(std), min=lst(lo), max=lst(hi),
+               q={str(q): lst(qs[i]) for i, q in enumerate(QUANTILES)})
+    return out

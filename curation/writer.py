@@ -1,0 +1,294 @@
+"""The release writer: curated episodes -> one Zarr v3 group (docs/release-format.md)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import CurateConfig
+from .decode import JOINT_STATE, StreamData
+from .flags import FLAG_BITS, flag_mask, flag_names, score
+from .ingest import FileRecord
+from .segment import Segment
+from .stats import QUANTILES, describe
+from .zwrite import ArrayWriter, write_array, write_group
+
+FORMAT = "demofab.release"
+FORMAT_VERSION = 1
+TABLE_VERSION = 1
+
+
+@dataclass
+class Planned:
+    """One episode of the release: where its rows are, and its table row."""
+
+    rec: FileRecord
+    seg: Segment
+    row: dict[str, Any]
+    extra_flags: list[dict[str, str]] = field(default_factory=list)
+
+
+def stream_name(topic: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", topic.lstrip("/").replace("/", "."))
+    if not name or name.startswith("__") or name in (".", ".."):
+        name = "stream" + name
+    return name
+
+
+@dataclass
+class _Stream:
+    name: str
+    topic: str
+    type: str
+    parts: list[tuple[int, StreamData, int, int]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return sum(b - a for _, _, a, b in self.parts)
+
+
+def _streams(plans: list[Planned]) -> dict[str, _Stream]:
+    out: dict[str, _Stream] = {}
+    by_topic: dict[tuple[str, str], str] = {}
+    for e, p in enumerate(plans):
+        for topic, sd in p.rec.streams.items():
+            key = (topic, sd.type)
+            name = by_topic.get(key)
+            if name is None:
+                name = stream_name(topic)
+                if name in out:  # same topic with another type in another file
+                    name = f"{name}.{stream_name(sd.type.split('/')[-1])}"
+                by_topic[key] = name
+                out[name] = _Stream(name, topic, sd.type)
+            a, b = p.seg.rows(sd)
+            out[name].parts.append((e, sd, a, b))
+    return dict(sorted(out.items()))
+
+
+def write_release(root: Path, plans: list[Planned], cfg: CurateConfig,
+                  release_attrs: dict[str, Any], roles: dict[str, tuple[str, float | None]]
+                  ) -> dict[str, Any]:
+    """Write the whole version into ``root`` (a fresh directory). Returns the root attrs."""
+    streams = _streams(plans)
+    ne = len(plans)
+    write_group(root / "streams")
+    times: dict[str, np.ndarray] = {}
+    bounds_all: dict[str, np.ndarray] = {}
+    stats: dict[str, Any] = {}
+    for st in streams.values():
+        times[st.name], bounds_all[st.name], stats[st.name] = _write_stream(
+            root / "streams" / st.name, st, plans, ne, cfg, roles.get(st.topic))
+    ref = _reference(streams, cfg)
+    write_group(root / "sync", {"reference": ref})
+    if ref:
+        for st in streams:
+            if st == ref:
+                continue
+            for a, b in ((st, ref), (ref, st)):
+                idx = sync_index(times[a], bounds_all[a], times[b], bounds_all[b])
+                write_array(root / "sync" / f"{a}__to__{b}", idx, cfg.chunk_rows, cfg.shard_rows,
+                            attributes={"from": a, "to": b, "rule": "latest_at_or_before"})
+    rows = []
+    for e, p in enumerate(plans):
+        row = p.row
+        if p.extra_flags:
+            for r in p.extra_flags:
+                row["flag_reasons"].append(r)
+            names = set(row["flag_names"]) | {r["flag"] for r in p.extra_flags}
+            row["flag_names"] = [n for n in FLAG_BITS if n in names]
+            if row["labels_source"].get("flags") not in ("labels_file", "cli"):
+                row["flags"] = flag_mask(names)
+            if row["labels_source"].get("quality_score") not in ("labels_file", "cli"):
+                row["quality_score"] = score(names)
+        row["index"] = e
+        row["streams"] = {name: int(bounds_all[name][e, 1] - bounds_all[name][e, 0])
+                          for name in streams}
+        rows.append(row)
+    (root / "episodes.json").write_text(json.dumps(
+        {"format_version": TABLE_VERSION, "episodes": rows}, indent=1))
+    (root / "stats.json").write_text(json.dumps(
+        {"format_version": 1, "quantiles": list(QUANTILES), "streams": stats}))
+    attrs = dict(release_attrs)
+    attrs.update(format=FORMAT, format_version=FORMAT_VERSION, streams=list(streams),
+                 sync_reference=ref, episodes=ne, episode_table="episodes.json",
+                 stats="stats.json", manifest="manifest.json", flag_bits=FLAG_BITS,
+                 config=cfg.to_dict())
+    write_group(root, {"demofab": attrs})
+    return attrs
+
+
+def _reference(streams: dict[str, _Stream], cfg: CurateConfig) -> str:
+    if cfg.sync_reference:
+        if cfg.sync_reference in streams:
+            return cfg.sync_reference
+        from .errors import CurationError
+
+        raise CurationError(f"sync_reference {cfg.sync_reference!r} is not a stream of the "
+                            f"release (streams: {', '.join(streams)})")
+    js = [s for s in streams.values() if s.type == JOINT_STATE
+          and not re.search("command|action|target", s.topic)]
+    if js:
+        return max(js, key=lambda s: s.count).name
+    return max(streams.values(), key=lambda s: s.count).name if streams else ""
+
+
+def sync_index(ta: np.ndarray, ba: np.ndarray, tb: np.ndarray, bb: np.ndarray) -> np.ndarray:
+    """For each row of a: the row of b with the latest stamp at or before it, same episode."""
+    out = np.full(len(ta), -1, dtype=np.int64)
+    for e in range(len(ba)):
+        a0, a1 = ba[e]
+        b0, b1 = bb[e]
+        if a1 == a0 or b1 == b0:
+            continue
+        i = np.searchsorted(tb[b0:b1], ta[a0:a1], side="right") - 1
+        out[a0:a1] = np.where(i >= 0, i + b0, -1)
+    return out
+
+
+def _write_stream(path: Path, st: _Stream, plans: list[Planned], ne: int, cfg: CurateConfig,
+                  role: tuple[str, float | None] | None
+                  ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    counts = np.zeros(ne, dtype=np.int64)
+    for e, _, a, b in st.parts:
+        counts[e] = b - a
+    ends = np.cumsum(counts)
+    bounds = np.stack([ends - counts, ends], axis=1)
+    n = int(ends[-1]) if ne else 0
+    cr, sr = cfg.chunk_rows, cfg.shard_rows
+    t = np.concatenate([np.asarray(sd.time_ns[a:b]) for _, sd, a, b in st.parts]) \
+        if st.parts else np.zeros(0, np.int64)
+    lt = np.concatenate([np.asarray(sd.log_time_ns[a:b]) for _, sd, a, b in st.parts]) \
+        if st.parts else np.zeros(0, np.int64)
+    write_array(path / "time_ns", t.astype(np.int64), cr, sr)
+    write_array(path / "log_time_ns", lt.astype(np.int64), cr, sr)
+    write_array(path / "episode_bounds", bounds, cr, sr)
+    first = st.parts[0][1]
+    attrs: dict[str, Any] = {
+        "topic": st.topic, "type": st.type, "role": role[0] if role else "unknown",
+        "clock": first.clock, "count": n, "rate_hz": role[1] if role else None,
+        "measured_rate_hz": _measured(t, bounds), "constants": first.constants,
+    }
+    for k in ("camera", "child_frame_ids", "frame_ids", "undecoded"):
+        if k in first.attrs:
+            attrs[k] = first.attrs[k]
+    stats: dict[str, Any] = {}
+    names = _union_joint_names(st) if st.type == JOINT_STATE else None
+    if names is not None:
+        attrs["joint_names"] = names
+    fields_out = []
+    field_names = first.attrs.get("field_names", {})
+    all_fields: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    for _, sd, _, _ in st.parts:
+        for k, v in sd.fields.items():
+            if k not in all_fields:
+                shape = (len(names),) if names is not None and k in (
+                    "position", "velocity", "effort") else tuple(v.shape[1:])
+                all_fields[k] = (shape, v.dtype)
+    for k, (shape, dt) in all_fields.items():
+        arr = np.zeros((n, *shape), dtype=dt)
+        if dt.kind == "f":
+            arr[:] = np.nan
+        for e, sd, a, b in st.parts:
+            lo, hi = bounds[e]
+            v = sd.fields.get(k)
+            if v is None or b == a:
+                if v is None and b > a:
+                    plans[e].extra_flags.append({"flag": "decode_error", "stream": st.topic,
+                                                 "detail": f"{st.topic}: field {k} absent "
+                                                           "in this episode (stored as fill)"})
+                continue
+            if names is not None and k in ("position", "velocity", "effort"):
+                cols = [names.index(j) for j in sd.attrs.get("joint_names", [])]
+                if len(cols) == v.shape[1]:
+                    arr[lo:hi][:, cols] = v[a:b]
+                    continue
+            if tuple(v.shape[1:]) != shape:
+                plans[e].extra_flags.append({"flag": "decode_error", "stream": st.topic,
+                                             "detail": f"{st.topic}: field {k} has shape "
+                                             f"{tuple(v.shape[1:])}, release has {shape}"})
+                continue
+            arr[lo:hi] = v[a:b]
+        fa = {"fields": field_names[k]} if k in field_names else {}
+        write_array(path / k, arr, cr, sr, attributes=fa)
+        fields_out.append(k)
+        d = describe(arr)
+        if d is not None and dt.kind != "b":
+            stats[k] = d
+    ragged_out = []
+    rnames: list[str] = []
+    for _, sd, _, _ in st.parts:
+        rnames.extend(k for k in sd.ragged if k not in rnames)
+    for k in rnames:
+        _write_ragged(path / k, k, st, plans, n, cfg)
+        ragged_out.append(k)
+    attrs.update(fields=fields_out, ragged=ragged_out)
+    if "ragged_dtypes" in first.attrs:
+        attrs["ragged_dtypes"] = first.attrs["ragged_dtypes"]
+    write_group(path, attrs)
+    return t, bounds, stats
+
+
+def _write_ragged(path: Path, k: str, st: _Stream, plans: list[Planned], n: int,
+                  cfg: CurateConfig) -> None:
+    sizes = []
+    for _, sd, a, b in st.parts:
+        if k in sd.ragged:
+            off = sd.ragged[k][1]
+            sizes.append(int(off[b] - off[a]))
+    total = sum(sizes)
+    write_group(path)
+    values = ArrayWriter(path / "values", total, (), np.uint8, cfg.bytes_chunk, cfg.bytes_shard,
+                         compress=False)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    pos = 0
+    row = 0
+    for e, sd, a, b in st.parts:
+        if k not in sd.ragged:
+            if b > a:
+                plans[e].extra_flags.append({"flag": "decode_error", "stream": st.topic,
+                                             "detail": f"{st.topic}: {k} absent in this "
+                                                       "episode (empty payloads)"})
+            offsets[row + 1:row + 1 + b - a] = pos
+            row += b - a
+            continue
+        vals, off = sd.ragged[k]
+        o = np.asarray(off[a:b + 1])
+        values.append(np.asarray(vals[o[0]:o[-1]]))
+        offsets[row + 1:row + 1 + b - a] = o[1:] - o[0] + pos
+        pos += int(o[-1] - o[0])
+        row += b - a
+    values.close()
+    write_array(path / "offsets", offsets, cfg.chunk_rows, cfg.shard_rows)
+
+
+def _union_joint_names(st: _Stream) -> list[str]:
+    names: list[str] = []
+    for _, sd, _, _ in st.parts:
+        names.extend(j for j in sd.attrs.get("joint_names", []) if j not in names)
+    return names
+
+
+def _measured(t: np.ndarray, bounds: np.ndarray) -> float | None:
+    n, span = 0, 0
+    for lo, hi in bounds:
+        if hi - lo > 1:
+            n += int(hi - lo - 1)
+            span += int(t[hi - 1] - t[lo])
+    return round(n * 1e9 / span, 3) if span > 0 else None
+
+
+def finish_row(row: dict[str, Any], q_flags: set[str], reasons: list[dict[str, str]]) -> None:
+    """Quality results into a table row (labels may override score and flags)."""
+    if row["labels_source"].get("flags") not in ("labels_file", "cli"):
+        row["flags"] = flag_mask(q_flags)
+        row["labels_source"]["flags"] = "quality"
+    row["flag_names"] = flag_names(row["flags"])
+    row["flag_reasons"] = reasons
+    if row["labels_source"].get("quality_score") not in ("labels_file", "cli"):
+        row["quality_score"] = score(q_flags)
+        row["labels_source"]["quality_score"] = "quality"
