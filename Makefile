@@ -1,5 +1,6 @@
 # DemoFab: `make demo` and `make test` do all set-up on a fresh machine.
 PYTHON ?= python3.11
+export COLUMNS ?= 140
 VENV := .venv
 STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
@@ -19,6 +20,9 @@ demo: $(STAMP)
 	$(BIN)/demofab record --source synthetic --profile humanoid --episodes 3 \
 		--episode-seconds 4 --task "pick up the box" --operator demo --out demo-output/session
 	$(BIN)/demofab inspect demo-output/session
+	$(BIN)/demofab curate demo-output/session --out demo-output/releases --name demo
+	$(BIN)/demofab release show demo-output/releases/demo
+	$(BIN)/demofab release sample demo-output/releases/demo -n 3
 
 test: $(STAMP)
 	bash tools/run-tests.sh

@@ -9,10 +9,13 @@ from .labels import Labels, load_labels
 from .pipeline import CurateResult, curate
 from .release import list_releases, open_release, release_summary, release_versions
 from .writer import FORMAT_VERSION
+from .loader import LoaderError, ReleaseDataset, ReleaseReader  # noqa: E402
+from .export import ExportError, export_release  # noqa: E402
 
 __all__ = [
     "CurateConfig", "QualityConfig", "SegmentConfig", "load_config",
     "CurationError", "ConfigError", "InputError", "LabelError", "ReleaseError",
     "FLAG_BITS", "flag_names", "Labels", "load_labels", "CurateResult", "curate",
     "FORMAT_VERSION", "list_releases", "open_release", "release_summary", "release_versions",
+    "LoaderError", "ReleaseDataset", "ReleaseReader", "ExportError", "export_release",
 ]

@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("path", help="a version directory, or a name directory (newest version)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_show)
+    q = rsub.add_parser("sample", help="draw training samples with the loader and show them")
+    q.add_argument("path", help="a release version (or name directory: newest version)")
+    q.add_argument("-n", type=int, default=3, help="how many random samples")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_sample)
     q = rsub.add_parser("verify", help="check every file against the manifest")
     q.add_argument("path")
     q.set_defaults(func=cmd_verify)
@@ -177,6 +183,42 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if bad:
         raise ReleaseError(f"{p}: {len(bad)} files differ from the manifest: " + "; ".join(bad[:5]))
     print(f"{p}: every file matches the manifest")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Samples as a lab would draw them: the current joint state, 16 future commands at
+    50 Hz, and the current frame of every camera, aligned on the release's clocks."""
+    import numpy as np
+
+    from .loader import ReleaseDataset, ReleaseReader
+
+    rel = ReleaseReader(args.path)
+    cams = [f"{s}/data" for s, st in rel.streams.items() if st.is_camera]
+    deltas: dict[str, list[float]] = {k: [0.0] for k in cams}
+    if "joint_commands" in rel.streams:
+        deltas["joint_commands/position"] = [i / 50 for i in range(16)]
+    keys = ["joint_states/position"] if "joint_states" in rel.streams else []
+    ds = ReleaseDataset(rel.path, keys=keys, delta_timestamps=deltas)
+    if len(ds) == 0:
+        raise ReleaseError(f"{rel.path}: no samples (no episodes pass the filters)")
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for i in rng.choice(len(ds), size=min(args.n, len(ds)), replace=False):
+        s = ds[int(i)]
+        rows.append({"index": int(i), "episode_index": int(s["episode_index"]),
+                     "time_s": round(float(s["timestamp"]), 4),
+                     **{k: list(np.shape(v)) for k, v in s.items()
+                        if isinstance(v, np.ndarray) and not k.endswith("_is_pad")},
+                     "padded": {k: int(np.sum(v)) for k, v in s.items() if k.endswith("_is_pad")}})
+    if args.json:
+        print(json.dumps({"release": str(rel.path), "samples": len(ds), "drawn": rows}))
+        return 0
+    print(f"{rel.path}: {len(ds)} samples on clock {ds.clock!r}")
+    for r in rows:
+        shapes = ", ".join(f"{k} {v}" for k, v in r.items()
+                           if k not in ("index", "episode_index", "time_s", "padded"))
+        print(f"  sample {r['index']}: episode {r['episode_index']} t={r['time_s']} s: {shapes}")
     return 0
 
 

@@ -43,3 +43,16 @@ def test_report_shows_flags_reasons_and_thumbnails(tmp_path: Path, lossy_session
     assert "dropped_frames" in html and "frames dropped" in html
     assert html.count("data:image/jpeg;base64,/9j/") >= 3
     assert "<svg" in html
+
+
+def test_release_sample_draws_aligned_windows_and_frames(tmp_path: Path, clean_session: Path,
+                                                         capsys) -> None:
+    assert main(["curate", str(clean_session), "--out", str(tmp_path), "--name", "cups"]) == 0
+    capsys.readouterr()
+    assert main(["release", "sample", str(tmp_path / "cups"), "-n", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["samples"] > 0 and len(out["drawn"]) == 4
+    for row in out["drawn"]:
+        assert row["joint_states/position"] == [43]
+        assert row["joint_commands/position"] == [16, 43]
+        assert row["camera.head.image_raw.compressed/data"] == [1, 480, 640, 3]

@@ -105,7 +105,7 @@ def build_release(root: Path, *, seconds: float = 1.0, rows: int = 64, shard_row
     }
     starts = [T0 + e * 10_000_000_000 for e in range(len(EPISODES))]
     per_stream: dict[str, list[np.ndarray]] = {s: [] for s in specs}
-    for e, start in enumerate(starts):
+    for start in starts:
         for s, spec in specs.items():
             per_stream[s].append(_times(rng, start, seconds, spec["rate"], spec["phase"]))
     times = {s: np.concatenate(v) for s, v in per_stream.items()}
@@ -400,12 +400,14 @@ def test_delta_timestamps_pick_the_latest_sample_at_or_before_each_query(release
     ds = ReleaseDataset(release, delta_timestamps={
         "joint_commands/position": ACTIONS,
         "teleop.left_hand.pose/pose.position": [-0.1, -0.05, 0.0],
+        "joint_states/velocity": [-0.01, 0.0],  # delta 0 lands exactly on a sample
     })
     streams = {s: (zread(release / "streams" / s / "time_ns"),
                    zread(release / "streams" / s / "episode_bounds"))
                for s in ("joint_states", "joint_commands", "teleop.left_hand.pose")}
     cmd = zread(release / "streams" / "joint_commands" / "position")
     pose = zread(release / "streams" / "teleop.left_hand.pose" / "pose.position")
+    vel = zread(release / "streams" / "joint_states" / "velocity")
     rng = np.random.default_rng(3)
     ref_t, ref_b = streams["joint_states"]
     for i in [0, 3, 499, 480, *rng.integers(0, len(ds), 40)]:
@@ -415,7 +417,8 @@ def test_delta_timestamps_pick_the_latest_sample_at_or_before_each_query(release
         t0, t1 = ref_t[ref_b[e][0]], ref_t[ref_b[e][1] - 1]
         for key, deltas, values in (("joint_commands/position", ACTIONS, cmd),
                                     ("teleop.left_hand.pose/pose.position", [-0.1, -0.05, 0.0],
-                                     pose)):
+                                     pose),
+                                    ("joint_states/velocity", [-0.01, 0.0], vel)):
             times, bounds = streams[key.split("/")[0]]
             q = t + np.round(np.array(deltas) * 1e9).astype(np.int64)
             rows = true_rows(times, *bounds[e], np.clip(q, t0, t1))
@@ -566,3 +569,64 @@ def test_dataset_pickles_and_reads_the_same_in_worker_processes(
         results = pool.map(_sample_in_child, [(blob, indices[:3]), (blob, indices[3:])])
     _assert_same_samples(expected, results[0] + results[1])
     _assert_same_samples(expected, [pickle.loads(blob)[i] for i in indices])
+
+
+# --------------------------------------------------------------------------------------
+# A release from the real writer
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from curation import curate
+    from recorder.control import Plan, Recorder
+    from recorder.profile import load_profile
+    from recorder.session import Session
+    from recorder.sources.synthetic import RigOptions, SyntheticRig
+
+    base = tmp_path_factory.mktemp("real")
+    profile = load_profile("humanoid")
+    session = Session(base / "session", profile)
+    rig = SyntheticRig(profile, RigOptions(seed=2, start_ns=1_700_000_000_000_000_000))
+    Recorder(session, rig, Plan(episodes=2, episode_seconds=1.0, task="pick")).run(
+        handle_signals=False)
+    return curate([base / "session"], base / "releases", "real").release
+
+
+def test_real_release_reads_natively_and_as_zarr_python_reads_it(real_release: Path) -> None:
+    arrays = [p.parent for p in real_release.rglob("zarr.json")
+              if json.loads(p.read_text())["node_type"] == "array"]
+    for path in arrays:
+        reader = ShardedArrayReader(path)
+        assert reader.native, f"{path} went through zarr-python"
+        np.testing.assert_array_equal(reader.read(), zread(path), err_msg=str(path))
+
+
+def test_real_release_samples_align_with_its_sync_indices(real_release: Path) -> None:
+    cams = [s for s in ReleaseReader(real_release).streams if s.startswith("camera.")]
+    ds = ReleaseDataset(real_release, keys=["joint_states/position"] + [f"{c}/data" for c in cams],
+                        delta_timestamps={"joint_commands/position": ACTIONS})
+    assert len(ds) == 1000 and len(cams) == 3
+    for c in cams:
+        sync = zread(real_release / "sync" / f"joint_states__to__{c}")
+        values = zread(real_release / "streams" / c / "data" / "values")
+        offsets = zread(real_release / "streams" / c / "data" / "offsets")
+        for i in (40, 510, 999):
+            image = ds[i][f"{c}/data"]
+            row = sync[i]
+            raw = values[offsets[row]:offsets[row + 1]]
+            np.testing.assert_array_equal(image, cv2.imdecode(raw, cv2.IMREAD_COLOR_RGB))
+            assert image.shape == (480, 640, 3)
+    sync = zread(real_release / "sync" / "joint_states__to__joint_commands")
+    cmd = zread(real_release / "streams" / "joint_commands" / "position")
+    s = ds[100]
+    np.testing.assert_array_equal(s["joint_commands/position"][0], cmd[sync[100]])
+
+
+def test_public_names_import() -> None:
+    import curation.export
+    import curation.loader
+
+    for module in (curation.loader, curation.export):
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{module.__name__}.{name}"
