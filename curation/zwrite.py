@@ -15,7 +15,8 @@ import hashlib
 import json
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -34,29 +35,55 @@ DTYPE_NAMES = {"b1": "bool", "i1": "int8", "i2": "int16", "i4": "int32", "i8": "
 
 # sha256 and size of every file written through this module while a ``recording()``
 # block is open, by path: the manifest takes them from there instead of reading the
-# files back. Scoped to the block (and to the thread or task), so nothing leaks between
-# releases.
-_WRITTEN: ContextVar[dict[str, tuple[str, int]] | None] = ContextVar("zwrite_written", default=None)
+# files back. A background thread hashes and fsyncs each file as it is closed
+# (hashlib and fsync release the GIL), so that work overlaps the encoding of the next
+# array on the second core. Scoped to the block, so nothing leaks between releases.
+_WRITTEN: ContextVar[_Recorder | None] = ContextVar("zwrite_written", default=None)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.written: dict[str, tuple[str, int]] = {}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="zwrite-hash")
+        self._jobs: list[Future[None]] = []
+
+    def submit(self, path: Path, parts: Sequence[bytes | memoryview]) -> None:
+        self._jobs.append(self._pool.submit(self._hash_and_sync, path, parts))
+
+    def _hash_and_sync(self, path: Path, parts: Sequence[bytes | memoryview]) -> None:
+        h = hashlib.sha256()
+        for p in parts:
+            h.update(p)
+        self.written[str(path)] = (h.hexdigest(), sum(len(p) for p in parts))
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def finish(self) -> None:
+        try:
+            for job in self._jobs:
+                job.result()  # re-raises a failed hash or fsync here
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 @contextmanager
 def recording() -> Iterator[dict[str, tuple[str, int]]]:
-    written: dict[str, tuple[str, int]] = {}
-    token = _WRITTEN.set(written)
+    rec = _Recorder()
+    token = _WRITTEN.set(rec)
     try:
-        yield written
+        yield rec.written
     finally:
         _WRITTEN.reset(token)
+        rec.finish()
 
 
-def _record(path: Path, parts: list[bytes]) -> None:
-    written = _WRITTEN.get()
-    if written is None:
-        return
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p)
-    written[str(path)] = (h.hexdigest(), sum(len(p) for p in parts))
+def _record(path: Path, parts: Sequence[bytes | memoryview]) -> None:
+    rec = _WRITTEN.get()
+    if rec is not None:
+        rec.submit(path, parts)
 
 
 def write_json(path: Path, obj: dict[str, Any]) -> None:
@@ -145,17 +172,17 @@ class ArrayWriter:
         data = np.ascontiguousarray(self._take(n), dtype=self.dtype)
         cr = self.chunk_rows
         per_shard = self.shard_rows // cr
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
         index = np.full((per_shard, 2), MISSING, dtype="<u8")
         offset = 0
-        row_bytes = int(np.prod(self.tail, dtype=np.int64)) * self.dtype.itemsize
         for k in range(per_shard):
             lo = k * cr
             if lo >= len(data):
                 break
-            raw = data[lo:lo + cr].tobytes()
-            if len(raw) < cr * row_bytes:
-                raw += b"\0" * (cr * row_bytes - len(raw))
+            chunk = data[lo:lo + cr]
+            if len(chunk) < cr:  # edge chunks are stored full size, padded with zeros
+                chunk = np.concatenate([chunk, np.zeros((cr - len(chunk), *self.tail), self.dtype)])
+            raw = memoryview(chunk).cast("B")  # no copy: zstd, sha256 and write take buffers
             enc = self._zstd.compress(raw) if self._zstd is not None else raw
             parts.append(enc)
             index[k] = (offset, len(enc))
