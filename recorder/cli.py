@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latency-ms", type=float, default=2.0, help="synthetic rig: latency")
     p.add_argument("--realtime", action="store_true",
                    help="synthetic rig: pace messages on the wall clock")
+    p.add_argument("--domain-id", type=int,
+                   help="--source dds: ROS 2 domain id (default: $ROS_DOMAIN_ID or 0)")
     p.add_argument("--robot-description", help="URDF or MJCF file to attach to each episode")
     p.add_argument("--json", action="store_true", help="print the finished episodes as JSON")
     p.set_defaults(func=cmd_record)
@@ -49,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output file when PATH is a single file")
     p.add_argument("--profile", default="humanoid")
     p.set_defaults(func=cmd_recover)
+
+    register_replay(sub)
 
 
 def open_session(out: Path, profile_arg: str | None, **kw: object):  # noqa: ANN201
@@ -101,6 +105,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         if not args.input:
             raise RecorderError("--source bag needs --input PATH")
         source = make_source("bag", profile, path=args.input)
+    elif args.source == "dds":
+        source = make_source("dds", profile, domain_id=args.domain_id)
     else:
         source = make_source(args.source, profile)
     interactive = _interactive(args)
@@ -175,3 +181,167 @@ def cmd_recover(args: argparse.Namespace) -> int:
     print(f"recovered {r.path}: {r.messages} messages, {r.kept_bytes} of {r.total_bytes} "
           "bytes usable" + (f" (cut: {r.cut_reason})" if r.cut_reason else ""))
     return 0
+
+
+# --------------------------------------------------------------------------- replay
+REPLAY_KEYS = "SPACE pause/resume  + - rate  \u2190 \u2192 seek 5 s  q quit"
+
+
+def register_replay(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="play episodes or a session onto ROS 2 / DDS topics")
+    p.add_argument("path", nargs="+", help="episode .mcap file(s) or a session directory")
+    p.add_argument("--to", choices=["dds", "ros2"], default="dds",
+                   help="dds (default): publish with cyclonedds, no ROS 2 needed; "
+                        "ros2: publish with rclpy")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    p.add_argument("--loop", action="store_true", help="start over at the end, until q or ^C")
+    p.add_argument("--start-offset", type=float, default=0.0, metavar="S",
+                   help="start S seconds into the selection")
+    p.add_argument("--clock", type=float, nargs="?", const=40.0, default=None, metavar="HZ",
+                   help="publish /clock (recorded time) at HZ (default 40)")
+    p.add_argument("--topics", nargs="+", metavar="T", help="play only these recorded topics")
+    p.add_argument("--remap", nargs="+", default=[], metavar="A:=B",
+                   help="publish recorded topic A as B")
+    p.add_argument("--episodes", nargs="+", type=int, metavar="I",
+                   help="episode indices of the session to play, in this order")
+    p.add_argument("--episode-gap", type=float, default=0.0, metavar="S",
+                   help="seconds between episodes (default 0)")
+    p.add_argument("--keep-gaps", action="store_true",
+                   help="keep the recorded time between episodes instead")
+    p.add_argument("--delay", type=float, default=1.0, metavar="S",
+                   help="wait S seconds after creating the publishers, so subscribers "
+                        "discover them before the first message (default 1)")
+    p.add_argument("--wait-subscribers", type=int, default=0, metavar="N",
+                   help="also wait (up to 30 s) until every topic has N subscribers")
+    p.add_argument("--paused", action="store_true", help="start paused (SPACE to play)")
+    p.add_argument("--domain-id", type=int, help="DDS/ROS 2 domain (default $ROS_DOMAIN_ID or 0)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary at the end")
+    p.set_defaults(func=cmd_replay)
+
+
+def make_publisher(to: str, domain_id: int | None = None):  # noqa: ANN201
+    """The replay backend for ``--to``: DdsPublisher or RclpyPublisher."""
+    if to == "dds":
+        from .dds import DdsPublisher
+
+        return DdsPublisher(domain_id)
+    if to == "ros2":
+        import os
+
+        from .ros2pub import RclpyPublisher
+
+        if domain_id is not None:
+            os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+        return RclpyPublisher()
+    raise RecorderError(f"unknown replay target {to!r}; use dds or ros2")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from rich.console import Console
+
+    from .replay import Player, ReplayOptions, parse_remap
+
+    con = Console(stderr=True)
+    options = ReplayOptions(
+        rate=args.rate, loop=args.loop, start_offset_s=args.start_offset,
+        topics=tuple(args.topics) if args.topics else None, remap=parse_remap(args.remap),
+        clock_hz=args.clock, episodes=tuple(args.episodes) if args.episodes else None,
+        episode_gap_s=None if args.keep_gaps else args.episode_gap, start_paused=args.paused)
+    source = args.path[0] if len(args.path) == 1 else args.path
+    publisher = make_publisher(args.to, args.domain_id)
+    try:
+        player = Player(source, publisher, options)
+        player.prepare()
+        for topic in player.unpublished:
+            why = getattr(publisher, "skipped", {}).get(player.output_topic(topic), "")
+            con.print(f"[yellow]not playing {topic}: {why or 'the backend cannot publish it'}[/]")
+        tl = player.timeline
+        con.print(f"replaying {len(tl.episodes)} episode(s), {player.total} messages on "
+                  f"{len(tl.topics) - len(player.unpublished)} topics, "
+                  f"{player.duration_s:.1f} s, to {args.to}")
+        if args.wait_subscribers and hasattr(publisher, "wait_for_subscribers"):
+            if not publisher.wait_for_subscribers(args.wait_subscribers, 30.0):
+                con.print("[yellow]not every topic has its subscribers after 30 s; playing[/]")
+        time.sleep(max(0.0, args.delay))
+        stats = _run_replay(player, con)
+    finally:
+        close = getattr(publisher, "close", None)
+        if close is not None:
+            close()
+    j = stats.jitter_ms
+    con.print(f"published {stats.messages} messages in {stats.wall_s:.1f} s"
+              + (f" ({stats.loops} loops)" if stats.loops else "")
+              + (", stopped" if stats.stopped else "")
+              + f"; timing error p50 {j['p50']:.3f} ms, p99 {j['p99']:.3f} ms, "
+                f"max {j['max']:.3f} ms")
+    if args.json:
+        print(json.dumps(stats.as_dict()))
+    return 0
+
+
+def _status_line(player) -> str:  # noqa: ANN001
+    j = player.stats.jitter
+    state = "[b yellow]paused[/]" if player.paused else "playing"
+    return (f"{state} {player.position_s:7.1f} / {player.duration_s:.1f} s  episode "
+            f"{player.episode.index}  rate {player.rate:g}x  {player.index}/{player.total} msgs  "
+            f"jitter p99 {j.percentile_ms(99):.2f} ms")
+
+
+def _run_replay(player, con):  # noqa: ANN001, ANN202
+    """Play in a background thread; the main thread shows one status line and reads keys
+    (SPACE pause, q quit, + - rate, arrows seek) when stdin is a terminal."""
+    import os
+    import select
+    import signal
+    import termios
+    import tty
+
+    fd = sys.stdin.fileno() if sys.stdin is not None else -1
+    keys = fd >= 0 and os.isatty(fd)
+    show = con.is_terminal
+    old = termios.tcgetattr(fd) if keys else None
+    previous = signal.signal(signal.SIGINT, lambda *_: player.stop())
+    if keys:
+        tty.setcbreak(fd)
+        con.print(f"[dim]{REPLAY_KEYS}[/]")
+    player.start()
+    pending = ""
+    try:
+        while player.running:
+            if show:
+                con.print("\r" + _status_line(player) + "   ", end="")
+            if keys:
+                ready, _, _ = select.select([fd], [], [], 0.25)
+                if not ready:
+                    continue
+                pending += os.read(fd, 8).decode(errors="ignore")
+                while pending:
+                    if pending.startswith("\x1b[C") or pending.startswith("\x1b[D"):
+                        step = 5.0 if pending[2] == "C" else -5.0
+                        player.seek(player.position_s + step)
+                        pending = pending[3:]
+                        continue
+                    if pending.startswith("\x1b") and len(pending) < 3:
+                        break
+                    ch, pending = pending[0], pending[1:]
+                    if ch == " ":
+                        player.toggle_pause()
+                    elif ch in "qQ":
+                        player.stop()
+                    elif ch == "+":
+                        player.set_rate(player.rate * 1.25)
+                    elif ch == "-":
+                        player.set_rate(player.rate / 1.25)
+            else:
+                player._thread.join(0.25)
+        stats = player.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if old is not None:
+            termios.tcsetattr(fd, termios.TCSADRAIN, old)
+    if show:
+        con.print("\r" + _status_line(player) + "   ")
+    return stats

@@ -9,11 +9,17 @@ in USER_DATA (``typehash=RIHS01_<hex>;``) the way rmw does, so ``ros2 topic info
 shows the right hash. Samples are taken and written as raw bytes (``ddspy_take`` /
 ``ddspy_write``): nothing is deserialised on the hot path.
 
-Cyclone pads every serialized sample with zero bytes to a multiple of 4; Fast DDS (the
-default rmw, and what an rclpy recorder stores) does not. :class:`CdrEnd` finds the true
-end of a message by walking its CDR with the type definition, for the few types whose
-end can be unaligned (a trailing string or ``uint8[]``: CompressedImage, Image, ...);
-types that always end on 4 bytes (JointState, Imu, PoseStamped, TFMessage) cost nothing.
+Samples that cross processes arrive padded to a multiple of 4 bytes, from Cyclone and
+from Fast DDS alike (measured: an rclpy raw subscriber in another process gets the padded
+bytes; only one in the publisher's own process gets the bare serialization). Fast DDS pads
+with zeros; Cyclone leaves the padding of large (fragmented) samples uninitialised. The
+DDS source therefore keeps the padded length and zeroes the padding (``padding="zero"``,
+the default: byte-identical to an rclpy recorder fed by a Fast DDS publisher, and
+deterministic), or trims it (``"trim"``: the publisher's own serialization, as rosbags
+writes it), or keeps the bytes as taken (``"raw"``). :class:`CdrEnd` finds the true end of
+a message by walking its CDR with the type definition, only for the types whose end can
+be unaligned (a trailing string or ``uint8[]``: CompressedImage, Image, ...); types that
+always end on 4 bytes (JointState, Imu, PoseStamped, TFMessage) cost nothing.
 
 Needs the optional extra ``dds`` (``pip install demofab[dds]``).
 Keep test traffic off real networks: run inside ``tools/netns-run.sh``.
@@ -293,18 +299,34 @@ class CdrEnd:
 
         return trim
 
+    def zeroer(self, ros_type: str) -> Callable[[bytes], bytes]:
+        """A function that keeps the padded length but sets the padding bytes to zero
+        (Cyclone leaves them uninitialised in fragmented samples)."""
+        trim = self.trimmer(ros_type)
+        if self.plan(ros_type) is None:
+            return trim
+
+        def zero(data: bytes) -> bytes:
+            body = trim(data)
+            return body + bytes(len(data) - len(body)) if len(body) < len(data) else body
+
+        return zero
+
     def length(self, ros_type: str, data: bytes) -> int:
         return len(self.trimmer(ros_type)(data))
 
 
 # --------------------------------------------------------------------------- QoS
 def dds_qos(qos: Qos, *, type_hash: str | None = None,
-            min_reliable_depth: int = DEFAULT_MIN_RELIABLE_DEPTH) -> Any:
+            min_reliable_depth: int = DEFAULT_MIN_RELIABLE_DEPTH, min_depth: int = 1) -> Any:
     """A cyclonedds ``Qos`` for a ROS 2 QoS profile (reader or writer side).
 
-    Reliable keep-last endpoints keep at least ``min_reliable_depth`` samples: a reliable
-    keep-last writer overwrites unacknowledged samples and a reader's history overflows
-    in bursts (a third of a 30k msg/s stream was lost with the ROS default of 10)."""
+    Reliable volatile keep-last endpoints keep at least ``min_reliable_depth`` samples: a
+    reliable keep-last writer overwrites unacknowledged samples and a reader's history
+    overflows in bursts (a third of a 30k msg/s stream was lost with the ROS default of 10).
+    ``min_depth`` raises every keep-last depth (the DDS source's readers use 1000, so a
+    best-effort stream survives a stalled recorder for a while: depth is local, not matched).
+    """
     _cdds()
     from cyclonedds.core import Policy
     from cyclonedds.core import Qos as CQos
@@ -320,7 +342,7 @@ def dds_qos(qos: Qos, *, type_hash: str | None = None,
     if qos.history == "keep_all":
         policies.append(Policy.History.KeepAll)
     else:
-        depth = max(1, qos.depth)
+        depth = max(1, qos.depth, min_depth)
         if qos.reliability == "reliable" and qos.durability == "volatile":
             depth = max(depth, min_reliable_depth)
         policies.append(Policy.History.KeepLast(depth))

@@ -410,7 +410,7 @@ class JitterStats:
         for us, n in enumerate(self.hist):
             acc += n
             if acc >= rank:
-                return (us + 0.5) / 1000.0
+                return min((us + 0.5) / 1000.0, self.max_ns / 1e6)
         over = sorted(self.over)
         return over[min(rank - acc, len(over)) - 1] / 1e6
 
@@ -492,7 +492,7 @@ class _ReadAhead(threading.Thread):
                     start = ep.start_ns + max(0, p0 - ep.offset_ns)
                     shift = base + ep.offset_ns - ep.start_ns
                     with open(ep.path, "rb") as f:
-                        it = make_reader(f).iter_messages(topics=topics, start_time=start,
+                        it = make_reader(f).iter_messages(topics=topics, starting_at=start,
                                                           log_time_order=True)
                         for _, channel, msg in it:
                             a = msg.log_time + shift

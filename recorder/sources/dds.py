@@ -2,12 +2,23 @@
 
 Subscribes to every topic of the profile (episode events excepted: the session writes
 its own) with the ``cyclonedds`` package, takes raw serialized samples, and yields them
-with the receive time. The bytes are exactly what an rclpy (Fast DDS) recorder stores:
-the zero padding Cyclone adds to reach a multiple of 4 is stripped (:class:`CdrEnd`).
+with the receive time.
+
+The bytes are what an rclpy recorder in its own process stores. Measured (ROS 2 Jazzy
+wheels, Fast DDS 2.14): a message that crosses processes reaches an rclpy raw subscriber
+padded to a multiple of 4 bytes with zeros, over UDP and shared memory alike (only a
+subscriber in the publisher's own process gets the unpadded serialization). Cyclone's
+take returns the same padded length, but leaves the padding of large, fragmented samples
+uninitialised. ``padding`` picks what is stored (see :class:`recorder.dds.CdrEnd`):
+``"zero"`` (default) padded length, padding zeroed: identical to the rclpy recorder's
+bytes for a Fast DDS publisher, and deterministic; ``"trim"`` the publisher's own
+serialization (rosbags ``serialize_cdr``, the synthetic rig); ``"raw"`` as taken.
+Decoders accept all three.
 
 The loop waits on a WaitSet; when nothing arrives for ``heartbeat_s`` (0.1 s) it yields
 ``None`` so the recorder still applies its plan and commands (``Recorder.run`` treats
-``None`` as a tick). Reliable readers keep at least 1000 samples so bursts are not lost.
+``None`` as a tick). Every reader keeps at least 1000 samples (history depth is local to
+the reader, not part of QoS matching), so bursts and short recorder stalls lose nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +46,8 @@ class DdsSource:
     def __init__(self, profile: Profile, *, domain_id: int | None = None,
                  topics: Sequence[str] | None = None, heartbeat_s: float = 0.1,
                  take_max: int = 4096, participant: Any = None,
-                 min_reliable_depth: int = DEFAULT_MIN_RELIABLE_DEPTH) -> None:
+                 min_reliable_depth: int = DEFAULT_MIN_RELIABLE_DEPTH,
+                 min_depth: int = DEFAULT_MIN_RELIABLE_DEPTH, padding: str = "zero") -> None:
         try:
             from cyclonedds.core import ReadCondition, WaitSet
             from cyclonedds.domain import DomainParticipant
@@ -54,6 +66,8 @@ class DdsSource:
             specs = [t for t in specs if t.topic in topics]
         if not specs:
             raise SourceError(f"profile {profile.name!r}: no topics to subscribe to")
+        if padding not in ("zero", "trim", "raw"):
+            raise SourceError(f"DDS source: padding {padding!r} is not one of zero, trim, raw")
         self.domain_id = domain_id_from_env(domain_id)
         self.heartbeat_ns = int(heartbeat_s * 1e9)
         self.take_max = take_max
@@ -67,11 +81,12 @@ class DdsSource:
             self._conditions = []
             for s in specs:
                 r = raw_reader(self.participant, s.topic, s.type, s.qos, self.types,
-                               min_reliable_depth=min_reliable_depth)
+                               min_reliable_depth=min_reliable_depth, min_depth=min_depth)
                 cond = ReadCondition(r, _any_state())
                 self.waitset.attach(cond)
                 self._conditions.append(cond)
-                self.readers.append((s.topic, r, ends.trimmer(s.type)))
+                fix = {"zero": ends.zeroer, "trim": ends.trimmer, "raw": lambda _: bytes}[padding]
+                self.readers.append((s.topic, r, fix(s.type)))
         except DdsError as exc:
             raise SourceError(f"DDS source: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - cyclonedds' DDSException, named here
