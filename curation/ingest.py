@@ -131,7 +131,9 @@ def _events(ch: Any, data: list[bytes], log: list[int], rec: FileRecord) -> list
         out.append({"kind": EVENT_KINDS.get(int(m.kind), f"kind_{int(m.kind)}"),
                     "time_ns": int(st.sec) * 1_000_000_000 + int(st.nanosec),
                     "log_time_ns": int(lt), "label": str(m.label), "outcome": str(m.outcome),
-                    "task": str(m.task), "operator": str(m.operator),
+                    "task": str(m.task),
+                    # "operator_id"; recordings made before the rename say "operator"
+                    "operator": str(getattr(m, "operator_id", getattr(m, "operator", ""))),
                     "episode_id": str(m.episode_id), "episode_index": int(m.episode_index)})
     out.sort(key=lambda e: (e["log_time_ns"], e["time_ns"]))
     return out

@@ -125,7 +125,7 @@ def _event(data: bytes) -> dict | None:
     except Exception:  # noqa: BLE001 - a damaged event only loses its facts
         return None
     return {"index": msg.episode_index, "episode_id": msg.episode_id, "task": msg.task,
-            "operator": msg.operator,
+            "operator": msg.operator_id,
             "stamp_ns": msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec}
 
 

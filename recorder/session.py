@@ -118,7 +118,7 @@ def make_event(kind: EventKind, stamp_ns: int, info: EpisodeInfo, *, outcome: st
         header=Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
                       frame_id=""),
         kind=int(kind), episode_index=info.index, episode_id=info.episode_id, task=info.task,
-        operator=info.operator, outcome=outcome, label=label,
+        operator_id=info.operator, outcome=outcome, label=label,
     )
     return serialize(msg, EPISODE_EVENT_TYPE)
 
