@@ -423,9 +423,10 @@ def ladder(kind: str, config: dict[str, Any], work: Path) -> dict[str, Any]:
         steps.append(step)
         _log(f"{kind} ladder: {step}")
         reached = sent["rate"] >= 0.95 * rate
-        if step["lost"] == 0:
+        # "held with zero loss": every rung up to this one lost nothing
+        if step["lost"] == 0 and not any(s.get("lost") for s in steps[:-1]):
             best = max(best, sent["rate"])
-        if step["bare_lost"] == 0:
+        if step["bare_lost"] == 0 and not any(s.get("bare_lost") for s in steps[:-1]):
             bare_best = max(bare_best, sent["rate"])
         if not reached:
             limited = f"publisher (one rclpy process reached {sent['rate']:.0f} of {rate} msg/s)"
