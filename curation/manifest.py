@@ -8,17 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ReleaseError
+from .inputs import sha256_file
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
 
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_manifest(root: Path, name: str, version: int,
@@ -31,7 +26,7 @@ def build_manifest(root: Path, name: str, version: int,
             rel = p.relative_to(root).as_posix()
             size = p.stat().st_size
             k = known.get(str(p))
-            files[rel] = {"sha256": k[0] if k and k[1] == size else _sha(p), "size": size}
+            files[rel] = {"sha256": k[0] if k and k[1] == size else sha256_file(p), "size": size}
     lines = "".join(f"{v['sha256']}  {k}\n" for k, v in sorted(files.items()))
     return {"format_version": MANIFEST_VERSION, "name": name, "version": version,
             "files": files, "release_sha256": hashlib.sha256(lines.encode()).hexdigest()}
@@ -55,7 +50,7 @@ def verify(root: Path) -> list[str]:
         p = root / rel
         if not p.is_file():
             bad.append(f"{rel}: missing")
-        elif _sha(p) != info["sha256"]:
+        elif sha256_file(p) != info["sha256"]:
             bad.append(f"{rel}: sha256 differs")
     extra = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     extra -= set(m["files"]) | {MANIFEST}

@@ -201,22 +201,21 @@ class EpisodeWriter:
         """Stop writing. The ``.part`` file is deleted unless ``keep`` (for recovery)."""
         if self.closed:
             return
-        self.closed = True
-        self._syncer.stop()
-        try:
-            self._file.close()
-        except OSError:
-            pass
+        self._release()
         if not keep:
             self.part_path.unlink(missing_ok=True)
 
-    def _fail(self, exc: OSError) -> RecorderError:
+    def _release(self) -> None:
+        """Stop the fsync thread and close the file, whatever state it is in."""
         self.closed = True
         self._syncer.stop()
         try:
             self._file.close()
         except OSError:
-            pass
+            pass  # a full disk can fail the final flush: what reached the disk stays
+
+    def _fail(self, exc: OSError) -> RecorderError:
+        self._release()
         if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             err: RecorderError = DiskFullError(
                 exc.errno,
