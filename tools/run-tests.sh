@@ -5,6 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
+.venv/bin/ruff check . || status=1
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 rc=$?
 if [ $rc -eq 5 ]; then echo "run-tests: pytest collected no tests" >&2; rc=1; fi
