@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,9 +82,16 @@ def write_release(root: Path, plans: list[Planned], cfg: CurateConfig,
     times: dict[str, np.ndarray] = {}
     bounds_all: dict[str, np.ndarray] = {}
     stats: dict[str, Any] = {}
-    for st in streams.values():
-        times[st.name], bounds_all[st.name], stats[st.name] = _write_stream(
-            root / "streams" / st.name, st, plans, ne, cfg, roles.get(st.topic))
+    # streams are independent directories: two threads keep both cores busy, since
+    # compressing, copying and writing release the GIL (each task runs in a copy of
+    # this context, so zwrite still records every file for the manifest)
+    with ThreadPoolExecutor(2, thread_name_prefix="release-stream") as pool:
+        jobs = {st.name: pool.submit(contextvars.copy_context().run, _write_stream,
+                                     root / "streams" / st.name, st, plans, ne, cfg,
+                                     roles.get(st.topic))
+                for st in sorted(streams.values(), key=lambda s: -s.count)}
+        for name in streams:
+            times[name], bounds_all[name], stats[name] = jobs[name].result()
     ref = _reference(streams, cfg)
     write_group(root / "sync", {"reference": ref})
     if ref:

@@ -168,7 +168,53 @@ class ArrayWriter:
         self._buffered = len(rest)
         return out
 
+    def _take_views(self, n: int) -> list[np.ndarray]:
+        """The first ``n`` buffered rows as views of the appended blocks (no copy)."""
+        out: list[np.ndarray] = []
+        need = n
+        while need:
+            block = self._buf[0]
+            if len(block) <= need:
+                out.append(block)
+                self._buf.pop(0)
+                need -= len(block)
+            else:
+                out.append(block[:need])
+                self._buf[0] = block[need:]
+                need = 0
+        self._buffered -= n
+        return out
+
+    def _flush_plain(self, n: int) -> None:
+        """Uncompressed rows (camera bytes): the shard is the rows themselves, zero-padded
+        to whole chunks, then the index; written straight from the appended blocks."""
+        views = [memoryview(np.ascontiguousarray(v, dtype=self.dtype)).cast("B")
+                 for v in self._take_views(n)]
+        cr = self.chunk_rows
+        chunk_bytes = cr * int(np.prod(self.tail, dtype=np.int64)) * self.dtype.itemsize
+        nchunks = -(-n // cr)
+        index = np.full((self.shard_rows // cr, 2), MISSING, dtype="<u8")
+        index[:nchunks, 0] = np.arange(nchunks, dtype=np.uint64) * chunk_bytes
+        index[:nchunks, 1] = chunk_bytes
+        pad = nchunks * chunk_bytes - sum(len(v) for v in views)
+        ib = index.tobytes()
+        parts: list[bytes | memoryview] = [*views, bytes(pad),
+                                           ib + struct.pack("<I", google_crc32c.value(ib))]
+        self._write_shard(parts)
+        self._written += n
+
+    def _write_shard(self, parts: list[bytes | memoryview]) -> None:
+        key = self.path.joinpath("c", str(self._shard), *(["0"] * len(self.tail)))
+        key.parent.mkdir(parents=True, exist_ok=True)
+        with open(key, "wb") as f:
+            f.writelines(parts)
+        _record(key, parts)
+        self._shard += 1
+
     def _flush(self, n: int) -> None:
+        if self._zstd is None:
+            self._flush_plain(n)
+            return
         data = np.ascontiguousarray(self._take(n), dtype=self.dtype)
         cr = self.chunk_rows
         per_shard = self.shard_rows // cr
@@ -189,12 +235,7 @@ class ArrayWriter:
             offset += len(enc)
         ib = index.tobytes()
         parts.append(ib + struct.pack("<I", google_crc32c.value(ib)))
-        key = self.path.joinpath("c", str(self._shard), *(["0"] * len(self.tail)))
-        key.parent.mkdir(parents=True, exist_ok=True)
-        with open(key, "wb") as f:
-            f.writelines(parts)
-        _record(key, parts)
-        self._shard += 1
+        self._write_shard(parts)
         self._written += len(data)
 
 
