@@ -41,7 +41,10 @@ def humanoid() -> Profile:
 
 def record(out: Path, profile: Profile, *, episodes: int = 2, seconds: float = 1.0,
            reset: float = 0.0, rig: RigOptions | None = None, **plan: object) -> tuple[Session, Tap, list]:
-    session = Session(out, profile)
+    from recorder.urdf import urdf_from_profile
+
+    session = Session(out, profile, robot_description=(
+        "robot_description.urdf", "application/xml", urdf_from_profile(profile)))
     tap = Tap(SyntheticRig(profile, rig or RigOptions(seed=3, start_ns=T0)))
     rec = Recorder(session, tap, Plan(episodes=episodes, episode_seconds=seconds,
                                       reset_seconds=reset, **plan))  # type: ignore[arg-type]

@@ -71,7 +71,10 @@ def test_episode_facts_are_metadata_records_and_the_robot_an_attachment(recorded
     assert int(ep["start_ns"]) == e.start_ns and int(ep["end_ns"]) == e.end_ns
     assert ep["robot"] == "demofab_humanoid_43dof" and ep["software.demofab"]
     assert md["demofab.health"]["flagged"] == "false"
-    assert [a.name for a in attachments] == ["robot_description.urdf"] or attachments == []
+    assert [(a.name, a.media_type) for a in attachments] == [("robot_description.urdf",
+                                                               "application/xml")]
+    urdf = attachments[0].data.decode()
+    assert urdf.count("<joint ") == 43 and 'name="left_hand_thumb_0_joint"' in urdf
 
 
 def test_session_opens_as_a_rosbag2_bag_with_exact_counts(recorded):
