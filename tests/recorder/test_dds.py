@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from recorder.profile import EVENTS_TOPIC, Profile, Qos, load_profile
 from recorder.session import Session
 from recorder.sources.synthetic import RigOptions, SyntheticRig
 from recorder.types import serialize, typestore
+from tests.until import Until
 
 from .conftest import T0, record
 
@@ -207,28 +208,6 @@ def sent_by_publisher(profile: Profile, seconds: float, start: int) -> dict[str,
 def spawn(code: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, text=True,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-
-
-class Until:
-    """A source that ends after ``n`` messages, or ``idle_s`` without any."""
-
-    clock = "wall"
-
-    def __init__(self, source: DdsSource, n: int, idle_s: float = 5.0) -> None:
-        self.source, self.n, self.idle_s, self.got = source, n, idle_s, 0
-
-    def messages(self) -> Iterator[Any]:
-        last = time.monotonic()
-        for m in self.source.messages():
-            if m is not None:
-                self.got += 1
-                last = time.monotonic()
-            yield m
-            if self.got >= self.n or time.monotonic() - last > self.idle_s:
-                return
-
-    def close(self) -> None:
-        self.source.close()
 
 
 def episode_messages(path: Path) -> dict[str, list[bytes]]:

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from recorder.replay import Player, ReplayOptions  # noqa: E402
 from recorder.session import Session  # noqa: E402
 from recorder.sources.dds import DdsSource  # noqa: E402
 from recorder.types import serialize, typestore  # noqa: E402
+from tests.until import Until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 200   # messages per topic
@@ -135,26 +135,6 @@ def rclpy_test_profile() -> Profile:
     return parse_profile({"name": "rclpy-test", "topics": [
         {"topic": t, "type": ty, "qos": {"reliability": "reliable", "depth": 1000}}
         for t, ty in TOPICS.items()]})
-
-
-class Until:
-    clock = "wall"
-
-    def __init__(self, source: DdsSource, n: int, idle_s: float = 5.0) -> None:
-        self.source, self.n, self.idle_s, self.got = source, n, idle_s, 0
-
-    def messages(self) -> Iterator[Any]:
-        last = time.monotonic()
-        for m in self.source.messages():
-            if m is not None:
-                self.got += 1
-                last = time.monotonic()
-            yield m
-            if self.got >= self.n or time.monotonic() - last > self.idle_s:
-                return
-
-    def close(self) -> None:
-        self.source.close()
 
 
 def _rclpy_raw_subscribers(ctx: Any, topics: dict[str, str], qos_of: Any) -> tuple[Any, Any, dict]:
