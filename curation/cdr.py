@@ -176,11 +176,9 @@ def matches(lay: Layout, mat: np.ndarray) -> np.ndarray:
     ok = np.ones(len(mat), dtype=bool)
     if not lay.prefixes:
         return ok
-    offs = np.array([o for o, _ in lay.prefixes])
-    vals = np.array([v for _, v in lay.prefixes], dtype=np.uint32)
-    idx = offs[:, None] + np.arange(4)
-    got = np.ascontiguousarray(mat[:, idx]).view("<u4" if lay.little else ">u4")[..., 0]
-    ok &= (got == vals).all(axis=1)
+    dt = np.dtype("<u4" if lay.little else ">u4")
+    for o, v in lay.prefixes:
+        ok &= _column(mat, o, 1, dt)[:, 0] == v
     return ok
 
 
@@ -196,15 +194,26 @@ def extract(lay: Layout, mat: np.ndarray) -> dict[tuple[str, ...], np.ndarray]:
         if total == 0:
             out[path] = np.zeros((n, *leaf.shape), dtype=dt.newbyteorder("="))
             continue
-        if len(leaf.blocks) == 1:
-            o, c = leaf.blocks[0]
-            raw = np.ascontiguousarray(mat[:, o:o + c * size])
-        else:
-            idx = np.concatenate([np.arange(o, o + c * size) for o, c in leaf.blocks])
-            raw = np.ascontiguousarray(mat[:, idx])
-        arr = raw.view(dt).reshape((n, *leaf.shape))
-        out[path] = arr.astype(dt.newbyteorder("="), copy=False)
+        native = dt.newbyteorder("=")
+        # typed strided views of the byte matrix, copied element by element (not byte
+        # by byte); unaligned offsets are fine for numpy's copy loops
+        views = [_column(mat, o, c, dt) for o, c in leaf.blocks if c]
+        arr = views[0].astype(native) if len(views) == 1 else \
+            np.concatenate(views, axis=1).astype(native, copy=False)
+        out[path] = arr.reshape((n, *leaf.shape))
     return out
+
+
+_U1 = np.dtype(np.uint8)
+
+
+def _column(mat: np.ndarray, offset: int, count: int, dt: np.dtype) -> np.ndarray:
+    """``count`` values of type ``dt`` at byte ``offset`` of every row of ``mat`` (a view)."""
+    mat = np.ascontiguousarray(mat)
+    if not len(mat):
+        return np.zeros((0, count), dtype=dt)
+    return np.ndarray((len(mat), count), dtype=dt, buffer=mat, offset=offset,
+                      strides=(mat.strides[0], dt.itemsize))
 
 
 def strings(lay: Layout, mat: np.ndarray) -> dict[tuple[str, ...], list[list[str]] | list[str]]:
@@ -214,18 +223,17 @@ def strings(lay: Layout, mat: np.ndarray) -> dict[tuple[str, ...], list[list[str
         if not leaf.spans:
             out[path] = [[]] if leaf.shape else [""]
             continue
-        idx = np.concatenate([np.arange(o, o + ln) for o, ln in leaf.spans]) \
-            if any(ln for _, ln in leaf.spans) else np.zeros(0, dtype=np.int64)
-        block = np.ascontiguousarray(mat[:, idx])
-        same = len(block) == 0 or bool((block == block[0]).all())
-        rows = [block[0]] if same else list(block)
+        # compare each span across rows in place (strided views, no gathered copy)
+        lo = min(o for o, _ in leaf.spans)
+        hi = max(o + ln for o, ln in leaf.spans)
+        block = _column(mat, lo, hi - lo, _U1)  # all spans and the prefixes between them
+        same = len(mat) <= 1 or bool((block == block[0]).all()) or all(
+            bool((c == c[0]).all()) for c in (_column(mat, o, ln, _U1)
+                                               for o, ln in leaf.spans if ln))
         decoded = []
-        for row in rows:
-            parts, p = [], 0
-            b = bytes(row)
-            for _, ln in leaf.spans:
-                parts.append(b[p:p + ln].decode("utf-8", "replace"))
-                p += ln
+        for r in range(1 if same else len(mat)):
+            row = mat[r]
+            parts = [bytes(row[o:o + ln]).decode("utf-8", "replace") for o, ln in leaf.spans]
             decoded.append(parts if leaf.shape else parts[0])
         out[path] = decoded
     return out

@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from demofab.yamlutil import safe_load
+
 from .errors import ConfigError
 
 
@@ -92,7 +94,7 @@ def load_config(path: str | Path | None) -> CurateConfig:
         return CurateConfig()
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = safe_load(p.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{p}: cannot read curation config: {exc}") from exc
     if not isinstance(raw, dict):

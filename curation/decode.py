@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -36,7 +37,8 @@ class StreamData:
     log_time_ns: np.ndarray
     clock: str = "header_stamp"
     fields: dict[str, np.ndarray] = field(default_factory=dict)
-    ragged: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # name -> (values, offsets): row i is values[offsets[i]:offsets[i + 1]]
+    ragged: dict[str, tuple[Any, np.ndarray]] = field(default_factory=dict)
     constants: dict[str, Any] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (flag, detail)
@@ -65,11 +67,56 @@ def type_store(typename: str, encoding: str, schema: bytes) -> Any:
     return _store(typename, encoding, hashlib.sha1(schema).hexdigest(), text)
 
 
-def ragged_from(parts: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+class Blobs:
+    """Variable-length byte strings kept as the pieces they were read as (views of the
+    decompressed chunks): the release writer copies them once, straight into its output,
+    instead of joining hundreds of MB of camera frames into one array first. Anything else
+    that needs one array gets it through ``np.asarray`` (joined on first use)."""
+
+    def __init__(self, parts: list[bytes | memoryview], size: int) -> None:
+        self.parts, self.size = parts, size
+        self._joined: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def nbytes(self) -> int:
+        return self.size
+
+    def rows(self, a: int, b: int) -> list[bytes | memoryview]:
+        return self.parts[a:b]
+
+    def take(self, order: np.ndarray) -> Blobs:
+        return Blobs([self.parts[int(i)] for i in order], self.size)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if self._joined is None:
+            self._joined = np.frombuffer(b"".join(self.parts), dtype=np.uint8)
+        return self._joined if dtype is None else self._joined.astype(dtype)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self)[key]
+
+
+BLOBS_MIN = 1 << 20  # ragged fields this large stay in pieces
+
+
+def ragged_from(parts: list[bytes | memoryview]) -> tuple[np.ndarray | Blobs, np.ndarray]:
     offsets = np.zeros(len(parts) + 1, dtype=np.int64)
     if parts:
         np.cumsum([len(p) for p in parts], out=offsets[1:])
+    if offsets[-1] >= BLOBS_MIN:
+        return Blobs(list(parts), int(offsets[-1])), offsets
     return np.frombuffer(b"".join(parts), dtype=np.uint8), offsets
+
+
+def ragged_rows(values: np.ndarray | Blobs, offsets: np.ndarray, a: int, b: int
+                ) -> list[Any]:
+    """The bytes of rows a..b of a ragged field, as buffers to write one after another."""
+    if isinstance(values, Blobs):
+        return values.rows(a, b)
+    return [np.asarray(values[int(offsets[a]):int(offsets[b])])]
 
 
 def decode_channel(topic: str, typename: str, message_encoding: str, schema_encoding: str,
@@ -369,8 +416,39 @@ def _matrix(rows: list[bytes], width: int) -> np.ndarray:
     return np.frombuffer(buf, dtype=np.uint8).reshape(len(rows), width)
 
 
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def jpeg_size(frame: bytes | memoryview) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, without decoding it."""
+    b = bytes(frame[:65536])
+    if b[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(b):
+        if b[pos] != 0xFF:
+            return None
+        marker = b[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            pos += 2
+            continue
+        (seg,) = struct.unpack_from(">H", b, pos + 2)
+        if marker in _SOF and pos + 9 <= len(b):
+            h, w = struct.unpack_from(">HH", b, pos + 5)
+            return (w, h) if w and h else None
+        pos += 2 + seg
+    return None
+
+
 def _camera_info(fmt: str, frame: bytes) -> dict[str, Any]:
     info: dict[str, Any] = {"format": fmt.split(";")[0].strip() or "jpeg"}
+    size = jpeg_size(frame)
+    if size is not None:
+        info.update(width=size[0], height=size[1])
+        return info
     try:
         import cv2
 

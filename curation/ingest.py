@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .decode import StreamData, decode_channel
+from .decode import Blobs, StreamData, decode_channel
 from .inputs import InputFile, sha256_bytes
 from .mcapread import read_mcap
 
@@ -104,11 +104,20 @@ def sort_stream(sd: StreamData) -> StreamData:
     sd.log_time_ns = sd.log_time_ns[order]
     sd.fields = {k: v[order] for k, v in sd.fields.items()}
     for k, (values, offsets) in list(sd.ragged.items()):
+        if isinstance(values, Blobs):
+            sd.ragged[k] = (values.take(order), _reordered_offsets(offsets, order))
+            continue
         parts = [values[offsets[i]:offsets[i + 1]] for i in order]
         new_off = np.zeros(len(order) + 1, dtype=np.int64)
         np.cumsum([len(p) for p in parts], out=new_off[1:])
         sd.ragged[k] = (np.concatenate(parts) if parts else values[:0], new_off)
     return sd
+
+
+def _reordered_offsets(offsets: np.ndarray, order: np.ndarray) -> np.ndarray:
+    new_off = np.zeros(len(order) + 1, dtype=np.int64)
+    np.cumsum(np.diff(offsets)[order], out=new_off[1:])
+    return new_off
 
 
 def _events(ch: Any, data: list[bytes], log: list[int], rec: FileRecord) -> list[dict[str, Any]]:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from demofab.yamlutil import safe_load
+
 from .errors import InputError
 
 BAG_METADATA = "metadata.yaml"
@@ -74,7 +76,7 @@ def _walk(path: Path, files: list[InputFile], skipped: list[Skipped]) -> None:
 
 def _bag(path: Path, meta: Path, files: list[InputFile], skipped: list[Skipped]) -> None:
     try:
-        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
+        info = safe_load(meta.read_text())["rosbag2_bagfile_information"]
         rel = [str(p) for p in info.get("relative_file_paths") or []]
         custom = info.get("custom_data") or {}
     except (yaml.YAMLError, KeyError, TypeError) as exc:

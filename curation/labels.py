@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from demofab.yamlutil import safe_load
+
 from .config import SplitConfig
 from .errors import LabelError
 
@@ -140,7 +142,7 @@ def load_labels(path: str | Path | None = None, cli: list[str] | None = None) ->
                                               f"{p}:{i}"))
         else:
             try:
-                raw = yaml.safe_load(p.read_text()) or {}
+                raw = safe_load(p.read_text()) or {}
             except yaml.YAMLError as exc:
                 raise LabelError(f"{p}: not valid YAML: {exc}") from exc
             if not isinstance(raw, dict) or not isinstance(raw.get("episodes", []), list):

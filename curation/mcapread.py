@@ -22,6 +22,7 @@ _rec = struct.Struct("<BQ")
 _msg = struct.Struct("<BQHIQQ")  # opcode, length, channel, sequence, log, publish
 _u16, _u32, _u64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q")
 _chunk = struct.Struct("<QQQI")
+_VIEW_MIN = 1 << 14  # payloads longer than this are kept as memoryviews
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Channel:
     schema: bytes
     log_times: list[int] = field(default_factory=list)
     pub_times: list[int] = field(default_factory=list)
-    data: list[bytes] = field(default_factory=list)
+    data: list[bytes | memoryview] = field(default_factory=list)
 
 
 @dataclass
@@ -75,17 +76,18 @@ def _map(buf: bytes | memoryview, pos: int) -> tuple[dict[str, str], int]:
     return out, end
 
 
-def _decompress(kind: str, data: bytes | memoryview, size: int) -> bytes:
+def _decompress(kind: str, data: memoryview, size: int) -> memoryview:
+    # payloads become slices of what this returns (no copy per message)
     if kind == "":
-        return bytes(data)
+        return data
     if kind == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().decompress(bytes(data), max_output_size=size)
+        return memoryview(zstandard.ZstdDecompressor().decompress(data, max_output_size=size))
     if kind == "lz4":
         import lz4.frame
 
-        return lz4.frame.decompress(bytes(data))
+        return memoryview(lz4.frame.decompress(data))
     raise _Damage(f"unknown chunk compression {kind!r}")
 
 
@@ -94,7 +96,7 @@ class _Parser:
         self.out = out
         self.schemas: dict[int, tuple[str, str, bytes]] = {}
 
-    def record(self, op: int, buf: bytes | memoryview, start: int, end: int) -> None:
+    def record(self, op: int, buf: memoryview, start: int, end: int) -> None:
         out = self.out
         if op == OP_SCHEMA:
             (sid,) = _u16.unpack_from(buf, start)
@@ -117,7 +119,8 @@ class _Parser:
                 return
             ch.log_times.append(log)
             ch.pub_times.append(pub)
-            ch.data.append(bytes(buf[start + 22:end]))
+            ch.data.append(buf[start + 22:end] if end - start > _VIEW_MIN
+                           else bytes(buf[start + 22:end]))
         elif op == OP_CHUNK:
             _, _, size, crc = _chunk.unpack_from(buf, start)
             kind, p = _str(buf, start + 28)
@@ -145,7 +148,7 @@ class _Parser:
             out.profile, p = _str(buf, start)
             out.library, _ = _str(buf, p)
 
-    def chunk(self, data: bytes) -> None:
+    def chunk(self, data: memoryview) -> None:
         """The hot loop: message records inside a decompressed chunk."""
         channels = self.out.channels
         unpack = _msg.unpack_from
@@ -162,7 +165,10 @@ class _Parser:
                 else:
                     ch.log_times.append(log)
                     ch.pub_times.append(pub)
-                    ch.data.append(data[pos + 31:end])
+                    # small payloads as bytes (cheaper to make and to use); large ones
+                    # (camera frames) as views of the chunk, so they are never copied here
+                    ch.data.append(data[pos + 31:end] if n > _VIEW_MIN
+                                   else bytes(data[pos + 31:end]))
                 pos = end
                 continue
             op, n = _rec.unpack_from(data, pos)
@@ -177,6 +183,7 @@ def read_mcap(buf: bytes | memoryview) -> McapContent:
     """Parse an MCAP file held in memory; never raises on damage (see ``truncated_at``)."""
     out = McapContent()
     parser = _Parser(out)
+    buf = memoryview(buf).cast("B")
     size = len(buf)
     if bytes(buf[:8]) != MAGIC:
         out.truncated_at, out.damage = 0, "not an MCAP file (bad magic)"

@@ -68,6 +68,8 @@ def curate(inputs: list[str | Path], out_dir: str | Path, name: str, *,
            replace: bool = False, progress: Progress | None = None) -> CurateResult:
     """Create ``out_dir/name/vN`` from the inputs plus the episodes of the newest version."""
     t0 = time.perf_counter()
+    import recorder.profile  # noqa: F401 - imported here, not first on a worker thread
+
     cfg = config or CurateConfig()
     labels = labels or Labels()
     if not name or "/" in name or name.startswith("."):
@@ -86,11 +88,13 @@ def curate(inputs: list[str | Path], out_dir: str | Path, name: str, *,
     result = CurateResult(name_dir, name, 0, False, 0, 0, 0, 0,
                           skipped=[{"path": s.path, "reason": s.reason} for s in skipped])
     records: dict[str, FileRecord] = {}
+    analyses: dict[str, _Analysis] = {}
     from concurrent.futures import ThreadPoolExecutor
 
     workers = max(1, min(cfg.workers or (os.cpu_count() or 1), len(files) or 1))
     with ThreadPoolExecutor(workers) as pool:
-        for i, (inp, rec, stats) in enumerate(pool.map(lambda f: _load(f, cache), files)):
+        for i, (inp, rec, stats, found) in enumerate(
+                pool.map(lambda f: _load(f, cache, ctx), files)):
             if progress:
                 progress(f"ingest {inp.path.name}", i, len(files))
             result.input_bytes += rec.size
@@ -101,12 +105,13 @@ def curate(inputs: list[str | Path], out_dir: str | Path, name: str, *,
                                        f"{records[rec.sha256].path} (sha256 {rec.sha256[:12]})"})
                 continue
             records[rec.sha256] = rec
+            analyses[rec.sha256] = found
     # the newest version's episodes come along (unless --replace)
     for row in prev_rows:
         sha = row["provenance"].get("source_sha256", "")
         if sha and sha not in records:
             records[sha] = _carry(sha, row, cache)
-    plans = _plan(records, prev_rows, ctx, labels, result)
+    plans = _plan(records, analyses, prev_rows, ctx, labels, result)
     if progress:
         progress("write release", len(files), len(files))
     fp = _fingerprint(plans, labels, cfg)
@@ -124,16 +129,45 @@ def curate(inputs: list[str | Path], out_dir: str | Path, name: str, *,
     return result
 
 
-def _load(inp: InputFile, cache: Cache) -> tuple[InputFile, FileRecord, str]:
+def _load(inp: InputFile, cache: Cache, ctx: _Context
+          ) -> tuple[InputFile, FileRecord, str, _Analysis]:
+    """Read (or take from the cache), segment and check one file: per-file work that
+    runs on the worker threads."""
     with open(inp.path, "rb") as f:
         buf = f.read()
     sha = sha256_bytes(buf)
     if cache.has(sha):
-        return inp, cache.load(sha, inp), "cached"
-    rec = ingest_file(inp, buf, sha)
-    del buf
-    cache.save(rec)
-    return inp, rec, "decoded"
+        rec, how = cache.load(sha, inp), "cached"
+    else:
+        rec, how = ingest_file(inp, buf, sha), "decoded"
+        del buf
+        cache.save(rec)
+    return inp, rec, how, _analyse(rec, ctx)
+
+
+@dataclass
+class _Analysis:
+    """A file's segments, segmentation notes, and quality results per segment."""
+
+    segments: list[Segment]
+    notes: list[str]
+    quality: dict[int, Any]
+
+
+def _analyse(rec: FileRecord, ctx: _Context) -> _Analysis:
+    expect, limits, latency = _expectations(rec, ctx)
+    segs, notes = segment_file(rec, ctx.cfg.segment, limits)
+    quality = {seg.index: check_episode(rec, seg, expect, limits, ctx.cfg.quality, latency)
+               for seg in segs if not seg.discarded}
+    return _Analysis(segs, notes, quality)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _carry(sha: str, row: dict[str, Any], cache: Cache) -> FileRecord:
@@ -251,21 +285,22 @@ def _log_span(rec: FileRecord, seg: Segment) -> tuple[int, int]:
     return (min(lo), max(hi)) if lo else (0, 0)
 
 
-def _plan(records: dict[str, FileRecord], prev_rows: list[dict[str, Any]], ctx: _Context,
-          labels: Labels, result: CurateResult) -> list[Planned]:
+def _plan(records: dict[str, FileRecord], analyses: dict[str, _Analysis],
+          prev_rows: list[dict[str, Any]], ctx: _Context, labels: Labels,
+          result: CurateResult) -> list[Planned]:
     prev_by_key = {r["key"]: r for r in prev_rows}
     plans: list[Planned] = []
     for rec in records.values():
-        expect, limits, latency = _expectations(rec, ctx)
-        segs, notes = segment_file(rec, ctx.cfg.segment, limits)
-        result.notes.extend(notes)
+        found = analyses.get(rec.sha256) or _analyse(rec, ctx)
+        segs = found.segments
+        result.notes.extend(found.notes)
         for seg in segs:
             if seg.discarded:
                 result.skipped.append({"path": rec.path, "reason": f"segment {seg.index} was "
                                        "discarded by the operator (DISCARD event)"})
                 continue
             row = _base_row(rec, seg, len(segs))
-            q = check_episode(rec, seg, expect, limits, ctx.cfg.quality, latency)
+            q = found.quality[seg.index]
             old = prev_by_key.get(row["key"])
             if old is not None:
                 for k, src in old.get("labels_source", {}).items():
@@ -332,14 +367,15 @@ def _publish(name_dir: Path, name: str, version: int, prev: tuple[int, Path] | N
         with zwrite.recording() as written:
             write_release(tmp, plans, ctx.cfg, attrs, ctx.roles)
         write_manifest(tmp, name, version, written)
-        fsync_tree(tmp)
+        for dirpath, _, names in os.walk(tmp):
+            for n in names:
+                os.chmod(os.path.join(dirpath, n), 0o444)
+        fsync_tree(tmp, done=written)
         final = name_dir / f"v{version}"
         if final.exists():
             raise CurationError(f"{final} already exists; releases are immutable")
         os.rename(tmp, final)
-        for p in final.rglob("*"):
-            if p.is_file():
-                p.chmod(0o444)
+        _fsync_dir(name_dir)
         return final
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -13,12 +13,14 @@ from typing import Any
 import numpy as np
 
 from .config import CurateConfig
-from .decode import JOINT_STATE, StreamData
+from .decode import JOINT_STATE, StreamData, ragged_rows
 from .flags import FLAG_BITS, flag_mask, flag_names, score
 from .ingest import FileRecord
 from .segment import Segment
 from .stats import QUANTILES, describe
 from .zwrite import ArrayWriter, write_array, write_group
+
+_STREAM_THREADS = 3
 
 FORMAT = "demofab.release"
 FORMAT_VERSION = 1
@@ -85,7 +87,7 @@ def write_release(root: Path, plans: list[Planned], cfg: CurateConfig,
     # streams are independent directories: two threads keep both cores busy, since
     # compressing, copying and writing release the GIL (each task runs in a copy of
     # this context, so zwrite still records every file for the manifest)
-    with ThreadPoolExecutor(2, thread_name_prefix="release-stream") as pool:
+    with ThreadPoolExecutor(_STREAM_THREADS, thread_name_prefix="release-stream") as pool:
         jobs = {st.name: pool.submit(contextvars.copy_context().run, _write_stream,
                                      root / "streams" / st.name, st, plans, ne, cfg,
                                      roles.get(st.topic))
@@ -267,7 +269,8 @@ def _write_ragged(path: Path, k: str, st: _Stream, plans: list[Planned], n: int,
             continue
         vals, off = sd.ragged[k]
         o = np.asarray(off[a:b + 1])
-        values.append(np.asarray(vals[o[0]:o[-1]]))
+        for piece in ragged_rows(vals, off, a, b):
+            values.append(np.frombuffer(piece, dtype=np.uint8))
         offsets[row + 1:row + 1 + b - a] = o[1:] - o[0] + pos
         pos += int(o[-1] - o[0])
         row += b - a

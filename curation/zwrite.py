@@ -11,11 +11,15 @@ tensorstore.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import mmap
 import os
 import struct
-from collections.abc import Iterator, Sequence
+import threading
+from collections import deque
+from collections.abc import Container, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -49,6 +53,11 @@ class _Recorder:
 
     def submit(self, path: Path, parts: Sequence[bytes | memoryview]) -> None:
         self._jobs.append(self._pool.submit(self._hash_and_sync, path, parts))
+
+    def hashed(self, path: Path, digest: str, size: int) -> None:
+        """A file whose hash its writer computed: only the fsync (metadata) is left."""
+        self.written[str(path)] = (digest, size)
+        self._jobs.append(self._pool.submit(_fsync, path))
 
     def _hash_and_sync(self, path: Path, parts: Sequence[bytes | memoryview]) -> None:
         h = hashlib.sha256()
@@ -84,6 +93,96 @@ def _record(path: Path, parts: Sequence[bytes | memoryview]) -> None:
     rec = _WRITTEN.get()
     if rec is not None:
         rec.submit(path, parts)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- direct I/O ---------------------------------------------------------------------------
+# Large shard files are written with O_DIRECT through a reused, page-aligned staging
+# buffer per thread: the bytes are copied once into memory that is already mapped and hot,
+# hashed there, and go to the disk without passing through the page cache. Buffered
+# writes of hundreds of MB into fresh page-cache pages cost more CPU than all of ingest's
+# decoding here (see docs/architecture.md, "Writing a release"). Filesystems that refuse
+# O_DIRECT (tmpfs, some overlays) get the buffered path.
+DIRECT_MIN = 1 << 20        # files smaller than this are written buffered
+_STAGE = 8 << 20            # staging buffer per thread (a multiple of the block size)
+_BLOCK = 4096               # O_DIRECT alignment of offsets and lengths
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+_no_direct: set[int] = set()  # st_dev of filesystems that refused O_DIRECT
+_stage = threading.local()
+
+
+def _staging() -> memoryview:
+    buf = getattr(_stage, "buf", None)
+    if buf is None:
+        buf = _stage.buf = memoryview(mmap.mmap(-1, _STAGE))
+    return buf
+
+
+def write_file(path: Path, parts: Sequence[bytes | memoryview]) -> None:
+    """Write ``parts`` back to back into a new file ``path``, recorded for the manifest."""
+    size = sum(len(p) for p in parts)
+    rec = _WRITTEN.get()
+    if size >= DIRECT_MIN and _O_DIRECT:
+        dev = os.stat(path.parent).st_dev
+        if dev not in _no_direct:
+            try:
+                digest = _write_direct(path, parts, size)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                _no_direct.add(dev)  # this filesystem refuses O_DIRECT: buffered from now on
+            else:
+                if rec is not None:
+                    rec.hashed(path, digest, size)
+                return
+    with open(path, "wb") as f:
+        f.writelines(parts)
+    if rec is not None:
+        rec.submit(path, parts)
+
+
+def _write_direct(path: Path, parts: Sequence[bytes | memoryview], size: int) -> str:
+    stage = _staging()
+    h = hashlib.sha256()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_DIRECT, 0o644)
+    try:
+        fill = 0
+        for part in parts:
+            mv = memoryview(part).cast("B")
+            while len(mv):
+                n = min(len(mv), _STAGE - fill)
+                stage[fill:fill + n] = mv[:n]
+                fill += n
+                mv = mv[n:]
+                if fill == _STAGE:
+                    h.update(stage)
+                    _write_all(fd, stage)
+                    fill = 0
+        if fill:
+            h.update(stage[:fill])
+            padded = -(-fill // _BLOCK) * _BLOCK
+            stage[fill:padded] = bytes(padded - fill)
+            _write_all(fd, stage[:padded])
+            os.ftruncate(fd, size)  # drop the padding of the last block
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+    return h.hexdigest()
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while len(data):
+        n = os.write(fd, data)
+        data = data[n:]
 
 
 def write_json(path: Path, obj: dict[str, Any]) -> None:
@@ -136,7 +235,7 @@ class ArrayWriter:
         self.chunk_rows, self.shard_rows = chunk_rows, shard_rows
         self.compress = compress
         self._zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL) if compress else None
-        self._buf: list[np.ndarray] = []
+        self._buf: deque[np.ndarray] = deque()
         self._buffered = 0
         self._written = 0
         self._shard = 0
@@ -162,9 +261,9 @@ class ArrayWriter:
             raise ValueError(f"{self.path}: {self._written} rows written, {self.rows} declared")
 
     def _take(self, n: int) -> np.ndarray:
-        data = self._buf[0] if len(self._buf) == 1 else np.concatenate(self._buf)
+        data = self._buf[0] if len(self._buf) == 1 else np.concatenate(list(self._buf))
         out, rest = data[:n], data[n:]
-        self._buf = [rest] if len(rest) else []
+        self._buf = deque([rest] if len(rest) else [])
         self._buffered = len(rest)
         return out
 
@@ -176,7 +275,7 @@ class ArrayWriter:
             block = self._buf[0]
             if len(block) <= need:
                 out.append(block)
-                self._buf.pop(0)
+                self._buf.popleft()
                 need -= len(block)
             else:
                 out.append(block[:need])
@@ -206,9 +305,7 @@ class ArrayWriter:
     def _write_shard(self, parts: list[bytes | memoryview]) -> None:
         key = self.path.joinpath("c", str(self._shard), *(["0"] * len(self.tail)))
         key.parent.mkdir(parents=True, exist_ok=True)
-        with open(key, "wb") as f:
-            f.writelines(parts)
-        _record(key, parts)
+        write_file(key, parts)
         self._shard += 1
 
     def _flush(self, n: int) -> None:
@@ -248,11 +345,15 @@ def write_array(path: Path, data: np.ndarray, chunk_rows: int, shard_rows: int,
     w.close()
 
 
-def fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path, done: Container[str] = ()) -> None:
+    """fsync every file under ``root`` not in ``done`` (already synced by ``recording``),
+    then every directory, deepest first, so that the entries themselves are durable."""
+    dirs = []
     for dirpath, _, names in os.walk(root):
+        dirs.append(dirpath)
         for n in names:
-            fd = os.open(os.path.join(dirpath, n), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            path = os.path.join(dirpath, n)
+            if path not in done:
+                _fsync(Path(path))
+    for d in reversed(dirs):
+        _fsync(Path(d))

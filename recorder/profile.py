@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from demofab.yamlutil import safe_load
+
 from .errors import ProfileError
 from .types import EPISODE_EVENT_TYPE, message_type
 
@@ -130,7 +132,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
         text = (files("recorder") / "profiles" / f"{name}.yaml").read_text()
         where = f"built-in profile {name}"
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_load(text)
     except yaml.YAMLError as exc:
         raise ProfileError(f"{where}: not valid YAML: {exc}") from exc
     return parse_profile(raw, where)

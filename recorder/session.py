@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from demofab.yamlutil import safe_load
+
 from .errors import DiskFullError, RecorderError, SessionError
 from .health import HealthMonitor, HealthReport
 from .profile import EVENTS_TOPIC, Profile
@@ -156,7 +158,7 @@ class Session:
 
     # -- state on disk -----------------------------------------------------------------
     def _load_state(self, path: Path) -> None:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = safe_load(path.read_text()) or {}
         version = raw.get("format_version")
         if version != SESSION_FORMAT_VERSION:
             raise RecorderError(f"{path}: session format_version {version} is not supported "

@@ -31,8 +31,13 @@ COMPRESSIONS = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4,
                 "none": CompressionType.NONE}
 
 # Without this, exceeding RLIMIT_FSIZE kills the process instead of failing the write.
-if hasattr(signal, "SIGXFSZ"):
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+# (Only the main thread may set handlers; EpisodeWriter sets it again when it can.)
+def _ignore_sigxfsz() -> None:
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+_ignore_sigxfsz()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,7 @@ class EpisodeWriter:
 
     def __init__(self, path: Path, profile: Profile, options: WriterOptions | None = None,
                  *, health: HealthMonitor | None = None, profile_channels: bool = True) -> None:
+        _ignore_sigxfsz()
         self.path = Path(path)
         self.part_path = self.path.with_name(self.path.name + PART_SUFFIX)
         self.profile = profile
