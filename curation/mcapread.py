@@ -11,8 +11,11 @@ and must read in bulk.
 from __future__ import annotations
 
 import struct
-import zlib
+import threading
 from dataclasses import dataclass, field
+from typing import Any
+
+from demofab.checksum import crc32
 
 MAGIC = b"\x89MCAP0\r\n"
 OP_HEADER, OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK = 1, 2, 3, 4, 5, 6
@@ -76,19 +79,29 @@ def _map(buf: bytes | memoryview, pos: int) -> tuple[dict[str, str], int]:
     return out, end
 
 
-def _decompress(kind: str, data: memoryview, size: int) -> memoryview:
-    # payloads become slices of what this returns (no copy per message)
+def _decompress(kind: str, data: memoryview, size: int) -> bytes | memoryview:
+    # large payloads become views of what this returns (no copy per message)
     if kind == "":
         return data
     if kind == "zstd":
-        import zstandard
-
-        return memoryview(zstandard.ZstdDecompressor().decompress(data, max_output_size=size))
+        return _zstd().decompress(data, max_output_size=size)
     if kind == "lz4":
         import lz4.frame
 
-        return memoryview(lz4.frame.decompress(data))
+        return lz4.frame.decompress(data)
     raise _Damage(f"unknown chunk compression {kind!r}")
+
+
+def _zstd() -> Any:
+    d = getattr(_local, "zstd", None)
+    if d is None:
+        import zstandard
+
+        d = _local.zstd = zstandard.ZstdDecompressor()
+    return d
+
+
+_local = threading.local()
 
 
 class _Parser:
@@ -131,7 +144,7 @@ class _Parser:
             data = _decompress(kind, buf[p:p + n], size)
             if len(data) != size:
                 raise _Damage(f"chunk decompresses to {len(data)} bytes, expected {size}")
-            if crc and zlib.crc32(data) != crc:
+            if crc and crc32(data) != crc:
                 raise _Damage("chunk CRC mismatch")
             self.chunk(data)
         elif op == OP_METADATA:
@@ -148,10 +161,12 @@ class _Parser:
             out.profile, p = _str(buf, start)
             out.library, _ = _str(buf, p)
 
-    def chunk(self, data: memoryview) -> None:
+    def chunk(self, data: bytes | memoryview) -> None:
         """The hot loop: message records inside a decompressed chunk."""
         channels = self.out.channels
         unpack = _msg.unpack_from
+        view = memoryview(data)
+        sinks: dict[int, Any] = {}  # channel id -> its three list appends
         pos, size = 0, len(data)
         while pos < size:
             op, n, cid, _, log, pub = unpack(data, pos) if size - pos >= 31 else (0, 0, 0, 0, 0, 0)
@@ -159,23 +174,27 @@ class _Parser:
                 end = pos + 9 + n
                 if end > size:
                     raise _Damage("message runs past its chunk")
-                ch = channels.get(cid)
-                if ch is None:
-                    self.out.unknown_channel_messages += 1
-                else:
-                    ch.log_times.append(log)
-                    ch.pub_times.append(pub)
-                    # small payloads as bytes (cheaper to make and to use); large ones
-                    # (camera frames) as views of the chunk, so they are never copied here
-                    ch.data.append(data[pos + 31:end] if n > _VIEW_MIN
-                                   else bytes(data[pos + 31:end]))
+                sink = sinks.get(cid)
+                if sink is None:
+                    ch = channels.get(cid)
+                    if ch is None:
+                        self.out.unknown_channel_messages += 1
+                        pos = end
+                        continue
+                    sink = sinks[cid] = (ch.log_times.append, ch.pub_times.append,
+                                         ch.data.append)
+                sink[0](log)
+                sink[1](pub)
+                # small payloads as bytes (cheaper to make and to use); large ones (camera
+                # frames) as views of the chunk, so they are never copied here
+                sink[2](view[pos + 31:end] if n > _VIEW_MIN else bytes(data[pos + 31:end]))
                 pos = end
                 continue
             op, n = _rec.unpack_from(data, pos)
             end = pos + 9 + n
             if end > size:
                 raise _Damage("record runs past its chunk")
-            self.record(op, data, pos + 9, end)
+            self.record(op, view, pos + 9, end)
             pos = end
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextvars
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,34 @@ from .segment import Segment
 from .stats import QUANTILES, describe
 from .zwrite import ArrayWriter, write_array, write_group
 
-_STREAM_THREADS = 3
+_WRITE_THREADS = 3  # two cores, plus one to cover the waits on direct writes
+_INFLIGHT_BYTES = 1 << 30  # assembled columns waiting to be written, at most
+
+
+class _Jobs:
+    """Array writes on a pool, each in a copy of the caller's context (so zwrite records
+    the files for the manifest); submitting waits while too many bytes are queued."""
+
+    def __init__(self, pool: ThreadPoolExecutor, limit: int) -> None:
+        self.pool, self.limit = pool, limit
+        self.all: list[Future[Any]] = []
+        self._queued: deque[tuple[Future[Any], int]] = deque()
+        self._bytes = 0
+
+    def submit(self, fn: Any, *args: Any, size: int = 0, **kwargs: Any) -> Future[Any]:
+        while self._bytes > self.limit and self._queued:
+            fut, n = self._queued.popleft()
+            fut.result()
+            self._bytes -= n
+        fut = self.pool.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+        self.all.append(fut)
+        self._queued.append((fut, size))
+        self._bytes += size
+        return fut
+
+    def wait(self) -> None:
+        for fut in self.all:
+            fut.result()  # the first failed write raises here
 
 FORMAT = "demofab.release"
 FORMAT_VERSION = 1
@@ -55,6 +83,16 @@ class _Stream:
     def count(self) -> int:
         return sum(b - a for _, _, a, b in self.parts)
 
+    @property
+    def nbytes(self) -> int:
+        """About how many bytes this stream writes (to start the biggest first)."""
+        n = 0
+        for _, sd, a, b in self.parts:
+            rows = max(len(sd), 1)
+            n += sum(v.nbytes for v in sd.fields.values()) * (b - a) // rows
+            n += sum(int(o[b] - o[a]) for _, o in sd.ragged.values())
+        return n
+
 
 def _streams(plans: list[Planned]) -> dict[str, _Stream]:
     out: dict[str, _Stream] = {}
@@ -84,16 +122,21 @@ def write_release(root: Path, plans: list[Planned], cfg: CurateConfig,
     times: dict[str, np.ndarray] = {}
     bounds_all: dict[str, np.ndarray] = {}
     stats: dict[str, Any] = {}
-    # streams are independent directories: two threads keep both cores busy, since
-    # compressing, copying and writing release the GIL (each task runs in a copy of
-    # this context, so zwrite still records every file for the manifest)
-    with ThreadPoolExecutor(_STREAM_THREADS, thread_name_prefix="release-stream") as pool:
-        jobs = {st.name: pool.submit(contextvars.copy_context().run, _write_stream,
-                                     root / "streams" / st.name, st, plans, ne, cfg,
-                                     roles.get(st.topic))
-                for st in sorted(streams.values(), key=lambda s: -s.count)}
+    # Every array is its own job on a small pool (compressing, hashing and writing release
+    # the GIL), so one big stream (joint states: three wide fields plus their statistics)
+    # no longer bounds the whole write. The main thread assembles the columns, biggest
+    # streams first, while the pool writes. Jobs run in a copy of this context, so zwrite
+    # still records every file for the manifest.
+    with ThreadPoolExecutor(_WRITE_THREADS, thread_name_prefix="release-write") as pool:
+        jobs = _Jobs(pool, _INFLIGHT_BYTES)
+        pending = {}
+        for st in sorted(streams.values(), key=lambda s: -s.nbytes):
+            times[st.name], bounds_all[st.name], pending[st.name] = _write_stream(
+                root / "streams" / st.name, st, plans, ne, cfg, roles.get(st.topic), jobs)
+        jobs.wait()
         for name in streams:
-            times[name], bounds_all[name], stats[name] = jobs[name].result()
+            stats[name] = {k: d for k, job in pending[name].items()
+                           if (d := job.result()) is not None}
     ref = _reference(streams, cfg)
     write_group(root / "sync", {"reference": ref})
     if ref:
@@ -108,7 +151,7 @@ def write_release(root: Path, plans: list[Planned], cfg: CurateConfig,
     for e, p in enumerate(plans):
         row = p.row
         if p.extra_flags:
-            for r in p.extra_flags:
+            for r in sorted(p.extra_flags, key=lambda r: (r["stream"], r["detail"])):
                 row["flag_reasons"].append(r)
             names = set(row["flag_names"]) | {r["flag"] for r in p.extra_flags}
             row["flag_names"] = [n for n in FLAG_BITS if n in names]
@@ -162,8 +205,10 @@ def sync_index(ta: np.ndarray, ba: np.ndarray, tb: np.ndarray, bb: np.ndarray) -
 
 
 def _write_stream(path: Path, st: _Stream, plans: list[Planned], ne: int, cfg: CurateConfig,
-                  role: tuple[str, float | None] | None
-                  ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+                  role: tuple[str, float | None] | None, jobs: _Jobs
+                  ) -> tuple[np.ndarray, np.ndarray, dict[str, Future[Any]]]:
+    """Assemble one stream's columns and queue their writes; returns its clock, its episode
+    bounds, and the pending statistics per field."""
     counts = np.zeros(ne, dtype=np.int64)
     for e, _, a, b in st.parts:
         counts[e] = b - a
@@ -175,9 +220,10 @@ def _write_stream(path: Path, st: _Stream, plans: list[Planned], ne: int, cfg: C
         if st.parts else np.zeros(0, np.int64)
     lt = np.concatenate([np.asarray(sd.log_time_ns[a:b]) for _, sd, a, b in st.parts]) \
         if st.parts else np.zeros(0, np.int64)
-    write_array(path / "time_ns", t.astype(np.int64), cr, sr)
-    write_array(path / "log_time_ns", lt.astype(np.int64), cr, sr)
-    write_array(path / "episode_bounds", bounds, cr, sr)
+    t, lt = t.astype(np.int64, copy=False), lt.astype(np.int64, copy=False)
+    jobs.submit(write_array, path / "time_ns", t, cr, sr, size=t.nbytes)
+    jobs.submit(write_array, path / "log_time_ns", lt, cr, sr, size=lt.nbytes)
+    jobs.submit(write_array, path / "episode_bounds", bounds, cr, sr)
     first = st.parts[0][1]
     attrs: dict[str, Any] = {
         "topic": st.topic, "type": st.type, "role": role[0] if role else "unknown",
@@ -187,7 +233,7 @@ def _write_stream(path: Path, st: _Stream, plans: list[Planned], ne: int, cfg: C
     for k in ("camera", "child_frame_ids", "frame_ids", "undecoded"):
         if k in first.attrs:
             attrs[k] = first.attrs[k]
-    stats: dict[str, Any] = {}
+    stats: dict[str, Future[Any]] = {}
     names = _union_joint_names(st) if st.type == JOINT_STATE else None
     if names is not None:
         attrs["joint_names"] = names
@@ -225,23 +271,27 @@ def _write_stream(path: Path, st: _Stream, plans: list[Planned], ne: int, cfg: C
                 continue
             arr[lo:hi] = v[a:b]
         fa = {"fields": field_names[k]} if k in field_names else {}
-        write_array(path / k, arr, cr, sr, attributes=fa)
+        stats[k] = jobs.submit(_write_field, path / k, arr, cr, sr, fa, size=arr.nbytes)
         fields_out.append(k)
-        d = describe(arr)
-        if d is not None and dt.kind != "b":
-            stats[k] = d
     ragged_out = []
     rnames: list[str] = []
     for _, sd, _, _ in st.parts:
         rnames.extend(k for k in sd.ragged if k not in rnames)
     for k in rnames:
-        _write_ragged(path / k, k, st, plans, n, cfg)
+        jobs.submit(_write_ragged, path / k, k, st, plans, n, cfg)
         ragged_out.append(k)
     attrs.update(fields=fields_out, ragged=ragged_out)
     if "ragged_dtypes" in first.attrs:
         attrs["ragged_dtypes"] = first.attrs["ragged_dtypes"]
     write_group(path, attrs)
     return t, bounds, stats
+
+
+def _write_field(path: Path, arr: np.ndarray, chunk_rows: int, shard_rows: int,
+                 attributes: dict[str, Any]) -> dict[str, Any] | None:
+    """Write one column; returns its statistics (None for booleans and non-numbers)."""
+    write_array(path, arr, chunk_rows, shard_rows, attributes=attributes)
+    return describe(arr) if arr.dtype.kind != "b" else None
 
 
 def _write_ragged(path: Path, k: str, st: _Stream, plans: list[Planned], n: int,

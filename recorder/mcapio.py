@@ -39,6 +39,8 @@ from mcap.records import (
     SummaryOffset,
 )
 
+from demofab.checksum import crc32
+
 MAGIC = b"\x89MCAP0\r\n"
 _MSG = struct.Struct("<BQHIQQ")          # opcode, length, channel, sequence, log, publish
 _MSG_SIZE = _MSG.size                     # 31 bytes: 9 record header + 22 fields
@@ -139,7 +141,7 @@ class ChunkedWriter:
         if not buf:
             return
         raw = bytes(buf)
-        crc = zlib.crc32(raw)
+        crc = crc32(raw)
         if self._zstd is not None:
             payload = self._zstd.compress(raw)
         elif self.compression == "lz4":

@@ -1,0 +1,127 @@
+"""The fast paths of ingest and release writing give the same bytes as the plain ones.
+
+Direct-I/O shard writes (and their fallback), camera payloads kept as pieces of the
+decompressed chunks, CDR columns read through strided views, quantiles, JPEG sizes, and
+curation started in a fresh interpreter (its work runs on threads).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from curation import zwrite
+from curation.decode import BLOBS_MIN, Blobs, StreamData, jpeg_size, ragged_from, ragged_rows
+from curation.ingest import sort_stream
+from curation.stats import QUANTILES, quantiles
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _parts(total: int, seed: int = 0) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, total, dtype=np.uint8).tobytes()
+    cuts = sorted({0, total, *rng.integers(0, total, 7).tolist()})
+    return [data[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+
+
+@pytest.mark.parametrize("total", [zwrite.DIRECT_MIN - 1, zwrite.DIRECT_MIN,
+                                   zwrite._STAGE + 4095, 3 * zwrite._STAGE, 5_000_001])
+def test_shard_files_hold_the_parts_and_their_sha256(tmp_path: Path, total: int,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = zwrite._write_direct
+    monkeypatch.setattr(zwrite, "_write_direct", lambda *a: calls.append(1) or real(*a))
+    parts = _parts(total)
+    path = tmp_path / "shard"
+    with zwrite.recording() as written:
+        zwrite.write_file(path, parts)
+    data = b"".join(parts)
+    assert path.read_bytes() == data
+    assert written[str(path)] == (hashlib.sha256(data).hexdigest(), total)
+    direct_here = os.stat(tmp_path).st_dev not in zwrite._no_direct and zwrite._O_DIRECT
+    assert bool(calls) == bool(direct_here and total >= zwrite.DIRECT_MIN)
+
+
+def test_a_filesystem_that_refuses_direct_io_gets_buffered_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_a: object) -> str:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(zwrite, "_write_direct", refuse)
+    monkeypatch.setattr(zwrite, "_O_DIRECT", os.O_DIRECT if hasattr(os, "O_DIRECT") else 1)
+    monkeypatch.setattr(zwrite, "_no_direct", set())
+    parts = _parts(2 * zwrite.DIRECT_MIN)
+    with zwrite.recording() as written:
+        zwrite.write_file(tmp_path / "a", parts)
+    assert (tmp_path / "a").read_bytes() == b"".join(parts)
+    assert written[str(tmp_path / "a")][0] == hashlib.sha256(b"".join(parts)).hexdigest()
+    assert os.stat(tmp_path).st_dev in zwrite._no_direct  # not tried again on this disk
+
+
+def test_a_failed_direct_write_leaves_no_partial_file(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    if not zwrite._O_DIRECT or os.stat(tmp_path).st_dev in zwrite._no_direct:
+        pytest.skip("this filesystem has no O_DIRECT")
+
+    def full(_fd: int, _data: memoryview) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zwrite, "_write_all", full)
+    with pytest.raises(OSError, match="No space left"), zwrite.recording():
+        zwrite.write_file(tmp_path / "a", _parts(2 * zwrite.DIRECT_MIN))
+    assert not (tmp_path / "a").exists()
+
+
+def test_large_payloads_stay_in_pieces_and_join_only_when_asked() -> None:
+    frames = _parts(BLOBS_MIN + 10, seed=1)
+    values, offsets = ragged_from([memoryview(f) for f in frames])
+    assert isinstance(values, Blobs) and len(values) == BLOBS_MIN + 10
+    assert [bytes(p) for p in ragged_rows(values, offsets, 2, 5)] == frames[2:5]
+    assert bytes(np.asarray(values)) == b"".join(frames)
+    small, _ = ragged_from([b"ab", b"c"])
+    assert isinstance(small, np.ndarray)
+
+
+def test_out_of_order_frames_in_pieces_are_sorted_with_their_stamps() -> None:
+    frames = _parts(BLOBS_MIN + 10, seed=2)
+    n = len(frames)
+    stamps = np.arange(n, dtype=np.int64)[::-1].copy()  # received newest first
+    sd = StreamData("/cam", "sensor_msgs/msg/CompressedImage", stamps, stamps.copy())
+    sd.ragged["data"] = ragged_from(frames)
+    sort_stream(sd)
+    values, offsets = sd.ragged["data"]
+    got = [bytes(values[int(offsets[i]):int(offsets[i + 1])]) for i in range(n)]
+    assert got == frames[::-1] and sd.time_ns.tolist() == sorted(stamps.tolist())
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (2, 5), (9, 1), (1001, 4), (20_000, 43)])
+def test_quantiles_equal_numpys_to_the_last_bit(shape: tuple[int, int]) -> None:
+    a = np.random.default_rng(3).normal(size=shape)
+    assert np.array_equal(quantiles(a, QUANTILES), np.quantile(a, QUANTILES, axis=0))
+
+
+@pytest.mark.parametrize("progressive", [0, 1])
+def test_jpeg_size_is_read_from_the_frame_header(progressive: int) -> None:
+    img = np.random.default_rng(4).integers(0, 255, (37, 71, 3), dtype=np.uint8)
+    ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_PROGRESSIVE, progressive])
+    assert ok and jpeg_size(jpg.tobytes()) == (71, 37)
+    assert jpeg_size(b"\x89PNG\r\n") is None and jpeg_size(jpg.tobytes()[:3]) is None
+
+
+def test_curation_runs_in_a_fresh_interpreter(clean_session: Path, tmp_path: Path) -> None:
+    """Only ``curation`` imported: the recorder's modules first load on a worker thread."""
+    code = ("import sys; from curation import curate; "
+            "r = curate([sys.argv[1]], sys.argv[2], 'fresh'); print(r.episodes)")
+    out = subprocess.run([sys.executable, "-c", code, str(clean_session), str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "2"
