@@ -10,10 +10,12 @@ dir, then measures on one core, best of ``--repeat`` runs each:
   arrays dumped as ``.npy`` with the same clock alignment done in numpy. Target >= 0.5.
 * ``image_vs_decode``: random camera frames (all cameras) decoded by ``ReleaseDataset``,
   against bare ``cv2.imdecode`` of the same JPEG bytes held in memory. Target >= 0.7.
-* ``vs_lerobot``: the same samples (state, 16 actions at 30 fps, every camera's current
-  frame) from ``ReleaseDataset(clock=30)`` against ``LeRobotDataset`` over our LeRobot
-  export, run in ``.venv-lerobot`` when it exists; ``null`` with the reason otherwise.
-  Target >= 3.
+* ``vs_lerobot``: the same samples (the same episode and 30 fps frame; state, 16 actions
+  at 30 fps with pad masks, every camera's current frame decoded) from
+  ``ReleaseDataset(clock=30)`` against ``LeRobotDataset`` over our LeRobot export of just
+  those features, run in ``.venv-lerobot`` (``tools/lerobot-venv.sh`` builds it) when it
+  exists; ``null`` with the reason otherwise. Both sides run pinned to the same core, warm,
+  best of ``--repeat`` passes; the first samples are checked equal. Target >= 3.
 """
 
 from __future__ import annotations
@@ -167,59 +169,140 @@ def _images(release: Path, args: argparse.Namespace, rng: np.random.Generator) -
     }
 
 
-_LEROBOT_SCRIPT = """
-import json, sys, time
+_LEROBOT_SCRIPT = r"""
+import json, os, sys, time
+args = json.loads(open(sys.argv[2]).read())
+if hasattr(os, "sched_setaffinity"):  # one core, like our side; before torch starts threads
+    os.sched_setaffinity(0, {args["cpu"]})
 import numpy as np
+import torch
+import lerobot
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
-root, n, window = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-ds = LeRobotDataset("demofab/bench", root=root,
-                    delta_timestamps={"action": [i / 30 for i in range(window)]})
-idx = np.random.default_rng(0).integers(0, len(ds), n)
-ds[int(idx[0])]
-t = time.perf_counter()
-for i in idx:
-    ds[int(i)]
-print(json.dumps({"samples_per_s": n / (time.perf_counter() - t), "frames": len(ds)}))
+torch.set_num_threads(1)
+ds = LeRobotDataset("demofab/bench", root=sys.argv[1], delta_timestamps={
+    "action": [i / args["fps"] for i in range(args["window"])]})
+idx = args["indices"]
+check = [ds[i] for i in idx[: args["check"]]]
+np.savez(sys.argv[3], state=np.stack([s["observation.state"].numpy() for s in check]),
+         action=np.stack([s["action"].numpy() for s in check]),
+         action_is_pad=np.stack([s["action_is_pad"].numpy() for s in check]),
+         **{k: np.stack([(s[k].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                         for s in check]) for k in ds.meta.video_keys})
+
+def run():
+    for i in idx:
+        ds[i]
+
+run()  # warm: video decoders opened, files in the page cache
+best = float("inf")
+for _ in range(args["repeat"]):
+    t = time.perf_counter()
+    run()
+    best = min(best, time.perf_counter() - t)
+print(json.dumps({"samples_per_s": len(idx) / best, "frames": len(ds),
+                  "video_backend": ds.video_backend, "lerobot": lerobot.__version__,
+                  "torch": torch.__version__}))
 """
+
+
+class _OneCore:
+    """Pin this process to one core for a block (both sides of ``vs_lerobot`` run on the
+    same core, one after the other)."""
+
+    def __init__(self, cpu: int) -> None:
+        self.cpu = cpu
+        self.saved: set[int] | None = None
+
+    def __enter__(self) -> None:
+        if hasattr(os, "sched_setaffinity"):
+            self.saved = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {self.cpu})
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            os.sched_setaffinity(0, self.saved)
 
 
 def _vs_lerobot(release: Path, tmp: Path, args: argparse.Namespace,
                 rng: np.random.Generator) -> dict[str, Any]:
+    """The same samples on both sides: release episode ``e``, frame ``k`` of the 30 fps grid
+    (our sample ``episode_samples(e)[k]``, LeRobot's ``dataset_from_index + k``), each with
+    the state, ``--window`` future actions at 30 fps with pad masks and every camera's
+    current frame decoded (JPEG by OpenCV here, H.264 by LeRobot's video backend there).
+    The export holds only those features, and the first samples are compared."""
     python = Path(args.lerobot_python)
     if not python.exists():
         return {"vs_lerobot": None, "vs_lerobot_reason": (
-            f"{python} not found: LeRobot is not installed beside DemoFab (lerobot 0.4.x "
-            "pins torch<2.11; only torch 2.13.0 CPU may be installed here)")}
-    from curation.export import export_release
-    from curation.loader import ReleaseDataset
+            f"{python} not found: build it with tools/lerobot-venv.sh (LeRobot and torch "
+            "in a venv of their own, never beside DemoFab)")}
+    import pyarrow.parquet as pq
 
-    root = export_release(release, "lerobot", tmp, fps=30)
-    keys = ["joint_states/position"] + [
-        f"{s}/data" for s in ReleaseDataset(release, keys=["joint_states/position"])
-        .release.streams if s.startswith("camera")]
-    ds = ReleaseDataset(release, clock=30.0, keys=keys, delta_timestamps={
-        "joint_commands/position": [i / 30 for i in range(args.window)]})
+    from curation.export import default_features, export_release
+    from curation.loader import ReleaseDataset, ReleaseReader
+
+    fps = 30
+    rel = ReleaseReader(release)
+    feats = [f for f in default_features(rel)
+             if f.name in ("observation.state", "action") or f.kind == "image"]
+    root = export_release(release, "lerobot", tmp, fps=fps, features=feats, name="bench-lerobot",
+                          overwrite=True)
+    state = next(f for f in feats if f.name == "observation.state")
+    action = next(f for f in feats if f.name == "action")
+    cams = {f.name: f.source for f in feats if f.kind == "image"}
+    ds = ReleaseDataset(release, clock=float(fps), keys=[state.source, *cams.values()],
+                        delta_timestamps={action.source: [i / fps for i in range(args.window)]})
     idx = [int(i) for i in rng.integers(0, len(ds), args.lerobot_samples)]
+    episodes = pq.read_table(root / "meta" / "episodes").to_pylist()
+    first = {int(r["demofab/release_index"]): int(r["dataset_from_index"]) for r in episodes}
+
+    def theirs_index(i: int) -> int:
+        e, _ = ds.locate(i)
+        return first[e] + i - ds.episode_samples(e).start
+
+    cpu = max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    check = min(5, len(idx))
+    spec = tmp / "lerobot-args.json"
+    spec.write_text(json.dumps({
+        "indices": [theirs_index(i) for i in idx], "fps": fps, "window": args.window,
+        "repeat": args.repeat, "check": check, "cpu": cpu}))
+    samples = tmp / "lerobot-samples.npz"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_HOME": str(tmp / "hf-home")}  # LeRobot's parquet cache stays in the bench dir
+    proc = subprocess.run([str(python), "-c", _LEROBOT_SCRIPT, str(root), str(spec),
+                           str(samples)], capture_output=True, text=True, env=env, timeout=1800)
+    if proc.returncode != 0:
+        return {"vs_lerobot": None,
+                "vs_lerobot_reason": "LeRobotDataset failed: " + proc.stderr.strip()[-500:]}
+    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    # Same samples, or the comparison means nothing.
+    with np.load(samples) as got:
+        for j, i in enumerate(idx[:check]):
+            ours = ds[i]
+            np.testing.assert_array_equal(got["state"][j], ours[state.source].astype(np.float32))
+            np.testing.assert_array_equal(got["action_is_pad"][j], ours[action.source + "_is_pad"])
+            np.testing.assert_array_equal(got["action"][j],
+                                          ours[action.source].astype(np.float32))
+            for name, key in cams.items():
+                mse = np.mean((got[name][j].astype(np.float64) - ours[key]) ** 2)
+                psnr = 10 * np.log10(255**2 / max(mse, 1e-9))
+                assert psnr > 30, f"{name} of sample {i}: {psnr:.1f} dB from our JPEG frame"
 
     def run_ours() -> None:
         for i in idx:
             ds[i]
 
-    run_ours()
-    (ours_s,) = _best([run_ours], args.repeat)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    proc = subprocess.run(
-        [str(python), "-c", _LEROBOT_SCRIPT, str(root), str(args.lerobot_samples),
-         str(args.window)], capture_output=True, text=True, env=env, timeout=1800)
-    if proc.returncode != 0:
-        return {"vs_lerobot": None,
-                "vs_lerobot_reason": "LeRobotDataset failed: " + proc.stderr.strip()[-500:]}
-    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    with _OneCore(cpu):
+        run_ours()
+        (ours_s,) = _best([run_ours], args.repeat)
     ours = len(idx) / ours_s
     return {
         "ours_lerobot_samples_per_s": round(ours, 1),
         "lerobot_samples_per_s": round(theirs["samples_per_s"], 1),
         "vs_lerobot": round(ours / theirs["samples_per_s"], 2),
+        "lerobot": {"version": theirs["lerobot"], "torch": theirs["torch"],
+                    "video_backend": theirs["video_backend"], "samples": len(idx),
+                    "frames": theirs["frames"]},
     }
 
 

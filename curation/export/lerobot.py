@@ -1,10 +1,22 @@
-"""LeRobot v3.0 export: parquet frames, one MP4 per camera, ``meta/`` as ``LeRobotDataset``
-reads it (codebase_version ``v3.0``; layout of ``lerobot.datasets.utils``)::
+"""LeRobot v3.0 export: parquet frames, H.264 videos per camera, ``meta/`` as
+``LeRobotDataset`` reads it (codebase_version ``v3.0``; layout of ``lerobot.datasets.utils``)::
 
-    data/chunk-000/file-000.parquet               one row per frame, all episodes
-    videos/<key>/chunk-000/file-000.mp4           all episodes back to back
+    data/chunk-CCC/file-FFF.parquet               frames of whole episodes, episode after episode
+    videos/<key>/chunk-CCC/file-FFF.mp4           episodes back to back, each from a keyframe
     meta/info.json  meta/stats.json  meta/tasks.parquet
-    meta/episodes/chunk-000/file-000.parquet      one row per episode
+    meta/episodes/chunk-CCC/file-FFF.parquet      one row per episode: where its rows and
+                                                  frames are, its statistics, DemoFab labels
+
+Files are split by size as LeRobot's own writer splits them (``LeRobotDataset.save_episode``):
+an episode is never split; the next episode starts a new file when the current file holds
+at least one episode and its size plus the episode's would reach ``data_files_size_in_mb``
+(data and ``meta/episodes``, the episode's size estimated from the bytes per frame of the file
+so far) or ``video_files_size_in_mb`` (videos, the episode's own encoded size); a chunk
+directory holds ``chunks_size`` files. ``meta/episodes`` gives each episode's
+``data/chunk_index``, ``data/file_index``, ``dataset_from_index``/``dataset_to_index`` (global
+frame rows) and, per camera, ``videos/<key>/chunk_index``, ``file_index`` and
+``from_timestamp``/``to_timestamp``: where the episode starts and ends in its video file (frame
+``k`` of the episode is at ``from_timestamp + k / fps``).
 
 LeRobot needs one frame rate, so every stream is put on a ``fps`` grid per episode by the
 nearest previous sample (see :data:`grid.RESAMPLING`; ``info.json["demofab"]`` says so).
@@ -16,6 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -38,6 +51,8 @@ from .grid import (
 )
 
 CODEBASE_VERSION = "v3.0"
+# LeRobot's defaults (lerobot.datasets.utils: DEFAULT_CHUNK_SIZE, DEFAULT_DATA_FILE_SIZE_IN_MB,
+# DEFAULT_VIDEO_FILE_SIZE_IN_MB).
 CHUNKS_SIZE = 1000
 DATA_FILES_SIZE_IN_MB = 100
 VIDEO_FILES_SIZE_IN_MB = 200
@@ -47,11 +62,21 @@ EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.par
 SPLIT_ORDER = ("train", "val", "test")
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 VIDEO_CODECS = ("libx264", "h264", "libsvtav1", "mpeg4")
+DEFAULT_COLUMNS = (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"),
+                   ("index", "int64"), ("task_index", "int64"))
+_MB = 1024 * 1024
 _PA_TYPES = {
     "float32": pa.float32(), "float64": pa.float64(), "int64": pa.int64(),
     "int32": pa.int32(), "int16": pa.int16(), "int8": pa.int8(), "uint8": pa.uint8(),
     "uint16": pa.uint16(), "uint32": pa.uint32(), "uint64": pa.uint64(), "bool": pa.bool_(),
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Layout:
+    chunks_size: int
+    data_mb: float
+    video_mb: float
 
 
 def export_lerobot(
@@ -68,14 +93,27 @@ def export_lerobot(
     robot_type: str | None = None,
     name: str | None = None,
     overwrite: bool = False,
+    chunks_size: int = CHUNKS_SIZE,
+    data_files_size_in_mb: float = DATA_FILES_SIZE_IN_MB,
+    video_files_size_in_mb: float = VIDEO_FILES_SIZE_IN_MB,
 ) -> Path:
     """Write the release as a LeRobot v3.0 dataset under ``out_dir``; returns its root
     (``out_dir/<name>-v<N>-lerobot`` unless ``name`` is given). ``gop`` is the keyframe
     interval (LeRobot uses 2 so that random frames decode fast); ``vcodec`` defaults to
-    the first of libx264, h264, libsvtav1, mpeg4 this PyAV build can encode."""
+    the first of libx264, h264, libsvtav1, mpeg4 this PyAV build can encode.
+    ``chunks_size``, ``data_files_size_in_mb`` and ``video_files_size_in_mb`` split the
+    files as LeRobot does (its defaults: 1000 files per chunk, 100 MB, 200 MB)."""
     rel = release_path if isinstance(release_path, ReleaseReader) else ReleaseReader(release_path)
     if int(fps) != fps or fps <= 0:
         raise ExportError(f"fps={fps!r}: LeRobot needs a positive whole number of frames/s")
+    if isinstance(chunks_size, bool) or int(chunks_size) != chunks_size or chunks_size < 1:
+        raise ExportError(f"chunks_size={chunks_size!r}: needs a whole number of files >= 1")
+    for key, mb in (("data_files_size_in_mb", data_files_size_in_mb),
+                    ("video_files_size_in_mb", video_files_size_in_mb)):
+        if not mb > 0:
+            raise ExportError(f"{key}={mb!r}: needs a size in MB > 0")
+    layout = _Layout(int(chunks_size), float(data_files_size_in_mb),
+                     float(video_files_size_in_mb))
     fps = int(fps)
     codec = _pick_codec(vcodec)
     feats = resolve_features(rel, features)
@@ -84,7 +122,7 @@ def export_lerobot(
     grids.sort(key=lambda g: (order.get(rel.episodes[g.episode].get("split"), 99), g.episode))
     root = Path(out_dir) / (name or f"{rel.name}-v{rel.version}-lerobot")
     with staged_output(root, overwrite) as tmp:
-        _write(rel, tmp, feats, grids, skipped, fps, codec, crf, gop, robot_type)
+        _write(rel, tmp, feats, grids, skipped, fps, codec, crf, gop, robot_type, layout)
     return root
 
 
@@ -106,78 +144,66 @@ def _pick_codec(vcodec: str | None) -> str:
     raise ExportError(f"none of the video encoders {', '.join(VIDEO_CODECS)} is in PyAV")
 
 
+class _FileSequence:
+    """The chunk and file index of the file being filled, rolled over as LeRobot does: a
+    file that holds at least one episode is closed when its size plus the next episode's
+    would reach the limit; after ``chunks_size`` files the next chunk starts at file 0."""
+
+    def __init__(self, limit_mb: float, chunks_size: int) -> None:
+        self.limit = limit_mb * _MB
+        self.chunks_size = chunks_size
+        self.chunk = self.file = 0
+        self.size = 0  # bytes in the current file
+        self.episodes = 0  # episodes in the current file
+        self.frames = 0  # frames in the current file
+
+    def needs_new_file(self, episode_bytes: float) -> bool:
+        return self.episodes > 0 and self.size + episode_bytes >= self.limit
+
+    def estimate(self, frames: int) -> float:
+        """An episode's size from the bytes per frame of the current file (LeRobot's rule
+        for parquet files, whose size is only known once written)."""
+        return self.size / self.frames * frames if self.frames else 0.0
+
+    def next_file(self) -> None:
+        self.file += 1
+        if self.file == self.chunks_size:
+            self.chunk, self.file = self.chunk + 1, 0
+        self.size = self.episodes = self.frames = 0
+
+    def added(self, size: int, frames: int) -> None:
+        self.size, self.episodes, self.frames = size, self.episodes + 1, self.frames + frames
+
+
 def _write(rel: ReleaseReader, root: Path, feats: list[ExportFeature], grids: list[EpisodeGrid],
            skipped: Mapping[int, str], fps: int, codec: str, crf: int, gop: int,
-           robot_type: str | None) -> None:
+           robot_type: str | None, layout: _Layout) -> None:
     numeric = [f for f in feats if f.kind == "numeric"]
     images = [f for f in feats if f.kind == "image"]
     tasks: dict[str, int] = {}
     for g in grids:
         tasks.setdefault(str(rel.episodes[g.episode].get("task", "")), len(tasks))
 
-    # Frames: one parquet file.
-    columns: dict[str, list[np.ndarray]] = {f.name: [] for f in numeric}
-    defaults: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("timestamp", "frame_index", "episode_index", "index", "task_index")}
-    lengths, start = [], 0
-    for i, g in enumerate(grids):
-        n = len(g.times)
-        for f in numeric:
-            columns[f.name].append(numeric_values(rel, f, g))
-        defaults["timestamp"].append((np.arange(n) / fps).astype(np.float32))
-        defaults["frame_index"].append(np.arange(n, dtype=np.int64))
-        defaults["episode_index"].append(np.full(n, i, dtype=np.int64))
-        defaults["index"].append(np.arange(start, start + n, dtype=np.int64))
-        task = tasks[str(rel.episodes[g.episode].get("task", ""))]
-        defaults["task_index"].append(np.full(n, task, dtype=np.int64))
-        lengths.append(n)
-        start += n
-    total = start
-    arrays, names, stats = [], [], {}
-    for f in numeric:
-        values = np.concatenate(columns[f.name])
-        arrays.append(_fixed_list(values, f.dtype))
-        names.append(f.name)
-        stats[f.name] = _stats(values)
-    for key, parts in defaults.items():
-        values = np.concatenate(parts)
-        arrays.append(pa.array(values))
-        names.append(key)
-        stats[key] = _stats(values.reshape(-1, 1))
-    data_file = root / DATA_PATH.format(chunk_index=0, file_index=0)
-    data_file.parent.mkdir(parents=True)
-    pq.write_table(pa.Table.from_arrays(arrays, names=names), data_file, compression="snappy")
-
-    # Videos: one MP4 per camera, episodes back to back.
-    video_info = {}
-    for f in images:
-        path = root / VIDEO_PATH.format(video_key=f.name, chunk_index=0, file_index=0)
-        video_info[f.name], stats[f.name] = _encode_video(rel, f, grids, path, fps, codec,
-                                                          crf, gop)
-
-    # Episodes table.
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     ep_cols: dict[str, list[Any]] = {
         "episode_index": list(range(len(grids))),
         "tasks": [[str(rel.episodes[g.episode].get("task", ""))] for g in grids],
-        "length": lengths,
-        "data/chunk_index": [0] * len(grids), "data/file_index": [0] * len(grids),
-        "dataset_from_index": offsets[:-1].tolist(), "dataset_to_index": offsets[1:].tolist(),
+        "length": [len(g.times) for g in grids],
     }
+    stats, ep_stats = _write_data(rel, root, numeric, grids, tasks, fps, layout, ep_cols)
+
+    video_info = {}
     for f in images:
-        ep_cols[f"videos/{f.name}/chunk_index"] = [0] * len(grids)
-        ep_cols[f"videos/{f.name}/file_index"] = [0] * len(grids)
-        ep_cols[f"videos/{f.name}/from_timestamp"] = (offsets[:-1] / fps).tolist()
-        ep_cols[f"videos/{f.name}/to_timestamp"] = (offsets[1:] / fps).tolist()
-    ep_cols["meta/episodes/chunk_index"] = [0] * len(grids)
-    ep_cols["meta/episodes/file_index"] = [0] * len(grids)
+        video_info[f.name], stats[f.name], ep_stats[f.name] = _write_videos(
+            rel, root, f, grids, fps, codec, crf, gop, layout, ep_cols)
+
+    for key, per_episode in ep_stats.items():
+        for stat in per_episode[0]:
+            ep_cols[f"stats/{key}/{stat}"] = [s[stat] for s in per_episode]
     labels = ("episode_id", "key", "success", "operator", "split", "quality_score", "flags")
     for label in labels:
         ep_cols[f"demofab/{label}"] = [rel.episodes[g.episode].get(label) for g in grids]
     ep_cols["demofab/release_index"] = [g.episode for g in grids]
-    ep_file = root / EPISODES_PATH.format(chunk_index=0, file_index=0)
-    ep_file.parent.mkdir(parents=True)
-    pq.write_table(pa.table(ep_cols), ep_file)
+    _write_episodes(root, ep_cols, layout)
 
     _write_tasks(root / "meta" / "tasks.parquet", tasks)
     (root / "meta" / "stats.json").write_text(json.dumps(stats, indent=2))
@@ -194,20 +220,117 @@ def _write(rel: ReleaseReader, root: Path, feats: list[ExportFeature], grids: li
         info_features[f.name] = {"dtype": "video", "shape": list(f.shape),
                                  "names": ["height", "width", "channels"],
                                  "info": video_info[f.name]}
-    for key, dtype in (("timestamp", "float32"), ("frame_index", "int64"),
-                       ("episode_index", "int64"), ("index", "int64"), ("task_index", "int64")):
+    for key, dtype in DEFAULT_COLUMNS:
         info_features[key] = {"dtype": dtype, "shape": [1], "names": None}
     robot = robot_type or next((str(r["robot"]) for r in rel.episodes if r.get("robot")), None)
     info = {
         "codebase_version": CODEBASE_VERSION, "robot_type": robot,
-        "total_episodes": len(grids), "total_frames": total, "total_tasks": len(tasks),
-        "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
-        "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB, "fps": fps, "splits": splits,
+        "total_episodes": len(grids), "total_frames": sum(ep_cols["length"]),
+        "total_tasks": len(tasks), "chunks_size": layout.chunks_size,
+        "data_files_size_in_mb": _mb(layout.data_mb),
+        "video_files_size_in_mb": _mb(layout.video_mb), "fps": fps, "splits": splits,
         "data_path": DATA_PATH, "video_path": VIDEO_PATH if images else None,
         "features": info_features,
         "demofab": describe_source(rel, [*numeric, *images], fps, skipped),
     }
     (root / "meta" / "info.json").write_text(json.dumps(info, indent=2))
+
+
+def _mb(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def _write_data(rel: ReleaseReader, root: Path, numeric: list[ExportFeature],
+                grids: list[EpisodeGrid], tasks: Mapping[str, int], fps: int, layout: _Layout,
+                ep_cols: dict[str, list[Any]],
+                ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """Frames as parquet files of whole episodes (one row group per episode); returns the
+    statistics of every column over all frames and per episode."""
+    files = _FileSequence(layout.data_mb, layout.chunks_size)
+    columns: dict[str, list[np.ndarray]] = {f.name: [] for f in numeric}
+    columns |= {key: [] for key, _ in DEFAULT_COLUMNS}
+    ep_stats: dict[str, list[dict[str, Any]]] = {key: [] for key in columns}
+    for key in ("data/chunk_index", "data/file_index", "dataset_from_index", "dataset_to_index"):
+        ep_cols[key] = []
+    sink: pa.NativeFile | None = None
+    writer: pq.ParquetWriter | None = None
+    start = 0
+    try:
+        for i, g in enumerate(grids):
+            n = len(g.times)
+            task = tasks[str(rel.episodes[g.episode].get("task", ""))]
+            values: dict[str, np.ndarray] = {f.name: numeric_values(rel, f, g) for f in numeric}
+            values |= {
+                "timestamp": (np.arange(n) / fps).astype(np.float32),
+                "frame_index": np.arange(n, dtype=np.int64),
+                "episode_index": np.full(n, i, dtype=np.int64),
+                "index": np.arange(start, start + n, dtype=np.int64),
+                "task_index": np.full(n, task, dtype=np.int64),
+            }
+            arrays = [_fixed_list(values[f.name], f.dtype) for f in numeric]
+            arrays += [pa.array(values[key]) for key, _ in DEFAULT_COLUMNS]
+            table = pa.Table.from_arrays(arrays, names=list(values))
+            if files.needs_new_file(files.estimate(n)):
+                assert writer is not None and sink is not None
+                writer.close()
+                sink.close()
+                writer = sink = None
+                files.next_file()
+            if writer is None:
+                path = root / DATA_PATH.format(chunk_index=files.chunk, file_index=files.file)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sink = pa.OSFile(str(path), "wb")
+                writer = pq.ParquetWriter(sink, table.schema, compression="snappy")
+            assert sink is not None
+            writer.write_table(table)
+            files.added(sink.tell(), n)
+            ep_cols["data/chunk_index"].append(files.chunk)
+            ep_cols["data/file_index"].append(files.file)
+            ep_cols["dataset_from_index"].append(start)
+            ep_cols["dataset_to_index"].append(start + n)
+            for key, v in values.items():
+                columns[key].append(v)
+                ep_stats[key].append(_stats(v.reshape(n, -1)))
+            start += n
+    finally:
+        if writer is not None:
+            writer.close()
+        if sink is not None:
+            sink.close()
+    stats = {key: _stats(np.concatenate(parts).reshape(start, -1))
+             for key, parts in columns.items()}
+    return stats, ep_stats
+
+
+def _write_episodes(root: Path, ep_cols: dict[str, list[Any]], layout: _Layout) -> None:
+    """``meta/episodes`` files, split by ``data_files_size_in_mb`` like the data files."""
+    table = pa.table(ep_cols)
+    per_row = table.nbytes / max(table.num_rows, 1)
+    files = _FileSequence(layout.data_mb, layout.chunks_size)
+    where = []
+    for _ in range(table.num_rows):
+        if files.needs_new_file(per_row):
+            files.next_file()
+        files.added(files.size + int(per_row), 1)
+        where.append((files.chunk, files.file))
+    table = table.append_column("meta/episodes/chunk_index", pa.array([c for c, _ in where]))
+    table = table.append_column("meta/episodes/file_index", pa.array([f for _, f in where]))
+    start = 0
+    for (chunk, file_index), rows in _runs(where):
+        path = root / EPISODES_PATH.format(chunk_index=chunk, file_index=file_index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.slice(start, rows), path)
+        start += rows
+
+
+def _runs(items: list[tuple[int, int]]) -> list[tuple[tuple[int, int], int]]:
+    out: list[tuple[tuple[int, int], int]] = []
+    for item in items:
+        if out and out[-1][0] == item:
+            out[-1] = (item, out[-1][1] + 1)
+        else:
+            out.append((item, 1))
+    return out
 
 
 def _fixed_list(values: np.ndarray, dtype: str) -> pa.Array:
@@ -260,6 +383,10 @@ class _ImageStats:
             self.hist[c] += np.bincount(sub[:, c], minlength=256)
         self.frames += 1
 
+    def merge(self, other: _ImageStats) -> None:
+        self.hist += other.hist
+        self.frames += other.frames
+
     def result(self) -> dict[str, Any]:
         levels = np.arange(256) / 255.0
         n = self.hist.sum(1, keepdims=True)
@@ -281,14 +408,69 @@ class _ImageStats:
         return out
 
 
-def _encode_video(rel: ReleaseReader, feature: ExportFeature, grids: list[EpisodeGrid],
-                  path: Path, fps: int, codec: str, crf: int, gop: int,
-                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+def _write_videos(rel: ReleaseReader, root: Path, feature: ExportFeature,
+                  grids: list[EpisodeGrid], fps: int, codec: str, crf: int, gop: int,
+                  layout: _Layout, ep_cols: dict[str, list[Any]],
+                  ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """One camera's video files. Each episode is encoded on its own (from a keyframe at
+    pts 0, as LeRobot encodes episodes) and its packets are then copied into the current
+    file behind the episodes already there; returns the ``info.json`` video info, the
+    statistics over all frames and those of each episode."""
+    import av
+
+    key = feature.name
+    for col in ("chunk_index", "file_index", "from_timestamp", "to_timestamp"):
+        ep_cols[f"videos/{key}/{col}"] = []
+    files = _FileSequence(layout.video_mb, layout.chunks_size)
+    total, per_episode = _ImageStats(), []
+    scratch = root / ".episode.mp4"
+    out: Any = None
+    stream: Any = None
+    codec_name = codec
+    try:
+        for g in grids:
+            stats = _ImageStats()
+            codec_name = _encode_episode(rel, feature, g, scratch, fps, codec, crf, gop, stats)
+            size = scratch.stat().st_size
+            if files.needs_new_file(size):
+                out.close()
+                out = stream = None
+                files.next_file()
+            if out is None:
+                path = root / VIDEO_PATH.format(video_key=key, chunk_index=files.chunk,
+                                                file_index=files.file)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                out = av.open(str(path), "w")
+            stream = _append_video(out, stream, scratch, Fraction(files.frames, fps))
+            n = len(g.times)
+            ep_cols[f"videos/{key}/chunk_index"].append(files.chunk)
+            ep_cols[f"videos/{key}/file_index"].append(files.file)
+            ep_cols[f"videos/{key}/from_timestamp"].append(files.frames / fps)
+            ep_cols[f"videos/{key}/to_timestamp"].append((files.frames + n) / fps)
+            files.added(files.size + size, n)
+            total.merge(stats)
+            per_episode.append(stats.result())
+    finally:
+        if out is not None:
+            out.close()
+        scratch.unlink(missing_ok=True)
+    height, width = feature.shape[:2]
+    info = {
+        "video.height": height, "video.width": width,
+        "video.codec": {"libx264": "h264", "libsvtav1": "av1"}.get(codec_name, codec_name),
+        "video.pix_fmt": "yuv420p", "video.is_depth_map": False, "video.fps": fps,
+        "video.channels": 3, "has_audio": False,
+    }
+    return info, total.result(), per_episode
+
+
+def _encode_episode(rel: ReleaseReader, feature: ExportFeature, grid: EpisodeGrid, path: Path,
+                    fps: int, codec: str, crf: int, gop: int, stats: _ImageStats) -> str:
+    """Encode one episode's frames as an MP4 of their own (frame ``k`` at ``k / fps``);
+    returns the encoder's name."""
     import av
 
     height, width = feature.shape[:2]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stats = _ImageStats()
     options = {"g": str(gop)}
     if codec in ("libx264", "h264"):
         options.update({"crf": str(crf), "preset": "veryfast", "bf": "0"})
@@ -301,23 +483,37 @@ def _encode_video(rel: ReleaseReader, feature: ExportFeature, grids: list[Episod
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
-        pts = 0
-        for g in grids:
-            for rgb in image_frames(rel, feature, g, size=(width, height)):
-                stats.add(rgb)
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-                frame.pts = pts
-                frame.time_base = Fraction(1, fps)
-                pts += 1
-                for packet in stream.encode(frame):
-                    container.mux(packet)
+        for pts, rgb in enumerate(image_frames(rel, feature, grid, size=(width, height))):
+            stats.add(rgb)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts = pts
+            frame.time_base = Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-        codec_name = stream.codec_context.name
-    info = {
-        "video.height": height, "video.width": width,
-        "video.codec": {"libx264": "h264", "libsvtav1": "av1"}.get(codec_name, codec_name),
-        "video.pix_fmt": "yuv420p", "video.is_depth_map": False, "video.fps": fps,
-        "video.channels": 3, "has_audio": False,
-    }
-    return info, stats.result()
+        return str(stream.codec_context.name)
+
+
+def _append_video(out: Any, stream: Any, episode: Path, offset_s: Fraction) -> Any:
+    """Copy the packets of the episode's MP4 into ``out`` (no re-encoding), ``offset_s``
+    later; returns the output stream (made from the first episode's on the first call)."""
+    import av
+
+    with av.open(str(episode)) as src:
+        src_stream = src.streams.video[0]
+        if stream is None:
+            stream = out.add_stream_from_template(src_stream, opaque=True)
+            stream.time_base = src_stream.time_base
+        shift = offset_s / src_stream.time_base
+        if shift.denominator != 1:
+            raise ExportError(f"{offset_s} s is not a whole number of {src_stream.time_base} "
+                              "ticks of the video time base")
+        for packet in src.demux(src_stream):
+            if packet.dts is None:  # the demuxer's flush packet
+                continue
+            packet.pts += int(shift)
+            packet.dts += int(shift)
+            packet.stream = stream
+            out.mux(packet)
+    return stream

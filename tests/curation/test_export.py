@@ -13,6 +13,7 @@ from typing import Any
 import av
 import h5py
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zarr
@@ -187,6 +188,27 @@ def test_lerobot_stats_describe_the_exported_columns(lerobot: Path) -> None:
     assert all(0 <= v <= 1 for v in np.ravel(head["q99"]))
 
 
+def test_lerobot_episode_rows_hold_each_episodes_own_statistics(lerobot: Path) -> None:
+    data = pq.read_table(lerobot / "data" / "chunk-000" / "file-000.parquet").to_pydict()
+    episodes = _episodes(lerobot)
+    for ep in episodes:
+        a, b = ep["dataset_from_index"], ep["dataset_to_index"]
+        state = np.array(data["observation.state"][a:b], np.float64)
+        np.testing.assert_allclose(ep["stats/observation.state/mean"], state.mean(0), rtol=1e-6)
+        np.testing.assert_allclose(ep["stats/observation.state/max"], state.max(0))
+        assert ep["stats/observation.state/count"] == [b - a]
+        assert ep["stats/index/min"] == [a] and ep["stats/index/max"] == [b - 1]
+        assert np.array(ep["stats/observation.images.head/mean"]).shape == (3, 1, 1)
+        assert ep["stats/observation.images.head/count"] == [b - a]
+    # Pooled over the episodes they give the dataset's statistics (as LeRobot aggregates).
+    stats = json.loads((lerobot / "meta" / "stats.json").read_text())
+    counts = np.array([ep["length"] for ep in episodes], np.float64)
+    for key in ("observation.state", "observation.images.head"):
+        means = np.array([np.ravel(ep[f"stats/{key}/mean"]) for ep in episodes])
+        np.testing.assert_allclose(counts @ means / counts.sum(), np.ravel(stats[key]["mean"]),
+                                   rtol=1e-6)
+
+
 def test_lerobot_tasks_parquet_is_indexed_by_task_text_for_pandas(lerobot: Path) -> None:
     table = pq.read_table(lerobot / "meta" / "tasks.parquet")
     meta = json.loads(table.schema.metadata[b"pandas"])
@@ -202,6 +224,147 @@ def test_lerobot_selected_episodes_only(release: Path, tmp_path: Path) -> None:
     assert info["total_episodes"] == 2 and info["splits"] == {"train": "0:2"}
     assert info["video_path"] is None and set(info["features"]) == {
         "observation.state", "timestamp", "frame_index", "episode_index", "index", "task_index"}
+
+
+# --------------------------------------------------------------------------------------
+# LeRobot v3: files split by size
+# --------------------------------------------------------------------------------------
+
+
+def _episodes(root: Path) -> list[dict[str, Any]]:
+    paths = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+    rows = [r for p in paths for r in pq.read_table(p).to_pylist()]
+    assert [r["episode_index"] for r in rows] == list(range(len(rows)))
+    return rows
+
+
+def _decode(path: Path) -> list[tuple[float, np.ndarray]]:
+    with av.open(str(path)) as container:
+        return [(float(f.pts * f.time_base), f.to_ndarray(format="rgb24"))
+                for f in container.decode(video=0)]
+
+
+def _read_back(root: Path, release: Path) -> dict[str, list[tuple[int, int]]]:
+    """Read every episode of an export as LeRobot does: its rows from the data file that
+    ``meta/episodes`` names, its frames from each camera's file from ``from_timestamp`` on;
+    check them against the release; returns each episode's (chunk, file) per file kind."""
+    info = _info(root)
+    episodes = _episodes(root)
+    videos = [k for k, v in info["features"].items() if v["dtype"] == "video"]
+    ds = ReleaseDataset(release, clock=float(FPS), keys=[f"{CAM}/data"])
+    tables: dict[Path, dict[str, list[Any]]] = {}
+    decoded: dict[Path, list[tuple[float, np.ndarray]]] = {}
+    used: dict[Path, int] = {}
+    where: dict[str, list[tuple[int, int]]] = {"data": [], "meta": [], **{k: [] for k in videos}}
+    for ep in episodes:
+        e, n = ep["demofab/release_index"], ep["length"]
+        a, b = ep["dataset_from_index"], ep["dataset_to_index"]
+        where["meta"].append((ep["meta/episodes/chunk_index"], ep["meta/episodes/file_index"]))
+        where["data"].append((ep["data/chunk_index"], ep["data/file_index"]))
+        path = root / info["data_path"].format(chunk_index=ep["data/chunk_index"],
+                                               file_index=ep["data/file_index"])
+        table = tables.setdefault(path, pq.read_table(path).to_pydict())
+        rows = [r for r, x in enumerate(table["episode_index"]) if x == ep["episode_index"]]
+        assert len(rows) == n == b - a
+        used[path] = used.get(path, 0) + n
+        assert [table["index"][r] for r in rows] == list(range(a, b))
+        assert [table["frame_index"][r] for r in rows] == list(range(n))
+        for key, (stream, field) in {"observation.state": ("joint_states", "position"),
+                                     "action": ("joint_commands", "position")}.items():
+            np.testing.assert_array_equal(
+                np.array([table[key][r] for r in rows], np.float32),
+                _expected(release, stream, field, e).astype(np.float32), err_msg=key)
+        samples = ds.episode_samples(e)
+        for key in videos:
+            where[key].append((ep[f"videos/{key}/chunk_index"], ep[f"videos/{key}/file_index"]))
+            path = root / info["video_path"].format(video_key=key, **dict(zip(
+                ("chunk_index", "file_index"), where[key][-1], strict=True)))
+            frames = decoded.setdefault(path, _decode(path))
+            start, end = ep[f"videos/{key}/from_timestamp"], ep[f"videos/{key}/to_timestamp"]
+            assert end == pytest.approx(start + n / FPS)
+            mine = [(t, px) for t, px in frames if start - 1e-4 < t < end - 1e-4]
+            assert len(mine) == n, (key, e)
+            used[path] = used.get(path, 0) + n
+            for k, (t, pixels) in enumerate(mine):
+                assert abs(t - (start + k / FPS)) < 1e-4  # LeRobot's default tolerance_s
+                jpeg = ds[samples[k]][f"{CAM}/data"].astype(np.float64)
+                mse = np.mean((pixels.astype(np.float64) - jpeg) ** 2)
+                assert 10 * np.log10(255**2 / max(mse, 1e-9)) > 28, (key, e, k)
+    # Every file holds whole episodes and nothing else; in path order the files are the
+    # dataset's frames in order (LeRobot concatenates data/*/*.parquet sorted by path).
+    data_files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
+    assert sorted(tables) == data_files
+    assert all(pq.read_metadata(p).num_rows == used[p] for p in data_files)
+    indices = [i for p in data_files for i in pq.read_table(p, columns=["index"])["index"]
+               .to_pylist()]
+    assert indices == list(range(info["total_frames"]))
+    for key in videos:
+        files = sorted((root / "videos" / key).glob("chunk-*/file-*.mp4"))
+        assert sorted(p for p in decoded if key in p.parts) == files
+        assert all(len(decoded[p]) == used[p] for p in files)
+    return where
+
+
+@pytest.fixture(scope="module")
+def lerobot_tiny_files(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_release(release, "lerobot", tmp_path_factory.mktemp("out"), fps=FPS,
+                          name="tiny", chunks_size=3, data_files_size_in_mb=1e-6,
+                          video_files_size_in_mb=1e-6)
+
+
+def test_lerobot_unsplit_export_reads_back_from_one_file_each(
+    lerobot: Path, release: Path,
+) -> None:
+    where = _read_back(lerobot, release)
+    assert set(where) == {"data", "meta", "observation.images.head"}
+    assert all(loc == [(0, 0)] * len(EPISODES) for loc in where.values())
+    info = _info(lerobot)
+    assert (info["chunks_size"], info["data_files_size_in_mb"],
+            info["video_files_size_in_mb"]) == (1000, 100, 200)  # LeRobot's defaults
+
+
+def test_lerobot_files_over_the_size_limit_start_new_files_and_chunks(
+    lerobot_tiny_files: Path, lerobot: Path, release: Path,
+) -> None:
+    # A limit below one episode: each episode alone in its files, 3 files per chunk.
+    where = _read_back(lerobot_tiny_files, release)
+    expected = [(0, 0), (0, 1), (0, 2), (1, 0)]
+    assert where == {key: expected for key in ("data", "meta", "observation.images.head")}
+    info = _info(lerobot_tiny_files)
+    assert (info["chunks_size"], info["data_files_size_in_mb"],
+            info["video_files_size_in_mb"]) == (3, 1e-6, 1e-6)
+    # The same frames as the export in one file, only cut differently.
+    whole = pq.read_table(lerobot / "data" / "chunk-000" / "file-000.parquet")
+    parts = [pq.read_table(p) for p in sorted((lerobot_tiny_files / "data")
+                                              .glob("chunk-*/file-*.parquet"))]
+    assert pa.concat_tables(parts).equals(whole)
+
+
+def test_lerobot_a_video_file_takes_episodes_until_the_next_would_reach_the_limit(
+    lerobot_tiny_files: Path, release: Path, tmp_path: Path,
+) -> None:
+    # LeRobot's rule: the next episode goes to a new file when the file's size plus the
+    # episode's would reach video_files_size_in_mb. Episode sizes from the one-per-file export.
+    info = _info(lerobot_tiny_files)
+    sizes = [(lerobot_tiny_files / info["video_path"].format(
+        video_key="observation.images.head", chunk_index=c, file_index=f)).stat().st_size
+        for c, f in [(0, 0), (0, 1), (0, 2), (1, 0)]]
+    limit = sizes[0] + sizes[1] + sizes[2] / 2
+    expected, size, file_index = [], 0, 0
+    for s in sizes:
+        if size and size + s >= limit:
+            file_index, size = file_index + 1, 0
+        size += s
+        expected.append((0, file_index))
+    assert expected[:3] == [(0, 0), (0, 0), (0, 1)]
+    root = export_release(release, "lerobot", tmp_path, fps=FPS,
+                          video_files_size_in_mb=limit / 1024**2)
+    where = _read_back(root, release)
+    assert where["observation.images.head"] == expected
+    assert where["data"] == where["meta"] == [(0, 0)] * len(EPISODES)
+    episodes = _episodes(root)
+    assert episodes[1]["videos/observation.images.head/from_timestamp"] == pytest.approx(
+        episodes[0]["length"] / FPS)
 
 
 # --------------------------------------------------------------------------------------
@@ -281,6 +444,10 @@ def test_bad_options_are_refused_before_anything_is_written(
                        features={"action": "joint_commands/torque"})
     with pytest.raises(ExportError, match=r"fps=29.97"):
         export_release(release, "lerobot", tmp_path, fps=29.97)
+    with pytest.raises(ExportError, match=r"chunks_size=0"):
+        export_release(release, "lerobot", tmp_path, chunks_size=0)
+    with pytest.raises(ExportError, match=r"video_files_size_in_mb=0"):
+        export_release(release, "lerobot", tmp_path, video_files_size_in_mb=0)
     assert list(tmp_path.iterdir()) == []
 
 
