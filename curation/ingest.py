@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,15 +48,16 @@ class FileRecord:
     from_cache: bool = False
 
 
-def ingest_file(inp: InputFile, buf: bytes | None = None, digest: str = "",
-                only: set[str] | None = None) -> FileRecord:
+def ingest_file(inp: InputFile, buf: bytes | memoryview | None = None, digest: str = "",
+                only: set[str] | None = None, *, borrowed: bool = False) -> FileRecord:
     """Read and decode one file (never raises on damaged content; see problems).
-    ``only``: decode just these topics (used to reload payloads left out of the cache)."""
+    ``only``: decode just these topics (used to reload payloads left out of the cache).
+    ``borrowed``: ``buf`` is reused afterwards (see ``read_file``); nothing points into it."""
     if buf is None:
         with open(inp.path, "rb") as f:
             buf = f.read()
     digest = digest or sha256_bytes(buf)
-    content = read_mcap(buf)
+    content = read_mcap(buf, borrowed=borrowed)
     rec = FileRecord(str(inp.path), inp.session, digest, len(buf), {},
                      metadata=content.metadata, truncated_at=content.truncated_at,
                      damage=content.damage)
@@ -92,6 +94,28 @@ def ingest_file(inp: InputFile, buf: bytes | None = None, digest: str = "",
                             ch.schema, data, np.array(log, dtype=np.int64))
         rec.streams[topic] = sort_stream(sd)
     return rec
+
+
+_reader = threading.local()
+
+
+def read_file(path: str | Path) -> memoryview:
+    """The whole file, read into a buffer this thread reuses for its next file: reading
+    hundreds of MB into fresh memory costs more (page faults) than the read itself. Valid
+    until this thread's next call; pass ``borrowed=True`` to ``ingest_file``."""
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        buf = getattr(_reader, "buf", None)
+        if buf is None or len(buf) < size:
+            buf = _reader.buf = bytearray(max(size, 1 << 20))
+        view = memoryview(buf)
+        n = 0
+        while n < size:
+            got = f.readinto(view[n:size])
+            if not got:
+                break  # the file shrank since fstat: what was read is what there is
+            n += got
+        return view[:n]
 
 
 def sort_stream(sd: StreamData) -> StreamData:

@@ -105,8 +105,9 @@ _local = threading.local()
 
 
 class _Parser:
-    def __init__(self, out: McapContent) -> None:
+    def __init__(self, out: McapContent, borrowed: bool) -> None:
         self.out = out
+        self.borrowed = borrowed  # the file buffer is reused after parsing: copy out of it
         self.schemas: dict[int, tuple[str, str, bytes]] = {}
 
     def record(self, op: int, buf: memoryview, start: int, end: int) -> None:
@@ -132,7 +133,7 @@ class _Parser:
                 return
             ch.log_times.append(log)
             ch.pub_times.append(pub)
-            ch.data.append(buf[start + 22:end] if end - start > _VIEW_MIN
+            ch.data.append(buf[start + 22:end] if end - start > _VIEW_MIN and not self.borrowed
                            else bytes(buf[start + 22:end]))
         elif op == OP_CHUNK:
             _, _, size, crc = _chunk.unpack_from(buf, start)
@@ -142,6 +143,8 @@ class _Parser:
             if p + n > end:
                 raise _Damage("chunk records run past the chunk")
             data = _decompress(kind, buf[p:p + n], size)
+            if kind == "" and self.borrowed:
+                data = bytes(data)  # an uncompressed chunk would be a view of the buffer
             if len(data) != size:
                 raise _Damage(f"chunk decompresses to {len(data)} bytes, expected {size}")
             if crc and crc32(data) != crc:
@@ -198,10 +201,12 @@ class _Parser:
             pos = end
 
 
-def read_mcap(buf: bytes | memoryview) -> McapContent:
-    """Parse an MCAP file held in memory; never raises on damage (see ``truncated_at``)."""
+def read_mcap(buf: bytes | memoryview, *, borrowed: bool = False) -> McapContent:
+    """Parse an MCAP file held in memory; never raises on damage (see ``truncated_at``).
+    ``borrowed``: ``buf`` is reused once this returns, so nothing kept may point into it
+    (payloads then point into decompressed chunks, or are copies)."""
     out = McapContent()
-    parser = _Parser(out)
+    parser = _Parser(out, borrowed)
     buf = memoryview(buf).cast("B")
     size = len(buf)
     if bytes(buf[:8]) != MAGIC:

@@ -17,7 +17,7 @@ import yaml
 
 from .config import CurateConfig
 from .errors import CurationError
-from .ingest import INGEST_VERSION, Cache, FileRecord, ingest_file
+from .ingest import INGEST_VERSION, Cache, FileRecord, ingest_file, read_file
 from .inputs import InputFile, find_inputs, sha256_bytes
 from .labels import Labels, assign_splits
 from .manifest import write_manifest
@@ -133,15 +133,16 @@ def _load(inp: InputFile, cache: Cache, ctx: _Context
           ) -> tuple[InputFile, FileRecord, str, _Analysis]:
     """Read (or take from the cache), segment and check one file: per-file work that
     runs on the worker threads."""
-    with open(inp.path, "rb") as f:
-        buf = f.read()
-    sha = sha256_bytes(buf)
-    if cache.has(sha):
-        rec, how = cache.load(sha, inp), "cached"
-    else:
-        rec, how = ingest_file(inp, buf, sha), "decoded"
-        del buf
-        cache.save(rec)
+    buf = read_file(inp.path)
+    try:
+        sha = sha256_bytes(buf)
+        if cache.has(sha):
+            rec, how = cache.load(sha, inp), "cached"
+        else:
+            rec, how = ingest_file(inp, buf, sha, borrowed=True), "decoded"
+            cache.save(rec)
+    finally:
+        buf.release()  # the buffer is this thread's, for its next file
     return inp, rec, how, _analyse(rec, ctx)
 
 

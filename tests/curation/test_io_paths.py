@@ -125,3 +125,38 @@ def test_curation_runs_in_a_fresh_interpreter(clean_session: Path, tmp_path: Pat
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == "2"
+
+
+def _image_bag(path: Path, fill: int, n: int = 30) -> tuple[Path, list[bytes]]:
+    """A rosbags-written bag (uncompressed chunks) of large CompressedImage payloads."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    Img = store.types["sensor_msgs/msg/CompressedImage"]
+    Header = store.types["std_msgs/msg/Header"]
+    Time = store.types["builtin_interfaces/msg/Time"]
+    frames = [bytes([fill, i]) * 20_000 for i in range(n)]  # 40 kB each, 1.2 MB: views
+    with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as w:
+        conn = w.add_connection("/cam", Img.__msgtype__, typestore=store)
+        for i, frame in enumerate(frames):
+            t = 10**18 + i * 10**8
+            msg = Img(header=Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="c"),
+                      format="jpeg", data=np.frombuffer(frame, np.uint8))
+            w.write(conn, t, store.serialize_cdr(msg, Img.__msgtype__))
+    return next(path.glob("*.mcap")), frames
+
+
+def test_payloads_survive_the_reuse_of_the_read_buffer(tmp_path: Path) -> None:
+    from curation.ingest import ingest_file, read_file
+    from curation.inputs import InputFile
+
+    a, frames_a = _image_bag(tmp_path / "a", 1)
+    b, _ = _image_bag(tmp_path / "b", 2)
+    buf = read_file(a)
+    rec = ingest_file(InputFile(a, ""), buf, borrowed=True)
+    buf.release()
+    read_file(b)  # overwrites this thread's buffer with the other file
+    values, offsets = rec.streams["/cam"].ragged["data"]
+    got = [bytes(np.asarray(values)[offsets[i]:offsets[i + 1]]) for i in range(len(frames_a))]
+    assert got == frames_a
