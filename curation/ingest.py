@@ -49,7 +49,8 @@ class FileRecord:
 
 
 def ingest_file(inp: InputFile, buf: bytes | memoryview | None = None, digest: str = "",
-                only: set[str] | None = None, *, borrowed: bool = False) -> FileRecord:
+                only: set[str] | None = None, *, borrowed: bool = False,
+                views: bool = True) -> FileRecord:
     """Read and decode one file (never raises on damaged content; see problems).
     ``only``: decode just these topics (used to reload payloads left out of the cache).
     ``borrowed``: ``buf`` is reused afterwards (see ``read_file``); nothing points into it."""
@@ -57,7 +58,7 @@ def ingest_file(inp: InputFile, buf: bytes | memoryview | None = None, digest: s
         with open(inp.path, "rb") as f:
             buf = f.read()
     digest = digest or sha256_bytes(buf)
-    content = read_mcap(buf, borrowed=borrowed)
+    content = read_mcap(buf, borrowed=borrowed, views=views)
     rec = FileRecord(str(inp.path), inp.session, digest, len(buf), {},
                      metadata=content.metadata, truncated_at=content.truncated_at,
                      damage=content.damage)
@@ -184,31 +185,42 @@ class _Payloads(dict):  # type: ignore[type-arg]
                  inp: InputFile | None) -> None:
         super().__init__()
         self.cache, self.meta, self.topic, self.inp = cache, meta, topic, inp
-        self.external: dict[str, np.ndarray] = {}
+        self.external: dict[str, np.ndarray] = {}  # name -> offsets, values left in the source
+        self.spillable: set[str] = set()
 
     def _fill(self) -> None:
         from .errors import InputError
 
         path = Path(self.inp.path if self.inp else self.meta["path"])
         try:
-            buf = path.read_bytes()
+            buf = read_file(path)
         except OSError as exc:
             raise InputError(f"{path}: camera payloads of {self.topic} are read from the "
                              f"recording, which cannot be read: {exc}") from exc
-        if sha256_bytes(buf) != self.meta["sha256"]:
-            raise InputError(f"{path}: changed since it was ingested (sha256 differs); "
-                             f"give it again as an input")
-        rec = ingest_file(InputFile(path, self.meta["session"]), buf, self.meta["sha256"],
-                          only={self.topic})
+        try:
+            if sha256_bytes(buf) != self.meta["sha256"]:
+                raise InputError(f"{path}: changed since it was ingested (sha256 differs); "
+                                 f"give it again as an input")
+            # copies of this topic's payloads only: views would keep every chunk alive
+            rec = ingest_file(InputFile(path, self.meta["session"]), buf, self.meta["sha256"],
+                              only={self.topic}, borrowed=True, views=False)
+        finally:
+            buf.release()
         sd = rec.streams[self.topic]
         for n in list(self.external):
             super().__setitem__(n, sd.ragged[n])
+            self.spillable.add(n)
         self.external.clear()
 
     def __getitem__(self, key: str) -> Any:
         if key in self.external:
             self._fill()
         return super().__getitem__(key)
+
+    def release(self, key: str) -> None:
+        """Drop a re-read field again (it is read once more if asked for)."""
+        if key in self.spillable and super().__contains__(key):
+            self.external[key] = super().pop(key)[1]
 
     def __contains__(self, key: object) -> bool:
         return key in self.external or super().__contains__(key)
@@ -221,6 +233,35 @@ class _Payloads(dict):  # type: ignore[type-arg]
 
     def items(self):  # noqa: ANN201
         return [(k, self[k]) for k in self]
+
+
+def held_bytes(rec: FileRecord) -> int:
+    """Bytes of large payloads (camera frames) this record holds in memory."""
+    return sum(len(v) for sd in rec.streams.values() if not isinstance(sd.ragged, _Payloads)
+               for v, _ in sd.ragged.values() if len(v) >= EXTERNAL_BYTES)
+
+
+def spill(rec: FileRecord, cache: Cache, inp: InputFile | None = None) -> int:
+    """Let go of the record's large payloads: they are read again from the source file
+    (checked against its sha256) when the release writer gets to them. Returns the bytes
+    let go. Keeps curation's memory bounded however much is curated at once."""
+    freed = 0
+    meta = {"path": rec.path, "session": rec.session, "sha256": rec.sha256}
+    for sd in rec.streams.values():
+        if isinstance(sd.ragged, _Payloads):
+            continue
+        big = [n for n, (v, _) in sd.ragged.items() if len(v) >= EXTERNAL_BYTES]
+        if not big:
+            continue
+        lazy = _Payloads(cache, meta, sd.topic, inp)
+        for n, (v, o) in sd.ragged.items():
+            if n in big:
+                lazy.external[n] = o
+                freed += len(v)
+            else:
+                dict.__setitem__(lazy, n, (v, o))
+        sd.ragged = lazy
+    return freed
 
 
 class Cache:

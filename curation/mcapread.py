@@ -105,9 +105,10 @@ _local = threading.local()
 
 
 class _Parser:
-    def __init__(self, out: McapContent, borrowed: bool) -> None:
+    def __init__(self, out: McapContent, borrowed: bool, views: bool = True) -> None:
         self.out = out
         self.borrowed = borrowed  # the file buffer is reused after parsing: copy out of it
+        self.view_min = _VIEW_MIN if views else 1 << 62  # larger payloads stay views
         self.schemas: dict[int, tuple[str, str, bytes]] = {}
 
     def record(self, op: int, buf: memoryview, start: int, end: int) -> None:
@@ -190,7 +191,7 @@ class _Parser:
                 sink[1](pub)
                 # small payloads as bytes (cheaper to make and to use); large ones (camera
                 # frames) as views of the chunk, so they are never copied here
-                sink[2](view[pos + 31:end] if n > _VIEW_MIN else bytes(data[pos + 31:end]))
+                sink[2](view[pos + 31:end] if n > self.view_min else bytes(data[pos + 31:end]))
                 pos = end
                 continue
             op, n = _rec.unpack_from(data, pos)
@@ -201,12 +202,14 @@ class _Parser:
             pos = end
 
 
-def read_mcap(buf: bytes | memoryview, *, borrowed: bool = False) -> McapContent:
+def read_mcap(buf: bytes | memoryview, *, borrowed: bool = False,
+              views: bool = True) -> McapContent:
     """Parse an MCAP file held in memory; never raises on damage (see ``truncated_at``).
     ``borrowed``: ``buf`` is reused once this returns, so nothing kept may point into it
-    (payloads then point into decompressed chunks, or are copies)."""
+    (payloads then point into decompressed chunks, or are copies). ``views=False``: every
+    payload is a copy, so a kept payload does not keep its whole chunk alive."""
     out = McapContent()
-    parser = _Parser(out, borrowed)
+    parser = _Parser(out, borrowed, views)
     buf = memoryview(buf).cast("B")
     size = len(buf)
     if bytes(buf[:8]) != MAGIC:

@@ -8,7 +8,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import yaml
 
 from .config import CurateConfig
 from .errors import CurationError
-from .ingest import INGEST_VERSION, Cache, FileRecord, ingest_file, read_file
+from .ingest import INGEST_VERSION, Cache, FileRecord, held_bytes, ingest_file, read_file, spill
 from .inputs import InputFile, find_inputs, sha256_bytes
 from .labels import Labels, assign_splits
 from .manifest import write_manifest
@@ -65,8 +66,11 @@ class _Context:
 
 def curate(inputs: list[str | Path], out_dir: str | Path, name: str, *,
            labels: Labels | None = None, config: CurateConfig | None = None,
-           replace: bool = False, progress: Progress | None = None) -> CurateResult:
-    """Create ``out_dir/name/vN`` from the inputs plus the episodes of the newest version."""
+           replace: bool = False, progress: Progress | None = None,
+           memory_budget: int | None = None) -> CurateResult:
+    """Create ``out_dir/name/vN`` from the inputs plus the episodes of the newest version.
+    ``memory_budget``: bytes of camera payloads kept in memory from ingest to writing
+    (default: a quarter of RAM); payloads beyond it are read again from their files."""
     t0 = time.perf_counter()
     import recorder.profile  # noqa: F401 - imported here, not first on a worker thread
 
@@ -92,9 +96,14 @@ def curate(inputs: list[str | Path], out_dir: str | Path, name: str, *,
     from concurrent.futures import ThreadPoolExecutor
 
     workers = max(1, min(cfg.workers or (os.cpu_count() or 1), len(files) or 1))
+    budget = memory_budget if memory_budget is not None else _default_budget()
+    held = 0
     with ThreadPoolExecutor(workers) as pool:
         for i, (inp, rec, stats, found) in enumerate(
-                pool.map(lambda f: _load(f, cache, ctx), files)):
+                _window(pool, lambda f: _load(f, cache, ctx), files, 2 * workers)):
+            held += held_bytes(rec)
+            if held > budget:  # camera frames beyond the budget are re-read when written
+                held -= spill(rec, cache, inp)
             if progress:
                 progress(f"ingest {inp.path.name}", i, len(files))
             result.input_bytes += rec.size
@@ -161,6 +170,26 @@ def _analyse(rec: FileRecord, ctx: _Context) -> _Analysis:
     quality = {seg.index: check_episode(rec, seg, expect, limits, ctx.cfg.quality, latency)
                for seg in segs if not seg.discarded}
     return _Analysis(segs, notes, quality)
+
+
+def _default_budget() -> int:
+    """Camera payloads held in memory between ingest and writing: a quarter of RAM."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+    except (ValueError, OSError, AttributeError):
+        return 2 << 30
+
+
+def _window(pool: Any, fn: Callable[[Any], Any], items: list[Any], ahead: int) -> Iterator[Any]:
+    """``pool.map`` that keeps at most ``ahead`` items in flight, so finished results are
+    consumed (and their memory bounded) while later files are still loading."""
+    pending: deque[Any] = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _fsync_dir(path: Path) -> None:

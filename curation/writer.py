@@ -308,6 +308,7 @@ def _write_ragged(path: Path, k: str, st: _Stream, plans: list[Planned], n: int,
     offsets = np.zeros(n + 1, dtype=np.int64)
     pos = 0
     row = 0
+    last_part = {id(sd): (e, a) for e, sd, a, _ in st.parts}
     for e, sd, a, b in st.parts:
         if k not in sd.ragged:
             if b > a:
@@ -321,6 +322,9 @@ def _write_ragged(path: Path, k: str, st: _Stream, plans: list[Planned], n: int,
         o = np.asarray(off[a:b + 1])
         for piece in ragged_rows(vals, off, a, b):
             values.append(np.frombuffer(piece, dtype=np.uint8))
+        del vals
+        if last_part[id(sd)] == (e, a) and hasattr(sd.ragged, "release"):
+            sd.ragged.release(k)  # payloads read again from the source: let them go
         offsets[row + 1:row + 1 + b - a] = o[1:] - o[0] + pos
         pos += int(o[-1] - o[0])
         row += b - a
