@@ -217,6 +217,12 @@ class _Payloads(dict):  # type: ignore[type-arg]
             self._fill()
         return super().__getitem__(key)
 
+    def offsets(self, key: str) -> np.ndarray:
+        """A field's offsets, without reading its payloads."""
+        if key in self.external:
+            return self.external[key]
+        return super().__getitem__(key)[1]
+
     def release(self, key: str) -> None:
         """Drop a re-read field again (it is read once more if asked for)."""
         if key in self.spillable and super().__contains__(key):

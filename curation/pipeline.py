@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,11 @@ from .manifest import write_manifest
 from .quality import Expectation, check_episode, urdf_limits
 from .release import episode_table, release_versions
 from .segment import Segment, segment_file
-from .writer import FORMAT_VERSION, Planned, finish_row, write_release
+from .writer import FORMAT_VERSION, EarlyPayloads, Planned, finish_row, write_release
 from .zwrite import fsync_tree
 
 Progress = Callable[[str, int, int], None]
+EARLY_FRAMES = True  # write camera frames while files load (see writer.EarlyPayloads)
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -47,6 +49,7 @@ class CurateResult:
     flagged: int = 0
     seconds: float = 0.0
     input_bytes: int = 0
+    plans: list[Planned] = field(default_factory=list, repr=False)  # while curating
 
     def to_dict(self) -> dict[str, Any]:
         return {"release": str(self.release), "name": self.name, "version": self.version,
@@ -93,17 +96,46 @@ def curate(inputs: list[str | Path], out_dir: str | Path, name: str, *,
                           skipped=[{"path": s.path, "reason": s.reason} for s in skipped])
     records: dict[str, FileRecord] = {}
     analyses: dict[str, _Analysis] = {}
-    from concurrent.futures import ThreadPoolExecutor
 
     workers = max(1, min(cfg.workers or (os.cpu_count() or 1), len(files) or 1))
     budget = memory_budget if memory_budget is not None else _default_budget()
+    version = versions[-1][0] + 1 if versions else 1
+    # a new release (nothing to carry over) starts writing camera frames while loading
+    staged = _Staged.start(name_dir, version, cfg,
+                           early=EARLY_FRAMES and prev is None and bool(files))
+    try:
+        result.release = _curate(files, cache, ctx, workers, budget, staged, records, analyses,
+                                 prev, prev_rows, labels, name, version, result, progress)
+    except BaseException:
+        staged.abandon()
+        raise
+    if result.created:
+        result.version = version
+    result.episodes = len(result.plans)
+    result.flagged = sum(1 for p in result.plans if p.row["flags"])
+    result.plans = []
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _curate(files: list[InputFile], cache: Cache, ctx: _Context, workers: int, budget: int,
+            staged: _Staged, records: dict[str, FileRecord], analyses: dict[str, _Analysis],
+            prev: tuple[int, Path] | None, prev_rows: list[dict[str, Any]], labels: Labels,
+            name: str, version: int, result: CurateResult, progress: Progress | None) -> Path:
+    from concurrent.futures import ThreadPoolExecutor
+
+    name_dir = staged.tmp.parent
     held = 0
     with ThreadPoolExecutor(workers) as pool:
         for i, (inp, rec, stats, found) in enumerate(
                 _window(pool, lambda f: _load(f, cache, ctx), files, 2 * workers)):
-            held += held_bytes(rec)
-            if held > budget:  # camera frames beyond the budget are re-read when written
-                held -= spill(rec, cache, inp)
+            if staged.early is not None and rec.sha256 not in records \
+                    and staged.early.add(rec, found.segments):
+                spill(rec, cache, inp)  # its frames are being written: let them go here
+            else:
+                held += held_bytes(rec)
+                if held > budget:  # camera frames beyond the budget: re-read when written
+                    held -= spill(rec, cache, inp)
             if progress:
                 progress(f"ingest {inp.path.name}", i, len(files))
             result.input_bytes += rec.size
@@ -121,21 +153,17 @@ def curate(inputs: list[str | Path], out_dir: str | Path, name: str, *,
         if sha and sha not in records:
             records[sha] = _carry(sha, row, cache)
     plans = _plan(records, analyses, prev_rows, ctx, labels, result)
+    result.plans = plans
     if progress:
         progress("write release", len(files), len(files))
-    fp = _fingerprint(plans, labels, cfg)
+    fp = _fingerprint(plans, labels, ctx.cfg)
     if prev is not None and _prev_fingerprint(prev[1]) == fp:
-        result.release, result.version = prev[1], prev[0]
-        result.episodes = len(plans)
-        result.seconds = time.perf_counter() - t0
-        return result
-    version = versions[-1][0] + 1 if versions else 1
-    result.release = _publish(name_dir, name, version, prev, plans, ctx, fp)
-    result.version, result.created = version, True
-    result.episodes = len(plans)
-    result.flagged = sum(1 for p in plans if p.row["flags"])
-    result.seconds = time.perf_counter() - t0
-    return result
+        staged.abandon()
+        result.version = prev[0]
+        return prev[1]
+    final = _publish(name_dir, name, version, prev, plans, ctx, fp, staged)
+    result.created = True
+    return final
 
 
 def _load(inp: InputFile, cache: Cache, ctx: _Context
@@ -383,30 +411,57 @@ def _prev_fingerprint(path: Path) -> str:
         return ""
 
 
-def _publish(name_dir: Path, name: str, version: int, prev: tuple[int, Path] | None,
-             plans: list[Planned], ctx: _Context, fp: str) -> Path:
-    name_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".v{version}.tmp-", dir=name_dir))
-    try:
-        attrs = {"name": name, "version": version,
-                 "parent_version": prev[0] if prev else None,
-                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "fingerprint": fp, "software": software()}
+@dataclass
+class _Staged:
+    """The new version's temporary directory, the record of the files written into it
+    (for the manifest), and the early writer of camera frames, if any."""
+
+    tmp: Path
+    stack: ExitStack
+    written: dict[str, tuple[str, int]]
+    early: EarlyPayloads | None
+
+    @classmethod
+    def start(cls, name_dir: Path, version: int, cfg: CurateConfig, early: bool) -> _Staged:
         from . import zwrite
 
-        with zwrite.recording() as written:
-            write_release(tmp, plans, ctx.cfg, attrs, ctx.roles)
-        write_manifest(tmp, name, version, written)
-        for dirpath, _, names in os.walk(tmp):
-            for n in names:
-                os.chmod(os.path.join(dirpath, n), 0o444)
-        fsync_tree(tmp, done=written)
-        final = name_dir / f"v{version}"
-        if final.exists():
-            raise CurationError(f"{final} already exists; releases are immutable")
-        os.rename(tmp, final)
-        _fsync_dir(name_dir)
-        return final
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        name_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".v{version}.tmp-", dir=name_dir))
+        stack = ExitStack()
+        written = stack.enter_context(zwrite.recording())
+        return cls(tmp, stack, written, EarlyPayloads(tmp, cfg) if early else None)
+
+    def abandon(self) -> None:
+        try:
+            if self.early is not None:
+                self.early.close()
+            self.stack.close()
+        except Exception:  # noqa: BLE001,S110 - the directory goes anyway
+            pass
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _publish(name_dir: Path, name: str, version: int, prev: tuple[int, Path] | None,
+             plans: list[Planned], ctx: _Context, fp: str, staged: _Staged) -> Path:
+    tmp = staged.tmp
+    attrs = {"name": name, "version": version,
+             "parent_version": prev[0] if prev else None,
+             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "fingerprint": fp, "software": software()}
+    try:
+        write_release(tmp, plans, ctx.cfg, attrs, ctx.roles, staged.early)
+    finally:
+        staged.stack.close()  # every file hashed and synced: the record is complete
+    written = staged.written
+    write_manifest(tmp, name, version, written)
+    for dirpath, _, names in os.walk(tmp):
+        for n in names:
+            os.chmod(os.path.join(dirpath, n), 0o444)
+    fsync_tree(tmp, done=written)
+    final = name_dir / f"v{version}"
+    if final.exists():
+        raise CurationError(f"{final} already exists; releases are immutable")
+    os.rename(tmp, final)
+    _fsync_dir(name_dir)
+    return final

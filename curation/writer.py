@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 
 from .config import CurateConfig
-from .decode import JOINT_STATE, StreamData, ragged_rows
+from .decode import JOINT_STATE, Blobs, StreamData, ragged_rows
 from .flags import FLAG_BITS, flag_mask, flag_names, score
 from .ingest import FileRecord
 from .segment import Segment
 from .stats import QUANTILES, describe
-from .zwrite import ArrayWriter, write_array, write_group
+from .zwrite import ArrayWriter, forget, write_array, write_group
 
 _WRITE_THREADS = 3  # two cores, plus one to cover the waits on direct writes
 _INFLIGHT_BYTES = 1 << 30  # assembled columns waiting to be written, at most
@@ -113,8 +113,8 @@ def _streams(plans: list[Planned]) -> dict[str, _Stream]:
 
 
 def write_release(root: Path, plans: list[Planned], cfg: CurateConfig,
-                  release_attrs: dict[str, Any], roles: dict[str, tuple[str, float | None]]
-                  ) -> dict[str, Any]:
+                  release_attrs: dict[str, Any], roles: dict[str, tuple[str, float | None]],
+                  early: EarlyPayloads | None = None) -> dict[str, Any]:
     """Write the whole version into ``root`` (a fresh directory). Returns the root attrs."""
     streams = _streams(plans)
     ne = len(plans)
@@ -132,21 +132,26 @@ def write_release(root: Path, plans: list[Planned], cfg: CurateConfig,
         pending = {}
         for st in sorted(streams.values(), key=lambda s: -s.nbytes):
             times[st.name], bounds_all[st.name], pending[st.name] = _write_stream(
-                root / "streams" / st.name, st, plans, ne, cfg, roles.get(st.topic), jobs)
+                root / "streams" / st.name, st, plans, ne, cfg, roles.get(st.topic), jobs,
+                early)
+        # the sync indices need only the clocks: computed here while the pool writes
+        ref = _reference(streams, cfg)
+        write_group(root / "sync", {"reference": ref})
+        if ref:
+            for st in streams:
+                if st == ref:
+                    continue
+                for a, b in ((st, ref), (ref, st)):
+                    idx = sync_index(times[a], bounds_all[a], times[b], bounds_all[b])
+                    jobs.submit(write_array, root / "sync" / f"{a}__to__{b}", idx,
+                                cfg.chunk_rows, cfg.shard_rows,
+                                attributes={"from": a, "to": b, "rule": "latest_at_or_before"})
         jobs.wait()
+        if early is not None:
+            early.discard_unclaimed()
         for name in streams:
             stats[name] = {k: d for k, job in pending[name].items()
                            if (d := job.result()) is not None}
-    ref = _reference(streams, cfg)
-    write_group(root / "sync", {"reference": ref})
-    if ref:
-        for st in streams:
-            if st == ref:
-                continue
-            for a, b in ((st, ref), (ref, st)):
-                idx = sync_index(times[a], bounds_all[a], times[b], bounds_all[b])
-                write_array(root / "sync" / f"{a}__to__{b}", idx, cfg.chunk_rows, cfg.shard_rows,
-                            attributes={"from": a, "to": b, "rule": "latest_at_or_before"})
     rows = []
     for e, p in enumerate(plans):
         row = p.row
@@ -205,7 +210,8 @@ def sync_index(ta: np.ndarray, ba: np.ndarray, tb: np.ndarray, bb: np.ndarray) -
 
 
 def _write_stream(path: Path, st: _Stream, plans: list[Planned], ne: int, cfg: CurateConfig,
-                  role: tuple[str, float | None] | None, jobs: _Jobs
+                  role: tuple[str, float | None] | None, jobs: _Jobs,
+                  early: EarlyPayloads | None = None
                   ) -> tuple[np.ndarray, np.ndarray, dict[str, Future[Any]]]:
     """Assemble one stream's columns and queue their writes; returns its clock, its episode
     bounds, and the pending statistics per field."""
@@ -278,13 +284,105 @@ def _write_stream(path: Path, st: _Stream, plans: list[Planned], ne: int, cfg: C
     for _, sd, _, _ in st.parts:
         rnames.extend(k for k in sd.ragged if k not in rnames)
     for k in rnames:
-        jobs.submit(_write_ragged, path / k, k, st, plans, n, cfg)
+        done = early.claim(st, k) if early is not None else None
+        jobs.submit(_write_ragged, path / k, k, st, plans, n, cfg, done)
         ragged_out.append(k)
     attrs.update(fields=fields_out, ragged=ragged_out)
     if "ragged_dtypes" in first.attrs:
         attrs["ragged_dtypes"] = first.attrs["ragged_dtypes"]
     write_group(path, attrs)
     return t, bounds, stats
+
+
+class EarlyPayloads:
+    """Camera payloads written into the release while later files are still loading.
+
+    The release orders episodes by session and start time, which is known only once every
+    file is in; but recordings usually come in that order already. So each file's large
+    payloads (camera frames) are appended, in input order, by one background thread as soon
+    as the file is loaded and segmented, and let go from memory. When the release is
+    written, a field whose final order of parts is the order they were appended in is
+    ``claim``ed (only its offsets are left to write); any other is deleted and written the
+    usual way (its frames read again from the recordings)."""
+
+    def __init__(self, root: Path, cfg: CurateConfig) -> None:
+        self.root, self.cfg = root, cfg
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="release-early")
+        self._jobs: list[Future[Any]] = []
+        self._writers: dict[tuple[str, str, str], ArrayWriter] = {}
+        self._parts: dict[tuple[str, str, str], list[tuple[int, int, int]]] = {}
+        self._names: dict[tuple[str, str], str] = {}
+        self._claimed: set[tuple[str, str, str]] = set()
+
+    def add(self, rec: FileRecord, segments: list[Segment]) -> bool:
+        """Queue the file's large payloads, segment by segment; False: nothing queued."""
+        queued = False
+        for topic, sd in rec.streams.items():
+            for k, (values, offsets) in list(sd.ragged.items()):
+                if not isinstance(values, Blobs):
+                    continue
+                rows = [seg.rows(sd) for seg in segments if not seg.discarded]
+                self._jobs.append(self._pool.submit(
+                    contextvars.copy_context().run, self._append, topic, sd.type, k, id(sd),
+                    values, offsets, rows))
+                queued = True
+        return queued
+
+    def _append(self, topic: str, typ: str, k: str, sd_id: int, values: Blobs,
+                offsets: np.ndarray, rows: list[tuple[int, int]]) -> None:
+        key = (topic, typ, k)
+        w = self._writers.get(key)
+        if w is None:
+            name = self._names.get((topic, typ))
+            if name is None:
+                name = stream_name(topic)
+                if name in self._names.values():
+                    name = f"{name}.{stream_name(typ.split('/')[-1])}"
+                self._names[(topic, typ)] = name
+            path = self.root / ".early" / name / k / "values"  # moved into place if claimed
+            w = self._writers[key] = ArrayWriter(path, -1, (), np.uint8, self.cfg.bytes_chunk,
+                                                 self.cfg.bytes_shard, compress=False,
+                                                 stream=True)
+            self._parts[key] = []
+        for a, b in rows:
+            if b > a:
+                for piece in ragged_rows(values, offsets, a, b):
+                    w.append(np.frombuffer(piece, dtype=np.uint8))
+                self._parts[key].append((sd_id, a, b))
+
+    def claim(self, st: _Stream, k: str) -> ArrayWriter | None:
+        """The field's early writer, if it holds exactly the release's parts in order."""
+        for job in self._jobs:
+            job.result()
+        key = (st.topic, st.type, k)
+        if key not in self._writers or self._names.get((st.topic, st.type)) != st.name:
+            return None
+        want = [(id(sd), a, b) for _, sd, a, b in st.parts if b > a]
+        if any(k not in sd.ragged for _, sd, a, b in st.parts if b > a):
+            return None
+        if want != self._parts[key]:
+            return None
+        self._claimed.add(key)
+        return self._writers[key]
+
+    def discard_unclaimed(self) -> None:
+        """Delete what was written early but not claimed (the order came out different)."""
+        import shutil
+
+        for job in self._jobs:
+            job.result()
+        self._pool.shutdown()
+        for key, w in self._writers.items():
+            if key not in self._claimed:
+                w.abort()
+        forget(self.root / ".early")
+        shutil.rmtree(self.root / ".early", ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop (after a failure elsewhere): the directory is about to be removed."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for w in self._writers.values():
+            w.abort()
 
 
 def _write_field(path: Path, arr: np.ndarray, chunk_rows: int, shard_rows: int,
@@ -295,16 +393,18 @@ def _write_field(path: Path, arr: np.ndarray, chunk_rows: int, shard_rows: int,
 
 
 def _write_ragged(path: Path, k: str, st: _Stream, plans: list[Planned], n: int,
-                  cfg: CurateConfig) -> None:
-    sizes = []
-    for _, sd, a, b in st.parts:
-        if k in sd.ragged:
-            off = sd.ragged[k][1]
-            sizes.append(int(off[b] - off[a]))
-    total = sum(sizes)
+                  cfg: CurateConfig, early: ArrayWriter | None = None) -> None:
+    """The field's values and offsets; ``early``: its values were already written, in this
+    order, while the files loaded (see ``EarlyPayloads``): only the offsets are left."""
     write_group(path)
-    values = ArrayWriter(path / "values", total, (), np.uint8, cfg.bytes_chunk, cfg.bytes_shard,
-                         compress=False)
+    if early is None:
+        total = sum(int(sd.ragged[k][1][b] - sd.ragged[k][1][a])
+                    for _, sd, a, b in st.parts if k in sd.ragged)
+        values = ArrayWriter(path / "values", total, (), np.uint8, cfg.bytes_chunk,
+                             cfg.bytes_shard, compress=False, stream=True)
+    else:
+        values = early
+        values.move_to(path / "values")
     offsets = np.zeros(n + 1, dtype=np.int64)
     pos = 0
     row = 0
@@ -316,6 +416,13 @@ def _write_ragged(path: Path, k: str, st: _Stream, plans: list[Planned], n: int,
                                              "detail": f"{st.topic}: {k} absent in this "
                                                        "episode (empty payloads)"})
             offsets[row + 1:row + 1 + b - a] = pos
+            row += b - a
+            continue
+        if early is not None:  # only the offsets are needed: no payloads read
+            off = sd.ragged.offsets(k) if hasattr(sd.ragged, "offsets") else sd.ragged[k][1]
+            o = np.asarray(off[a:b + 1])
+            offsets[row + 1:row + 1 + b - a] = o[1:] - o[0] + pos
+            pos += int(o[-1] - o[0])
             row += b - a
             continue
         vals, off = sd.ragged[k]

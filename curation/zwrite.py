@@ -70,6 +70,12 @@ class _Recorder:
         finally:
             os.close(fd)
 
+    def drain(self) -> None:
+        """Wait for the hashes and fsyncs queued so far (re-raising a failure)."""
+        jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            job.result()
+
     def finish(self) -> None:
         try:
             for job in self._jobs:
@@ -95,6 +101,32 @@ def _record(path: Path, parts: Sequence[bytes | memoryview]) -> None:
         rec.submit(path, parts)
 
 
+def forget(root: Path) -> None:
+    """Files under ``root`` (about to be deleted) leave the manifest's record."""
+    rec = _WRITTEN.get()
+    if rec is None:
+        return
+    rec.drain()
+    prefix = str(root) + os.sep
+    for key in [k for k in rec.written if k.startswith(prefix) or k == str(root)]:
+        del rec.written[key]
+
+
+def move(src: Path, dst: Path) -> None:
+    """Rename a written directory; its files keep their place in the manifest's record."""
+    rec = _WRITTEN.get()
+    if rec is not None:
+        rec.drain()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if not src.exists():
+        return  # nothing written there yet
+    os.rename(src, dst)
+    if rec is not None:
+        old, new = str(src) + os.sep, str(dst) + os.sep
+        for key in [k for k in rec.written if k.startswith(old)]:
+            rec.written[new + key[len(old):]] = rec.written.pop(key)
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -115,68 +147,147 @@ _STAGE = 8 << 20            # staging buffer per thread (a multiple of the block
 _BLOCK = 4096               # O_DIRECT alignment of offsets and lengths
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _no_direct: set[int] = set()  # st_dev of filesystems that refused O_DIRECT
-_stage = threading.local()
+_stages: list[memoryview] = []  # free staging buffers, reused (their pages stay mapped)
+_stages_lock = threading.Lock()
 
 
-def _staging() -> memoryview:
-    buf = getattr(_stage, "buf", None)
-    if buf is None:
-        buf = _stage.buf = memoryview(mmap.mmap(-1, _STAGE))
-    return buf
+def _take_stage() -> memoryview:
+    with _stages_lock:
+        if _stages:
+            return _stages.pop()
+    return memoryview(mmap.mmap(-1, _STAGE))
+
+
+def _give_stage(stage: memoryview) -> None:
+    with _stages_lock:
+        _stages.append(stage)
+
+
+class FileSink:
+    """A new file written piece by piece and hashed on the way: through a page-aligned
+    staging buffer with O_DIRECT where the filesystem allows it, else buffered. ``close``
+    records (sha256, size) for the manifest; ``abort`` removes the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.size = 0
+        self._h = hashlib.sha256()
+        self._stage: memoryview | None = None
+        self._fill = 0
+        self._flushed = False
+        self._fd = -1
+        self._file: Any = None
+        dev = os.stat(self.path.parent).st_dev
+        if _O_DIRECT and dev not in _no_direct:
+            try:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_DIRECT,
+                                   0o644)
+                self._stage = _take_stage()
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                _no_direct.add(dev)
+        if self._stage is None:
+            self._file = open(self.path, "wb")  # noqa: SIM115 - closed by close/abort
+
+    def write(self, part: bytes | memoryview | np.ndarray) -> None:
+        mv = memoryview(part).cast("B")
+        self.size += len(mv)
+        if self._stage is None:
+            self._h.update(mv)
+            self._file.write(mv)
+            return
+        stage = self._stage
+        while len(mv):
+            n = min(len(mv), _STAGE - self._fill)
+            stage[self._fill:self._fill + n] = mv[:n]
+            self._fill += n
+            mv = mv[n:]
+            if self._fill == _STAGE:
+                self._h.update(stage)
+                self._flush(stage)
+                self._fill = 0
+
+    def _flush(self, data: memoryview) -> None:
+        try:
+            _write_all(self._fd, data)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or self._flushed:
+                raise
+            # the filesystem took the open but refuses direct writes: buffered from here
+            _no_direct.add(os.fstat(self._fd).st_dev)
+            os.close(self._fd)
+            self._fd = -1
+            self._file = open(self.path, "wb")  # noqa: SIM115
+            self._file.write(data)
+            assert self._stage is not None
+            stage, self._stage = self._stage, None
+            rest = bytes(stage[len(data):self._fill]) if self._fill > len(data) else b""
+            _give_stage(stage)
+            self._file.write(rest)
+            return
+        self._flushed = True
+
+    def close(self) -> tuple[str, int]:
+        try:
+            if self._stage is not None:
+                stage = self._stage
+                if self._fill:
+                    self._h.update(stage[:self._fill])
+                    padded = -(-self._fill // _BLOCK) * _BLOCK
+                    stage[self._fill:padded] = bytes(padded - self._fill)
+                    self._flush(stage[:padded])
+                if self._fd >= 0:
+                    os.ftruncate(self._fd, self.size)  # drop the padding of the last block
+            if self._file is not None:
+                self._file.flush()
+                if self._fd >= 0:
+                    os.close(self._fd)
+                    self._fd = -1
+        except BaseException:
+            self.abort()
+            raise
+        self._release()
+        digest = self._h.hexdigest()
+        rec = _WRITTEN.get()
+        if rec is not None:
+            rec.hashed(self.path, digest, self.size)
+        return digest, self.size
+
+    def abort(self) -> None:
+        self._release()
+        self.path.unlink(missing_ok=True)
+
+    def _release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._stage is not None:
+            _give_stage(self._stage)
+            self._stage = None
 
 
 def write_file(path: Path, parts: Sequence[bytes | memoryview]) -> None:
     """Write ``parts`` back to back into a new file ``path``, recorded for the manifest."""
     size = sum(len(p) for p in parts)
-    rec = _WRITTEN.get()
-    if size >= DIRECT_MIN and _O_DIRECT:
-        dev = os.stat(path.parent).st_dev
-        if dev not in _no_direct:
-            try:
-                digest = _write_direct(path, parts, size)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                _no_direct.add(dev)  # this filesystem refuses O_DIRECT: buffered from now on
-            else:
-                if rec is not None:
-                    rec.hashed(path, digest, size)
-                return
+    if size >= DIRECT_MIN:
+        sink = FileSink(path)
+        try:
+            for part in parts:
+                sink.write(part)
+        except BaseException:
+            sink.abort()
+            raise
+        sink.close()
+        return
     with open(path, "wb") as f:
         f.writelines(parts)
+    rec = _WRITTEN.get()
     if rec is not None:
         rec.submit(path, parts)
-
-
-def _write_direct(path: Path, parts: Sequence[bytes | memoryview], size: int) -> str:
-    stage = _staging()
-    h = hashlib.sha256()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_DIRECT, 0o644)
-    try:
-        fill = 0
-        for part in parts:
-            mv = memoryview(part).cast("B")
-            while len(mv):
-                n = min(len(mv), _STAGE - fill)
-                stage[fill:fill + n] = mv[:n]
-                fill += n
-                mv = mv[n:]
-                if fill == _STAGE:
-                    h.update(stage)
-                    _write_all(fd, stage)
-                    fill = 0
-        if fill:
-            h.update(stage[:fill])
-            padded = -(-fill // _BLOCK) * _BLOCK
-            stage[fill:padded] = bytes(padded - fill)
-            _write_all(fd, stage[:padded])
-            os.ftruncate(fd, size)  # drop the padding of the last block
-    except BaseException:
-        os.close(fd)
-        os.unlink(path)
-        raise
-    os.close(fd)
-    return h.hexdigest()
 
 
 def _write_all(fd: int, data: memoryview) -> None:
@@ -224,11 +335,12 @@ def array_metadata(shape: tuple[int, ...], dtype: np.dtype, chunk_rows: int, sha
 
 
 class ArrayWriter:
-    """Rows appended in order; each full shard is written as one file."""
+    """Rows appended in order; each full shard is written as one file. ``rows=-1``: the
+    count is not known yet, and ``zarr.json`` is written by ``close``."""
 
     def __init__(self, path: Path, rows: int, tail: tuple[int, ...], dtype: np.dtype | str,
                  chunk_rows: int, shard_rows: int, compress: bool = True,
-                 attributes: dict[str, Any] | None = None) -> None:
+                 attributes: dict[str, Any] | None = None, stream: bool = False) -> None:
         self.path = Path(path)
         self.rows, self.tail = rows, tuple(tail)
         self.dtype = np.dtype(dtype).newbyteorder("<")
@@ -239,8 +351,15 @@ class ArrayWriter:
         self._buffered = 0
         self._written = 0
         self._shard = 0
-        write_json(self.path / "zarr.json", array_metadata(
-            (rows, *self.tail), self.dtype, chunk_rows, shard_rows, compress, attributes))
+        self._attributes = attributes
+        # stream: uncompressed 1-D bytes go into the open shard file as they are appended
+        # (nothing is held back; camera frames written while later files still load)
+        self._stream = stream and not compress and self.tail == () and self.dtype.itemsize == 1
+        self._sink: FileSink | None = None
+        self._in_shard = 0
+        if rows >= 0:
+            write_json(self.path / "zarr.json", array_metadata(
+                (rows, *self.tail), self.dtype, chunk_rows, shard_rows, compress, attributes))
 
     def append(self, block: np.ndarray) -> None:
         block = np.asarray(block)
@@ -249,14 +368,66 @@ class ArrayWriter:
                              f"{self.tail}")
         if not len(block):
             return
+        if self._stream:
+            self._stream_in(memoryview(np.ascontiguousarray(block)).cast("B"))
+            return
         self._buf.append(block)
         self._buffered += len(block)
         while self._buffered >= self.shard_rows:
             self._flush(self.shard_rows)
 
+    def _stream_in(self, data: memoryview) -> None:
+        while len(data):
+            if self._sink is None:
+                key = self.path.joinpath("c", str(self._shard))
+                key.parent.mkdir(parents=True, exist_ok=True)
+                self._sink = FileSink(key)
+            n = min(len(data), self.shard_rows - self._in_shard)
+            self._sink.write(data[:n])
+            self._in_shard += n
+            data = data[n:]
+            if self._in_shard == self.shard_rows:
+                self._end_shard()
+
+    def _end_shard(self) -> None:
+        """Pad the open shard to whole chunks, then its index."""
+        assert self._sink is not None
+        n, cr = self._in_shard, self.chunk_rows
+        nchunks = -(-n // cr)
+        index = np.full((self.shard_rows // cr, 2), MISSING, dtype="<u8")
+        index[:nchunks, 0] = np.arange(nchunks, dtype=np.uint64) * cr
+        index[:nchunks, 1] = cr
+        ib = index.tobytes()
+        self._sink.write(bytes(nchunks * cr - n))
+        self._sink.write(ib + struct.pack("<I", google_crc32c.value(ib)))
+        self._sink.close()
+        self._sink = None
+        self._written += n
+        self._in_shard = 0
+        self._shard += 1
+
+    def abort(self) -> None:
+        if self._sink is not None:
+            self._sink.abort()
+            self._sink = None
+
+    def move_to(self, path: Path) -> None:
+        """Move what is written so far (and what is still to come) to ``path``."""
+        move(self.path, path)
+        if self._sink is not None:
+            self._sink.path = path / self._sink.path.relative_to(self.path)
+        self.path = Path(path)
+
     def close(self) -> None:
+        if self._sink is not None:
+            self._end_shard()
         if self._buffered:
             self._flush(self._buffered)
+        if self.rows < 0:  # rows unknown until now (appended as they came): metadata last
+            self.rows = self._written
+            write_json(self.path / "zarr.json", array_metadata(
+                (self.rows, *self.tail), self.dtype, self.chunk_rows, self.shard_rows,
+                self.compress, self._attributes))
         if self._written != self.rows:
             raise ValueError(f"{self.path}: {self._written} rows written, {self.rows} declared")
 

@@ -38,8 +38,8 @@ def _parts(total: int, seed: int = 0) -> list[bytes]:
 def test_shard_files_hold_the_parts_and_their_sha256(tmp_path: Path, total: int,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = zwrite._write_direct
-    monkeypatch.setattr(zwrite, "_write_direct", lambda *a: calls.append(1) or real(*a))
+    real = zwrite._take_stage
+    monkeypatch.setattr(zwrite, "_take_stage", lambda: calls.append(1) or real())
     parts = _parts(total)
     path = tmp_path / "shard"
     with zwrite.recording() as written:
@@ -53,11 +53,16 @@ def test_shard_files_hold_the_parts_and_their_sha256(tmp_path: Path, total: int,
 
 def test_a_filesystem_that_refuses_direct_io_gets_buffered_writes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*_a: object) -> str:
-        raise OSError(errno.EINVAL, "Invalid argument")
+    direct = os.O_DIRECT if hasattr(os, "O_DIRECT") else 1 << 30
+    real_open = os.open
 
-    monkeypatch.setattr(zwrite, "_write_direct", refuse)
-    monkeypatch.setattr(zwrite, "_O_DIRECT", os.O_DIRECT if hasattr(os, "O_DIRECT") else 1)
+    def refuse(path: object, flags: int, *a: object) -> int:
+        if flags & direct:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(zwrite.os, "open", refuse)
+    monkeypatch.setattr(zwrite, "_O_DIRECT", direct)
     monkeypatch.setattr(zwrite, "_no_direct", set())
     parts = _parts(2 * zwrite.DIRECT_MIN)
     with zwrite.recording() as written:
@@ -171,6 +176,7 @@ def test_camera_frames_beyond_the_memory_budget_are_read_again_and_equal(
     from curation import curate
     from curation import ingest as ingest_mod
 
+    monkeypatch.setattr("curation.pipeline.EARLY_FRAMES", False)  # (it lets go of all)
     spilled: list[int] = []
     real = ingest_mod.spill
     monkeypatch.setattr("curation.pipeline.spill",
@@ -186,3 +192,33 @@ def test_camera_frames_beyond_the_memory_budget_are_read_again_and_equal(
 
     assert files(fast) == files(lean)
     assert any("image_raw" in k for k in files(lean))
+
+
+def _release_files(rel: Path) -> dict[str, str]:
+    import json
+
+    m = json.loads((rel / "manifest.json").read_text())["files"]
+    return {k: v["sha256"] for k, v in m.items() if k.startswith(("streams", "sync"))}
+
+
+@pytest.mark.parametrize("order", ["release order", "reversed"])
+def test_frames_written_while_loading_give_the_same_release(
+        clean_session: Path, second_session: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, order: str) -> None:
+    """Frames are written early in input order; given in another order than the release's
+    (sessions sorted by name), they are written again the usual way: same files."""
+    from curation import curate, writer
+
+    inputs = [clean_session, second_session]
+    if order == "reversed":
+        inputs.reverse()
+    claimed: list[bool] = []
+    real = writer.EarlyPayloads.claim
+    monkeypatch.setattr(writer.EarlyPayloads, "claim",
+                        lambda self, st, k: claimed.append(bool(r := real(self, st, k))) or r)
+    early = curate(inputs, tmp_path / "early", "r").release
+    assert claimed and all(claimed) == (order == "release order")
+    monkeypatch.setattr("curation.pipeline.EARLY_FRAMES", False)
+    plain = curate(inputs, tmp_path / "plain", "r").release
+    assert _release_files(early) == _release_files(plain)
+    assert not list(early.parent.glob(".v*"))  # no temporary directory left behind
