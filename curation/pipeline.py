@@ -427,6 +427,7 @@ class _Staged:
 
         name_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".v{version}.tmp-", dir=name_dir))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a release is for others to read
         stack = ExitStack()
         written = stack.enter_context(zwrite.recording())
         return cls(tmp, stack, written, EarlyPayloads(tmp, cfg) if early else None)

@@ -27,6 +27,7 @@ def release(tmp_path_factory: pytest.TempPathFactory, clean_session: Path) -> Pa
 
 def test_release_is_version_one_with_the_documented_groups(release: Path) -> None:
     assert release.name == "v1"
+    assert release.stat().st_mode & 0o755 == 0o755  # readable by the labs, not only the owner
     attrs = zarr.open_group(str(release), mode="r").attrs["demofab"]
     assert attrs["format_version"] == 1 and attrs["episodes"] == 2
     assert attrs["sync_reference"] == "joint_states"
