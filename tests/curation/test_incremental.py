@@ -69,3 +69,26 @@ def test_new_labels_make_a_new_version_and_leave_the_old_one_untouched(
     eps = json.loads((tmp_path / "r/v2/episodes.json").read_text())["episodes"]
     assert {e["task"] for e in eps} == {"pour"}
     assert eps[0]["labels_source"]["task"] == "cli"
+
+
+def test_interrupted_while_frames_are_written_early_leaves_nothing(
+        tmp_path: Path, clean_session: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the second file loads, the first file's frames already being written."""
+    real = pipeline._load
+    calls: list[int] = []
+
+    def load(*args: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "_load", load)
+    monkeypatch.setattr(pipeline, "_window", lambda pool, fn, items, ahead: map(fn, items))
+    with pytest.raises(KeyboardInterrupt):
+        curate([clean_session], tmp_path, "r")
+    assert release_versions(tmp_path / "r") == []
+    assert not list((tmp_path / "r").glob(".v*"))
+    monkeypatch.undo()
+    r = curate([clean_session], tmp_path, "r")
+    assert r.created and r.episodes == 2 and r.cached_files == 1
