@@ -1,7 +1,7 @@
 """A fast, damage-tolerant MCAP reader for ingest.
 
 Reads every record of a file held in memory, keeps each channel's messages as
-(log time, publish time, payload) lists, and stops at the first damaged record (bad
+(log time, payload) lists, and stops at the first damaged record (bad
 length, CRC mismatch, unknown compression, cut file) with the byte offset where it
 broke, keeping everything read before it. The reference ``mcap`` reader is used by the
 benchmark beside this one; this reader exists because ingest must not crash on damage
@@ -37,7 +37,6 @@ class Channel:
     schema_encoding: str
     schema: bytes
     log_times: list[int] = field(default_factory=list)
-    pub_times: list[int] = field(default_factory=list)
     data: list[bytes | memoryview] = field(default_factory=list)
 
 
@@ -133,7 +132,6 @@ class _Parser:
                 out.unknown_channel_messages += 1
                 return
             ch.log_times.append(log)
-            ch.pub_times.append(pub)
             ch.data.append(buf[start + 22:end] if end - start > _VIEW_MIN and not self.borrowed
                            else bytes(buf[start + 22:end]))
         elif op == OP_CHUNK:
@@ -170,7 +168,7 @@ class _Parser:
         channels = self.out.channels
         unpack = _msg.unpack_from
         view = memoryview(data)
-        sinks: dict[int, Any] = {}  # channel id -> its three list appends
+        sinks: dict[int, Any] = {}  # channel id -> its two list appends
         pos, size = 0, len(data)
         while pos < size:
             op, n, cid, _, log, pub = unpack(data, pos) if size - pos >= 31 else (0, 0, 0, 0, 0, 0)
@@ -185,13 +183,11 @@ class _Parser:
                         self.out.unknown_channel_messages += 1
                         pos = end
                         continue
-                    sink = sinks[cid] = (ch.log_times.append, ch.pub_times.append,
-                                         ch.data.append)
+                    sink = sinks[cid] = (ch.log_times.append, ch.data.append)
                 sink[0](log)
-                sink[1](pub)
                 # small payloads as bytes (cheaper to make and to use); large ones (camera
                 # frames) as views of the chunk, so they are never copied here
-                sink[2](view[pos + 31:end] if n > self.view_min else bytes(data[pos + 31:end]))
+                sink[1](view[pos + 31:end] if n > self.view_min else bytes(data[pos + 31:end]))
                 pos = end
                 continue
             op, n = _rec.unpack_from(data, pos)
