@@ -478,18 +478,13 @@ def test_an_export_that_fails_halfway_leaves_nothing_behind(
 @pytest.fixture(scope="module")
 def real_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from curation import curate
-    from recorder.control import Plan, Recorder
-    from recorder.profile import load_profile
-    from recorder.session import Session
-    from recorder.sources.synthetic import RigOptions, SyntheticRig
+
+    from .conftest import record_session
 
     base = tmp_path_factory.mktemp("real")
-    profile = load_profile("humanoid")
-    session = Session(base / "session", profile)
-    rig = SyntheticRig(profile, RigOptions(seed=1, start_ns=1_700_000_000_000_000_000))
-    Recorder(session, rig, Plan(episodes=2, episode_seconds=1.0, task="pick")).run(
-        handle_signals=False)
-    return curate([base / "session"], base / "releases", "real").release
+    session = record_session(base / "session", episodes=2, seconds=1.0, task="pick",
+                             seed=1, start_ns=1_700_000_000_000_000_000)
+    return curate([session], base / "releases", "real").release
 
 
 def test_real_release_exports_every_camera_with_one_frame_per_row(
