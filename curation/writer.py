@@ -341,8 +341,7 @@ class EarlyPayloads:
                 self._names[(topic, typ)] = name
             path = self.root / ".early" / name / k / "values"  # moved into place if claimed
             w = self._writers[key] = ArrayWriter(path, -1, (), np.uint8, self.cfg.bytes_chunk,
-                                                 self.cfg.bytes_shard, compress=False,
-                                                 stream=True)
+                                                 self.cfg.bytes_shard, compress=False)
             self._parts[key] = []
         for a, b in rows:
             if b > a:
@@ -401,7 +400,7 @@ def _write_ragged(path: Path, k: str, st: _Stream, plans: list[Planned], n: int,
         total = sum(int(sd.ragged[k][1][b] - sd.ragged[k][1][a])
                     for _, sd, a, b in st.parts if k in sd.ragged)
         values = ArrayWriter(path / "values", total, (), np.uint8, cfg.bytes_chunk,
-                             cfg.bytes_shard, compress=False, stream=True)
+                             cfg.bytes_shard, compress=False)
     else:
         values = early
         values.move_to(path / "values")

@@ -340,7 +340,7 @@ class ArrayWriter:
 
     def __init__(self, path: Path, rows: int, tail: tuple[int, ...], dtype: np.dtype | str,
                  chunk_rows: int, shard_rows: int, compress: bool = True,
-                 attributes: dict[str, Any] | None = None, stream: bool = False) -> None:
+                 attributes: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.rows, self.tail = rows, tuple(tail)
         self.dtype = np.dtype(dtype).newbyteorder("<")
@@ -352,9 +352,9 @@ class ArrayWriter:
         self._written = 0
         self._shard = 0
         self._attributes = attributes
-        # stream: uncompressed 1-D bytes go into the open shard file as they are appended
-        # (nothing is held back; camera frames written while later files still load)
-        self._stream = stream and not compress and self.tail == () and self.dtype.itemsize == 1
+        # uncompressed 1-D bytes (camera frames) go into the open shard file as they are
+        # appended: nothing is held back, and a shard is written while later rows come in
+        self._stream = not compress and self.tail == () and self.dtype.itemsize == 1
         self._sink: FileSink | None = None
         self._in_shard = 0
         if rows >= 0:
