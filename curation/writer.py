@@ -6,6 +6,7 @@ import contextvars
 import json
 import re
 from collections import deque
+from collections.abc import Container
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,13 @@ class _Stream:
         return n
 
 
+def _new_stream_name(topic: str, typ: str, taken: Container[str]) -> str:
+    """The stream's name; the same topic with another type (in another file) gets the
+    type's name appended."""
+    name = stream_name(topic)
+    return f"{name}.{stream_name(typ.split('/')[-1])}" if name in taken else name
+
+
 def _streams(plans: list[Planned]) -> dict[str, _Stream]:
     out: dict[str, _Stream] = {}
     by_topic: dict[tuple[str, str], str] = {}
@@ -102,10 +110,7 @@ def _streams(plans: list[Planned]) -> dict[str, _Stream]:
             key = (topic, sd.type)
             name = by_topic.get(key)
             if name is None:
-                name = stream_name(topic)
-                if name in out:  # same topic with another type in another file
-                    name = f"{name}.{stream_name(sd.type.split('/')[-1])}"
-                by_topic[key] = name
+                name = by_topic[key] = _new_stream_name(topic, sd.type, out)
                 out[name] = _Stream(name, topic, sd.type)
             a, b = p.seg.rows(sd)
             out[name].parts.append((e, sd, a, b))
@@ -335,10 +340,8 @@ class EarlyPayloads:
         if w is None:
             name = self._names.get((topic, typ))
             if name is None:
-                name = stream_name(topic)
-                if name in self._names.values():
-                    name = f"{name}.{stream_name(typ.split('/')[-1])}"
-                self._names[(topic, typ)] = name
+                name = self._names[(topic, typ)] = _new_stream_name(
+                    topic, typ, set(self._names.values()))
             path = self.root / ".early" / name / k / "values"  # moved into place if claimed
             w = self._writers[key] = ArrayWriter(path, -1, (), np.uint8, self.cfg.bytes_chunk,
                                                  self.cfg.bytes_shard, compress=False)
