@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .decode import Blobs, StreamData, decode_channel
+from .decode import BLOBS_MIN, Blobs, StreamData, decode_channel
 from .inputs import InputFile, sha256_bytes
 from .mcapread import read_mcap
 
@@ -174,7 +174,7 @@ def _events(ch: Any, data: list[bytes], log: list[int], rec: FileRecord) -> list
 
 
 # -- the cache ----------------------------------------------------------------------------
-EXTERNAL_BYTES = 1 << 20  # ragged payloads this large (camera frames) stay in the source
+EXTERNAL_BYTES = BLOBS_MIN  # ragged payloads this large (camera frames) stay in the source
 
 
 class _Payloads(dict):  # type: ignore[type-arg]
