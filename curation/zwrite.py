@@ -50,14 +50,19 @@ class _Recorder:
         self.written: dict[str, tuple[str, int]] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="zwrite-hash")
         self._jobs: list[Future[None]] = []
+        self._lock = threading.Lock()  # writers on several threads queue jobs; drain swaps
+
+    def _queue(self, job: Future[None]) -> None:
+        with self._lock:
+            self._jobs.append(job)
 
     def submit(self, path: Path, parts: Sequence[bytes | memoryview]) -> None:
-        self._jobs.append(self._pool.submit(self._hash_and_sync, path, parts))
+        self._queue(self._pool.submit(self._hash_and_sync, path, parts))
 
     def hashed(self, path: Path, digest: str, size: int) -> None:
         """A file whose hash its writer computed: only the fsync (metadata) is left."""
         self.written[str(path)] = (digest, size)
-        self._jobs.append(self._pool.submit(_fsync, path))
+        self._queue(self._pool.submit(_fsync, path))
 
     def _hash_and_sync(self, path: Path, parts: Sequence[bytes | memoryview]) -> None:
         h = hashlib.sha256()
@@ -72,14 +77,14 @@ class _Recorder:
 
     def drain(self) -> None:
         """Wait for the hashes and fsyncs queued so far (re-raising a failure)."""
-        jobs, self._jobs = self._jobs, []
+        with self._lock:
+            jobs, self._jobs = self._jobs, []
         for job in jobs:
             job.result()
 
     def finish(self) -> None:
         try:
-            for job in self._jobs:
-                job.result()  # re-raises a failed hash or fsync here
+            self.drain()  # re-raises a failed hash or fsync here
         finally:
             self._pool.shutdown(wait=True)
 
@@ -108,7 +113,8 @@ def forget(root: Path) -> None:
         return
     rec.drain()
     prefix = str(root) + os.sep
-    for key in [k for k in rec.written if k.startswith(prefix) or k == str(root)]:
+    # list(): a snapshot taken at once; writers on other threads add entries meanwhile
+    for key in [k for k in list(rec.written) if k.startswith(prefix) or k == str(root)]:
         del rec.written[key]
 
 
@@ -123,7 +129,7 @@ def move(src: Path, dst: Path) -> None:
     os.rename(src, dst)
     if rec is not None:
         old, new = str(src) + os.sep, str(dst) + os.sep
-        for key in [k for k in rec.written if k.startswith(old)]:
+        for key in [k for k in list(rec.written) if k.startswith(old)]:
             rec.written[new + key[len(old):]] = rec.written.pop(key)
 
 
