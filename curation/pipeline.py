@@ -27,7 +27,7 @@ from .quality import Expectation, check_episode, urdf_limits
 from .release import episode_table, release_versions
 from .segment import Segment, segment_file
 from .writer import FORMAT_VERSION, EarlyPayloads, Planned, finish_row, write_release
-from .zwrite import fsync_tree
+from .zwrite import fsync_path, fsync_tree
 
 Progress = Callable[[str, int, int], None]
 EARLY_FRAMES = True  # write camera frames while files load (see writer.EarlyPayloads)
@@ -218,14 +218,6 @@ def _window(pool: Any, fn: Callable[[Any], Any], items: list[Any], ahead: int) -
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _carry(sha: str, row: dict[str, Any], cache: Cache) -> FileRecord:
@@ -464,5 +456,5 @@ def _publish(name_dir: Path, name: str, version: int, prev: tuple[int, Path] | N
     if final.exists():
         raise CurationError(f"{final} already exists; releases are immutable")
     os.rename(tmp, final)
-    _fsync_dir(name_dir)
+    fsync_path(name_dir)
     return final

@@ -62,18 +62,14 @@ class _Recorder:
     def hashed(self, path: Path, digest: str, size: int) -> None:
         """A file whose hash its writer computed: only the fsync (metadata) is left."""
         self.written[str(path)] = (digest, size)
-        self._queue(self._pool.submit(_fsync, path))
+        self._queue(self._pool.submit(fsync_path, path))
 
     def _hash_and_sync(self, path: Path, parts: Sequence[bytes | memoryview]) -> None:
         h = hashlib.sha256()
         for p in parts:
             h.update(p)
         self.written[str(path)] = (h.hexdigest(), sum(len(p) for p in parts))
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(path)
 
     def drain(self) -> None:
         """Wait for the hashes and fsyncs queued so far (re-raising a failure)."""
@@ -133,7 +129,8 @@ def move(src: Path, dst: Path) -> None:
             rec.written[new + key[len(old):]] = rec.written.pop(key)
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: str | Path) -> None:
+    """fsync a file or a directory by its path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -531,6 +528,6 @@ def fsync_tree(root: Path, done: Container[str] = ()) -> None:
         for n in names:
             path = os.path.join(dirpath, n)
             if path not in done:
-                _fsync(Path(path))
+                fsync_path(path)
     for d in reversed(dirs):
-        _fsync(Path(d))
+        fsync_path(d)
