@@ -66,18 +66,9 @@ for a in "$@"; do
   esac
 done
 
-find_python() {
-  local c
-  for c in "${PYTHON:-}" python3.11 /root/.pyenv/versions/3.11*/bin/python3.11 /usr/bin/python3.11 /usr/local/bin/python3.11; do
-    [[ -n "$c" ]] || continue
-    if command -v "$c" >/dev/null 2>&1 && \
-       "$c" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null; then
-      command -v "$c"; return 0
-    fi
-  done
-  echo "ros-venv: need CPython 3.11 (the ROS Jazzy wheels are cp311 only); set PYTHON=" >&2
-  return 1
-}
+# shellcheck source=python311.sh
+source "$here/python311.sh"
+find_python() { find_python311 ros-venv "the ROS Jazzy wheels are cp311 only"; }
 
 want_stamp() {
   # hash of the pin list + this script's bootstrap logic version
