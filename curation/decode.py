@@ -80,10 +80,6 @@ class Blobs:
     def __len__(self) -> int:
         return self.size
 
-    @property
-    def nbytes(self) -> int:
-        return self.size
-
     def rows(self, a: int, b: int) -> list[bytes | memoryview]:
         return self.parts[a:b]
 

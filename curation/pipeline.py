@@ -49,7 +49,6 @@ class CurateResult:
     flagged: int = 0
     seconds: float = 0.0
     input_bytes: int = 0
-    plans: list[Planned] = field(default_factory=list, repr=False)  # while curating
 
     def to_dict(self) -> dict[str, Any]:
         return {"release": str(self.release), "name": self.name, "version": self.version,
@@ -104,16 +103,16 @@ def curate(inputs: list[str | Path], out_dir: str | Path, name: str, *,
     staged = _Staged.start(name_dir, version, cfg,
                            early=EARLY_FRAMES and prev is None and bool(files))
     try:
-        result.release = _curate(files, cache, ctx, workers, budget, staged, records, analyses,
-                                 prev, prev_rows, labels, name, version, result, progress)
+        result.release, plans = _curate(files, cache, ctx, workers, budget, staged, records,
+                                        analyses, prev, prev_rows, labels, name, version,
+                                        result, progress)
     except BaseException:
         staged.abandon()
         raise
     if result.created:
         result.version = version
-    result.episodes = len(result.plans)
-    result.flagged = sum(1 for p in result.plans if p.row["flags"])
-    result.plans = []
+    result.episodes = len(plans)
+    result.flagged = sum(1 for p in plans if p.row["flags"]) if result.created else 0
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -121,7 +120,8 @@ def curate(inputs: list[str | Path], out_dir: str | Path, name: str, *,
 def _curate(files: list[InputFile], cache: Cache, ctx: _Context, workers: int, budget: int,
             staged: _Staged, records: dict[str, FileRecord], analyses: dict[str, _Analysis],
             prev: tuple[int, Path] | None, prev_rows: list[dict[str, Any]], labels: Labels,
-            name: str, version: int, result: CurateResult, progress: Progress | None) -> Path:
+            name: str, version: int, result: CurateResult, progress: Progress | None
+            ) -> tuple[Path, list[Planned]]:
     from concurrent.futures import ThreadPoolExecutor
 
     name_dir = staged.tmp.parent
@@ -153,17 +153,16 @@ def _curate(files: list[InputFile], cache: Cache, ctx: _Context, workers: int, b
         if sha and sha not in records:
             records[sha] = _carry(sha, row, cache)
     plans = _plan(records, analyses, prev_rows, ctx, labels, result)
-    result.plans = plans
     if progress:
         progress("write release", len(files), len(files))
     fp = _fingerprint(plans, labels, ctx.cfg)
     if prev is not None and _prev_fingerprint(prev[1]) == fp:
         staged.abandon()
         result.version = prev[0]
-        return prev[1]
+        return prev[1], plans
     final = _publish(name_dir, name, version, prev, plans, ctx, fp, staged)
     result.created = True
-    return final
+    return final, plans
 
 
 def _load(inp: InputFile, cache: Cache, ctx: _Context
