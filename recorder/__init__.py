@@ -1,6 +1,6 @@
 """DemoFab recorder: ROS 2 recordings to crash-safe, per-episode MCAP files."""
 
-__version__ = "0.1.0"
+from demofab import __version__
 
 from .control import Command, Plan, Recorder  # noqa: E402
 from .errors import (  # noqa: E402

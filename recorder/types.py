@@ -8,18 +8,18 @@ without the package installed.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib.resources import files
 from typing import Any
 
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
-from .errors import ProfileError
-
-EPISODE_EVENT_TYPE = "demofab_msgs/msg/EpisodeEvent"
+from .contract import EPISODE_EVENT_TYPE as EPISODE_EVENT_TYPE  # re-exported
+from .errors import ProfileError, RecorderError
 
 _unpack_le = struct.Struct("<iI").unpack_from
 _unpack_be = struct.Struct(">iI").unpack_from
@@ -103,3 +103,51 @@ def serialize(msg: Any, name: str) -> bytes:
 
 def deserialize(data: bytes, name: str) -> Any:
     return typestore().deserialize_cdr(data, name)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStore:
+    """A typestore built from one schema embedded in a recording, and the name under
+    which it holds the schema's own type."""
+
+    store: Any
+    name: str
+
+    def deserialize(self, data: bytes | memoryview) -> Any:
+        return self.store.deserialize_cdr(data, self.name)
+
+
+def schema_store(typename: str, encoding: str, schema: bytes | str) -> SchemaStore:
+    """The typestore of an embedded schema (``ros2msg`` or ``ros2idl``), cached by content.
+
+    rosbags files service types under ``pkg/srv/msg/T`` where rosbag2 names them
+    ``pkg/srv/T``; both names are registered, so the type the channel gives is found.
+    Raises ``RecorderError`` when the schema does not parse or lacks the type."""
+    raw = schema.encode() if isinstance(schema, str) else bytes(schema)
+    return _schema_store(typename, encoding, hashlib.sha1(raw).hexdigest(),
+                         raw.decode("utf-8", "replace"))
+
+
+@lru_cache(maxsize=128)
+def _schema_store(typename: str, encoding: str, digest: str, text: str) -> SchemaStore:
+    try:
+        if encoding == "ros2msg":
+            types = get_types_from_msg(text, typename)
+        elif encoding == "ros2idl":
+            types = get_types_from_idl(text)
+        else:
+            raise RecorderError(f"schema encoding {encoding!r} is not ros2msg or ros2idl")
+    except RecorderError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - rosbags raises several types; named here
+        raise RecorderError(f"schema of {typename or 'a schemaless channel'} does not parse: "
+                            f"{exc}") from None
+    types.update({k.replace("/srv/msg/", "/srv/"): v for k, v in list(types.items())
+                  if "/srv/msg/" in k})
+    store = get_typestore(Stores.EMPTY)
+    store.register(types)
+    if typename in store.fielddefs:
+        return SchemaStore(store, typename)
+    if encoding == "ros2msg" and types:
+        return SchemaStore(store, next(iter(types)))
+    raise RecorderError(f"schema does not define {typename}")
