@@ -79,7 +79,8 @@ def cdds_take_raw(reader, n: int = 1024) -> list[bytes]:
     from cyclonedds._clayer import ddspy_take
     from cyclonedds.core import InstanceState, SampleState, ViewState
 
-    ret = ddspy_take(reader._ref, SampleState.Any | ViewState.Any | InstanceState.Any, n)
+    ret = ddspy_take(reader._ref,  # noqa: SLF001 - cyclonedds has no public handle for its C layer
+                     SampleState.Any | ViewState.Any | InstanceState.Any, n)
     if isinstance(ret, int):
         raise RuntimeError(f"ddspy_take returned {ret}")
     return [bytes(d) for d, info in ret if info.valid_data]
@@ -88,7 +89,7 @@ def cdds_take_raw(reader, n: int = 1024) -> list[bytes]:
 def cdds_write_raw(writer, data: bytes) -> None:
     from cyclonedds._clayer import ddspy_write
 
-    ret = ddspy_write(writer._ref, data)
+    ret = ddspy_write(writer._ref, data)  # noqa: SLF001 - the C layer's handle, as above
     if ret < 0:
         raise RuntimeError(f"ddspy_write returned {ret}")
 
