@@ -2,6 +2,7 @@
 
 from demofab import __version__
 
+from .contract import EpisodeInfo, EventKind
 from .control import Command, Plan, Recorder
 from .errors import (
     CorruptFileError,
@@ -15,7 +16,7 @@ from .health import HealthMonitor, HealthReport, TopicHealth
 from .inspect import inspect_path
 from .profile import Profile, Qos, TopicSpec, load_profile, parse_profile
 from .recover import recover_file, recover_session
-from .session import EpisodeInfo, EventKind, Session
+from .session import Session
 from .sources import RawMessage, Source, make_source, register_source
 from .writer import EpisodeWriter, WriterOptions
 
