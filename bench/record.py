@@ -66,6 +66,7 @@ def _messages(profile: Profile, seconds: float) -> list[Msg]:
 
 
 def _ours(path: Path, profile: Profile, msgs: list[Msg], args: argparse.Namespace) -> float:
+    from recorder.contract import HEALTH_METADATA
     from recorder.writer import EpisodeWriter, WriterOptions
 
     t = time.perf_counter()
@@ -75,7 +76,7 @@ def _ours(path: Path, profile: Profile, msgs: list[Msg], args: argparse.Namespac
     for m in msgs:
         write(m.topic, m.data, m.log_time)  # stamp read from the CDR bytes, as live
     report = w.health.report(msgs[0].log_time, msgs[-1].log_time, w.bytes_written)
-    w.close({"demofab.health": report.metadata()})
+    w.close({HEALTH_METADATA: report.metadata()})
     return time.perf_counter() - t
 
 
