@@ -20,11 +20,11 @@ from rosbags.interfaces import Nodetype
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-if TYPE_CHECKING:
-    from rosbags.interfaces.typing import Typesdict
-
 from .contract import EPISODE_EVENT_TYPE as EPISODE_EVENT_TYPE  # re-exported
 from .errors import ProfileError, RecorderError
+
+if TYPE_CHECKING:
+    from rosbags.interfaces.typing import Typesdict
 
 _Unpack = Callable[[bytes, int], tuple[int, ...]]
 _unpack_le: _Unpack = struct.Struct("<iI").unpack_from
