@@ -28,7 +28,7 @@ test: $(STAMP)
 	bash tools/run-tests.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
+	$(BIN)/ruff check .; rc=$$?; $(BIN)/mypy && exit $$rc
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

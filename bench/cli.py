@@ -7,6 +7,8 @@ import argparse
 import importlib
 import json
 import sys
+from types import ModuleType
+from typing import Any
 
 BENCHES = {
     "record": "bench.record",
@@ -16,7 +18,7 @@ BENCHES = {
 }
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="benchmarks, each against a reference, JSON on the last line")
     bsub = p.add_subparsers(dest="bench", required=True)
     for name, module_name in BENCHES.items():
@@ -32,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         bp.set_defaults(func=lambda args, m=module: _run(m, args))
 
 
-def _run(module, args: argparse.Namespace) -> int:  # noqa: ANN001
-    result = module.run(args)
+def _run(module: ModuleType, args: argparse.Namespace) -> int:
+    result: dict[str, Any] = module.run(args)
     if not args.json:
         for key, value in result.items():
             print(f"{key:>28}: {value}", file=sys.stderr)

@@ -10,14 +10,33 @@ All run in this one process, one after the other, on one core.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+from unittest import mock
 
 from mcap.writer import Writer as McapWriter
+
+if TYPE_CHECKING:
+    from recorder.profile import Profile
+
+
+class Msg(NamedTuple):
+    """One generated message, stamped (the synthetic rig stamps every one)."""
+
+    topic: str
+    data: bytes
+    log_time: int
+    publish_time: int
+
+
+#: one writer under test: (target, profile, messages, args) -> seconds
+Run = Callable[["Path", "Profile", "list[Msg]", argparse.Namespace], float]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,21 +49,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=3, help="best of N runs per writer")
 
 
-def _messages(profile: Any, seconds: float) -> list:
+def _messages(profile: Profile, seconds: float) -> list[Msg]:
     from recorder.sources.synthetic import RigOptions, SyntheticRig
 
     rig = SyntheticRig(profile, RigOptions(seed=0, start_ns=1_700_000_000_000_000_000))
     end = rig.t0 + int(seconds * 1e9)
-    out = []
+    out: list[Msg] = []
     for m in rig.messages():
         if m.log_time >= end:
             break
-        out.append(m)
+        if m.publish_time is None:
+            raise RuntimeError(f"the synthetic rig left a message on {m.topic} unstamped")
+        out.append(Msg(m.topic, m.data, m.log_time, m.publish_time))
     rig.close()
     return out
 
 
-def _ours(path: Path, profile: Any, msgs: list, args: argparse.Namespace) -> float:
+def _ours(path: Path, profile: Profile, msgs: list[Msg], args: argparse.Namespace) -> float:
+    from recorder.contract import HEALTH_METADATA
     from recorder.writer import EpisodeWriter, WriterOptions
 
     t = time.perf_counter()
@@ -54,7 +76,7 @@ def _ours(path: Path, profile: Any, msgs: list, args: argparse.Namespace) -> flo
     for m in msgs:
         write(m.topic, m.data, m.log_time)  # stamp read from the CDR bytes, as live
     report = w.health.report(msgs[0].log_time, msgs[-1].log_time, w.bytes_written)
-    w.close({"demofab.health": report.metadata()})
+    w.close({HEALTH_METADATA: report.metadata()})
     return time.perf_counter() - t
 
 
@@ -71,28 +93,24 @@ class _ZstdAtLevel:
         return self._c.compress(data)
 
 
-def _bare(path: Path, profile: Any, msgs: list, args: argparse.Namespace,
+def _bare(path: Path, profile: Profile, msgs: list[Msg], args: argparse.Namespace,
           level: int | None = None) -> float:
     import mcap.writer
 
+    with (contextlib.nullcontext() if level is None
+          else mock.patch.object(mcap.writer, "zstandard", _ZstdAtLevel(level))):
+        return _bare_loop(path, profile, msgs, args)
+
+
+def _bare_loop(path: Path, profile: Profile, msgs: list[Msg],
+               args: argparse.Namespace) -> float:
     from recorder.writer import COMPRESSIONS, ChannelInfo
 
-    original = mcap.writer.zstandard
-    if level is not None:
-        mcap.writer.zstandard = _ZstdAtLevel(level)
-    try:
-        return _bare_loop(path, profile, msgs, args, COMPRESSIONS, ChannelInfo)
-    finally:
-        mcap.writer.zstandard = original
-
-
-def _bare_loop(path: Path, profile: Any, msgs: list, args: argparse.Namespace,
-               COMPRESSIONS: Any, ChannelInfo: Any) -> float:  # noqa: N803
     t = time.perf_counter()
     with open(path, "wb") as f:
         w = McapWriter(f, chunk_size=args.chunk_size, compression=COMPRESSIONS[args.compression])
         w.start(profile="ros2", library="bare")
-        ids = {}
+        ids: dict[str, int] = {}
         for spec in profile.topics:
             info = ChannelInfo.for_spec(spec)
             sid = w.register_schema(info.type, "ros2msg", info.schema_text.encode())
@@ -104,7 +122,8 @@ def _bare_loop(path: Path, profile: Any, msgs: list, args: argparse.Namespace,
     return time.perf_counter() - t
 
 
-def _rosbags(path: Path, profile: Any, msgs: list, args: argparse.Namespace) -> float:
+def _rosbags(path: Path, profile: Profile, msgs: list[Msg],
+             args: argparse.Namespace) -> float:
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     from recorder.types import typestore
@@ -130,10 +149,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     base.mkdir(parents=True, exist_ok=True)
     best: dict[str, float] = {}
     sizes: dict[str, int] = {}
+
+    def bare_at_level(path: Path, profile: Profile, msgs: list[Msg],
+                      args: argparse.Namespace) -> float:
+        return _bare(path, profile, msgs, args, level=args.level)
+
     try:
         for i in range(args.repeat):
-            runs = (("ours", _ours), ("bare_mcap", lambda *a: _bare(*a, level=args.level)),
-                    ("bare_mcap_level3", _bare), ("rosbags", _rosbags))
+            runs: tuple[tuple[str, Run], ...] = (
+                ("ours", _ours), ("bare_mcap", bare_at_level),
+                ("bare_mcap_level3", _bare), ("rosbags", _rosbags))
             for name, fn in runs:
                 target = base / f"{name}_{i}" / ("bag" if name == "rosbags" else "episode.mcap")
                 target.parent.mkdir(parents=True, exist_ok=True)

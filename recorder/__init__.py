@@ -2,8 +2,9 @@
 
 from demofab import __version__
 
-from .control import Command, Plan, Recorder  # noqa: E402
-from .errors import (  # noqa: E402
+from .contract import EpisodeInfo, EventKind
+from .control import Command, Plan, Recorder
+from .errors import (
     CorruptFileError,
     DiskFullError,
     ProfileError,
@@ -11,13 +12,13 @@ from .errors import (  # noqa: E402
     SessionError,
     SourceError,
 )
-from .health import HealthMonitor, HealthReport, TopicHealth  # noqa: E402
-from .inspect import inspect_path  # noqa: E402
-from .profile import Profile, Qos, TopicSpec, load_profile, parse_profile  # noqa: E402
-from .recover import recover_file, recover_session  # noqa: E402
-from .session import EpisodeInfo, EventKind, Session  # noqa: E402
-from .sources import RawMessage, Source, make_source, register_source  # noqa: E402
-from .writer import EpisodeWriter, WriterOptions  # noqa: E402
+from .health import HealthMonitor, HealthReport, TopicHealth
+from .inspect import inspect_path
+from .profile import Profile, Qos, TopicSpec, load_profile, parse_profile
+from .recover import recover_file, recover_session
+from .session import Session
+from .sources import RawMessage, Source, make_source, register_source
+from .writer import EpisodeWriter, WriterOptions
 
 __all__ = [
     "__version__",

@@ -17,6 +17,7 @@ import struct
 import zlib
 from array import array
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import IO
 
 import lz4.frame
@@ -32,6 +33,7 @@ from mcap.records import (
     DataEnd,
     Footer,
     Header,
+    McapRecord,
     Metadata,
     MetadataIndex,
     Schema,
@@ -63,7 +65,7 @@ class ChunkedWriter:
         self.compression = "" if compression == "none" else compression
         self._zstd = zstandard.ZstdCompressor(level=level) if compression == "zstd" else None
         self._buf = bytearray()
-        self._index: dict[int, array] = {}   # channel id -> [log0, off0, log1, off1, ...]
+        self._index: dict[int, array[int]] = {}   # channel id -> [log0, off0, log1, off1, ...]
         self._cstart = -1
         self._cend = 0
         self.schemas: dict[int, Schema] = {}
@@ -82,10 +84,10 @@ class ChunkedWriter:
         self._out.write(data)
         self._pos += len(data)
 
-    def _record(self, rec: object) -> tuple[int, int]:
+    def _record(self, rec: McapRecord) -> tuple[int, int]:
         builder = RecordBuilder()
-        rec.write(builder)  # type: ignore[attr-defined]
-        data = builder.end()
+        rec.write(builder)
+        data: bytes = builder.end()  # type: ignore[no-untyped-call]  # mcap leaves end() unannotated
         offset = self._pos
         self._write(data)
         return offset, len(data)
@@ -158,12 +160,12 @@ class ChunkedWriter:
         chunk_length = self._pos - chunk_start
         index_start = self._pos
         offsets: dict[int, int] = {}
-        parts = []
+        parts: list[bytes] = []
         pos = index_start
         for cid, entries in self._index.items():
             n = len(entries) // 2
-            body = np.frombuffer(entries, dtype=np.uint64).reshape(n, 2)
-            body = body[np.argsort(body[:, 0], kind="stable")].tobytes()
+            pairs = np.frombuffer(entries, dtype=np.uint64).reshape(n, 2)
+            body = pairs[np.argsort(pairs[:, 0], kind="stable")].tobytes()
             rec = _IDX_HEAD.pack(Opcode.MESSAGE_INDEX, 2 + 4 + len(body), cid, len(body)) + body
             offsets[cid] = pos
             pos += len(rec)
@@ -210,7 +212,7 @@ class ChunkedWriter:
         b = RecordBuilder()
         offsets: list[SummaryOffset] = []
 
-        def group(opcode: Opcode, records: list) -> None:
+        def group(opcode: Opcode, records: Sequence[McapRecord]) -> None:
             if not records:
                 return
             start = b.count
@@ -233,7 +235,7 @@ class ChunkedWriter:
         offset_start = summary_start + b.count
         for o in offsets:
             o.write(b)
-        summary = b.end()
+        summary: bytes = b.end()  # type: ignore[no-untyped-call]  # as in _record
         crc = zlib.crc32(summary)
         crc = zlib.crc32(struct.pack("<BQQQ", Opcode.FOOTER, 20, summary_start, offset_start),
                          crc)

@@ -14,24 +14,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rosbags.interfaces import Nodetype
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
+from rosbags.typesys.store import Typestore
 
 from .contract import EPISODE_EVENT_TYPE as EPISODE_EVENT_TYPE  # re-exported
 from .errors import ProfileError, RecorderError
 
-_unpack_le = struct.Struct("<iI").unpack_from
-_unpack_be = struct.Struct(">iI").unpack_from
-_unpack_u32_le = struct.Struct("<I").unpack_from
+if TYPE_CHECKING:
+    from rosbags.interfaces.typing import Typesdict
+
+_Unpack = Callable[[bytes, int], tuple[int, ...]]
+_unpack_le: _Unpack = struct.Struct("<iI").unpack_from
+_unpack_be: _Unpack = struct.Struct(">iI").unpack_from
+_unpack_u32_le: _Unpack = struct.Struct("<I").unpack_from
 
 
 @cache
-def typestore() -> Any:
+def typestore() -> Typestore:
     """The ROS 2 Jazzy typestore with DemoFab's own messages added."""
     store = get_typestore(Stores.ROS2_JAZZY)
     msgdir = files("recorder") / "msg"
-    types: dict[str, Any] = {}
+    types: Typesdict = {}
     for entry in sorted(msgdir.iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".msg"):
             name = f"demofab_msgs/msg/{entry.name[:-4]}"
@@ -68,7 +74,7 @@ def has_header(name: str) -> bool:
     if not fields:
         return False
     _, (kind, detail) = fields[0]
-    return kind == 2 and detail == "std_msgs/msg/Header"  # 2 = Nodetype.NAME
+    return kind == Nodetype.NAME and detail == "std_msgs/msg/Header"
 
 
 def stamp_reader(name: str) -> Callable[[bytes], int] | None:
@@ -110,7 +116,7 @@ class SchemaStore:
     """A typestore built from one schema embedded in a recording, and the name under
     which it holds the schema's own type."""
 
-    store: Any
+    store: Typestore
     name: str
 
     def deserialize(self, data: bytes | memoryview) -> Any:
@@ -139,9 +145,9 @@ def _schema_store(typename: str, encoding: str, digest: str, text: str) -> Schem
             raise RecorderError(f"schema encoding {encoding!r} is not ros2msg or ros2idl")
     except RecorderError:
         raise
-    except Exception as exc:  # noqa: BLE001 - rosbags raises several types; named here
+    except Exception as exc:  # rosbags raises several types; named here
         raise RecorderError(f"schema of {typename or 'a schemaless channel'} does not parse: "
-                            f"{exc}") from None
+                            f"{exc}") from exc
     types.update({k.replace("/srv/msg/", "/srv/"): v for k, v in list(types.items())
                   if "/srv/msg/" in k})
     store = get_typestore(Stores.EMPTY)

@@ -16,12 +16,19 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cyclonedds.pub import DataWriter
+    from cyclonedds.qos import Qos
+    from cyclonedds.sub import DataReader
 
 TOPIC = "/demofab_selftest/joint_states"
 N = 50
 
 
-def joint_state(i: int, njoints: int = 40):
+def joint_state(i: int, njoints: int = 40) -> Any:
     from sensor_msgs.msg import JointState
 
     m = JointState()
@@ -36,11 +43,17 @@ def joint_state(i: int, njoints: int = 40):
 
 
 # --------------------------------------------------------------------------- cyclonedds
-def cdds_joint_state_type():
+def _sequence(subtype: object) -> object:
+    from cyclonedds.idl.types import sequence
+
+    return sequence[subtype]  # type: ignore[misc]  # generic at run time (__class_getitem__) only
+
+
+def cdds_joint_state_type() -> Any:
     """A cyclonedds IdlStruct with the DDS name and layout of sensor_msgs/msg/JointState."""
     from cyclonedds.idl import make_idl_struct
     from cyclonedds.idl.annotations import final
-    from cyclonedds.idl.types import float64, int32, sequence, uint32
+    from cyclonedds.idl.types import float64, int32, uint32
 
     time_t = final(
         make_idl_struct("Time", "builtin_interfaces::msg::dds_::Time_", {"sec": int32, "nanosec": uint32})
@@ -54,17 +67,18 @@ def cdds_joint_state_type():
             "sensor_msgs::msg::dds_::JointState_",
             {
                 "header": header_t,
-                "name": sequence[str],
-                "position": sequence[float64],
-                "velocity": sequence[float64],
-                "effort": sequence[float64],
+                "name": _sequence(str),
+                "position": _sequence(float64),
+                "velocity": _sequence(float64),
+                "effort": _sequence(float64),
             },
         )
     )
 
 
-def cdds_qos(depth: int = 1000):
-    from cyclonedds.core import Policy, Qos
+def cdds_qos(depth: int = 1000) -> Qos:
+    from cyclonedds.core import Policy
+    from cyclonedds.qos import Qos
     from cyclonedds.util import duration
 
     # = ROS 2 default profile (reliable, volatile, keep-last) with a deep history
@@ -75,20 +89,21 @@ def cdds_qos(depth: int = 1000):
     )
 
 
-def cdds_take_raw(reader, n: int = 1024) -> list[bytes]:
+def cdds_take_raw(reader: DataReader[Any], n: int = 1024) -> list[bytes]:
     from cyclonedds._clayer import ddspy_take
     from cyclonedds.core import InstanceState, SampleState, ViewState
 
-    ret = ddspy_take(reader._ref, SampleState.Any | ViewState.Any | InstanceState.Any, n)
+    ret = ddspy_take(reader._ref,  # noqa: SLF001 - cyclonedds has no public handle for its C layer
+                     SampleState.Any | ViewState.Any | InstanceState.Any, n)
     if isinstance(ret, int):
         raise RuntimeError(f"ddspy_take returned {ret}")
     return [bytes(d) for d, info in ret if info.valid_data]
 
 
-def cdds_write_raw(writer, data: bytes) -> None:
+def cdds_write_raw(writer: DataWriter[Any], data: bytes) -> None:
     from cyclonedds._clayer import ddspy_write
 
-    ret = ddspy_write(writer._ref, data)
+    ret = ddspy_write(writer._ref, data)  # noqa: SLF001 - the C layer's handle, as above
     if ret < 0:
         raise RuntimeError(f"ddspy_write returned {ret}")
 
@@ -145,33 +160,45 @@ def child_cdds_pub() -> None:
 
 
 # --------------------------------------------------------------------------- parent
-def spawn(mode: str) -> subprocess.Popen:
+def spawn(mode: str) -> subprocess.Popen[str]:
     p = subprocess.Popen(
         [sys.executable, __file__, mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    assert p.stdout.readline().strip() == "ready", f"child {mode} did not start"
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready", \
+        f"child {mode} did not start"
     return p
 
 
-def finish(p: subprocess.Popen) -> None:
+def tell(p: subprocess.Popen[str], line: str) -> None:
+    assert p.stdin is not None
+    p.stdin.write(line + "\n")
+    p.stdin.flush()
+
+
+def finish(p: subprocess.Popen[str]) -> None:
     try:
-        p.stdin.write("done\n")
-        p.stdin.flush()
+        tell(p, "done")
     except BrokenPipeError:
         pass
     p.wait(timeout=10)
 
 
-def wait_until(pred, timeout: float, spin=None) -> bool:
+def wait_until(pred: Callable[[], object], timeout: float,
+               spin: Callable[[], object] | None = None) -> bool:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if pred():
             return True
-        if spin:
+        if spin is not None:
             spin()
         else:
             time.sleep(0.01)
-    return pred()
+    return bool(pred())
+
+
+def _frame_id(msg: Any) -> object:
+    """The header frame of a message rosbags deserialised (typed ``object`` by rosbags)."""
+    return msg.header.frame_id
 
 
 def ok(name: str, cond: bool, detail: str = "") -> None:
@@ -202,7 +229,8 @@ def main() -> None:
     # 2. one process
     node = Node("selftest")
     qos = QoSProfile(depth=1000)
-    typed, raw = [], []
+    typed: list[Any] = []
+    raw: list[bytes] = []
     node.create_subscription(JointState, "/selftest_local", typed.append, qos)
     node.create_subscription(JointState, "/selftest_local", raw.append, qos, raw=True)
     pub = node.create_publisher(JointState, "/selftest_local", qos)
@@ -218,7 +246,7 @@ def main() -> None:
         and all(isinstance(b, bytes) for b in raw)
         and raw[0][:4] == b"\x00\x01\x00\x00"
         and [deserialize_message(b, JointState) for b in raw] == typed
-        and ts.deserialize_cdr(raw[0], "sensor_msgs/msg/JointState").header.frame_id == "base_link"
+        and _frame_id(ts.deserialize_cdr(raw[0], "sensor_msgs/msg/JointState")) == "base_link"
     )
     ok(
         "2 one-process pub/sub typed+raw",
@@ -235,7 +263,9 @@ def main() -> None:
 
     dp = DomainParticipant(0)
     reader = DataReader(dp, Topic(dp, "rt" + TOPIC, cdds_joint_state_type()), qos=cdds_qos())
-    got_typed, got_raw, got_cdds = [], [], []
+    got_typed: list[Any] = []
+    got_raw: list[bytes] = []
+    got_cdds: list[bytes] = []
     s1 = node.create_subscription(JointState, TOPIC, got_typed.append, qos)
     node.create_subscription(JointState, TOPIC, got_raw.append, qos, raw=True)
     eex = EventsExecutor()
@@ -248,10 +278,9 @@ def main() -> None:
             lambda: eex.spin_once(0.01),
         )
         ok("3a discovery rclpy pub (other process) -> rclpy + cyclonedds readers", matched)
-        child.stdin.write("go\n")
-        child.stdin.flush()
+        tell(child, "go")
 
-        def spin():
+        def spin() -> None:
             eex.spin_once(0.01)
             got_cdds.extend(cdds_take_raw(reader))
 
@@ -278,8 +307,7 @@ def main() -> None:
             "5a discovery cyclonedds writer -> rclpy",
             wait_until(lambda: s1.get_publisher_count() >= 1, 15, lambda: eex.spin_once(0.01)),
         )
-        child.stdin.write("go\n")
-        child.stdin.flush()
+        tell(child, "go")
         wait_until(lambda: len(got_typed) >= N and len(got_raw) >= N, 15, lambda: eex.spin_once(0.01))
     finally:
         finish(child)

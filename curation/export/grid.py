@@ -72,7 +72,7 @@ def _numeric(rel: ReleaseReader, name: str, stream: str, field: str) -> ExportFe
         names = [str(j) for j in joints]
     elif len(trailing) > 1:
         names = [".".join(map(str, ix)) for ix in np.ndindex(*trailing)]
-    kind = reader.dtype.kind
+    kind = np.dtype(reader.dtype).kind
     dtype = "float32" if kind == "f" else "bool" if kind == "b" else str(reader.dtype)
     return ExportFeature(name, stream, field, "numeric", dtype, (size,), names,
                          str(info.attributes.get("role", "unknown")))
@@ -128,10 +128,13 @@ def resolve_features(
     """``features`` as ``{export name: "<stream>/<field>"}`` (None: :func:`default_features`)."""
     if features is None:
         return default_features(rel)
-    if isinstance(features, Sequence) and all(isinstance(f, ExportFeature) for f in features):
-        return list(features)  # type: ignore[arg-type]
+    if not isinstance(features, Mapping):
+        if not all(isinstance(f, ExportFeature) for f in features):
+            raise ExportError("features: give {export name: '<stream>/<field>'} or a list of "
+                              f"ExportFeature, not {type(features).__name__} of other items")
+        return list(features)
     out = []
-    for name, source in dict(features).items():  # type: ignore[arg-type]
+    for name, source in features.items():
         stream, sep, field = str(source).partition("/")
         if not sep:
             raise ExportError(f"feature {name!r}: source {source!r} is not '<stream>/<field>'")
@@ -195,7 +198,8 @@ def numeric_values(rel: ReleaseReader, feature: ExportFeature, grid: EpisodeGrid
     b0, b1 = (int(b) for b in rel.bounds(feature.stream)[grid.episode])
     values = rel.field(feature.stream, feature.field).read(b0, b1)
     rows = latest_rows(rel.times(feature.stream)[b0:b1], grid.times)
-    return values[rows].reshape(len(rows), -1).astype(feature.dtype, copy=False)
+    out: np.ndarray = values[rows].reshape(len(rows), -1).astype(feature.dtype, copy=False)
+    return out
 
 
 def _decode(data: bytes, stream: str, row: int) -> np.ndarray:

@@ -31,11 +31,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from numpy.typing import ArrayLike
 
 from ..loader import ReleaseReader
 from .errors import ExportError
@@ -49,6 +50,10 @@ from .grid import (
     resolve_features,
     staged_output,
 )
+
+if TYPE_CHECKING:  # av is imported where a video is written
+    from av.container import OutputContainer
+    from av.video.stream import VideoStream
 
 CODEBASE_VERSION = "v3.0"
 # LeRobot's defaults (lerobot.datasets.utils: DEFAULT_CHUNK_SIZE, DEFAULT_DATA_FILE_SIZE_IN_MB,
@@ -119,7 +124,7 @@ def export_lerobot(
     feats = resolve_features(rel, features)
     grids, skipped = episode_grids(rel, feats, fps, episodes=episodes, split=split)
     order = {s: i for i, s in enumerate(SPLIT_ORDER)}
-    grids.sort(key=lambda g: (order.get(rel.episodes[g.episode].get("split"), 99), g.episode))
+    grids.sort(key=lambda g: (order.get(str(rel.episodes[g.episode].get("split")), 99), g.episode))
     root = Path(out_dir) / (name or f"{rel.name}-v{rel.version}-lerobot")
     with staged_output(root, overwrite) as tmp:
         _write(rel, tmp, feats, grids, skipped, fps, codec, crf, gop, robot_type, layout)
@@ -394,7 +399,7 @@ class _ImageStats:
         var = (self.hist * levels**2).sum(1) / n[:, 0] - mean**2
         cdf = np.cumsum(self.hist, axis=1) / n
 
-        def shaped(x: np.ndarray) -> list[Any]:
+        def shaped(x: ArrayLike) -> list[Any]:
             return np.asarray(x, dtype=np.float64).reshape(3, 1, 1).tolist()
 
         out = {
@@ -424,16 +429,17 @@ def _write_videos(rel: ReleaseReader, root: Path, feature: ExportFeature,
     files = _FileSequence(layout.video_mb, layout.chunks_size)
     total, per_episode = _ImageStats(), []
     scratch = root / ".episode.mp4"
-    out: Any = None
-    stream: Any = None
+    out: OutputContainer | None = None
+    stream: VideoStream | None = None
     codec_name = codec
     try:
         for g in grids:
             stats = _ImageStats()
             codec_name = _encode_episode(rel, feature, g, scratch, fps, codec, crf, gop, stats)
             size = scratch.stat().st_size
-            if files.needs_new_file(size):
-                out.close()
+            if files.needs_new_file(size):  # a file is open: it holds an episode
+                if out is not None:
+                    out.close()
                 out = stream = None
                 files.next_file()
             if out is None:
@@ -480,6 +486,8 @@ def _encode_episode(rel: ReleaseReader, feature: ExportFeature, grid: EpisodeGri
         options.update({"qscale": "3"})
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps, options=options)
+        if not isinstance(stream, av.VideoStream):
+            raise ExportError(f"codec {codec!r} does not encode video")
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
@@ -495,24 +503,29 @@ def _encode_episode(rel: ReleaseReader, feature: ExportFeature, grid: EpisodeGri
         return str(stream.codec_context.name)
 
 
-def _append_video(out: Any, stream: Any, episode: Path, offset_s: Fraction) -> Any:
+def _append_video(out: OutputContainer, stream: VideoStream | None, episode: Path,
+                  offset_s: Fraction) -> VideoStream:
     """Copy the packets of the episode's MP4 into ``out`` (no re-encoding), ``offset_s``
     later; returns the output stream (made from the first episode's on the first call)."""
     import av
 
     with av.open(str(episode)) as src:
         src_stream = src.streams.video[0]
+        time_base = src_stream.time_base
+        if time_base is None:
+            raise ExportError(f"{episode}: the encoded episode's video stream has no time base")
         if stream is None:
             stream = out.add_stream_from_template(src_stream, opaque=True)
-            stream.time_base = src_stream.time_base
-        shift = offset_s / src_stream.time_base
+            stream.time_base = time_base
+        shift = offset_s / time_base
         if shift.denominator != 1:
-            raise ExportError(f"{offset_s} s is not a whole number of {src_stream.time_base} "
+            raise ExportError(f"{offset_s} s is not a whole number of {time_base} "
                               "ticks of the video time base")
         for packet in src.demux(src_stream):
             if packet.dts is None:  # the demuxer's flush packet
                 continue
-            packet.pts += int(shift)
+            if packet.pts is not None:
+                packet.pts += int(shift)
             packet.dts += int(shift)
             packet.stream = stream
             out.mux(packet)
