@@ -166,6 +166,24 @@ def test_an_unknown_type_is_named_in_the_error():
         DdsTypes().get("acme_msgs/msg/Nope")
 
 
+def test_without_cyclonedds_the_package_imports_and_says_what_to_install():
+    code = ("import sys; sys.modules['cyclonedds'] = None\n"
+            "import recorder.dds as dds\n"
+            "from recorder.sources import make_source\n"
+            "from recorder.profile import load_profile\n"
+            "for make in (dds.DdsPublisher, lambda: make_source('dds', load_profile('humanoid'))):\n"
+            "    try:\n"
+            "        make()\n"
+            "    except Exception as e:\n"
+            "        print(type(e).__name__, e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    publisher, source = r.stdout.strip().splitlines()
+    assert publisher.startswith("DdsError") and "pip install 'demofab[dds]'" in publisher
+    assert source.startswith("SourceError") and "pip install 'demofab[dds]'" in source
+
+
 def test_every_public_name_of_the_dds_package_imports():
     import recorder.dds as dds
 
