@@ -6,27 +6,44 @@ offset of every numeric field and every length prefix; every other message of th
 whose length prefixes hold the same values has the same layout, so a stream of thousands
 of messages decodes as a handful of numpy slices of an ``[N, L]`` byte matrix. A trailing
 byte sequence (``CompressedImage.data``) is a *tail blob*: its length may vary per message.
+The CDR rules themselves (alignment, primitive sizes, byte order, type lookup) are
+:mod:`recorder.cdrwalk`'s, shared with the DDS source's padding trimmer.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
+from rosbags.interfaces import Nodetype
+from rosbags.typesys.store import Typestore
 
-NAME, BASE, ARRAY, SEQUENCE = 2, 1, 3, 4
-SIZES = {"bool": 1, "byte": 1, "octet": 1, "char": 1, "int8": 1, "uint8": 1, "int16": 2,
-         "uint16": 2, "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "float32": 4,
-         "float64": 8}
+from recorder.cdrwalk import (
+    HEADER,
+    PRIMITIVE_SIZES,
+    STRINGS,
+    CdrError,
+    align,
+    fields_of,
+    is_little_endian,
+    u32_reader,
+)
+
+BASE: Final = Nodetype.BASE
+NAME: Final = Nodetype.NAME
+ARRAY: Final = Nodetype.ARRAY
+SEQUENCE: Final = Nodetype.SEQUENCE
+SIZES = PRIMITIVE_SIZES
 DTYPES = {"bool": "b1", "byte": "u1", "octet": "u1", "char": "u1", "int8": "i1",
           "uint8": "u1", "int16": "i2", "uint16": "u2", "int32": "i4", "uint32": "u4",
           "int64": "i8", "uint64": "u8", "float32": "f4", "float64": "f8"}
 
 
-class LayoutError(Exception):
-    """The bytes do not hold a message of the type (too short, bad lengths)."""
+class LayoutError(CdrError):
+    """The bytes do not hold a message of the type (too short, bad lengths), or the type
+    has a field that is not decoded in bulk."""
 
 
 @dataclass
@@ -58,11 +75,11 @@ class Layout:
 
 
 class _Walker:
-    def __init__(self, store: Any, data: bytes, allow_tail: bool) -> None:
+    def __init__(self, store: Typestore, data: bytes, allow_tail: bool) -> None:
         self.store = store
         self.data = data
-        self.little = bool(data[1]) if len(data) > 1 else True
-        self.u32 = struct.Struct("<I" if self.little else ">I").unpack_from
+        self.little = is_little_endian(data)
+        self.u32 = u32_reader(self.little)
         self.leaves: dict[tuple[str, ...], Leaf] = {}
         self.strings: dict[tuple[str, ...], StrLeaf] = {}
         self.prefixes: list[tuple[int, int]] = []
@@ -70,16 +87,12 @@ class _Walker:
         self.allow_tail = allow_tail
         self.tail: tuple[tuple[str, ...], int] | None = None
 
-    @staticmethod
-    def align(pos: int, a: int) -> int:
-        return 4 + ((pos - 4 + a - 1) // a) * a
-
     def need(self, pos: int, n: int) -> None:
         if pos + n > len(self.data):
             raise LayoutError(f"message ends at byte {len(self.data)}, field needs {pos + n}")
 
     def count(self, pos: int) -> tuple[int, int]:
-        pos = self.align(pos, 4)
+        pos = align(pos, 4)
         self.need(pos, 4)
         (n,) = self.u32(self.data, pos)
         self.prefixes.append((pos, n))
@@ -87,21 +100,21 @@ class _Walker:
 
     def base(self, name: str, pos: int, path: tuple[str, ...], shape: tuple[int, ...],
              n: int) -> int:
-        if name in ("string", "wstring"):
+        if name in STRINGS:
             if name == "wstring":
                 raise LayoutError("wstring fields are not decoded in bulk")
-            leaf = self.strings.setdefault(path, StrLeaf(path, shape))
+            sleaf = self.strings.setdefault(path, StrLeaf(path, shape))
             for _ in range(n):
                 length, pos = self.count(pos)
                 self.need(pos, length)
-                leaf.spans.append((pos, max(length - 1, 0)))
+                sleaf.spans.append((pos, max(length - 1, 0)))
                 pos += length
             return pos
         size = SIZES.get(name)
         if size is None:
             raise LayoutError(f"unknown base type {name}")
         if n:
-            pos = self.align(pos, size)
+            pos = align(pos, size)
             self.need(pos, size * n)
         leaf = self.leaves.setdefault(path, Leaf(path, name, shape))
         leaf.blocks.append((pos, n))
@@ -109,62 +122,61 @@ class _Walker:
 
     def struct(self, typename: str, pos: int, path: tuple[str, ...],
                shape: tuple[int, ...], last: bool) -> int:
-        try:
-            fields = self.store.fielddefs[typename][1]
-        except KeyError:
-            raise LayoutError(f"type {typename} is not defined") from None
+        fields = fields_of(self.store, typename)
         if path not in self.structs:
             self.structs[path] = [f for f, _ in fields]
-        for i, (fname, (kind, detail)) in enumerate(fields):
+        for i, (fname, node) in enumerate(fields):
             p = path + (fname,)
             is_last = last and i == len(fields) - 1
-            if kind == NAME:
-                pos = self.struct(detail, pos, p, shape, is_last)
-            elif kind == BASE:
-                pos = self.base(detail[0], pos, p, shape, 1)
-            elif kind in (ARRAY, SEQUENCE):
-                (sub_kind, sub), length = detail
-                if kind == SEQUENCE:
-                    if (is_last and self.allow_tail and sub_kind == BASE
-                            and SIZES.get(sub[0]) == 1 and not shape):
-                        length, pos = self.count(pos)
-                        self.prefixes.pop()  # a tail blob may vary in length
-                        self.tail = (p, pos - 4)
-                        return pos + length
+            if node[0] == NAME:
+                pos = self.struct(node[1], pos, p, shape, is_last)
+                continue
+            if node[0] == BASE:
+                pos = self.base(node[1][0], pos, p, shape, 1)
+                continue
+            elem, length = node[1]
+            if node[0] == SEQUENCE:
+                if (is_last and self.allow_tail and elem[0] == BASE
+                        and SIZES.get(elem[1][0]) == 1 and not shape):
                     length, pos = self.count(pos)
-                sub_shape = shape + (length,)
-                if sub_kind == BASE:
-                    pos = self.base(sub[0], pos, p, sub_shape, length)
-                elif sub_kind == NAME:
-                    for _ in range(length):
-                        pos = self.struct(sub, pos, p, sub_shape, False)
-                    if length == 0:
-                        self._empty(sub, p, sub_shape)
-                else:
-                    raise LayoutError(f"nested sequences ({'.'.join(p)}) are not decoded in bulk")
-            else:
-                raise LayoutError(f"unknown field kind {kind} at {'.'.join(p)}")
+                    self.prefixes.pop()  # a tail blob may vary in length
+                    self.tail = (p, pos - 4)
+                    return pos + length
+                length, pos = self.count(pos)
+            sub_shape = shape + (length,)
+            if elem[0] == BASE:
+                pos = self.base(elem[1][0], pos, p, sub_shape, length)
+                continue
+            for _ in range(length):
+                pos = self.struct(elem[1], pos, p, sub_shape, False)
+            if length == 0:
+                self._empty(elem[1], p, sub_shape)
         return pos
 
     def _empty(self, typename: str, path: tuple[str, ...], shape: tuple[int, ...]) -> None:
         """Record the leaves of a sequence of structs that is empty in this message."""
-        for fname, (kind, detail) in self.store.fielddefs[typename][1]:
+        for fname, node in fields_of(self.store, typename):
             p = path + (fname,)
-            if kind == NAME:
-                self._empty(detail, p, shape)
-            elif kind == BASE and detail[0] not in ("string", "wstring"):
-                self.leaves.setdefault(p, Leaf(p, detail[0], shape))
-            elif kind == BASE:
+            if node[0] == NAME:
+                self._empty(node[1], p, shape)
+            elif node[0] == BASE and node[1][0] not in STRINGS:
+                self.leaves.setdefault(p, Leaf(p, node[1][0], shape))
+            elif node[0] == BASE:
                 self.strings.setdefault(p, StrLeaf(p, shape))
 
 
-def layout(store: Any, typename: str, data: bytes, *, allow_tail: bool = True) -> Layout:
+def layout(store: Typestore, typename: str, data: bytes, *,
+           allow_tail: bool = True) -> Layout:
     """The layout of one CDR message (raises LayoutError when it does not fit)."""
-    if len(data) < 4:
+    if len(data) < HEADER:
         raise LayoutError(f"message of {len(data)} bytes has no CDR header")
     w = _Walker(store, data, allow_tail)
     try:
-        end = w.struct(typename, 4, (), (), True)
+        end = w.struct(typename, HEADER, (), (), True)
+    except LayoutError:
+        raise
+    except CdrError as exc:   # a type the store lacks
+        raise LayoutError(str(exc)) from None
     except (struct.error, IndexError) as exc:
         raise LayoutError(str(exc)) from None
     return Layout(w.little, end if w.tail is None else w.tail[1] + 4, w.leaves, w.strings,

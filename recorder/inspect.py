@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from mcap.exceptions import McapError
 from mcap.records import (
     Attachment,
@@ -29,13 +28,17 @@ from mcap.records import (
     Schema,
 )
 from mcap.stream_reader import StreamReader, breakup_chunk
-from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
+from .contract import (
+    BAG_METADATA,
+    EPISODE_METADATA,
+    HEALTH_METADATA,
+    MCAP_SUFFIX,
+    PART_SUFFIX,
+    read_bag_listing,
+)
 from .errors import CorruptFileError, RecorderError
-from .writer import PART_SUFFIX
-
-EPISODE_METADATA = "demofab.episode"
-HEALTH_METADATA = "demofab.health"
+from .types import schema_store
 
 
 @dataclass
@@ -142,45 +145,35 @@ def scan_file(path: Path) -> FileScan:
 def _decode_problem(ch: _Chan) -> str:
     """Empty when the channel decodes with its embedded schema, else why not."""
     if ch.encoding != "cdr":
-        return "" if ch.encoding in ("json",) else f"message encoding {ch.encoding!r} is not CDR"
+        return "" if ch.encoding == "json" else f"message encoding {ch.encoding!r} is not CDR"
     if ch.sample is None:
         return ""
     try:
-        store = get_typestore(Stores.EMPTY)
-        text = ch.schema.decode()
-        if ch.schema_encoding == "ros2msg":
-            types = get_types_from_msg(text, ch.type)
-            main = next(iter(types))  # rosbags renames service types (.../srv/msg/...)
-        elif ch.schema_encoding == "ros2idl":
-            types = get_types_from_idl(text)
-            main = ch.type if ch.type in types else next(iter(types))
-        else:
-            return f"schema encoding {ch.schema_encoding!r} is not ros2msg or ros2idl"
-        store.register(types)
-        store.deserialize_cdr(ch.sample, main)
-    except Exception as exc:  # noqa: BLE001 - reported, not fatal
+        store = schema_store(ch.type, ch.schema_encoding, ch.schema)
+    except RecorderError as exc:   # names the type, or the encoding that is not ROS 2's
+        return str(exc)
+    try:
+        store.deserialize(ch.sample)
+    except Exception as exc:  # noqa: BLE001 - reported per channel, not fatal
         return f"cannot decode {ch.type or 'schemaless'} with the embedded schema: {exc}"
     return ""
 
 
 def session_files(path: Path) -> tuple[list[Path], list[Path]]:
-    """The MCAP files of a session or bag directory, and any unfinished ``.part`` files."""
-    meta = path / "metadata.yaml"
-    files: list[Path] = []
-    if meta.exists():
-        try:
-            info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
-            files = [path / p for p in info.get("relative_file_paths", [])]
-        except (yaml.YAMLError, KeyError, TypeError) as exc:
-            raise RecorderError(f"{meta}: not rosbag2 metadata: {exc}") from exc
+    """The MCAP files of a session or bag directory (those its rosbag2 metadata lists, or
+    every MCAP file when it has none), and any unfinished ``.part`` files."""
+    listing = read_bag_listing(path)
+    if listing is not None:
+        files = [path / p for p in listing.files]
         missing = [str(p) for p in files if not p.exists()]
         if missing:
-            raise RecorderError(f"{meta}: lists files that do not exist: {', '.join(missing)}")
+            raise RecorderError(f"{listing.path}: lists files that do not exist: "
+                                f"{', '.join(missing)}")
     else:
-        files = sorted(path.glob("*.mcap"))
-    parts = sorted(path.glob(f"*.mcap{PART_SUFFIX}"))
+        files = sorted(path.glob(f"*{MCAP_SUFFIX}"))
+    parts = sorted(path.glob(f"*{MCAP_SUFFIX}{PART_SUFFIX}"))
     if not files and not parts:
-        raise RecorderError(f"{path}: no MCAP files and no metadata.yaml")
+        raise RecorderError(f"{path}: no MCAP files and no {BAG_METADATA}")
     return files, parts
 
 

@@ -40,6 +40,8 @@ cyclonedds = pytest.importorskip("cyclonedds", reason="the DDS extra is not inst
 
 from recorder.dds import (  # noqa: E402
     CdrEnd,
+    CdrError,
+    DdsError,
     DdsPublisher,
     DdsTypes,
     dds_qos,
@@ -140,12 +142,55 @@ def test_types_that_always_end_aligned_are_not_walked(humanoid):
 
 
 def test_a_truncated_message_is_an_error_not_a_short_record():
-    from recorder.dds import DdsError
-
     T = typestore().types
     data = serialize(T["std_msgs/msg/String"](data="hello"), "std_msgs/msg/String")
-    with pytest.raises(DdsError, match="truncated"):
+    with pytest.raises(CdrError, match="11 bytes is truncated"):
         CdrEnd().trimmer("std_msgs/msg/String")(data[:-3])
+    with pytest.raises(CdrError, match="6 bytes is truncated"):   # cut inside the length
+        CdrEnd().trimmer("std_msgs/msg/String")(data[:6])
+
+
+def test_big_endian_messages_are_trimmed_too():
+    store = typestore()
+    T = store.types
+    msg = T["std_msgs/msg/String"](data="hello")
+    data = bytes(store.serialize_cdr(msg, "std_msgs/msg/String", little_endian=False))
+    assert data[1] == 0
+    assert CdrEnd().trimmer("std_msgs/msg/String")(data + bytes(-len(data) % 4)) == data
+
+
+def test_an_unknown_type_is_named_in_the_error():
+    with pytest.raises(CdrError, match="acme_msgs/msg/Nope"):
+        CdrEnd().plan("acme_msgs/msg/Nope")
+    with pytest.raises(DdsError, match="acme_msgs/msg/Nope"):
+        DdsTypes().get("acme_msgs/msg/Nope")
+
+
+def test_without_cyclonedds_the_package_imports_and_says_what_to_install():
+    code = ("import sys; sys.modules['cyclonedds'] = None\n"
+            "import recorder.dds as dds\n"
+            "from recorder.sources import make_source\n"
+            "from recorder.profile import load_profile\n"
+            "for make in (dds.DdsPublisher, lambda: make_source('dds', load_profile('humanoid'))):\n"
+            "    try:\n"
+            "        make()\n"
+            "    except Exception as e:\n"
+            "        print(type(e).__name__, e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    publisher, source = r.stdout.strip().splitlines()
+    assert publisher.startswith("DdsError") and "pip install 'demofab[dds]'" in publisher
+    assert source.startswith("SourceError") and "pip install 'demofab[dds]'" in source
+
+
+def test_every_public_name_of_the_dds_package_imports():
+    import recorder.dds as dds
+
+    assert set(dds.__all__) >= {"CdrEnd", "DdsPublisher", "DdsTypes", "dds_qos", "raw_reader",
+                                "raw_writer", "take_raw", "write_raw", "wait_matched"}
+    for name in dds.__all__:
+        assert getattr(dds, name) is not None, name
 
 
 def test_qos_maps_the_ros_profile_and_carries_the_type_hash():
@@ -282,7 +327,7 @@ SUBSCRIBER = r"""
 import json, sys, time
 from cyclonedds.core import ReadCondition, WaitSet
 from cyclonedds.domain import DomainParticipant
-from recorder.dds import CdrEnd, DdsTypes, raw_reader, take_raw, wait_matched, _any_state
+from recorder.dds import CdrEnd, DdsTypes, any_state, raw_reader, take_raw, wait_matched
 from recorder.profile import load_profile
 import hashlib
 
@@ -294,7 +339,7 @@ ws = WaitSet(dp)
 readers = []
 for t in prof.topics:
     r = raw_reader(dp, t.topic, t.type, t.qos, types)
-    ws.attach(ReadCondition(r, _any_state()))
+    ws.attach(ReadCondition(r, any_state()))
     readers.append((t.topic, r, ends.trimmer(t.type)))
 print("ready", flush=True)
 assert wait_matched([r for _, r, _ in readers], 1, 20), "subscriber: writers not matched"

@@ -104,7 +104,60 @@ def test_bag_written_by_another_tool_with_custom_and_service_types(tmp_path):
     assert abs(topics["/gripper"]["rate_hz"] - 100) < 1e-6
     svc = topics["/arm/enable/_service_event"]
     assert svc["type"] == "std_srvs/srv/SetBool_Event" and svc["count"] == 1
+    assert svc["decodable"], svc["problem"]   # rosbags' .../srv/msg/... renaming handled
     assert report["episodes"] == []
+
+
+GRIPPER_IDL = """module acme_msgs {
+  module msg {
+    struct Gripper {
+      double width;
+      double force;
+      string mode;
+    };
+  };
+};
+"""
+
+
+def test_channels_with_an_idl_schema_are_decoded_with_it(tmp_path):
+    from rosbags.typesys import get_types_from_idl
+
+    store = get_typestore(Stores.EMPTY)
+    store.register(get_types_from_idl(GRIPPER_IDL))
+    Gripper = store.types["acme_msgs/msg/Gripper"]
+    path = tmp_path / "idl.mcap"
+    with open(path, "wb") as f:
+        w = McapWriter(f)
+        w.start(profile="ros2", library="another-tool")
+        good = w.register_schema("acme_msgs/msg/Gripper", "ros2idl", GRIPPER_IDL.encode())
+        cg = w.register_channel("/gripper", "cdr", good)
+        cw = w.register_channel("/wrong", "cdr", good)
+        for i in range(5):
+            data = store.serialize_cdr(Gripper(width=0.1 * i, force=2.0, mode="pinch"),
+                                       "acme_msgs/msg/Gripper")
+            w.add_message(cg, i * 1000, bytes(data), i * 1000)
+            w.add_message(cw, i * 1000, b"\x00\x01\x00\x00" + bytes(3), i * 1000)
+        w.finish()
+    r = run_inspect(path)
+    assert r.returncode == 0, r.stderr
+    topics = {t["topic"]: t for t in json.loads(r.stdout)["topics"]}
+    assert topics["/gripper"]["decodable"], topics["/gripper"]["problem"]
+    assert not topics["/wrong"]["decodable"]
+    assert "cannot decode acme_msgs/msg/Gripper" in topics["/wrong"]["problem"]
+
+
+def test_a_bag_listing_a_missing_file_names_it(tmp_path):
+    bag = tmp_path / "foreign"
+    _foreign_bag(bag)
+    from recorder.contract import read_bag_listing
+
+    (listed,) = read_bag_listing(bag).files
+    (bag / listed).rename(bag / "elsewhere.mcap")
+    r = run_inspect(bag)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert str(bag / "metadata.yaml") in line and str(bag / listed) in line
 
 
 def test_undecodable_channels_are_reported_not_fatal(tmp_path):
