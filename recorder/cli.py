@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from .contract import MCAP_SUFFIX, PART_SUFFIX, ROBOT_DESCRIPTION
 from .errors import RecorderError
+
+if TYPE_CHECKING:
+
+    from .session import Session
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,23 +61,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_replay(sub)
 
 
-def open_session(out: Path, profile_arg: str | None, **kw: object):  # noqa: ANN201
-    """Open or create a session; a reopened session keeps its recorded profile."""
-    import yaml
-
+def open_session(out: Path, profile_arg: str | None, **kw: Any) -> Session:
+    """Open or create a session; a reopened session keeps its recorded profile. Nothing
+    is recovered here: ``Session.recover()`` is the caller's explicit step."""
+    from .contract import read_session_state
     from .profile import load_profile, parse_profile
-    from .session import STATE_FILE, Session
+    from .session import Session
 
-    state = out / STATE_FILE
-    if state.exists():
-        raw = yaml.safe_load(state.read_text()) or {}
-        profile = parse_profile(raw.get("profile"), str(state))
+    state = read_session_state(out)
+    if state is not None:
+        profile = parse_profile(state.profile, str(state.path))
         if profile_arg and profile_arg != profile.name and Path(profile_arg).suffix == "":
             raise RecorderError(f"{out} was recorded with profile {profile.name!r}, "
                                 f"not {profile_arg!r}")
     else:
         profile = load_profile(profile_arg or "humanoid")
-    return Session(out, profile, **kw)  # type: ignore[arg-type]
+    return Session(out, profile, **kw)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -86,7 +91,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     out = Path(args.out)
     options = WriterOptions(compression=args.compression, chunk_size=args.chunk_size)
     session = open_session(out, args.profile, options=options)
-    for r in session.recovered:
+    for r in session.recover():
         con.print(f"[yellow]recovered {r.path.name}: {r.messages} messages "
                   f"({r.kept_bytes} of {r.total_bytes} bytes usable)[/]")
     profile = session.profile
@@ -95,7 +100,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         media = "application/xml"
         session.robot_description = (rd.name, media, rd.read_bytes())
     elif args.source == "synthetic":
-        session.robot_description = ("robot_description.urdf", "application/xml",
+        session.robot_description = (ROBOT_DESCRIPTION, "application/xml",
                                      urdf_from_profile(profile))
     if args.source == "synthetic":
         source = make_source("synthetic", profile, seed=args.seed, jitter_ms=args.jitter_ms,
@@ -168,15 +173,15 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
     path = Path(args.path)
     if path.is_dir():
-        session = open_session(path, None)
-        if not session.recovered:
+        recovered = open_session(path, None).recover()
+        if not recovered:
             print(f"{path}: nothing to recover")
-        for r in session.recovered:
+        for r in recovered:
             print(f"recovered {r.path}: {r.messages} messages, {r.kept_bytes} of "
                   f"{r.total_bytes} bytes usable" + (f" (cut: {r.cut_reason})" if r.cut_reason else ""))
         return 0
     out = Path(args.out) if args.out else path.with_name(
-        path.name.removesuffix(".part").removesuffix(".mcap") + ".recovered.mcap")
+        path.name.removesuffix(PART_SUFFIX).removesuffix(MCAP_SUFFIX) + ".recovered.mcap")
     r = recover_file(path, out, load_profile(args.profile))
     print(f"recovered {r.path}: {r.messages} messages, {r.kept_bytes} of {r.total_bytes} "
           "bytes usable" + (f" (cut: {r.cut_reason})" if r.cut_reason else ""))

@@ -19,13 +19,13 @@ from pathlib import Path
 
 from mcap.writer import CompressionType
 
+from .contract import PART_SUFFIX
 from .errors import DiskFullError, RecorderError
 from .health import HealthMonitor, TopicTrack
 from .mcapio import ChunkedWriter
 from .profile import Profile, TopicSpec
 from .types import message_type, stamp_reader
 
-PART_SUFFIX = ".part"
 ROS2_PROFILE = "ros2"
 COMPRESSIONS = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4,
                 "none": CompressionType.NONE}
@@ -38,6 +38,15 @@ def _ignore_sigxfsz() -> None:
 
 
 _ignore_sigxfsz()
+
+
+class WriteFailedError(RecorderError):
+    """Writing or syncing an episode failed (other than a full disk): the episode is
+    damaged, its ``.part`` stays for ``demofab recover``."""
+
+
+#: What a failed write of an episode raises: the episode is over, its ``.part`` kept.
+WRITE_ERRORS: tuple[type[RecorderError], ...] = (DiskFullError, WriteFailedError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +178,8 @@ class EpisodeWriter:
 
     def _tick(self, log_time: int) -> None:
         if self._deadline >= 0:  # not the first message
+            if self._syncer.error is not None:  # a background fsync failed: stop here
+                raise self._syncer.error
             self._mcap.flush()  # close the chunk so a crash loses at most one chunk-age
             now = time.monotonic()
             if now - self._last_sync >= self.options.fsync_interval_s:
@@ -194,6 +205,8 @@ class EpisodeWriter:
             self._mcap.finish()
             self._file.flush()
             self._syncer.stop()
+            if self._syncer.error is not None:  # Linux may not report it to a later fsync
+                raise self._syncer.error
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self.part_path, self.path)
@@ -230,7 +243,11 @@ class EpisodeWriter:
                 f"are untouched, and 'demofab recover' keeps what reached the disk",
             )
         else:
-            err = RecorderError(f"{self.part_path}: write failed: {exc}")
+            what = "fsync" if exc is self._syncer.error else "write"
+            err = WriteFailedError(
+                f"{self.part_path}: {what} failed ({exc.strerror or exc}); the episode "
+                f"stopped and is marked damaged, finished episodes are untouched, and "
+                f"'demofab recover' keeps what reached the disk")
         self.failed = err
         return err
 
@@ -258,8 +275,9 @@ class _Syncer:
                 return
             try:
                 os.fsync(self.fd)
-            except OSError as exc:  # reported by the writer's own final fsync
+            except OSError as exc:  # the writer raises it at its next chunk or at close
                 self.error = exc
+                return
 
     def stop(self) -> None:
         self._done = True
