@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,11 +12,14 @@ from .contract import MCAP_SUFFIX, PART_SUFFIX, ROBOT_DESCRIPTION
 from .errors import RecorderError
 
 if TYPE_CHECKING:
+    from rich.console import Console
 
+    from .control import Recorder
+    from .replay import Player, Publisher, ReplayStats
     from .session import Session
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("record", help="record episodes from a source into a session directory")
     p.add_argument("--source", default="synthetic",
                    help="synthetic (default), bag (an MCAP file, bag or session), dds")
@@ -143,8 +147,8 @@ def _interactive(args: argparse.Namespace) -> bool:
     return bool(args.interactive or (args.episodes is None and sys.stdin.isatty()))
 
 
-def _progress(con):  # noqa: ANN001, ANN202
-    def update(rec, now: int) -> None:  # noqa: ANN001
+def _progress(con: Console) -> Callable[[Recorder, int], None]:
+    def update(rec: Recorder, now: int) -> None:
         s = rec.session
         if s.current is None or not sys.stderr.isatty():
             return
@@ -192,7 +196,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 REPLAY_KEYS = "SPACE pause/resume  + - rate  \u2190 \u2192 seek 5 s  q quit"
 
 
-def register_replay(sub: argparse._SubParsersAction) -> None:
+def register_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("replay", help="play episodes or a session onto ROS 2 / DDS topics")
     p.add_argument("path", nargs="+", help="episode .mcap file(s) or a session directory")
     p.add_argument("--to", choices=["dds", "ros2"], default="dds",
@@ -224,7 +228,7 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_replay)
 
 
-def make_publisher(to: str, domain_id: int | None = None):  # noqa: ANN201
+def make_publisher(to: str, domain_id: int | None = None) -> Publisher:
     """The replay backend for ``--to``: DdsPublisher or RclpyPublisher."""
     if to == "dds":
         from .dds import DdsPublisher
@@ -287,7 +291,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status_line(player) -> str:  # noqa: ANN001
+def _status_line(player: Player) -> str:
     j = player.stats.jitter
     state = "[b yellow]paused[/]" if player.paused else "playing"
     return (f"{state} {player.position_s:7.1f} / {player.duration_s:.1f} s  episode "
@@ -295,7 +299,7 @@ def _status_line(player) -> str:  # noqa: ANN001
             f"jitter p99 {j.percentile_ms(99):.2f} ms")
 
 
-def _run_replay(player, con):  # noqa: ANN001, ANN202
+def _run_replay(player: Player, con: Console) -> ReplayStats:
     """Play in a background thread; the main thread shows one status line and reads keys
     (SPACE pause, q quit, + - rate, arrows seek) when stdin is a terminal."""
     import os
@@ -341,7 +345,9 @@ def _run_replay(player, con):  # noqa: ANN001, ANN202
                     elif ch == "-":
                         player.set_rate(player.rate / 1.25)
             else:
-                player._thread.join(0.25)
+                thread = player._thread  # noqa: SLF001 - alive while playing
+                if thread is not None:
+                    thread.join(0.25)
         stats = player.wait()
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -174,7 +174,7 @@ class Recorder(Controller):
         """Record until the plan is done, ``quit``, SIGINT/SIGTERM, or the source ends.
         The open episode is always finished cleanly; a write failure ends the run with
         its error (the episode is kept as damaged)."""
-        previous: dict[int, signal.Handlers | int | Callable[..., object] | None] = {}
+        previous: dict[signal.Signals, signal._HANDLER] = {}
         if handle_signals:
             def on_signal(signum: int, frame: FrameType | None) -> None:
                 self.request_stop(signal.Signals(signum).name)

@@ -1,13 +1,8 @@
 """A recording session: a directory of per-episode MCAP files that is also a rosbag2 bag.
 
-The layout is the recording contract's (``recorder.contract``)::
-
-    SESSION/
-      metadata.yaml          rosbag2 metadata (version 9) listing finished episodes as splits
-      demofab_session.yaml   DemoFab's own state: profile, episodes, the open episode
-      episode_0000.mcap      finished episodes (complete summary and indexes)
-      episode_0003.mcap.part the episode being written, or a damaged one (``recover``)
-      discarded/             episodes the operator discarded or re-recorded
+Its layout (the state file, the rosbag2 metadata, one ``.mcap`` per finished episode, the
+``.part`` of the one being written, ``discarded/``) is the recording contract's, in
+``recorder.contract``.
 
 Episode control (start, stop with an outcome, discard, re-record, marks) is the Python
 API that ``recorder.control`` drives for the terminal and the ROS 2 node.

@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +102,7 @@ class EpisodeWriter:
                                    compression=self.options.compression,
                                    level=self.options.level)
         self._schemas: dict[tuple[str, str], int] = {}
-        self._chan: dict[str, tuple[int, object, TopicTrack]] = {}
+        self._chan: dict[str, tuple[int, Callable[[bytes], int] | None, TopicTrack]] = {}
         self._age_ns = int(self.options.max_chunk_age_s * 1e9)
         self._deadline = -1
         self._last_sync = time.monotonic()
@@ -130,6 +131,7 @@ class EpisodeWriter:
                                           dict(info.metadata))
         if spec is None:
             spec = TopicSpec(topic=info.topic, type=info.type, role="observation")
+        stamp_fn: Callable[[bytes], int] | None
         try:
             stamp_fn = stamp_reader(info.type) if info.message_encoding == "cdr" else None
         except KeyError:
@@ -297,3 +299,9 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+__all__ = [
+    "COMPRESSIONS", "PART_SUFFIX", "WRITE_ERRORS", "ChannelInfo", "EpisodeWriter",
+    "WriteFailedError", "WriterOptions",
+]
