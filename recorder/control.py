@@ -152,11 +152,12 @@ class Controller:
         if plan.autostart and s.reset_done(now) and s.state is State.IDLE:
             self._start(now)
 
-    def finish(self, ended_by: str = "close") -> EpisodeInfo | None:
-        """Finish the open episode cleanly (outcome unknown), if one is being written."""
+    def finish(self, ended_by: str = "close", *, at_ns: int | None = None) -> EpisodeInfo | None:
+        """Finish the open episode cleanly (outcome unknown), if one is being written; at
+        ``at_ns``, else the time of the last step."""
         if self.session.writer is None:
             return None
-        return self._stop("unknown", self.now_ns or time.time_ns(), ended_by)
+        return self._stop("unknown", at_ns or self.now_ns or time.time_ns(), ended_by)
 
 
 class Recorder(Controller):

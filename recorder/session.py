@@ -358,12 +358,6 @@ class Session:
         return self.start_episode(last.task if task is None else task,
                                   last.operator if operator is None else operator, at_ns=at_ns)
 
-    def close(self, *, at_ns: int | None = None, ended_by: str = "close") -> EpisodeInfo | None:
-        """Finish the open episode (outcome unknown), e.g. on SIGINT or SIGTERM."""
-        if self.writer is not None:
-            return self.stop_episode("unknown", at_ns=at_ns, ended_by=ended_by)
-        return None
-
     def reset_done(self, now_ns: int) -> bool:
         if self.state is State.RESET and now_ns >= self.reset_until_ns:
             self.state = State.IDLE

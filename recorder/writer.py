@@ -139,10 +139,6 @@ class EpisodeWriter:
         self._chan[info.topic] = (cid, stamp_fn, self.health.track(spec))
 
     @property
-    def topics(self) -> list[str]:
-        return list(self._chan)
-
-    @property
     def bytes_written(self) -> int:
         return self.path.stat().st_size if self.closed else self._mcap.tell
 

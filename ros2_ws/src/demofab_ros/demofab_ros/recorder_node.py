@@ -43,7 +43,7 @@ from recorder.control import Command, Controller, Plan
 from recorder.errors import RecorderError
 from recorder.profile import TopicSpec
 from recorder.session import EpisodeInfo, EventKind, Session, make_event
-from recorder.writer import COMPRESSIONS, WRITE_ERRORS, WriterOptions
+from recorder.writer import WRITE_ERRORS, WriterOptions
 
 from .diagnostics import health_statuses
 from .runtime import RuntimeNode, run
@@ -190,8 +190,6 @@ class RecorderNode(RuntimeNode):
                 return SetParametersResult(
                     successful=False,
                     reason=f"outcome {param.value!r} is not one of {', '.join(OUTCOMES)}")
-            if param.name == "compression" and param.value not in COMPRESSIONS:
-                return SetParametersResult(successful=False, reason="bad compression")
         return SetParametersResult(successful=True)
 
     def _load_robot_description(self) -> None:
