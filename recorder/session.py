@@ -9,9 +9,10 @@ API that ``recorder.control`` drives for the terminal and the ROS 2 node.
 
 A write failure (full disk, an I/O error, a failed background fsync) ends the open episode:
 its ``.part`` stays on disk with what was written, the state file lists it under
-``damaged``, and the session stays usable. Opening a session never touches its files:
-``Session.recover()`` is the explicit step that turns ``.part`` files into episodes; until
-then new episodes take indices past them, so nothing is overwritten.
+``damaged``, and the session stays usable. Opening a session never touches its episode
+files (an episode left open by a process that stopped is listed as damaged, flagged
+``interrupted``): ``Session.recover()`` is the explicit step that turns ``.part`` files
+into episodes; until then new episodes take indices past them, so nothing is overwritten.
 """
 
 from __future__ import annotations
