@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from .contract import MCAP_SUFFIX, PART_SUFFIX, ROBOT_DESCRIPTION
 from .errors import RecorderError
 
+if TYPE_CHECKING:
+    from rich.console import Console
 
-def register(sub: argparse._SubParsersAction) -> None:
+    from .control import Recorder
+    from .replay import Player, Publisher, ReplayStats
+    from .session import Session
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("record", help="record episodes from a source into a session directory")
     p.add_argument("--source", default="synthetic",
                    help="synthetic (default), bag (an MCAP file, bag or session), dds")
@@ -55,23 +65,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_replay(sub)
 
 
-def open_session(out: Path, profile_arg: str | None, **kw: object):  # noqa: ANN201
-    """Open or create a session; a reopened session keeps its recorded profile."""
-    import yaml
-
+def open_session(out: Path, profile_arg: str | None, **kw: Any) -> Session:
+    """Open or create a session; a reopened session keeps its recorded profile. Nothing
+    is recovered here: ``Session.recover()`` is the caller's explicit step."""
+    from .contract import read_session_state
     from .profile import load_profile, parse_profile
-    from .session import STATE_FILE, Session
+    from .session import Session
 
-    state = out / STATE_FILE
-    if state.exists():
-        raw = yaml.safe_load(state.read_text()) or {}
-        profile = parse_profile(raw.get("profile"), str(state))
+    state = read_session_state(out)
+    if state is not None:
+        profile = parse_profile(state.profile, str(state.path))
         if profile_arg and profile_arg != profile.name and Path(profile_arg).suffix == "":
             raise RecorderError(f"{out} was recorded with profile {profile.name!r}, "
                                 f"not {profile_arg!r}")
     else:
         profile = load_profile(profile_arg or "humanoid")
-    return Session(out, profile, **kw)  # type: ignore[arg-type]
+    return Session(out, profile, **kw)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -86,7 +95,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     out = Path(args.out)
     options = WriterOptions(compression=args.compression, chunk_size=args.chunk_size)
     session = open_session(out, args.profile, options=options)
-    for r in session.recovered:
+    for r in session.recover():
         con.print(f"[yellow]recovered {r.path.name}: {r.messages} messages "
                   f"({r.kept_bytes} of {r.total_bytes} bytes usable)[/]")
     profile = session.profile
@@ -95,7 +104,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         media = "application/xml"
         session.robot_description = (rd.name, media, rd.read_bytes())
     elif args.source == "synthetic":
-        session.robot_description = ("robot_description.urdf", "application/xml",
+        session.robot_description = (ROBOT_DESCRIPTION, "application/xml",
                                      urdf_from_profile(profile))
     if args.source == "synthetic":
         source = make_source("synthetic", profile, seed=args.seed, jitter_ms=args.jitter_ms,
@@ -138,8 +147,8 @@ def _interactive(args: argparse.Namespace) -> bool:
     return bool(args.interactive or (args.episodes is None and sys.stdin.isatty()))
 
 
-def _progress(con):  # noqa: ANN001, ANN202
-    def update(rec, now: int) -> None:  # noqa: ANN001
+def _progress(con: Console) -> Callable[[Recorder, int], None]:
+    def update(rec: Recorder, now: int) -> None:
         s = rec.session
         if s.current is None or not sys.stderr.isatty():
             return
@@ -168,15 +177,15 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
     path = Path(args.path)
     if path.is_dir():
-        session = open_session(path, None)
-        if not session.recovered:
+        recovered = open_session(path, None).recover()
+        if not recovered:
             print(f"{path}: nothing to recover")
-        for r in session.recovered:
+        for r in recovered:
             print(f"recovered {r.path}: {r.messages} messages, {r.kept_bytes} of "
                   f"{r.total_bytes} bytes usable" + (f" (cut: {r.cut_reason})" if r.cut_reason else ""))
         return 0
     out = Path(args.out) if args.out else path.with_name(
-        path.name.removesuffix(".part").removesuffix(".mcap") + ".recovered.mcap")
+        path.name.removesuffix(PART_SUFFIX).removesuffix(MCAP_SUFFIX) + ".recovered.mcap")
     r = recover_file(path, out, load_profile(args.profile))
     print(f"recovered {r.path}: {r.messages} messages, {r.kept_bytes} of {r.total_bytes} "
           "bytes usable" + (f" (cut: {r.cut_reason})" if r.cut_reason else ""))
@@ -187,7 +196,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 REPLAY_KEYS = "SPACE pause/resume  + - rate  \u2190 \u2192 seek 5 s  q quit"
 
 
-def register_replay(sub: argparse._SubParsersAction) -> None:
+def register_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("replay", help="play episodes or a session onto ROS 2 / DDS topics")
     p.add_argument("path", nargs="+", help="episode .mcap file(s) or a session directory")
     p.add_argument("--to", choices=["dds", "ros2"], default="dds",
@@ -219,7 +228,7 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_replay)
 
 
-def make_publisher(to: str, domain_id: int | None = None):  # noqa: ANN201
+def make_publisher(to: str, domain_id: int | None = None) -> Publisher:
     """The replay backend for ``--to``: DdsPublisher or RclpyPublisher."""
     if to == "dds":
         from .dds import DdsPublisher
@@ -282,7 +291,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status_line(player) -> str:  # noqa: ANN001
+def _status_line(player: Player) -> str:
     j = player.stats.jitter
     state = "[b yellow]paused[/]" if player.paused else "playing"
     return (f"{state} {player.position_s:7.1f} / {player.duration_s:.1f} s  episode "
@@ -290,7 +299,7 @@ def _status_line(player) -> str:  # noqa: ANN001
             f"jitter p99 {j.percentile_ms(99):.2f} ms")
 
 
-def _run_replay(player, con):  # noqa: ANN001, ANN202
+def _run_replay(player: Player, con: Console) -> ReplayStats:
     """Play in a background thread; the main thread shows one status line and reads keys
     (SPACE pause, q quit, + - rate, arrows seek) when stdin is a terminal."""
     import os
@@ -336,7 +345,9 @@ def _run_replay(player, con):  # noqa: ANN001, ANN202
                     elif ch == "-":
                         player.set_rate(player.rate / 1.25)
             else:
-                player._thread.join(0.25)
+                thread = player._thread  # noqa: SLF001 - alive while playing
+                if thread is not None:
+                    thread.join(0.25)
         stats = player.wait()
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -123,6 +123,8 @@ class SessionState:
     episodes: tuple[EpisodeInfo, ...]
     discarded: tuple[EpisodeInfo, ...]
     open_episode: EpisodeInfo | None
+    #: episodes a write failure (or a crash) ended; their ``.part`` awaits ``recover``
+    damaged: tuple[EpisodeInfo, ...] = ()
 
     @property
     def profile_name(self) -> str:
@@ -161,6 +163,7 @@ def read_session_state(directory: Path | str) -> SessionState | None:
         episodes=tuple(EpisodeInfo.from_dict(e, where) for e in raw.get("episodes") or []),
         discarded=tuple(EpisodeInfo.from_dict(e, where) for e in raw.get("discarded") or []),
         open_episode=EpisodeInfo.from_dict(opened, where) if opened else None,
+        damaged=tuple(EpisodeInfo.from_dict(e, where) for e in raw.get("damaged") or []),
     )
 
 

@@ -1,5 +1,11 @@
-"""The recording loop: a source feeds a session; episodes start and stop on a plan
-(non-interactive) or on commands (keys in the terminal panel, ROS 2 services)."""
+"""Episode control: the one controller that ``demofab record`` (terminal and plan) and the
+ROS 2 ``recorder_node`` (services and parameters) drive.
+
+``Controller`` applies commands (start, stop with an outcome, discard, re-record, marks)
+and the plan's timing (episode length, reset phase, autostart, episode count) to a
+``Session``; it owns no message loop, so a ROS 2 node calls ``step`` from its timer while
+its subscriptions write to ``Session.write``. ``Recorder`` adds the loop over a source.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
+from .contract import EpisodeInfo, EventKind
 from .errors import RecorderError
-from .session import EpisodeInfo, Session, State
+from .session import Session, State
 from .sources import Source
+from .writer import WRITE_ERRORS
+
+#: called after each episode event the controller caused: (kind, time ns, episode)
+EventHook = Callable[[EventKind, int, EpisodeInfo], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +41,8 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """One episode-control command: start, stop, discard, rerecord, mark, quit."""
+    """One episode-control command: start, stop, discard, rerecord, mark, quit.
+    ``mark`` takes the event kind (subtask, intervention, note) as ``outcome``."""
 
     name: str
     outcome: str = "success"
@@ -39,60 +51,83 @@ class Command:
     label: str = ""
 
 
-class Recorder:
-    def __init__(self, session: Session, source: Source, plan: Plan | None = None, *,
-                 on_update: Callable[[Recorder, int], None] | None = None,
-                 update_every_s: float = 0.25) -> None:
+class Controller:
+    """Commands and the plan, applied to a session at ``step(now)``."""
+
+    def __init__(self, session: Session, plan: Plan | None = None, *,
+                 on_event: EventHook | None = None) -> None:
         self.session = session
-        self.source = source
         self.plan = plan or Plan()
         self.commands: queue.Queue[Command] = queue.Queue()
-        self.on_update = on_update
-        self.update_every_ns = int(update_every_s * 1e9)
+        self.on_event = on_event
         self.finished: list[EpisodeInfo] = []
         self.stop_reason = ""
-        self.error: Exception | None = None
+        self.error: RecorderError | None = None
         self.task, self.operator = self.plan.task, self.plan.operator
-        self._stop = False
+        self.stopped = False
         self.now_ns = 0
 
     def request_stop(self, reason: str = "stop") -> None:
-        self._stop, self.stop_reason = True, reason
+        self.stopped, self.stop_reason = True, reason
 
     def _remaining(self) -> int | None:
         if self.plan.episodes is None:
             return None
         return self.plan.episodes - len(self.finished)
 
-    def _handle(self, cmd: Command, now: int) -> None:
+    def _event(self, kind: EventKind, now: int, info: EpisodeInfo) -> EpisodeInfo:
+        if self.on_event is not None:
+            self.on_event(kind, now, info)
+        return info
+
+    def apply(self, cmd: Command, now: int) -> EpisodeInfo | None:
+        """Apply one command at once; raises ``RecorderError`` when it does not fit the
+        session's state. Returns the episode it started or ended."""
         s = self.session
         if cmd.task is not None:
             self.task = cmd.task
         if cmd.operator is not None:
             self.operator = cmd.operator
         if cmd.name == "start":
-            s.start_episode(self.task, self.operator, at_ns=now)
-        elif cmd.name == "stop":
-            self.finished.append(s.stop_episode(cmd.outcome, at_ns=now,
-                                                reset_s=self.plan.reset_seconds))
-        elif cmd.name == "discard":
-            s.discard_episode(at_ns=now, reset_s=self.plan.reset_seconds)
-        elif cmd.name == "rerecord":
+            return self._start(now)
+        if cmd.name == "stop":
+            return self._stop(cmd.outcome, now)
+        if cmd.name == "discard":
+            info = s.discard_episode(at_ns=now, reset_s=self.plan.reset_seconds)
+            return self._event(EventKind.DISCARD, now, info)
+        if cmd.name == "rerecord":
             if s.current is None and self.finished and s.episodes and \
                     s.episodes[-1] is self.finished[-1]:
                 self.finished.pop()
-            s.rerecord(at_ns=now)
-        elif cmd.name == "mark":
-            from .session import EventKind
-
-            s.mark(EventKind[cmd.outcome.upper()], cmd.label, at_ns=now)
-        elif cmd.name == "quit":
+            info = s.rerecord(cmd.task, cmd.operator, at_ns=now)
+            return self._event(EventKind.START, now, info)
+        if cmd.name == "mark":
+            try:
+                kind = EventKind[cmd.outcome.upper()]
+            except KeyError:
+                raise RecorderError(f"unknown mark {cmd.outcome!r}; use subtask, "
+                                    "intervention or note") from None
+            s.mark(kind, cmd.label, at_ns=now)
+            return None
+        if cmd.name == "quit":
             self.request_stop("quit")
-        else:
-            raise RecorderError(f"unknown command {cmd.name!r}")
+            return None
+        raise RecorderError(f"unknown command {cmd.name!r}")
+
+    def _start(self, now: int) -> EpisodeInfo:
+        info = self.session.start_episode(self.task, self.operator, at_ns=now)
+        self.error = None
+        return self._event(EventKind.START, now, info)
+
+    def _stop(self, outcome: str, now: int, ended_by: str = "stop") -> EpisodeInfo:
+        info = self.session.stop_episode(outcome, at_ns=now, ended_by=ended_by,
+                                         reset_s=self.plan.reset_seconds)
+        self.finished.append(info)
+        return self._event(EventKind.STOP, now, info)
 
     def step(self, now: int) -> None:
-        """Apply commands and the plan at time ``now`` (ns, source clock)."""
+        """Apply queued commands and the plan at time ``now`` (ns, source clock). A command
+        that does not fit the state is kept in ``error``; a write failure is raised."""
         s, plan = self.session, self.plan
         self.now_ns = now
         while True:
@@ -101,24 +136,46 @@ class Recorder:
             except queue.Empty:
                 break
             try:
-                self._handle(cmd, now)
+                self.apply(cmd, now)
+            except WRITE_ERRORS:
+                raise
             except RecorderError as exc:  # a command that does not fit the state
                 self.error = exc
-        if s.state is State.RECORDING and plan.episode_seconds is not None and \
-                now - s.current.start_ns >= plan.episode_seconds * 1e9:  # type: ignore[union-attr]
-            self.finished.append(s.stop_episode(plan.outcome, at_ns=now,
-                                                reset_s=plan.reset_seconds))
+        cur = s.current
+        if s.state is State.RECORDING and cur is not None and plan.episode_seconds and \
+                now - cur.start_ns >= plan.episode_seconds * 1e9:
+            self._stop(plan.outcome, now)
         remaining = self._remaining()
         if remaining is not None and remaining <= 0 and s.state is not State.RECORDING:
             self.request_stop("done")
             return
         if plan.autostart and s.reset_done(now) and s.state is State.IDLE:
-            s.start_episode(self.task, self.operator, at_ns=now)
+            self._start(now)
+
+    def finish(self, ended_by: str = "close", *, at_ns: int | None = None) -> EpisodeInfo | None:
+        """Finish the open episode cleanly (outcome unknown), if one is being written; at
+        ``at_ns``, else the time of the last step."""
+        if self.session.writer is None:
+            return None
+        return self._stop("unknown", at_ns or self.now_ns or time.time_ns(), ended_by)
+
+
+class Recorder(Controller):
+    """A controller that owns the loop: a source feeds the session."""
+
+    def __init__(self, session: Session, source: Source, plan: Plan | None = None, *,
+                 on_update: Callable[[Recorder, int], None] | None = None,
+                 update_every_s: float = 0.25, on_event: EventHook | None = None) -> None:
+        super().__init__(session, plan, on_event=on_event)
+        self.source = source
+        self.on_update = on_update
+        self.update_every_ns = int(update_every_s * 1e9)
 
     def run(self, *, handle_signals: bool = True) -> list[EpisodeInfo]:
         """Record until the plan is done, ``quit``, SIGINT/SIGTERM, or the source ends.
-        The open episode is always finished cleanly."""
-        previous: dict[int, object] = {}
+        The open episode is always finished cleanly; a write failure ends the run with
+        its error (the episode is kept as damaged)."""
+        previous: dict[signal.Signals, signal._HANDLER] = {}
         if handle_signals:
             def on_signal(signum: int, frame: FrameType | None) -> None:
                 self.request_stop(signal.Signals(signum).name)
@@ -131,7 +188,7 @@ class Recorder:
             for msg in self.source.messages():
                 now = time.time_ns() if msg is None else msg.log_time
                 self.step(now)
-                if self._stop:
+                if self.stopped:
                     break
                 if msg is not None:
                     s.write(msg.topic, msg.data, msg.log_time, msg.publish_time, msg.sequence)
@@ -142,10 +199,7 @@ class Recorder:
                 self.stop_reason = self.stop_reason or "source ended"
         finally:
             self.source.close()
-            if s.writer is not None and s.writer.failed is None:
-                ended = "signal" if self.stop_reason.startswith("SIG") else "close"
-                self.finished.append(s.stop_episode("unknown", at_ns=self.now_ns or None,
-                                                    ended_by=ended))
+            self.finish("signal" if self.stop_reason.startswith("SIG") else "close")
             for sig, handler in previous.items():
-                signal.signal(sig, handler)  # type: ignore[arg-type]
+                signal.signal(sig, handler)
         return self.finished

@@ -11,15 +11,15 @@ import yaml
 
 from demofab.yamlutil import safe_load
 
+from .contract import EPISODE_EVENT_TYPE, EVENTS_TOPIC
 from .errors import ProfileError
-from .types import EPISODE_EVENT_TYPE, message_type
+from .types import message_type
 
 PROFILE_FORMAT_VERSION = 1
 ROLES = ("observation", "action", "camera", "event", "ground_truth")
 RELIABILITY = ("reliable", "best_effort")
 DURABILITY = ("volatile", "transient_local")
 HISTORY = ("keep_last", "keep_all")
-EVENTS_TOPIC = "/demofab/episode_events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,3 +204,10 @@ def parse_profile(raw: Any, where: str = "profile") -> Profile:
         robot=RobotSpec(name=str(r.get("name", "robot")), joints=joints),
         health=health, description=str(raw.get("description", "")),
     )
+
+
+__all__ = [
+    "DURABILITY", "EVENTS_TOPIC", "HISTORY", "PROFILE_FORMAT_VERSION", "RELIABILITY", "ROLES",
+    "HealthThresholds", "Joint", "Profile", "Qos", "RobotSpec", "TopicSpec",
+    "builtin_profiles", "load_profile", "parse_profile",
+]

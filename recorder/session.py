@@ -1,16 +1,18 @@
 """A recording session: a directory of per-episode MCAP files that is also a rosbag2 bag.
 
-Layout::
-
-    SESSION/
-      metadata.yaml          rosbag2 metadata (version 9) listing finished episodes as splits
-      demofab_session.yaml   DemoFab's own state: profile, episodes, the open episode
-      episode_0000.mcap      finished episodes (complete summary and indexes)
-      episode_0003.mcap.part the episode being written (recovered on reopen)
-      discarded/             episodes the operator discarded or re-recorded
+Its layout (the state file, the rosbag2 metadata, one ``.mcap`` per finished episode, the
+``.part`` of the one being written, ``discarded/``) is the recording contract's, in
+``recorder.contract``.
 
 Episode control (start, stop with an outcome, discard, re-record, marks) is the Python
-API that the terminal panel and the ROS 2 node's services drive.
+API that ``recorder.control`` drives for the terminal and the ROS 2 node.
+
+A write failure (full disk, an I/O error, a failed background fsync) ends the open episode:
+its ``.part`` stays on disk with what was written, the state file lists it under
+``damaged``, and the session stays usable. Opening a session never touches its episode
+files (an episode left open by a process that stopped is listed as damaged, flagged
+``interrupted``): ``Session.recover()`` is the explicit step that turns ``.part`` files
+into episodes; until then new episodes take indices past them, so nothing is overwritten.
 """
 
 from __future__ import annotations
@@ -20,59 +22,50 @@ import platform
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from enum import Enum, StrEnum
+from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from demofab.yamlutil import safe_load
-
-from .errors import DiskFullError, RecorderError, SessionError
+from .contract import (
+    BAG_INFO_KEY,
+    BAG_METADATA,
+    CRASHED_SUFFIX,
+    DISCARDED_DIR,
+    EPISODE_METADATA,
+    EVENTS_TOPIC,
+    HEALTH_METADATA,
+    MCAP_SUFFIX,
+    OUTCOMES,
+    PART_SUFFIX,
+    PROFILE_KEY,
+    SESSION_FORMAT_VERSION,
+    SESSION_KEY,
+    STATE_FILE,
+    EpisodeInfo,
+    EventKind,
+    episode_file,
+    episode_index_of,
+    read_session_state,
+)
+from .errors import SessionError
 from .health import HealthMonitor, HealthReport
-from .profile import EVENTS_TOPIC, Profile
+from .profile import Profile
+from .recover import RecoveryResult, salvage
 from .types import EPISODE_EVENT_TYPE, message_type, serialize, typestore
-from .writer import PART_SUFFIX, EpisodeWriter, WriterOptions
+from .writer import WRITE_ERRORS, EpisodeWriter, WriterOptions
 
-SESSION_FORMAT_VERSION = 1
-STATE_FILE = "demofab_session.yaml"
-BAG_METADATA = "metadata.yaml"
-OUTCOMES = ("success", "failure", "unknown")
-EPISODE_METADATA = "demofab.episode"
-HEALTH_METADATA = "demofab.health"
-
-
-class EventKind(int, Enum):
-    START = 0
-    STOP = 1
-    DISCARD = 2
-    SUBTASK = 3
-    INTERVENTION = 4
-    NOTE = 5
+DAMAGED_FLAG = "write_failed"      # flag of an episode that a write failure ended
+INTERRUPTED_FLAG = "interrupted"   # flag of an episode left open by a process that stopped
+RECOVERED_FLAG = "recovered"
 
 
 class State(StrEnum):
     IDLE = "idle"
     RECORDING = "recording"
     RESET = "reset"
-
-
-@dataclass(slots=True)
-class EpisodeInfo:
-    index: int
-    episode_id: str
-    file: str
-    task: str
-    operator: str
-    start_ns: int
-    end_ns: int = 0
-    outcome: str = "unknown"
-    ended_by: str = "stop"
-    messages: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    flagged: bool = False
-    flags: list[str] = field(default_factory=list)
 
 
 def software_versions() -> dict[str, str]:
@@ -141,37 +134,32 @@ class Session:
         self.robot = robot or profile.robot.name
         self.episodes: list[EpisodeInfo] = []
         self.discarded: list[EpisodeInfo] = []
+        self.damaged: list[EpisodeInfo] = []  # ended by a failure; their .part awaits recover()
         self.state = State.IDLE
         self.current: EpisodeInfo | None = None
         self.writer: EpisodeWriter | None = None
         self.reset_until_ns = 0
         self.between_episodes: Counter[str] = Counter()
         self.last_report: HealthReport | None = None
-        self.recovered: list[Any] = []
-        state_path = self.dir / STATE_FILE
-        if state_path.exists():
-            self._load_state(state_path)
-            from .recover import recover_session
-
-            self.recovered = recover_session(self.dir, session=self)
+        self._load_state()
         self._save_state()
 
     # -- state on disk -----------------------------------------------------------------
-    def _load_state(self, path: Path) -> None:
-        raw = safe_load(path.read_text()) or {}
-        version = raw.get("format_version")
-        if version != SESSION_FORMAT_VERSION:
-            raise RecorderError(f"{path}: session format_version {version} is not supported "
-                                f"(this DemoFab reads {SESSION_FORMAT_VERSION})")
-        if raw.get("profile", {}).get("name") != self.profile.name:
-            raise SessionError(
-                f"{path}: session was recorded with profile {raw['profile'].get('name')!r}, "
-                f"not {self.profile.name!r}"
-            )
-        self.episodes = [EpisodeInfo(**e) for e in raw.get("episodes", [])]
-        self.discarded = [EpisodeInfo(**e) for e in raw.get("discarded", [])]
-        if raw.get("open_episode"):
-            self.current = EpisodeInfo(**raw["open_episode"])
+    def _load_state(self) -> None:
+        state = read_session_state(self.dir)
+        if state is None:
+            return
+        if state.profile_name != self.profile.name:
+            raise SessionError(f"{state.path}: session was recorded with profile "
+                               f"{state.profile_name!r}, not {self.profile.name!r}")
+        self.episodes = list(state.episodes)
+        self.discarded = list(state.discarded)
+        self.damaged = list(state.damaged)
+        opened = state.open_episode
+        if opened is not None:  # the process recording it stopped without closing it
+            opened.flagged = True
+            opened.flags = [*opened.flags, INTERRUPTED_FLAG]
+            self.damaged.append(opened)
 
     def profile_dict(self) -> dict[str, Any]:
         p = self.profile
@@ -194,6 +182,7 @@ class Session:
             "episodes": [asdict(e) for e in self.episodes],
             "discarded": [asdict(e) for e in self.discarded],
             "open_episode": asdict(self.current) if self.current else None,
+            "damaged": [asdict(e) for e in self.damaged],
         }
         _atomic_write(self.dir / STATE_FILE, yaml.safe_dump(state, sort_keys=False))
         _atomic_write(self.dir / BAG_METADATA, self._bag_metadata())
@@ -217,7 +206,7 @@ class Session:
                 "message_count": counts.get(spec.topic, 0),
             })
         info = {
-            "rosbag2_bagfile_information": {
+            BAG_INFO_KEY: {
                 "version": 9,
                 "storage_identifier": "mcap",
                 "relative_file_paths": [e.file for e in eps],
@@ -233,7 +222,7 @@ class Session:
                     "duration": {"nanoseconds": max(0, e.end_ns - e.start_ns)},
                     "message_count": e.messages,
                 } for e in eps],
-                "custom_data": {"demofab.session": self.name, "demofab.profile": self.profile.name},
+                "custom_data": {SESSION_KEY: self.name, PROFILE_KEY: self.profile.name},
                 "ros_distro": "jazzy",
             }
         }
@@ -242,19 +231,25 @@ class Session:
     # -- episode control ---------------------------------------------------------------
     @property
     def next_index(self) -> int:
-        used = [e.index for e in self.episodes + self.discarded]
+        """The index of the next episode: past every listed episode and every episode
+        file on disk (a ``.part`` not yet recovered keeps its index)."""
+        used = [e.index for e in self.episodes + self.discarded + self.damaged]
         if self.current is not None:
             used.append(self.current.index)
+        for path in self.part_files():
+            index = episode_index_of(_episode_name(path))
+            if index is not None:
+                used.append(index)
         return max(used, default=-1) + 1
 
     def start_episode(self, task: str = "", operator: str = "", *,
                       at_ns: int | None = None) -> EpisodeInfo:
-        if self.state is State.RECORDING:
-            raise SessionError(f"episode {self.current.index} is still recording; "  # type: ignore[union-attr]
+        if self.state is State.RECORDING and self.current is not None:
+            raise SessionError(f"episode {self.current.index} is still recording; "
                                "stop or discard it first")
         at_ns = time.time_ns() if at_ns is None else at_ns
         index = self.next_index
-        info = EpisodeInfo(index=index, episode_id=uuid.uuid4().hex, file=f"episode_{index:04d}.mcap",
+        info = EpisodeInfo(index=index, episode_id=uuid.uuid4().hex, file=episode_file(index),
                            task=task, operator=operator, start_ns=at_ns)
         writer = EpisodeWriter(self.dir / info.file, self.profile, self.options,
                                health=HealthMonitor(self.profile, self.dir))
@@ -265,8 +260,8 @@ class Session:
                 name, media_type, data = self.robot_description
                 writer.add_attachment(name, media_type, data, at_ns)
             writer.write(EVENTS_TOPIC, make_event(EventKind.START, at_ns, info), at_ns)
-        except DiskFullError:
-            self._fail_current()
+        except WRITE_ERRORS:
+            self._fail_current("start")
             raise
         return info
 
@@ -279,8 +274,8 @@ class Session:
             return False
         try:
             writer.write(topic, data, log_time, publish_time, sequence)
-        except DiskFullError:
-            self._fail_current()
+        except WRITE_ERRORS:
+            self._fail_current(DAMAGED_FLAG)
             raise
         return True
 
@@ -291,7 +286,8 @@ class Session:
         at_ns = time.time_ns() if at_ns is None else at_ns
         self.write(EVENTS_TOPIC, make_event(kind, at_ns, self.current, label=label), at_ns)
 
-    def health(self, *, at_ns: int | None = None, window_s: float | None = None) -> HealthReport | None:
+    def health(self, *, at_ns: int | None = None,
+               window_s: float | None = None) -> HealthReport | None:
         """Live health of the open episode (over its last ``window_s`` seconds if given)."""
         if self.writer is None or self.current is None:
             return self.last_report
@@ -304,50 +300,48 @@ class Session:
                      ended_by: str = "stop", reset_s: float = 0.0) -> EpisodeInfo:
         if outcome not in OUTCOMES:
             raise SessionError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
-        writer, info = self.writer, self.current
-        if writer is None or info is None:
-            raise SessionError("no episode is recording")
         at_ns = time.time_ns() if at_ns is None else at_ns
-        try:
-            writer.write(EVENTS_TOPIC, make_event(EventKind.STOP, at_ns, info, outcome=outcome),
-                         at_ns)
-            info.end_ns, info.outcome, info.ended_by = at_ns, outcome, ended_by
-            report = writer.health.report(info.start_ns, at_ns, writer.bytes_written)
-            info.counts = writer.counts()
-            info.messages = sum(info.counts.values())
-            info.flagged, info.flags = report.flagged, list(report.flags)
-            writer.close({EPISODE_METADATA: episode_metadata(info, self.name, self.profile,
-                                                             self.robot),
-                          HEALTH_METADATA: report.metadata()})
-        except DiskFullError:
-            self._fail_current()
-            raise
+        info, report = self._close_current(EventKind.STOP, at_ns, outcome, ended_by)
         self.last_report = report
         self.episodes.append(info)
-        self.writer, self.current = None, None
         self._begin_reset(at_ns, reset_s)
         self._save_state()
         return info
 
     def discard_episode(self, *, at_ns: int | None = None, reset_s: float = 0.0) -> EpisodeInfo:
-        """Close the open episode and move it to ``discarded/`` (kept, never listed)."""
-        info = self.current
-        if info is None or self.writer is None:
-            raise SessionError("no episode is recording")
+        """Close the open episode and move it to ``discarded/`` (kept, never listed).
+        On a write failure the episode is kept as damaged, to be discarded by recover()."""
         at_ns = time.time_ns() if at_ns is None else at_ns
-        self.writer.write(EVENTS_TOPIC, make_event(EventKind.DISCARD, at_ns, info), at_ns)
-        info.end_ns, info.outcome, info.ended_by = at_ns, "unknown", "discard"
-        info.counts = self.writer.counts()
-        info.messages = sum(info.counts.values())
-        report = self.writer.health.report(info.start_ns, at_ns, self.writer.bytes_written)
-        self.writer.close({EPISODE_METADATA: episode_metadata(info, self.name, self.profile,
-                                                              self.robot),
-                           HEALTH_METADATA: report.metadata()})
+        info, _ = self._close_current(EventKind.DISCARD, at_ns, "unknown", "discard")
         self._move_to_discarded(info)
-        self.writer, self.current = None, None
         self._begin_reset(at_ns, reset_s)
         self._save_state()
         return info
+
+    def _close_current(self, kind: EventKind, at_ns: int, outcome: str,
+                       ended_by: str) -> tuple[EpisodeInfo, HealthReport]:
+        """Write the closing event and the episode's metadata; finish the file."""
+        writer, info = self.writer, self.current
+        if writer is None or info is None:
+            raise SessionError("no episode is recording")
+        try:
+            writer.write(EVENTS_TOPIC, make_event(kind, at_ns, info,
+                                                  outcome=outcome if kind is EventKind.STOP
+                                                  else ""), at_ns)
+            info.end_ns, info.outcome, info.ended_by = at_ns, outcome, ended_by
+            report = writer.health.report(info.start_ns, at_ns, writer.bytes_written)
+            info.counts = writer.counts()
+            info.messages = sum(info.counts.values())
+            if kind is EventKind.STOP:
+                info.flagged, info.flags = report.flagged, list(report.flags)
+            writer.close({EPISODE_METADATA: episode_metadata(info, self.name, self.profile,
+                                                             self.robot),
+                          HEALTH_METADATA: report.metadata()})
+        except WRITE_ERRORS:
+            self._fail_current(ended_by)
+            raise
+        self.writer, self.current = None, None
+        return info, report
 
     def rerecord(self, task: str | None = None, operator: str | None = None, *,
                  at_ns: int | None = None) -> EpisodeInfo:
@@ -365,16 +359,73 @@ class Session:
         return self.start_episode(last.task if task is None else task,
                                   last.operator if operator is None else operator, at_ns=at_ns)
 
-    def close(self, *, at_ns: int | None = None, ended_by: str = "close") -> EpisodeInfo | None:
-        """Finish the open episode (outcome unknown), e.g. on SIGINT or SIGTERM."""
-        if self.writer is not None:
-            return self.stop_episode("unknown", at_ns=at_ns, ended_by=ended_by)
-        return None
-
     def reset_done(self, now_ns: int) -> bool:
         if self.state is State.RESET and now_ns >= self.reset_until_ns:
             self.state = State.IDLE
         return self.state is State.IDLE
+
+    # -- recovery ----------------------------------------------------------------------
+    def recover(self) -> list[RecoveryResult]:
+        """Turn every ``.part`` of this session (a damaged episode, or one a crash cut
+        short) into a finished, flagged episode holding everything up to its last
+        complete chunk. An episode whose discard failed goes to ``discarded/``."""
+        if self.writer is not None and self.current is not None:
+            raise SessionError(f"episode {self.current.index} is recording; recover the "
+                               "session when no episode is open")
+        results = []
+        pending = {e.file: e for e in self.damaged}
+        names = {_episode_name(p) for p in self.part_files()}
+        names |= {p.name.removesuffix(CRASHED_SUFFIX)
+                  for p in self.dir.glob(f"*{MCAP_SUFFIX}{CRASHED_SUFFIX}")}
+        for name in sorted(names):
+            res = self._recover_one(name, pending.pop(name, None))
+            results.append(res)
+        self.damaged = list(pending.values())  # listed, but no file left: nothing to keep
+        self._save_state()
+        return results
+
+    def _recover_one(self, name: str, known: EpisodeInfo | None) -> RecoveryResult:
+        part = self.dir / (name + PART_SUFFIX)
+        crashed = self.dir / (name + CRASHED_SUFFIX)
+        if crashed.exists():
+            part.unlink(missing_ok=True)  # an interrupted earlier recovery: start again
+        else:
+            os.replace(part, crashed)
+        res = salvage(crashed, self.dir / name, self.profile, self.options)
+        ev = res.start_event or {}
+        if known is not None:
+            info = known
+        else:
+            index = episode_index_of(name)
+            info = EpisodeInfo(
+                index=int(ev.get("index", self.next_index if index is None else index)),
+                episode_id=str(ev.get("episode_id", "")), file=name,
+                task=str(ev.get("task", "")), operator=str(ev.get("operator", "")),
+                start_ns=int(ev.get("stamp_ns", res.first_ns)))
+        discard = info.ended_by == "discard"
+        info.end_ns = max(res.last_ns, info.start_ns)
+        info.outcome = "unknown"
+        info.ended_by = "discard" if discard else RECOVERED_FLAG
+        writer = res.writer
+        report = writer.health.report(info.start_ns, info.end_ns, writer.bytes_written)
+        info.counts = writer.counts()
+        info.messages = sum(info.counts.values())
+        earlier = [f for f in info.flags if f in (DAMAGED_FLAG, INTERRUPTED_FLAG)]
+        info.flags = [*report.flags, *earlier, RECOVERED_FLAG]
+        info.flagged = True
+        md = episode_metadata(info, self.name, self.profile, self.robot)
+        md.update({"recovered": "true", "recovered_bytes": str(res.kept_bytes),
+                   "damaged_bytes": str(res.total_bytes), "cut_reason": res.cut_reason})
+        health = report.metadata()
+        health["flagged"], health["flags"] = "true", ",".join(info.flags)
+        writer.close({EPISODE_METADATA: md, HEALTH_METADATA: health})
+        crashed.unlink()
+        if discard:
+            self._move_to_discarded(info)
+        else:
+            self.episodes.append(info)
+            self.episodes.sort(key=lambda e: e.index)
+        return res
 
     # -- helpers -----------------------------------------------------------------------
     def _begin_reset(self, at_ns: int, reset_s: float) -> None:
@@ -384,16 +435,23 @@ class Session:
             self.state = State.IDLE
 
     def _move_to_discarded(self, info: EpisodeInfo) -> None:
-        target = self.dir / "discarded"
+        target = self.dir / DISCARDED_DIR
         target.mkdir(exist_ok=True)
         os.replace(self.dir / info.file, target / info.file)
         self.discarded.append(info)
 
-    def _fail_current(self) -> None:
-        """After a write failure: keep the .part for recovery; the session stays usable."""
+    def _fail_current(self, ended_by: str) -> None:
+        """After a write failure: the open episode is listed as damaged and its .part kept
+        for recovery; finished episodes are untouched and the session stays usable."""
         if self.writer is not None:
             self.writer.abort(keep=True)
-        self.writer, self.state = None, State.IDLE
+        info = self.current
+        if info is not None:
+            info.ended_by, info.flagged = ended_by, True
+            if DAMAGED_FLAG not in info.flags:
+                info.flags = [*info.flags, DAMAGED_FLAG]
+            self.damaged.append(info)
+        self.writer, self.current, self.state = None, None, State.IDLE
         self._save_state_quietly()
 
     def _save_state_quietly(self) -> None:
@@ -403,7 +461,12 @@ class Session:
             pass  # the disk is full; the old state files are intact (atomic writes)
 
     def part_files(self) -> list[Path]:
-        return sorted(self.dir.glob(f"*.mcap{PART_SUFFIX}"))
+        return sorted(self.dir.glob(f"*{MCAP_SUFFIX}{PART_SUFFIX}"))
+
+
+def _episode_name(part: Path) -> str:
+    """``episode_0003.mcap.part`` -> ``episode_0003.mcap``."""
+    return part.name.removesuffix(PART_SUFFIX)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -417,3 +480,10 @@ def _atomic_write(path: Path, text: str) -> None:
     except OSError:
         tmp.unlink(missing_ok=True)
         raise
+
+
+__all__ = [  # the contract's names stay importable from here
+    "BAG_METADATA", "EPISODE_METADATA", "HEALTH_METADATA", "OUTCOMES", "SESSION_FORMAT_VERSION",
+    "STATE_FILE", "EpisodeInfo", "EventKind", "Session", "State", "episode_metadata",
+    "make_event", "software_versions",
+]

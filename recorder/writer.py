@@ -14,18 +14,19 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mcap.writer import CompressionType
 
+from .contract import PART_SUFFIX
 from .errors import DiskFullError, RecorderError
 from .health import HealthMonitor, TopicTrack
 from .mcapio import ChunkedWriter
 from .profile import Profile, TopicSpec
 from .types import message_type, stamp_reader
 
-PART_SUFFIX = ".part"
 ROS2_PROFILE = "ros2"
 COMPRESSIONS = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4,
                 "none": CompressionType.NONE}
@@ -38,6 +39,15 @@ def _ignore_sigxfsz() -> None:
 
 
 _ignore_sigxfsz()
+
+
+class WriteFailedError(RecorderError):
+    """Writing or syncing an episode failed (other than a full disk): the episode is
+    damaged, its ``.part`` stays for ``demofab recover``."""
+
+
+#: What a failed write of an episode raises: the episode is over, its ``.part`` kept.
+WRITE_ERRORS: tuple[type[RecorderError], ...] = (DiskFullError, WriteFailedError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +102,7 @@ class EpisodeWriter:
                                    compression=self.options.compression,
                                    level=self.options.level)
         self._schemas: dict[tuple[str, str], int] = {}
-        self._chan: dict[str, tuple[int, object, TopicTrack]] = {}
+        self._chan: dict[str, tuple[int, Callable[[bytes], int] | None, TopicTrack]] = {}
         self._age_ns = int(self.options.max_chunk_age_s * 1e9)
         self._deadline = -1
         self._last_sync = time.monotonic()
@@ -121,15 +131,12 @@ class EpisodeWriter:
                                           dict(info.metadata))
         if spec is None:
             spec = TopicSpec(topic=info.topic, type=info.type, role="observation")
+        stamp_fn: Callable[[bytes], int] | None
         try:
             stamp_fn = stamp_reader(info.type) if info.message_encoding == "cdr" else None
         except KeyError:
             stamp_fn = None
         self._chan[info.topic] = (cid, stamp_fn, self.health.track(spec))
-
-    @property
-    def topics(self) -> list[str]:
-        return list(self._chan)
 
     @property
     def bytes_written(self) -> int:
@@ -169,6 +176,8 @@ class EpisodeWriter:
 
     def _tick(self, log_time: int) -> None:
         if self._deadline >= 0:  # not the first message
+            if self._syncer.error is not None:  # a background fsync failed: stop here
+                raise self._syncer.error
             self._mcap.flush()  # close the chunk so a crash loses at most one chunk-age
             now = time.monotonic()
             if now - self._last_sync >= self.options.fsync_interval_s:
@@ -194,6 +203,8 @@ class EpisodeWriter:
             self._mcap.finish()
             self._file.flush()
             self._syncer.stop()
+            if self._syncer.error is not None:  # Linux may not report it to a later fsync
+                raise self._syncer.error
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self.part_path, self.path)
@@ -230,7 +241,11 @@ class EpisodeWriter:
                 f"are untouched, and 'demofab recover' keeps what reached the disk",
             )
         else:
-            err = RecorderError(f"{self.part_path}: write failed: {exc}")
+            what = "fsync" if exc is self._syncer.error else "write"
+            err = WriteFailedError(
+                f"{self.part_path}: {what} failed ({exc.strerror or exc}); the episode "
+                f"stopped and is marked damaged, finished episodes are untouched, and "
+                f"'demofab recover' keeps what reached the disk")
         self.failed = err
         return err
 
@@ -258,8 +273,9 @@ class _Syncer:
                 return
             try:
                 os.fsync(self.fd)
-            except OSError as exc:  # reported by the writer's own final fsync
+            except OSError as exc:  # the writer raises it at its next chunk or at close
                 self.error = exc
+                return
 
     def stop(self) -> None:
         self._done = True
@@ -279,3 +295,9 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+__all__ = [
+    "COMPRESSIONS", "PART_SUFFIX", "WRITE_ERRORS", "ChannelInfo", "EpisodeWriter",
+    "WriteFailedError", "WriterOptions",
+]

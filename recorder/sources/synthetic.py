@@ -46,12 +46,11 @@ def camera_frames(name: str, width: int, height: int, count: int, quality: int,
                   seed: int) -> tuple[bytes, ...]:
     """A loop of real JPEG frames of a synthetic work cell, as a camera would send them."""
     rng = np.random.default_rng([zlib.crc32(name.encode()), seed])
-    base = rng.integers(60, 200, size=(height // 8, width // 8, 3), dtype=np.uint8)
-    base = cv2.resize(base, (width, height), interpolation=cv2.INTER_CUBIC)
+    small = rng.integers(60, 200, size=(height // 8, width // 8, 3), dtype=np.uint8)
+    base = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
     frames = []
     for i in range(count):
-        img = base.copy()
-        img = cv2.add(img, rng.integers(0, 24, size=img.shape, dtype=np.uint8))
+        img = cv2.add(base, rng.integers(0, 24, size=(height, width, 3), dtype=np.uint8))
         phase = 2 * math.pi * i / count
         cx = int(width / 2 + width / 4 * math.cos(phase))
         cy = int(height / 2 + height / 5 * math.sin(2 * phase))
@@ -112,7 +111,8 @@ class SyntheticRig:
             frame_id=frame)
 
     def _q(self, t: float) -> np.ndarray:
-        return self.mid + self.amp * np.sin(2 * math.pi * self.freq * t + self.phase)
+        q: np.ndarray = self.mid + self.amp * np.sin(2 * math.pi * self.freq * t + self.phase)
+        return q
 
     def _joint_state(self, spec: TopicSpec, t: float, stamp: int, i: int) -> bytes:
         lead = 0.01 if spec.role == "action" else 0.0  # commands lead the measured state

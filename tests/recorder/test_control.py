@@ -7,9 +7,11 @@ import pytest
 import yaml
 from mcap.reader import make_reader
 
-from recorder.errors import SessionError
+from recorder.control import Command, Controller, Plan
+from recorder.errors import DiskFullError, SessionError
+from recorder.mcapio import ChunkedWriter
 from recorder.profile import EVENTS_TOPIC
-from recorder.session import EventKind, Session
+from recorder.session import EventKind, Session, State
 from recorder.types import EPISODE_EVENT_TYPE, deserialize
 
 from .conftest import T0
@@ -89,3 +91,58 @@ def test_unknown_topic_is_an_error_naming_topic_and_profile(tmp_path, humanoid):
     with pytest.raises(Exception, match=r"topic '/nope' is not in profile 'humanoid'"):
         s.write("/nope", b"\x00\x01\x00\x00", T0 + 1)
     s.stop_episode(at_ns=T0 + 2)
+
+
+S = 1_000_000_000
+
+
+def test_the_controller_applies_commands_and_the_plan_without_a_source_loop(tmp_path, humanoid):
+    s = Session(tmp_path / "s", humanoid)
+    seen = []
+    c = Controller(s, Plan(episodes=2, episode_seconds=1.0, reset_seconds=0.5, task="pour",
+                           operator="bo", outcome="failure"),
+                   on_event=lambda kind, at, info: seen.append((kind, at - T0, info.index)))
+    c.step(T0)                                   # autostart: episode 0
+    c.step(T0 + S // 2)
+    assert s.state is State.RECORDING
+    c.step(T0 + S)                               # its time is up: stopped, reset phase
+    assert s.state is State.RESET and s.episodes[0].outcome == "failure"
+    c.step(T0 + S + S // 4)
+    assert s.current is None                     # still resetting
+    c.step(T0 + S + S // 2)                      # episode 1 starts
+    assert c.apply(Command("discard"), T0 + 2 * S).index == 1
+    c.commands.put(Command("stop"))              # does not fit the reset phase: kept
+    c.step(T0 + 2 * S + S // 4)
+    assert isinstance(c.error, SessionError) and "no episode is recording" in str(c.error)
+    c.step(T0 + 2 * S + S // 2)                  # episode 2 starts
+    c.commands.put(Command("mark", "subtask", label="grasp"))
+    c.commands.put(Command("stop", "success"))
+    c.step(T0 + 3 * S)
+    assert c.stopped and c.stop_reason == "done"
+    assert [e.index for e in c.finished] == [0, 2]
+    assert [(e.outcome, e.task, e.operator) for e in s.episodes] == [
+        ("failure", "pour", "bo"), ("success", "pour", "bo")]
+    assert seen == [(EventKind.START, 0, 0), (EventKind.STOP, S, 0),
+                    (EventKind.START, S + S // 2, 1), (EventKind.DISCARD, 2 * S, 1),
+                    (EventKind.START, 2 * S + S // 2, 2), (EventKind.STOP, 3 * S, 2)]
+    labels = [e.label for e in _events(s.dir / "episode_0002.mcap")]
+    assert labels == ["", "grasp", ""]
+    assert _listed(s) == ["episode_0000.mcap", "episode_0002.mcap"]
+
+
+def test_a_write_failure_in_a_command_ends_the_step_instead_of_being_kept(
+        tmp_path, humanoid, monkeypatch):
+    s = Session(tmp_path / "s", humanoid)
+    c = Controller(s, Plan(autostart=False))
+    c.apply(Command("start"), T0)
+
+    def no_space(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ChunkedWriter, "_write", no_space)
+    c.commands.put(Command("stop"))
+    with pytest.raises(DiskFullError, match="episode_0000.mcap.part: disk full"):
+        c.step(T0 + S)
+    monkeypatch.undo()
+    assert c.error is None and s.writer is None
+    assert [e.file for e in s.damaged] == ["episode_0000.mcap"]

@@ -14,7 +14,10 @@ Discovery: the test publishes probes into a first episode until the node's
 
 from __future__ import annotations
 
+import resource
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
+from recorder.contract import read_session_state  # noqa: E402
 from recorder.profile import EVENTS_TOPIC, load_profile  # noqa: E402
+from recorder.session import Session  # noqa: E402
 from tests.ros.rosutil import (  # noqa: E402
     Ros,
     message_class,
@@ -230,3 +235,58 @@ def test_recorder_node_timed_episodes_and_exit(tmp_path: Path) -> None:
         episode = metadata["demofab.episode"]
         assert episode["outcome"] == "failure"
         assert 0.55 < (int(episode["end_ns"]) - int(episode["start_ns"])) / 1e9 < 1.5
+
+
+def test_recorder_node_recovers_an_interrupted_episode_before_recording(tmp_path: Path) -> None:
+    out = tmp_path / "session"
+    crashed = Session(out, PROFILE)
+    crashed.start_episode("cut short", "ana", at_ns=1_800_000_000 * 10**9)
+    assert crashed.writer is not None
+    crashed.writer.abort(keep=True)   # as after kill -9: the .part stays, listed as open
+    node = start_node("recorder_node", params(out, autostart=True, episode_seconds=0.3,
+                                              episodes=1), tmp_path / "recorder.log")
+    try:
+        rc = node.wait(30)
+    finally:
+        stop_node(node)
+    assert rc == 0, node_log(node)
+    assert "recovered episode_0000.mcap" in node_log(node)
+    state = read_session_state(out)
+    assert state is not None and state.damaged == ()
+    assert [(e.file, e.task, e.ended_by) for e in state.episodes] == [
+        ("episode_0000.mcap", "cut short", "recovered"), ("episode_0001.mcap", "", "stop")]
+    assert not list(out.glob("*.part"))
+
+
+@contextmanager
+def file_size_limit(nbytes: int) -> Iterator[None]:
+    """Processes started inside inherit a file size limit: a full disk, for them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_recorder_node_exits_2_when_the_disk_fills_and_keeps_the_episode_damaged(
+        tmp_path: Path, rig: Rig) -> None:
+    out = tmp_path / "session"
+    with file_size_limit(2_500_000):
+        node = start_node("recorder_node", params(out), tmp_path / "recorder.log")
+    try:
+        rig.connect()   # episode 0, discarded
+        assert rig.ros.call(Trigger, f"{NODE}/start").success   # episode 1
+        publish_paced(rig.pubs, schedule(PROFILE, SENT_TOPICS, 3.0, 1_800_000_000 * 10**9, 4))
+        rc = node.wait(20)
+    finally:
+        stop_node(node)
+    log = node_log(node)
+    assert rc == 2, log
+    errors = [ln for ln in log.splitlines() if "[ERROR]" in ln]
+    assert errors and "episode_0001.mcap.part: disk full" in errors[0], log
+    state = read_session_state(out)
+    assert state is not None and state.open_episode is None
+    assert [(e.file, e.flagged) for e in state.damaged] == [("episode_0001.mcap", True)]
+    assert (out / "episode_0001.mcap.part").is_file()
+    assert (out / "discarded" / "episode_0000.mcap").is_file()

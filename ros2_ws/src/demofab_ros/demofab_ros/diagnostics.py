@@ -9,6 +9,10 @@ left). Levels are the ``DiagnosticStatus`` constants.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from recorder.health import HealthReport
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 #: health flags that mean data is missing altogether (everything else is a warning)
@@ -39,7 +43,7 @@ def topic_level(flags: tuple[str, ...] | list[str]) -> int:
     return ERROR if any(f in ERROR_FLAGS for f in flags) else WARN
 
 
-def health_statuses(report, *, state: str, hardware_id: str = "",  # noqa: ANN001
+def health_statuses(report: HealthReport | None, *, state: str, hardware_id: str = "",
                     topics: list[str] | None = None,
                     skipped: dict[str, str] | None = None,
                     episode: dict[str, object] | None = None,
@@ -66,7 +70,7 @@ def health_statuses(report, *, state: str, hardware_id: str = "",  # noqa: ANN00
             continue
         level = topic_level(th.flags)
         message = "ok" if not th.flags else ", ".join(th.flags)
-        values = (
+        values: tuple[tuple[str, str], ...] = (
             ("rate_hz", _fmt(th.rate_hz)),
             ("expected_hz", _fmt(th.expected_hz)),
             ("count", _fmt(th.count)),
@@ -86,14 +90,14 @@ def health_statuses(report, *, state: str, hardware_id: str = "",  # noqa: ANN00
     disk_low = report is not None and "disk_low" in report.flags
     level = ERROR if (disk_low or error) else OK
     message = error or ("disk low" if disk_low else state)
-    values = [("state", state), ("session", session_dir)]
+    session: list[tuple[str, str]] = [("state", state), ("session", session_dir)]
     for k, v in (episode or {}).items():
-        values.append((k, _fmt(v)))
-    values += [
+        session.append((k, _fmt(v)))
+    session += [
         ("disk_free_bytes", _fmt(free)),
         ("disk_free_gb", _fmt(None if free is None else round(free / 1e9, 3))),
         ("bytes_written", _fmt(report.bytes_written if report is not None else None)),
         ("seconds_left", _fmt(None if seconds_left is None else round(seconds_left, 1))),
     ]
-    out.append(Status(f"{PREFIX}: session", level, message, hardware_id, tuple(values)))
+    out.append(Status(f"{PREFIX}: session", level, message, hardware_id, tuple(session)))
     return out

@@ -19,23 +19,20 @@ Parameters that act at runtime (``ros2 param set /demofab_player NAME VALUE``):
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException
-from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.task import Future
 from std_srvs.srv import Trigger
 
 from recorder.errors import RecorderError
 from recorder.replay import Player, ReplayOptions, parse_remap
 from recorder.ros2pub import RclpyPublisher, message_class
+
+from .runtime import RuntimeNode, run
 
 NODE_NAME = "demofab_player"
 STRINGS = Parameter.Type.STRING_ARRAY
@@ -63,7 +60,7 @@ PARAMETERS: tuple[tuple[str, Any, str], ...] = (
 )
 
 
-class PlayerNode(Node):
+class PlayerNode(RuntimeNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         for name, default, description in PARAMETERS:
@@ -86,7 +83,6 @@ class PlayerNode(Node):
         )
         self.backend = RclpyPublisher(self)
         self.player = Player(Path(path), self.backend, options)
-        self.done = Future()
         self.player.prepare()   # publishers now, so subscribers can discover them early
         for topic, why in self.backend.skipped.items():
             self.get_logger().warn(f"{topic}: not played: {why}")
@@ -106,6 +102,7 @@ class PlayerNode(Node):
         if seek_cls is not None:
             self.create_service(seek_cls, "~/seek", self._srv_seek)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.create_timer(0.1, self._check_end)
 
     def _param(self, name: str) -> Any:
         from rclpy.exceptions import ParameterUninitializedException
@@ -127,12 +124,32 @@ class PlayerNode(Node):
         if delay > 0:
             time.sleep(delay)
 
-    def play(self) -> None:
+    def begin(self) -> None:
+        self.wait_for_subscribers()
         self.player.start()
 
-    def finished(self) -> bool:
+    def interrupted(self, reason: str) -> None:
+        self.player.stop()
+
+    def _check_end(self) -> None:
+        """The run ends with the playback, unless exit_on_end is false."""
         thread = self.player._thread  # noqa: SLF001 - started by start(); alive while playing
-        return thread is not None and not thread.is_alive()
+        if thread is not None and not thread.is_alive() and self._param("exit_on_end") \
+                and not self.done.done():
+            self.done.set_result(True)
+
+    def finish(self, reason: str) -> int:
+        """Stop playback, write the statistics; exit status 1 if the playback failed."""
+        self.player.stop()
+        thread = self.player._thread  # noqa: SLF001
+        if thread is not None:
+            thread.join(5.0)
+        self.report()
+        error = getattr(self.player, "_error", None)
+        if error is not None:
+            self.get_logger().error(f"playback failed: {error}")
+        self.backend.close()
+        return 1 if error is not None else 0
 
     def report(self) -> dict[str, Any]:
         stats = self.player.stats.as_dict()
@@ -208,48 +225,7 @@ class PlayerNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    from rclpy.experimental import EventsExecutor
-    from rclpy.signals import SignalHandlerOptions
-
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    try:
-        node = PlayerNode()
-    except RecorderError as exc:
-        print(f"player_node: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    executor = EventsExecutor()
-    executor.add_node(node)
-    stop: list[str] = []
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.append(signal.Signals(signum).name)
-        node.player.stop()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-    try:
-        node.wait_for_subscribers()
-        node.play()
-        while not stop and rclpy.ok():
-            executor.spin_until_future_complete(node.done, timeout_sec=0.1)
-            if node.finished() and node._param("exit_on_end"):
-                break
-    except ExternalShutdownException:
-        pass
-    finally:
-        node.player.stop()
-        if node.player._thread is not None:  # noqa: SLF001
-            node.player._thread.join(5.0)  # noqa: SLF001
-        node.report()
-        error = getattr(node.player, "_error", None)
-        if error is not None:
-            node.get_logger().error(f"playback failed: {error}")
-        executor.remove_node(node)
-        node.backend.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 1 if error is not None else 0
+    return run("player_node", PlayerNode, args, period_s=0.1)
 
 
 if __name__ == "__main__":

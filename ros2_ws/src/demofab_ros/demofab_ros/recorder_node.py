@@ -1,9 +1,15 @@
 """recorder_node: record a DemoFab profile's ROS 2 topics into per-episode MCAP files.
 
-A thin adapter over ``recorder.session.Session``: every profile topic is subscribed with
-``raw=True`` and the profile's QoS (a deeper history, so a busy moment does not drop
-samples), and the CDR bytes go straight to ``Session.write`` with the receive time
-(``time.time_ns()``) as log time: nothing is deserialised or serialised again.
+A thin adapter over ``recorder.session.Session`` and ``recorder.control.Controller``, the
+episode controller of ``demofab record``: the services submit its commands (start, stop
+with an outcome, discard, re-record, marks) and a 50 Hz timer calls its ``step`` (episode
+length, reset phase, autostart, episode count, from the parameters). Every profile topic
+is subscribed with ``raw=True`` and the profile's QoS (a deeper history, so a busy moment
+does not drop samples), and the CDR bytes go straight to ``Session.write`` with the
+receive time (``time.time_ns()``) as log time: nothing is deserialised or serialised again.
+
+At start the session's interrupted episodes are recovered (``Session.recover``). A write
+failure (full disk, I/O error) ends the episode, kept as damaged, and the node (exit 2).
 
 Services (standard interfaces, callable with ``ros2 service call``):
 
@@ -20,28 +26,27 @@ SIGINT/SIGTERM finish the open episode cleanly (outcome "unknown", ended_by "sig
 from __future__ import annotations
 
 import importlib
-import signal
+import shutil
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
-from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.task import Future
 from std_srvs.srv import SetBool, Trigger
 
+from recorder.contract import EPISODE_EVENT_TYPE, EVENTS_TOPIC, OUTCOMES, ROBOT_DESCRIPTION
+from recorder.control import Command, Controller, Plan
 from recorder.errors import RecorderError
-from recorder.profile import EVENTS_TOPIC, TopicSpec
-from recorder.session import OUTCOMES, EpisodeInfo, EventKind, Session, State, make_event
-from recorder.writer import COMPRESSIONS, WriterOptions
+from recorder.profile import TopicSpec
+from recorder.session import EpisodeInfo, EventKind, Session, make_event
+from recorder.writer import WRITE_ERRORS, WriterOptions
 
 from .diagnostics import health_statuses
+from .runtime import RuntimeNode, run
 
 NODE_NAME = "demofab_recorder"
 
@@ -93,7 +98,9 @@ def qos_for(spec: TopicSpec, min_depth: int) -> QoSProfile:
     )
 
 
-class RecorderNode(Node):
+class RecorderNode(RuntimeNode):
+    """Subscriptions write to the session; services and the timer drive the controller."""
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         for name, default, description in PARAMETERS:
@@ -105,13 +112,13 @@ class RecorderNode(Node):
         options = WriterOptions(compression=p("compression"), chunk_size=int(p("chunk_size")))
         self.session: Session = open_session(Path(out), p("profile"), options=options,
                                              robot=p("robot") or None)
-        for r in self.session.recovered:
+        for r in self.session.recover():
             self.get_logger().warn(f"recovered {r.path.name}: {r.messages} messages "
                                    f"({r.kept_bytes} of {r.total_bytes} bytes usable)")
         self.profile = self.session.profile
-        self.finished: list[EpisodeInfo] = []
-        self.done = Future()
+        self.controller = Controller(self.session, self._plan(), on_event=self._on_event)
         self.error = ""
+        self.status = 0
         self._load_robot_description()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -141,7 +148,7 @@ class RecorderNode(Node):
         # live episode events, where the demofab_msgs package is built
         self.events_pub = None
         try:
-            event_cls = message_class("demofab_msgs/msg/EpisodeEvent")
+            event_cls = message_class(EPISODE_EVENT_TYPE)
         except ImportError:
             event_cls = None
         if event_cls is not None:
@@ -183,8 +190,6 @@ class RecorderNode(Node):
                 return SetParametersResult(
                     successful=False,
                     reason=f"outcome {param.value!r} is not one of {', '.join(OUTCOMES)}")
-            if param.name == "compression" and param.value not in COMPRESSIONS:
-                return SetParametersResult(successful=False, reason="bad compression")
         return SetParametersResult(successful=True)
 
     def _load_robot_description(self) -> None:
@@ -202,7 +207,7 @@ class RecorderNode(Node):
             if self.session.robot_description is None:
                 self.get_logger().info(f"robot description from {topic} "
                                        f"({len(msg.data)} characters) attached to episodes")
-            self.session.robot_description = ("robot_description.urdf", "application/xml",
+            self.session.robot_description = (ROBOT_DESCRIPTION, "application/xml",
                                               msg.data.encode())
 
         self.create_subscription(String, topic, on_description, QoSProfile(
@@ -218,111 +223,100 @@ class RecorderNode(Node):
             try:
                 write(topic, data, time_ns())
             except RecorderError as exc:
-                self._write_failed(topic, exc)
+                self._failed(topic, exc)
 
         return on_message
 
-    def _write_failed(self, topic: str, exc: RecorderError) -> None:
+    def _failed(self, what: str, exc: RecorderError) -> None:
+        """Log an error once; a write failure also ends the node (exit status 2), as it
+        ends ``demofab record``: the episode is kept as damaged for ``recover``."""
         if str(exc) != self.error:
             self.error = str(exc)
-            self.get_logger().error(f"{topic}: {exc}")
+            self.get_logger().error(f"{what}: {exc}")
+        if isinstance(exc, WRITE_ERRORS) and not self.done.done():
+            self.status = 2
+            self.done.set_result(False)
 
-    # -- episode control ---------------------------------------------------------------
-    def _publish_event(self, kind: EventKind, at_ns: int, info: EpisodeInfo,
-                       outcome: str = "") -> None:
+    # -- episode control: the controller of ``demofab record`` ---------------------------
+    def _plan(self) -> Plan:
+        p = self._param
+        return Plan(episodes=int(p("episodes")) or None,
+                    episode_seconds=float(p("episode_seconds")) or None,
+                    reset_seconds=float(p("reset_seconds")), task=p("task"),
+                    operator=p("operator"), outcome=p("outcome"), autostart=bool(p("autostart")))
+
+    def _on_event(self, kind: EventKind, at_ns: int, info: EpisodeInfo) -> None:
         if self.events_pub is not None:  # the same bytes as recorded in the episode
+            outcome = info.outcome if kind is EventKind.STOP else ""
             self.events_pub.publish(make_event(kind, at_ns, info, outcome=outcome))
+        if kind is EventKind.START:
+            self.error = ""
+            self.get_logger().info(f"episode {info.index} recording: {info.file} "
+                                   f"(task {info.task!r}, operator {info.operator!r})")
+        elif kind is EventKind.DISCARD:
+            self.get_logger().info(f"episode {info.index} discarded (discarded/{info.file})")
+        else:
+            self.get_logger().info(_summary(info))
 
-    def start(self) -> EpisodeInfo:
-        now = time.time_ns()
-        info = self.session.start_episode(self._param("task"), self._param("operator"),
-                                          at_ns=now)
-        self.error = ""
-        self._publish_event(EventKind.START, now, info)
-        self.get_logger().info(f"episode {info.index} recording: {info.file} "
-                               f"(task {info.task!r}, operator {info.operator!r})")
-        return info
-
-    def stop(self, outcome: str, ended_by: str = "stop") -> EpisodeInfo:
-        now = time.time_ns()
-        info = self.session.stop_episode(outcome, at_ns=now, ended_by=ended_by,
-                                         reset_s=float(self._param("reset_seconds")))
-        self.finished.append(info)
-        self._publish_event(EventKind.STOP, now, info, outcome)
-        self.get_logger().info(_summary(info))
-        return info
-
-    def discard(self) -> EpisodeInfo:
-        now = time.time_ns()
-        info = self.session.discard_episode(at_ns=now,
-                                            reset_s=float(self._param("reset_seconds")))
-        self._publish_event(EventKind.DISCARD, now, info)
-        self.get_logger().info(f"episode {info.index} discarded (discarded/{info.file})")
-        return info
-
-    def rerecord(self) -> EpisodeInfo:
-        s = self.session
-        if s.current is None and self.finished and s.episodes and s.episodes[-1] is self.finished[-1]:
-            self.finished.pop()
-        now = time.time_ns()
-        info = s.rerecord(self._param("task"), self._param("operator"), at_ns=now)
-        self._publish_event(EventKind.START, now, info)
-        self.get_logger().info(f"re-recording: episode {info.index} recording: {info.file}")
-        return info
+    def command(self, cmd: Command) -> EpisodeInfo | None:
+        """Apply one command now (the services); raises ``RecorderError`` if it does not
+        fit the session's state."""
+        c = self.controller
+        c.plan = self._plan()
+        try:
+            return c.apply(cmd, time.time_ns())
+        except WRITE_ERRORS as exc:
+            self._failed("episode control", exc)
+            raise
 
     def _tick(self) -> None:
-        """Episode timing: stop after episode_seconds, autostart after the reset phase."""
-        s = self.session
-        now = time.time_ns()
+        """The plan: stop after episode_seconds, autostart after the reset phase, done
+        after the wanted number of episodes (parameters are read at every tick)."""
+        c = self.controller
+        c.plan = self._plan()
+        c.task, c.operator = c.plan.task, c.plan.operator
         try:
-            seconds = float(self._param("episode_seconds"))
-            if s.state is State.RECORDING and s.writer is not None and s.writer.failed is None \
-                    and seconds > 0 and now - s.current.start_ns >= seconds * 1e9:  # type: ignore[union-attr]
-                self.stop(self._param("outcome"))
-            wanted = int(self._param("episodes"))
-            if wanted > 0 and len(self.finished) >= wanted and s.state is not State.RECORDING:
-                if not self.done.done():
-                    self.get_logger().info(f"{len(self.finished)} episodes recorded; done")
-                    self.done.set_result(True)
-                return
-            if s.reset_done(now) and self._param("autostart") and s.state is State.IDLE:
-                self.start()
+            c.step(time.time_ns())
         except RecorderError as exc:
-            self._write_failed("episode control", exc)
+            self._failed("episode control", exc)
+            return
+        if c.stopped and not self.done.done():
+            self.get_logger().info(f"{len(c.finished)} episodes recorded; done")
+            self.done.set_result(True)
 
     # -- services ----------------------------------------------------------------------
-    def _answer(self, response: Any, action: Any) -> Any:
+    def _answer(self, response: Any, *commands: Command) -> Any:
         try:
-            info = action()
+            for cmd in commands:
+                info = self.command(cmd)
         except RecorderError as exc:
             response.success, response.message = False, str(exc)
             return response
         response.success = True
-        response.message = _summary(info) if info.end_ns else \
-            f"episode {info.index} recording: {info.file}"
+        if info is not None:
+            response.message = _summary(info) if info.end_ns else \
+                f"episode {info.index} recording: {info.file}"
         return response
 
     def _srv_start(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        return self._answer(response, self.start)
+        return self._answer(response, Command("start", task=self._param("task"),
+                                              operator=self._param("operator")))
 
     def _srv_stop(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
-        return self._answer(response, lambda: self.stop("success" if request.data else "failure"))
+        return self._answer(response, Command("stop", "success" if request.data else "failure"))
 
     def _srv_discard(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        return self._answer(response, self.discard)
+        return self._answer(response, Command("discard"))
 
     def _srv_rerecord(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        return self._answer(response, self.rerecord)
+        return self._answer(response, Command("rerecord", task=self._param("task"),
+                                              operator=self._param("operator")))
 
     def _srv_stop_episode(self, request: Any, response: Any) -> Any:
-        outcome = request.outcome or "success"
-
-        def action() -> EpisodeInfo:
-            if request.note and self.session.current is not None:
-                self.session.mark(EventKind.NOTE, request.note)
-            return self.stop(outcome)
-
-        self._answer(response, action)
+        commands = [Command("stop", request.outcome or "success")]
+        if request.note and self.session.current is not None:
+            commands.insert(0, Command("mark", "note", label=request.note))
+        self._answer(response, *commands)
         if response.success:
             response.file = str(self.session.dir / self.session.episodes[-1].file)
         return response
@@ -332,13 +326,11 @@ class RecorderNode(Node):
         s = self.session
         report = None
         episode: dict[str, object] = {"episodes_recorded": len(s.episodes)}
-        if s.current is not None and s.writer is not None and s.writer.failed is None:
+        if s.current is not None and s.writer is not None:
             report = s.health(window_s=float(self._param("health_window_s")))
             episode.update(episode=s.current.index, file=s.current.file, task=s.current.task,
                            operator=s.current.operator,
                            episode_s=round((time.time_ns() - s.current.start_ns) / 1e9, 1))
-        import shutil
-
         statuses = health_statuses(
             report, state=s.state.value, hardware_id=s.robot,
             topics=[t.topic for t in self.profile.topics if t.topic != EVENTS_TOPIC],
@@ -354,16 +346,16 @@ class RecorderNode(Node):
         self.diag_pub.publish(msg)
 
     # -- the end -----------------------------------------------------------------------
-    def finish(self, ended_by: str = "signal") -> EpisodeInfo | None:
-        """Close the open episode cleanly (outcome unknown)."""
-        s = self.session
-        if s.writer is None or s.writer.failed is not None:
-            return None
-        info = s.close(ended_by=ended_by)
-        if info is not None:
-            self.finished.append(info)
-            self.get_logger().info(_summary(info))
-        return info
+    def finish(self, reason: str) -> int:
+        """Close the open episode cleanly (outcome unknown; ended_by "close" when the plan
+        is done, else "signal"); the exit status is 2 after a write failure."""
+        try:
+            self.controller.finish("close" if reason == "close" else "signal",
+                                   at_ns=time.time_ns())
+        except RecorderError as exc:
+            self._failed("closing the episode", exc)
+            self.status = 2
+        return self.status
 
 
 def _descriptor(description: str) -> Any:
@@ -378,52 +370,8 @@ def _summary(info: EpisodeInfo) -> str:
             f"{(info.end_ns - info.start_ns) / 1e9:.1f} s, {state}")
 
 
-def spin(node: Node, executor: Any, period_s: float = 0.2) -> str:
-    """Spin until ``node.done`` or SIGINT/SIGTERM; returns "close" or the signal's name.
-
-    Our own handlers only set a flag (checked between short spins), so a signal never
-    lands in the middle of a write; rclpy's own handlers are left off (``main``), and
-    ``EventsExecutor.spin()`` without a timeout would not return on them anyway.
-    """
-    stop: list[str] = []
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.append(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while not stop and not node.done.done() and rclpy.ok(context=node.context):
-            executor.spin_until_future_complete(node.done, timeout_sec=period_s)
-    except ExternalShutdownException:
-        stop.append("shutdown")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return "close" if node.done.done() and not stop else (stop[0] if stop else "shutdown")
-
-
 def main(args: list[str] | None = None) -> int:
-    from rclpy.experimental import EventsExecutor
-    from rclpy.signals import SignalHandlerOptions
-
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    try:
-        node = RecorderNode()
-    except RecorderError as exc:
-        print(f"recorder_node: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    executor = EventsExecutor()
-    executor.add_node(node)
-    reason = "signal"
-    try:
-        reason = spin(node, executor)
-    finally:
-        node.finish("close" if reason == "close" else "signal")
-        executor.remove_node(node)
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run("recorder_node", RecorderNode, args)
 
 
 if __name__ == "__main__":
