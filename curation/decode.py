@@ -9,15 +9,16 @@ are counted and reported, never silently lost.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
+
+from recorder.errors import RecorderError
+from recorder.types import SchemaStore, schema_store
 
 from . import cdr
 
@@ -48,23 +49,11 @@ class StreamData:
         return len(self.time_ns)
 
 
-@lru_cache(maxsize=64)
-def _store(typename: str, encoding: str, digest: str, text: str) -> Any:
-    store = get_typestore(Stores.EMPTY)
-    if encoding == "ros2msg":
-        store.register(get_types_from_msg(text, typename))
-    elif encoding == "ros2idl":
-        store.register(get_types_from_idl(text))
-    else:
-        raise ValueError(f"schema encoding {encoding!r} is not ros2msg or ros2idl")
-    if typename not in store.fielddefs:
-        raise ValueError(f"schema does not define {typename}")
-    return store
-
-
-def type_store(typename: str, encoding: str, schema: bytes) -> Any:
-    text = schema.decode("utf-8", "replace")
-    return _store(typename, encoding, hashlib.sha1(schema).hexdigest(), text)
+def type_store(typename: str, encoding: str, schema: bytes | str) -> SchemaStore:
+    """The typestore of a channel's embedded schema (``recorder.types.schema_store``: one
+    place for it, which also finds rosbags' renamed service types). Raises
+    ``RecorderError`` when the schema does not parse or lacks the type."""
+    return schema_store(typename, encoding, schema)
 
 
 class Blobs:
@@ -98,7 +87,7 @@ class Blobs:
 BLOBS_MIN = 1 << 20  # ragged fields this large stay in pieces
 
 
-def ragged_from(parts: list[bytes | memoryview]) -> tuple[np.ndarray | Blobs, np.ndarray]:
+def ragged_from(parts: Sequence[bytes | memoryview]) -> tuple[np.ndarray | Blobs, np.ndarray]:
     offsets = np.zeros(len(parts) + 1, dtype=np.int64)
     if parts:
         np.cumsum([len(p) for p in parts], out=offsets[1:])
@@ -128,7 +117,7 @@ def decode_channel(topic: str, typename: str, message_encoding: str, schema_enco
     else:
         try:
             store = type_store(typename, schema_encoding, schema)
-        except Exception as exc:  # noqa: BLE001 - any schema failure is reported, data kept
+        except RecorderError as exc:  # reported on the stream, the payloads kept
             why = f"cannot build type {typename} from the embedded schema: {exc}"
     if store is None:
         return _undecoded(topic, typename, data, log_times, why)
@@ -158,7 +147,7 @@ class _Group:
 
 
 class _Decoder:
-    def __init__(self, store: Any, topic: str, typename: str, data: list[bytes],
+    def __init__(self, store: SchemaStore, topic: str, typename: str, data: list[bytes],
                  log_times: np.ndarray) -> None:
         self.store, self.topic, self.type = store, topic, typename
         self.data, self.log = data, log_times
@@ -200,7 +189,8 @@ class _Decoder:
         while len(remaining):
             r = int(remaining[0])
             try:
-                lay = cdr.layout(self.store, self.type, data[r], allow_tail=self.allow_tail)
+                lay = cdr.layout(self.store.store, self.store.name, data[r],
+                                 allow_tail=self.allow_tail)
             except cdr.LayoutError as exc:
                 bad.append(r)
                 first_error = first_error or str(exc)

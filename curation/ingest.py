@@ -19,15 +19,22 @@ from typing import Any
 
 import numpy as np
 
+from recorder.contract import EPISODE_EVENT_TYPE, EVENTS_TOPIC, EventKind
+from recorder.errors import RecorderError
+
 from .decode import BLOBS_MIN, Blobs, StreamData, decode_channel
 from .inputs import InputFile, sha256_bytes
 from .mcapread import read_mcap
 
 INGEST_VERSION = 1
-EVENTS_TOPIC = "/demofab/episode_events"
-EVENT_TYPE = "demofab_msgs/msg/EpisodeEvent"
-EVENT_KINDS = {0: "start", 1: "stop", 2: "discard", 3: "subtask", 4: "intervention",
-               5: "note", 6: "reset_start", 7: "reset_end"}
+
+
+def event_name(kind: EventKind) -> str:
+    """The name an event of ``kind`` has in a FileRecord (and the cache): ``"start"``..."""
+    return kind.name.lower()
+
+
+EVENT_KINDS = {int(k): event_name(k) for k in EventKind}
 
 
 @dataclass
@@ -88,7 +95,7 @@ def ingest_file(inp: InputFile, buf: bytes | memoryview | None = None, digest: s
                 continue
             data += other.data
             log += other.log_times
-        if topic == EVENTS_TOPIC and ch.type == EVENT_TYPE:
+        if topic == EVENTS_TOPIC and ch.type == EPISODE_EVENT_TYPE:
             rec.events = _events(ch, data, log, rec)
             continue
         sd = decode_channel(topic, ch.type, ch.message_encoding, ch.schema_encoding,
@@ -150,13 +157,13 @@ def _events(ch: Any, data: list[bytes], log: list[int], rec: FileRecord) -> list
 
     try:
         store = type_store(ch.type, ch.schema_encoding, ch.schema)
-    except Exception as exc:  # noqa: BLE001
+    except RecorderError as exc:
         rec.problems.append(("decode_error", f"{rec.path}: events not decodable: {exc}"))
         return []
     out = []
     for d, lt in zip(data, log, strict=True):
         try:
-            m = store.deserialize_cdr(d, ch.type)
+            m = store.deserialize(d)
         except Exception as exc:  # noqa: BLE001
             rec.problems.append(("decode_error", f"{rec.path}: event at log time {lt} "
                                                  f"does not decode: {exc}"))

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from recorder.contract import HEALTH_METADATA
+
 from .config import QualityConfig
 from .decode import COMPRESSED_IMAGE, JOINT_STATE, StreamData
 from .ingest import FileRecord
@@ -63,7 +65,7 @@ def check_episode(rec: FileRecord, seg: Segment, expect: dict[str, Expectation],
                               f"{cfg.min_episode_s}")
     if seg.method in ("idle", "gripper", "idle+gripper", "whole_file"):
         q.raise_("auto_segmented", "", f"no episode events: boundaries from {seg.method}")
-    health = rec.metadata.get("demofab.health", {})
+    health = rec.metadata.get(HEALTH_METADATA, {})
     if health.get("flagged") == "true":
         q.raise_("recorder_flagged", "", f"recorder health flags: {health.get('flags', '')}")
     state, _ = joint_streams(rec)

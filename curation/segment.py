@@ -14,11 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from recorder.contract import EPISODE_METADATA, EventKind
+
 from .config import SegmentConfig
 from .decode import JOINT_STATE, StreamData
-from .ingest import FileRecord
+from .ingest import FileRecord, event_name
 
-EPISODE_METADATA = "demofab.episode"
+START, STOP, DISCARD = (event_name(k) for k in (EventKind.START, EventKind.STOP,
+                                                 EventKind.DISCARD))
+MARKS = tuple(event_name(k) for k in (EventKind.SUBTASK, EventKind.INTERVENTION,
+                                      EventKind.NOTE))
 
 
 @dataclass
@@ -83,21 +88,21 @@ def _from_events(rec: FileRecord) -> list[Segment]:
     md = rec.metadata.get(EPISODE_METADATA, {})
     for e in rec.events:
         kind = e["kind"]
-        if kind == "start":
+        if kind == START:
             if cur is not None:
                 cur.end_ns = e["time_ns"] - 1
                 segs.append(cur)
             cur = Segment(len(segs), e["time_ns"], e["time_ns"], "events", info={
                 "task": e["task"], "operator": e["operator"], "episode_id": e["episode_id"],
                 "recorder_episode_index": e["episode_index"]})
-        elif kind in ("stop", "discard") and cur is not None:
+        elif kind in (STOP, DISCARD) and cur is not None:
             cur.end_ns = e["time_ns"]
-            cur.discarded = kind == "discard"
+            cur.discarded = kind == DISCARD
             if e["outcome"]:
                 cur.info["outcome"] = e["outcome"]
             segs.append(cur)
             cur = None
-        elif kind in ("subtask", "intervention", "note"):
+        elif kind in MARKS:
             target = cur or (segs[-1] if segs else None)
             if target is not None:
                 target.annotations.append({"kind": kind, "label": e["label"],
