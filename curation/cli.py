@@ -59,7 +59,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("export", help="export a release to LeRobot or robomimic")
     p.add_argument("path", help="a release version (or name directory: newest version)")
     p.add_argument("--format", required=True, choices=["lerobot", "robomimic"])
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="what to write: a file when PATH names one (robomimic: demos.hdf5), "
+                        "else a directory of that name (LeRobot: the dataset root; "
+                        "robomimic: a directory holding NAME-vN.hdf5)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing PATH")
     p.set_defaults(func=cmd_export)
 
 
@@ -251,6 +255,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         from .export import export_release
     except ImportError as exc:
         raise CurationError(f"exports are not available in this build: {exc}") from exc
-    out = export_release(resolve(args.path), args.format, Path(args.out))
-    print(f"exported {args.path} as {args.format} to {out or args.out}")
+    out = Path(args.out)
+    opts: dict[str, Any] = {"overwrite": args.overwrite}
+    names_file = out.suffix.lower() in EXPORT_FILE_SUFFIXES
+    if args.format == "lerobot":
+        if names_file:
+            raise CurationError(f"--out {out}: names a file, but a LeRobot dataset is a "
+                                "directory; give a directory name")
+        where, opts["name"] = out.parent, out.name   # the dataset root is PATH
+    elif names_file:
+        where, opts["name"] = out.parent, out.name   # the HDF5 file is PATH
+    else:
+        where = out                                  # PATH/<name>-v<N>.hdf5
+    written = export_release(resolve(args.path), args.format, where, **opts)
+    print(f"exported {args.path} as {args.format} to {written}")
     return 0
+
+
+EXPORT_FILE_SUFFIXES = (".hdf5", ".h5", ".hdf")  # an --out with these names a file

@@ -245,7 +245,8 @@ def staged_output(final: Path, overwrite: bool) -> Iterator[Path]:
     """A temporary sibling of ``final`` renamed to it once the block succeeds, so an
     interrupted export never leaves a half-written dataset under the final name."""
     if final.exists() and not overwrite:
-        raise ExportError(f"{final}: already exists (pass overwrite=True to replace it)")
+        raise ExportError(f"{final}: already exists (pass overwrite=True, or --overwrite, "
+                          "to replace it)")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
