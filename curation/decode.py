@@ -81,7 +81,8 @@ class Blobs:
         return self._joined if dtype is None else self._joined.astype(dtype)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        return np.asarray(self)[key]
+        part: np.ndarray = np.asarray(self)[key]
+        return part
 
 
 BLOBS_MIN = 1 << 20  # ragged fields this large stay in pieces
@@ -222,7 +223,8 @@ class _Decoder:
 
     # -- columns ------------------------------------------------------------------------
     def _time(self, sd: StreamData, groups: list[_Group]) -> None:
-        sec_p, ns_p = ("header", "stamp", "sec"), ("header", "stamp", "nanosec")
+        sec_p: tuple[str, ...] = ("header", "stamp", "sec")
+        ns_p: tuple[str, ...] = ("header", "stamp", "nanosec")
         tf = self.type == TF_MESSAGE
         if tf:
             sec_p, ns_p = ("transforms",) + sec_p, ("transforms",) + ns_p
@@ -291,9 +293,9 @@ class _Decoder:
             if not parent:
                 continue
             kids = [parent + (c,) for c in children]
-            arrs = [cols.get(k) for k in kids]
-            if any(a is None for a in arrs) or len(kids) < 2:
+            if any(k not in cols for k in kids) or len(kids) < 2:
                 continue
+            arrs = [cols[k] for k in kids]
             if len({a.dtype for a in arrs}) != 1 or len({a.shape for a in arrs}) != 1:
                 continue
             if any(k in done for k in kids):
@@ -336,7 +338,7 @@ class _Decoder:
             per_row = g.strs.get(("name",), [[]])
             row_names = per_row if len(per_row) == len(g.rows) else per_row * len(g.rows)
             if len(per_row) == 1 or len({tuple(r) for r in row_names}) == 1:
-                cols = [pos[nm] for nm in row_names[0]]
+                cols = np.array([pos[nm] for nm in row_names[0]], dtype=np.int64)
                 if len(cols) == a.shape[1]:
                     out[np.ix_(g.rows, cols)] = a
                     continue

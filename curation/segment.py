@@ -131,7 +131,8 @@ def joint_streams(rec: FileRecord) -> tuple[StreamData | None, StreamData | None
 
 def _speed(sd: StreamData) -> np.ndarray:
     if "velocity" in sd.fields and not np.isnan(sd.fields["velocity"]).all():
-        return np.nan_to_num(np.abs(np.asarray(sd.fields["velocity"]))).max(axis=1)
+        speed: np.ndarray = np.nan_to_num(np.abs(np.asarray(sd.fields["velocity"]))).max(axis=1)
+        return speed
     pos = np.asarray(sd.fields["position"])
     dt = np.diff(sd.time_ns) / 1e9
     dt[dt <= 0] = np.inf
@@ -167,7 +168,7 @@ def _auto(rec: FileRecord, cfg: SegmentConfig, limits: dict[str, tuple[float, fl
         spans = _runs(times, int(cfg.idle_min_s * 1e9))
         method = "idle"
     if "gripper" in cfg.auto:
-        marks = _grasp_marks(state or command, cfg, limits, None)  # type: ignore[arg-type]
+        marks = _grasp_marks(state or command, cfg, limits, None)
         releases = [m["time_ns"] for m in marks if m["kind"] == "release"]
         if releases:
             lo, hi = file_span(rec)
@@ -208,7 +209,8 @@ def _closure(sd: StreamData, cfg: SegmentConfig,
     norm = (pos - lo) / rng
     closed_low = np.abs(lo) > np.abs(hi)
     norm[:, closed_low] = 1.0 - norm[:, closed_low]
-    return np.nanmean(norm, axis=1)
+    closure: np.ndarray = np.nanmean(norm, axis=1)
+    return closure
 
 
 def _grasp_marks(sd: StreamData | None, cfg: SegmentConfig,
