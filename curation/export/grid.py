@@ -72,6 +72,8 @@ def _numeric(rel: ReleaseReader, name: str, stream: str, field: str) -> ExportFe
         names = [str(j) for j in joints]
     elif len(trailing) > 1:
         names = [".".join(map(str, ix)) for ix in np.ndindex(*trailing)]
+    if reader.dtype is None:
+        raise ExportError(f"feature {name!r}: {stream}/{field} has no data type (not an array)")
     kind = reader.dtype.kind
     dtype = "float32" if kind == "f" else "bool" if kind == "b" else str(reader.dtype)
     return ExportFeature(name, stream, field, "numeric", dtype, (size,), names,
@@ -129,7 +131,7 @@ def resolve_features(
     if features is None:
         return default_features(rel)
     if isinstance(features, Sequence) and all(isinstance(f, ExportFeature) for f in features):
-        return list(features)  # type: ignore[arg-type]
+        return list(features)
     out = []
     for name, source in dict(features).items():  # type: ignore[arg-type]
         stream, sep, field = str(source).partition("/")
@@ -195,7 +197,8 @@ def numeric_values(rel: ReleaseReader, feature: ExportFeature, grid: EpisodeGrid
     b0, b1 = (int(b) for b in rel.bounds(feature.stream)[grid.episode])
     values = rel.field(feature.stream, feature.field).read(b0, b1)
     rows = latest_rows(rel.times(feature.stream)[b0:b1], grid.times)
-    return values[rows].reshape(len(rows), -1).astype(feature.dtype, copy=False)
+    out: np.ndarray = values[rows].reshape(len(rows), -1).astype(feature.dtype, copy=False)
+    return out
 
 
 def _decode(data: bytes, stream: str, row: int) -> np.ndarray:
