@@ -84,7 +84,7 @@ def _bag(path: Path, files: list[InputFile], skipped: list[Skipped]) -> None:
         listing = read_bag_listing(path)
     except RecorderError as exc:
         raise InputError(str(exc)) from exc
-    if listing is None:  # metadata.yaml went away since the caller looked
+    if listing is None:  # the bag metadata went away since the caller looked
         raise InputError(f"{path / BAG_METADATA}: no longer exists")
     meta = listing.path
     session = listing.session or path.name
