@@ -6,12 +6,18 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import CurationError, ReleaseError
 
+if TYPE_CHECKING:
+    from .config import CurateConfig
+    from .labels import Labels
 
-def register(sub: argparse._SubParsersAction) -> None:
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("curate", help="curate recordings into a versioned Zarr v3 release")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="episode MCAP files, sessions, rosbag2 bags, or folders holding them")
@@ -53,7 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a release to LeRobot or robomimic")
     p.add_argument("path", help="a release version (or name directory: newest version)")
     p.add_argument("--format", required=True, choices=["lerobot", "robomimic"])
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="what to write: a file when PATH names one (robomimic: demos.hdf5), "
+                        "else a directory of that name (LeRobot: the dataset root; "
+                        "robomimic: a directory holding NAME-vN.hdf5)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing PATH")
     p.set_defaults(func=cmd_export)
 
 
@@ -65,7 +75,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", help="recording profile for recordings that carry none")
 
 
-def _setup(args: argparse.Namespace):  # noqa: ANN202
+def _setup(args: argparse.Namespace) -> tuple[CurateConfig, Labels]:
     from dataclasses import replace
 
     from .config import load_config
@@ -77,7 +87,7 @@ def _setup(args: argparse.Namespace):  # noqa: ANN202
     return cfg, load_labels(args.labels, args.set)
 
 
-def _progress():  # noqa: ANN202
+def _progress() -> Callable[[str, int, int], None] | None:
     if not sys.stderr.isatty():
         return None
     from rich.console import Console
@@ -171,7 +181,23 @@ def cmd_show(args: argparse.Namespace) -> int:
                    str(e["success"]), e["split"], f"{e['duration_s']:.1f}",
                    f"{e['quality_score']:.2f}", ", ".join(e["flag_names"]) or "-")
     con.print(et)
+    for line in _file_problems(s["episodes"]):
+        con.print(line, markup=False, highlight=False)
     return 0
+
+
+def _file_problems(episodes: list[dict[str, Any]]) -> list[str]:
+    """The reasons of flags about the input files (a bad session profile, truncation, ...),
+    once each, with the episodes they concern."""
+    from .flags import FILE_FLAGS
+
+    seen: dict[tuple[str, str], list[str]] = {}
+    for e in episodes:
+        for r in e.get("flag_reasons", []):
+            if r["flag"] in FILE_FLAGS:
+                seen.setdefault((r["flag"], r["detail"]), []).append(str(e["index"]))
+    return [f"{flag} (episodes {', '.join(idx)}): {detail}"
+            for (flag, detail), idx in seen.items()]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -229,6 +255,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         from .export import export_release
     except ImportError as exc:
         raise CurationError(f"exports are not available in this build: {exc}") from exc
-    out = export_release(resolve(args.path), args.format, Path(args.out))
-    print(f"exported {args.path} as {args.format} to {out or args.out}")
+    out = Path(args.out)
+    opts: dict[str, Any] = {"overwrite": args.overwrite}
+    names_file = out.suffix.lower() in EXPORT_FILE_SUFFIXES
+    if args.format == "lerobot":
+        if names_file:
+            raise CurationError(f"--out {out}: names a file, but a LeRobot dataset is a "
+                                "directory; give a directory name")
+        where, opts["name"] = out.parent, out.name   # the dataset root is PATH
+    elif names_file:
+        where, opts["name"] = out.parent, out.name   # the HDF5 file is PATH
+    else:
+        where = out                                  # PATH/<name>-v<N>.hdf5
+    written = export_release(resolve(args.path), args.format, where, **opts)
+    print(f"exported {args.path} as {args.format} to {written}")
     return 0
+
+
+EXPORT_FILE_SUFFIXES = (".hdf5", ".h5", ".hdf")  # an --out with these names a file

@@ -34,6 +34,8 @@ class QualityConfig:
     gap_periods: float = 3.0
     clock_jump_s: float = 0.5          # stamp-vs-log offset change that counts as a jump
     frozen_s: float = 0.5              # identical numeric rows for this long
+    frozen_periods: float = 5.0        # ... and over at least this many periods of the stream
+    max_jitter_ratio: float = 0.5      # p99 step deviation, as a share of the observed period
     limit_tolerance: float = 1e-3      # rad beyond a joint limit before it counts
     jerk_sigma: float = 30.0           # robust deviations above the median jerk
     max_camera_skew_ms: float = 20.0

@@ -9,15 +9,16 @@ are counted and reported, never silently lost.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
+
+from recorder.errors import RecorderError
+from recorder.types import SchemaStore, schema_store
 
 from . import cdr
 
@@ -48,23 +49,11 @@ class StreamData:
         return len(self.time_ns)
 
 
-@lru_cache(maxsize=64)
-def _store(typename: str, encoding: str, digest: str, text: str) -> Any:
-    store = get_typestore(Stores.EMPTY)
-    if encoding == "ros2msg":
-        store.register(get_types_from_msg(text, typename))
-    elif encoding == "ros2idl":
-        store.register(get_types_from_idl(text))
-    else:
-        raise ValueError(f"schema encoding {encoding!r} is not ros2msg or ros2idl")
-    if typename not in store.fielddefs:
-        raise ValueError(f"schema does not define {typename}")
-    return store
-
-
-def type_store(typename: str, encoding: str, schema: bytes) -> Any:
-    text = schema.decode("utf-8", "replace")
-    return _store(typename, encoding, hashlib.sha1(schema).hexdigest(), text)
+def type_store(typename: str, encoding: str, schema: bytes | str) -> SchemaStore:
+    """The typestore of a channel's embedded schema (``recorder.types.schema_store``: one
+    place for it, which also finds rosbags' renamed service types). Raises
+    ``RecorderError`` when the schema does not parse or lacks the type."""
+    return schema_store(typename, encoding, schema)
 
 
 class Blobs:
@@ -92,13 +81,14 @@ class Blobs:
         return self._joined if dtype is None else self._joined.astype(dtype)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        return np.asarray(self)[key]
+        part: np.ndarray = np.asarray(self)[key]
+        return part
 
 
 BLOBS_MIN = 1 << 20  # ragged fields this large stay in pieces
 
 
-def ragged_from(parts: list[bytes | memoryview]) -> tuple[np.ndarray | Blobs, np.ndarray]:
+def ragged_from(parts: Sequence[bytes | memoryview]) -> tuple[np.ndarray | Blobs, np.ndarray]:
     offsets = np.zeros(len(parts) + 1, dtype=np.int64)
     if parts:
         np.cumsum([len(p) for p in parts], out=offsets[1:])
@@ -128,7 +118,7 @@ def decode_channel(topic: str, typename: str, message_encoding: str, schema_enco
     else:
         try:
             store = type_store(typename, schema_encoding, schema)
-        except Exception as exc:  # noqa: BLE001 - any schema failure is reported, data kept
+        except RecorderError as exc:  # reported on the stream, the payloads kept
             why = f"cannot build type {typename} from the embedded schema: {exc}"
     if store is None:
         return _undecoded(topic, typename, data, log_times, why)
@@ -158,7 +148,7 @@ class _Group:
 
 
 class _Decoder:
-    def __init__(self, store: Any, topic: str, typename: str, data: list[bytes],
+    def __init__(self, store: SchemaStore, topic: str, typename: str, data: list[bytes],
                  log_times: np.ndarray) -> None:
         self.store, self.topic, self.type = store, topic, typename
         self.data, self.log = data, log_times
@@ -200,7 +190,8 @@ class _Decoder:
         while len(remaining):
             r = int(remaining[0])
             try:
-                lay = cdr.layout(self.store, self.type, data[r], allow_tail=self.allow_tail)
+                lay = cdr.layout(self.store.store, self.store.name, data[r],
+                                 allow_tail=self.allow_tail)
             except cdr.LayoutError as exc:
                 bad.append(r)
                 first_error = first_error or str(exc)
@@ -232,7 +223,8 @@ class _Decoder:
 
     # -- columns ------------------------------------------------------------------------
     def _time(self, sd: StreamData, groups: list[_Group]) -> None:
-        sec_p, ns_p = ("header", "stamp", "sec"), ("header", "stamp", "nanosec")
+        sec_p: tuple[str, ...] = ("header", "stamp", "sec")
+        ns_p: tuple[str, ...] = ("header", "stamp", "nanosec")
         tf = self.type == TF_MESSAGE
         if tf:
             sec_p, ns_p = ("transforms",) + sec_p, ("transforms",) + ns_p
@@ -301,9 +293,9 @@ class _Decoder:
             if not parent:
                 continue
             kids = [parent + (c,) for c in children]
-            arrs = [cols.get(k) for k in kids]
-            if any(a is None for a in arrs) or len(kids) < 2:
+            if any(k not in cols for k in kids) or len(kids) < 2:
                 continue
+            arrs = [cols[k] for k in kids]
             if len({a.dtype for a in arrs}) != 1 or len({a.shape for a in arrs}) != 1:
                 continue
             if any(k in done for k in kids):
@@ -346,7 +338,7 @@ class _Decoder:
             per_row = g.strs.get(("name",), [[]])
             row_names = per_row if len(per_row) == len(g.rows) else per_row * len(g.rows)
             if len(per_row) == 1 or len({tuple(r) for r in row_names}) == 1:
-                cols = [pos[nm] for nm in row_names[0]]
+                cols = np.array([pos[nm] for nm in row_names[0]], dtype=np.int64)
                 if len(cols) == a.shape[1]:
                     out[np.ix_(g.rows, cols)] = a
                     continue

@@ -13,21 +13,29 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from recorder.contract import EPISODE_EVENT_TYPE, EVENTS_TOPIC, EventKind
+from recorder.errors import RecorderError
+
 from .decode import BLOBS_MIN, Blobs, StreamData, decode_channel
 from .inputs import InputFile, sha256_bytes
 from .mcapread import read_mcap
 
 INGEST_VERSION = 1
-EVENTS_TOPIC = "/demofab/episode_events"
-EVENT_TYPE = "demofab_msgs/msg/EpisodeEvent"
-EVENT_KINDS = {0: "start", 1: "stop", 2: "discard", 3: "subtask", 4: "intervention",
-               5: "note", 6: "reset_start", 7: "reset_end"}
+
+
+def event_name(kind: EventKind) -> str:
+    """The name an event of ``kind`` has in a FileRecord (and the cache): ``"start"``..."""
+    return kind.name.lower()
+
+
+EVENT_KINDS = {int(k): event_name(k) for k in EventKind}
 
 
 @dataclass
@@ -69,9 +77,9 @@ def ingest_file(inp: InputFile, buf: bytes | memoryview | None = None, digest: s
     if content.unknown_channel_messages:
         rec.problems.append(("decode_error", f"{inp.path}: {content.unknown_channel_messages} "
                                              "messages on undeclared channels"))
-    for name, data in content.attachments.items():
+    for name, blob in content.attachments.items():
         if name.endswith((".urdf", ".xml", ".mjcf")):
-            rec.attachments[name] = data.decode("utf-8", "replace")
+            rec.attachments[name] = blob.decode("utf-8", "replace")
     by_topic: dict[str, list[Any]] = {}
     for ch in content.channels.values():
         by_topic.setdefault(ch.topic, []).append(ch)
@@ -88,7 +96,7 @@ def ingest_file(inp: InputFile, buf: bytes | memoryview | None = None, digest: s
                 continue
             data += other.data
             log += other.log_times
-        if topic == EVENTS_TOPIC and ch.type == EVENT_TYPE:
+        if topic == EVENTS_TOPIC and ch.type == EPISODE_EVENT_TYPE:
             rec.events = _events(ch, data, log, rec)
             continue
         sd = decode_channel(topic, ch.type, ch.message_encoding, ch.schema_encoding,
@@ -150,13 +158,13 @@ def _events(ch: Any, data: list[bytes], log: list[int], rec: FileRecord) -> list
 
     try:
         store = type_store(ch.type, ch.schema_encoding, ch.schema)
-    except Exception as exc:  # noqa: BLE001
+    except RecorderError as exc:
         rec.problems.append(("decode_error", f"{rec.path}: events not decodable: {exc}"))
         return []
     out = []
     for d, lt in zip(data, log, strict=True):
         try:
-            m = store.deserialize_cdr(d, ch.type)
+            m = store.deserialize(d)
         except Exception as exc:  # noqa: BLE001
             rec.problems.append(("decode_error", f"{rec.path}: event at log time {lt} "
                                                  f"does not decode: {exc}"))
@@ -177,7 +185,7 @@ def _events(ch: Any, data: list[bytes], log: list[int], rec: FileRecord) -> list
 EXTERNAL_BYTES = BLOBS_MIN  # ragged payloads this large (camera frames) stay in the source
 
 
-class _Payloads(dict):  # type: ignore[type-arg]
+class _Payloads(dict[str, tuple[Any, np.ndarray]]):
     """Ragged fields of a cached stream; large ones are re-read from the source file on
     first access (decoding only that topic), so the cache never copies camera frames."""
 
@@ -212,7 +220,7 @@ class _Payloads(dict):  # type: ignore[type-arg]
             self.spillable.add(n)
         self.external.clear()
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: str) -> tuple[Any, np.ndarray]:
         if key in self.external:
             self._fill()
         return super().__getitem__(key)
@@ -221,7 +229,8 @@ class _Payloads(dict):  # type: ignore[type-arg]
         """A field's offsets, without reading its payloads."""
         if key in self.external:
             return self.external[key]
-        return super().__getitem__(key)[1]
+        offsets: np.ndarray = super().__getitem__(key)[1]
+        return offsets
 
     def release(self, key: str) -> None:
         """Drop a re-read field again (it is read once more if asked for)."""
@@ -231,13 +240,13 @@ class _Payloads(dict):  # type: ignore[type-arg]
     def __contains__(self, key: object) -> bool:
         return key in self.external or super().__contains__(key)
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self) -> Iterator[str]:
         return iter(list(super().keys()) + list(self.external))
 
-    def keys(self):  # noqa: ANN201
+    def keys(self) -> list[str]:  # type: ignore[override]  # a list, so it may be changed while walked
         return list(self)
 
-    def items(self):  # noqa: ANN201
+    def items(self) -> list[tuple[str, tuple[Any, np.ndarray]]]:  # type: ignore[override]  # as keys()
         return [(k, self[k]) for k in self]
 
 
@@ -312,7 +321,7 @@ class Cache:
                         f.write(b"\0" * pad)
                         pos += pad
                         index[f"s{k}.{name}"] = [pos, arr.dtype.str, list(arr.shape)]
-                        f.write(memoryview(arr).cast("B") if arr.size else b"")
+                        f.write(arr.data.cast("B") if arr.size else b"")
                         pos += arr.nbytes
                     streams.append({"topic": sd.topic, "type": sd.type, "clock": sd.clock,
                                     "fields": list(sd.fields), "ragged": list(sd.ragged),
@@ -343,7 +352,8 @@ class Cache:
                 off, dt, shape = index[f"s{k}.{name}"]
                 dtype = np.dtype(dt)
                 n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-                return blob[off:off + n].view(dtype).reshape(shape)
+                arr: np.ndarray = blob[off:off + n].view(dtype).reshape(shape)
+                return arr
 
             ext = set(s.get("external", []))
             ragged: dict[str, Any] = _Payloads(self, meta, s["topic"], inp) if ext else {}

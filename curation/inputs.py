@@ -6,14 +6,19 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from demofab.yamlutil import safe_load
+from recorder.contract import (
+    BAG_METADATA,
+    DISCARDED_DIR,
+    MCAP_SUFFIX,
+    PART_SUFFIX,
+    read_bag_listing,
+)
+from recorder.errors import RecorderError
 
 from .errors import InputError
 
-BAG_METADATA = "metadata.yaml"
-SKIP_DIRS = ("discarded",)
+PART = MCAP_SUFFIX + PART_SUFFIX  # episode_NNNN.mcap.part
+SKIP_DIRS = (DISCARDED_DIR,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +42,9 @@ def find_inputs(paths: list[str | Path]) -> tuple[list[InputFile], list[Skipped]
         if not path.exists():
             raise InputError(f"input {path} does not exist")
         if path.is_file():
-            if not (path.name.endswith(".mcap") or path.name.endswith(".mcap.part")):
-                raise InputError(f"input {path} is not an MCAP file (.mcap) or a directory")
+            if not path.name.endswith((MCAP_SUFFIX, PART)):
+                raise InputError(f"input {path} is not an MCAP file ({MCAP_SUFFIX}) or a "
+                                 "directory")
             files.append(InputFile(path, path.parent.name if (path.parent / BAG_METADATA).exists()
                                    else ""))
         else:
@@ -56,52 +62,52 @@ def find_inputs(paths: list[str | Path]) -> tuple[list[InputFile], list[Skipped]
 
 
 def _walk(path: Path, files: list[InputFile], skipped: list[Skipped]) -> None:
-    meta = path / BAG_METADATA
-    if meta.exists():
-        _bag(path, meta, files, skipped)
+    if (path / BAG_METADATA).exists():
+        _bag(path, files, skipped)
         return
     for p in sorted(path.iterdir()):
         if p.is_dir():
             if p.name in SKIP_DIRS:
                 skipped.extend(Skipped(str(q), "discarded by the operator")
-                               for q in sorted(p.glob("*.mcap")))
+                               for q in sorted(p.glob(f"*{MCAP_SUFFIX}")))
             elif not p.name.startswith("."):
                 _walk(p, files, skipped)
-        elif p.name.endswith(".mcap"):
+        elif p.name.endswith(MCAP_SUFFIX):
             files.append(InputFile(p, ""))
-        elif p.name.endswith(".mcap.part"):
+        elif p.name.endswith(PART):
             skipped.append(Skipped(str(p), "unfinished recording: run 'demofab recover' on it, "
                                            "or name the file itself to ingest what is readable"))
 
 
-def _bag(path: Path, meta: Path, files: list[InputFile], skipped: list[Skipped]) -> None:
+def _bag(path: Path, files: list[InputFile], skipped: list[Skipped]) -> None:
     try:
-        info = safe_load(meta.read_text())["rosbag2_bagfile_information"]
-        rel = [str(p) for p in info.get("relative_file_paths") or []]
-        custom = info.get("custom_data") or {}
-    except (yaml.YAMLError, KeyError, TypeError) as exc:
-        raise InputError(f"{meta}: not rosbag2 metadata: {exc}") from exc
-    session = str(custom.get("demofab.session") or path.name)
+        listing = read_bag_listing(path)
+    except RecorderError as exc:
+        raise InputError(str(exc)) from exc
+    if listing is None:  # the bag metadata went away since the caller looked
+        raise InputError(f"{path / BAG_METADATA}: no longer exists")
+    meta = listing.path
+    session = listing.session or path.name
     listed = set()
-    for r in rel:
+    for r in listing.files:
         p = path / r
         listed.add(p.name)
         if not p.exists():
             skipped.append(Skipped(str(p), f"listed in {meta} but missing"))
-        elif p.name.endswith(".mcap") or p.name.endswith(".mcap.part"):
+        elif p.name.endswith((MCAP_SUFFIX, PART)):
             files.append(InputFile(p, session))
         else:
             skipped.append(Skipped(str(p), "not MCAP storage (only MCAP bags are read)"))
-    for p in sorted(path.glob("*.mcap")):
+    for p in sorted(path.glob(f"*{MCAP_SUFFIX}")):
         if p.name not in listed:
             files.append(InputFile(p, session))
-    for p in sorted(path.glob("*.mcap.part")):
+    for p in sorted(path.glob(f"*{PART}")):
         if p.name not in listed:
             skipped.append(Skipped(str(p), "unfinished recording: run 'demofab recover' on the "
                                            "session, or name the file itself to ingest it"))
-    if (path / "discarded").is_dir():
+    if (path / DISCARDED_DIR).is_dir():
         skipped.extend(Skipped(str(q), "discarded by the operator")
-                       for q in sorted((path / "discarded").glob("*.mcap")))
+                       for q in sorted((path / DISCARDED_DIR).glob(f"*{MCAP_SUFFIX}")))
 
 
 def sha256_bytes(data: bytes | memoryview) -> str:

@@ -165,8 +165,8 @@ def load_labels(path: str | Path | None = None, cli: list[str] | None = None) ->
 # -- splits -------------------------------------------------------------------------------
 def group_of(ep: dict[str, Any], by: str) -> str:
     if by == "operator" and ep.get("operator"):
-        return "operator:" + ep["operator"]
-    return "session:" + (ep.get("session") or ep["provenance"].get("source_sha256", "")[:16])
+        return f"operator:{ep['operator']}"
+    return f"session:{ep.get('session') or ep['provenance'].get('source_sha256', '')[:16]}"
 
 
 def _unit(seed: int, group: str) -> float:

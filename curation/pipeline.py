@@ -7,15 +7,17 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+from recorder.contract import EPISODE_METADATA, STATE_FILE, read_session_state
+from recorder.errors import RecorderError
 
 from .config import CurateConfig
 from .errors import CurationError
@@ -23,7 +25,7 @@ from .ingest import INGEST_VERSION, Cache, FileRecord, held_bytes, ingest_file, 
 from .inputs import InputFile, find_inputs, sha256_bytes
 from .labels import Labels, assign_splits
 from .manifest import write_manifest
-from .quality import Expectation, check_episode, urdf_limits
+from .quality import Expectation, QualityResult, check_episode, urdf_limits
 from .release import episode_table, release_versions
 from .segment import Segment, segment_file
 from .writer import FORMAT_VERSION, EarlyPayloads, Planned, finish_row, write_release
@@ -31,7 +33,9 @@ from .zwrite import fsync_path, fsync_tree
 
 Progress = Callable[[str, int, int], None]
 EARLY_FRAMES = True  # write camera frames while files load (see writer.EarlyPayloads)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+if TYPE_CHECKING:
+    from recorder.profile import Profile
 
 
 @dataclass
@@ -62,8 +66,9 @@ class CurateResult:
 @dataclass
 class _Context:
     cfg: CurateConfig
-    profiles: dict[str, Any] = field(default_factory=dict)
+    profiles: dict[str, _ProfileFound] = field(default_factory=dict)
     roles: dict[str, tuple[str, float | None]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # files load on threads
 
 
 def curate(inputs: list[str | Path], out_dir: str | Path, name: str, *,
@@ -188,14 +193,19 @@ class _Analysis:
 
     segments: list[Segment]
     notes: list[str]
-    quality: dict[int, Any]
+    quality: dict[int, QualityResult]
 
 
 def _analyse(rec: FileRecord, ctx: _Context) -> _Analysis:
-    expect, limits, latency = _expectations(rec, ctx)
+    expect, limits, latency, invalid = _expectations(rec, ctx)
     segs, notes = segment_file(rec, ctx.cfg.segment, limits)
-    quality = {seg.index: check_episode(rec, seg, expect, limits, ctx.cfg.quality, latency)
-               for seg in segs if not seg.discarded}
+    quality = {}
+    for seg in segs:
+        if not seg.discarded:
+            q = check_episode(rec, seg, expect, limits, ctx.cfg.quality, latency)
+            if invalid:
+                q.raise_("profile_invalid", "", invalid)
+            quality[seg.index] = q
     return _Analysis(segs, notes, quality)
 
 
@@ -235,42 +245,85 @@ def _carry(sha: str, row: dict[str, Any], cache: Cache) -> FileRecord:
 
 
 # -- episodes -----------------------------------------------------------------------------
-def _profile(rec: FileRecord, ctx: _Context) -> Any:
-    from recorder.profile import builtin_profiles, load_profile, parse_profile
+@dataclass(frozen=True, slots=True)
+class _ProfileFound:
+    """The profile that gives a file's expectations, and why the session's own profile
+    could not be used (a ``profile_invalid`` reason), if it could not."""
 
-    state = Path(rec.path).parent / "demofab_session.yaml"
+    profile: Profile | None
+    invalid: str = ""
+
+
+def _profile(rec: FileRecord, ctx: _Context) -> _ProfileFound:
+    """The session state's profile; else ``--profile``; else the built-in profile the
+    episode metadata names. A malformed session profile is reported (``invalid``) and
+    curation goes on with ``--profile`` if given, else with expectations inferred from the
+    data; a bad ``--profile`` is a CurationError."""
+    from recorder.profile import builtin_profiles
+
+    session_dir = Path(rec.path).parent
+    state = session_dir / STATE_FILE
     key = str(state) if state.exists() else ctx.cfg.profile or \
-        rec.metadata.get("demofab.episode", {}).get("profile", "")
-    if key in ctx.profiles:
-        return ctx.profiles[key]
-    prof = None
+        rec.metadata.get(EPISODE_METADATA, {}).get("profile", "")
+    with ctx.lock:
+        if key in ctx.profiles:
+            return ctx.profiles[key]
+    found = _ProfileFound(None)
+    if state.exists():
+        found = _session_profile(session_dir)
+        if found.profile is None and ctx.cfg.profile:
+            found = _ProfileFound(_explicit(ctx.cfg.profile), found.invalid)
+    elif ctx.cfg.profile:
+        found = _ProfileFound(_explicit(ctx.cfg.profile))
+    elif key in builtin_profiles():
+        found = _ProfileFound(_explicit(key))
+    with ctx.lock:
+        ctx.profiles[key] = found
+    return found
+
+
+def _session_profile(session_dir: Path) -> _ProfileFound:
+    from recorder.profile import parse_profile
+
+    where = session_dir / STATE_FILE
+    fallback = "; expectations inferred from the data instead"
     try:
-        if state.exists():
-            prof = parse_profile((yaml.load(state.read_text(), Loader=_Loader) or {}).get("profile"),
-                                 str(state))
-        elif ctx.cfg.profile:
-            prof = load_profile(ctx.cfg.profile)
-        elif key in builtin_profiles():
-            prof = load_profile(key)
-    except Exception as exc:  # noqa: BLE001 - a profile only adds expectations
-        if ctx.cfg.profile:
-            raise CurationError(f"profile {ctx.cfg.profile!r}: {exc}") from exc
-        prof = None
-    ctx.profiles[key] = prof
-    return prof
+        state = read_session_state(session_dir)
+    except RecorderError as exc:
+        return _ProfileFound(None, f"{exc}{fallback}")
+    if state is None or not state.profile:  # a state without a profile: none to check
+        return _ProfileFound(None)
+    try:
+        return _ProfileFound(parse_profile(state.profile, f"{where}: profile"))
+    except (RecorderError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        return _ProfileFound(None, f"{where}: profile does not parse: {exc}{fallback}")
+
+
+def _explicit(name: str) -> Profile:
+    from recorder.profile import load_profile
+
+    try:
+        return load_profile(name)
+    except (RecorderError, OSError, ValueError, TypeError, KeyError) as exc:
+        raise CurationError(f"profile {name!r}: {exc}") from exc
 
 
 def _expectations(rec: FileRecord, ctx: _Context
-                  ) -> tuple[dict[str, Expectation], dict[str, tuple[float, float]], float | None]:
-    prof = _profile(rec, ctx)
+                  ) -> tuple[dict[str, Expectation], dict[str, tuple[float, float]],
+                             float | None, str]:
+    """Per-topic expectations, joint limits, the latency limit, and why the session's
+    profile was not usable ("" when it was, or when there is none)."""
+    found = _profile(rec, ctx)
+    prof = found.profile
     expect: dict[str, Expectation] = {}
     limits: dict[str, tuple[float, float]] = {}
     latency = None
     if prof is not None:
-        for t in prof.topics:
-            if t.role != "event":
-                expect[t.topic] = Expectation(t.rate_hz, t.role)
-                ctx.roles.setdefault(t.topic, (t.role, t.rate_hz))
+        with ctx.lock:
+            for t in prof.topics:
+                if t.role != "event":
+                    expect[t.topic] = Expectation(t.rate_hz, t.role)
+                    ctx.roles.setdefault(t.topic, (t.role, t.rate_hz))
         limits = {j.name: (j.lower, j.upper) for j in prof.robot.joints}
         latency = prof.health.max_latency_ms
     if not limits:
@@ -278,11 +331,11 @@ def _expectations(rec: FileRecord, ctx: _Context
             limits = urdf_limits(text)
             if limits:
                 break
-    return expect, limits, latency
+    return expect, limits, latency, found.invalid
 
 
 def _base_row(rec: FileRecord, seg: Segment, nsegs: int) -> dict[str, Any]:
-    md = rec.metadata.get("demofab.episode", {})
+    md = rec.metadata.get(EPISODE_METADATA, {})
     info = seg.info
     outcome = info.get("outcome") or md.get("outcome") or "unknown"
     eid = info.get("episode_id") or md.get("episode_id") or ""

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from recorder.contract import HEALTH_METADATA
+
 from .config import QualityConfig
 from .decode import COMPRESSED_IMAGE, JOINT_STATE, StreamData
 from .ingest import FileRecord
@@ -63,7 +65,7 @@ def check_episode(rec: FileRecord, seg: Segment, expect: dict[str, Expectation],
                               f"{cfg.min_episode_s}")
     if seg.method in ("idle", "gripper", "idle+gripper", "whole_file"):
         q.raise_("auto_segmented", "", f"no episode events: boundaries from {seg.method}")
-    health = rec.metadata.get("demofab.health", {})
+    health = rec.metadata.get(HEALTH_METADATA, {})
     if health.get("flagged") == "true":
         q.raise_("recorder_flagged", "", f"recorder health flags: {health.get('flags', '')}")
     state, _ = joint_streams(rec)
@@ -126,37 +128,99 @@ def _stream(q: QualityResult, topic: str, sd: StreamData, a: int, b: int, exp: E
         if p99 > max_latency_ms:
             q.raise_("latency_high", topic, f"p99 receive latency {p99:.1f} ms > "
                                             f"{max_latency_ms} ms")
-    rate_ref = exp.rate_hz
-    if rate_ref:
-        if rate < cfg.min_rate_ratio * rate_ref:
-            q.raise_("rate_low", topic, f"{rate:.1f} Hz measured, {rate_ref:g} Hz expected "
-                                        f"(< {cfg.min_rate_ratio:.0%})")
-        period = 1e9 / rate_ref
-        steps = np.diff(t)
-        edges = np.array([t[0] - seg.start_ns, seg.end_ns - t[-1]]) if not seg.whole \
-            else np.zeros(0)
-        allsteps = np.concatenate([steps[steps > 0], edges])
-        big = allsteps[allsteps > cfg.gap_periods * period]
-        m["gaps"] = len(big)
-        m["max_gap_ms"] = round(float(allsteps.max()) / 1e6, 3) if len(allsteps) else 0.0
-        missing = int(np.maximum(np.rint(big / period) - 1, 0).sum())
-        m["missing_estimate"] = missing
-        if len(big):
-            where = int(np.flatnonzero(steps > cfg.gap_periods * period)[0]) \
-                if (steps > cfg.gap_periods * period).any() else 0
-            detail = (f"{len(big)} gaps longer than {cfg.gap_periods:g} periods (longest "
-                      f"{m['max_gap_ms']:.1f} ms, first after stamp {t[where]}), "
-                      f"~{missing} messages missing")
-            q.raise_("gaps", topic, detail)
-            if sd.type == COMPRESSED_IMAGE:
-                q.raise_("dropped_frames", topic, f"~{missing} camera frames dropped "
-                                                  f"({len(big)} gaps)")
-    _frozen(q, topic, sd, a, b, t, cfg)
+    period = _timing(q, topic, sd, t, exp, seg, cfg, m, rate)
+    _frozen(q, topic, sd, a, b, t, seg, cfg, period, m)
     return m
 
 
+def infer_rate(t: np.ndarray) -> float | None:
+    """The nominal rate (Hz) of a periodic stream from its sorted stamps: the median
+    inter-arrival, which holes and single drops do not move. None when there are too few
+    messages or the stream is not periodic (most steps far from the median: messages on
+    change, bursts), since gaps and drops mean nothing there."""
+    steps = np.diff(t)
+    steps = steps[steps > 0]
+    if len(steps) < MIN_STEPS:
+        return None
+    med = float(np.median(steps))
+    regular = np.abs(steps - med) < 0.5 * med
+    if regular.mean() < MIN_REGULAR:
+        return None
+    return 1e9 / med
+
+
+MIN_STEPS = 8        # inter-arrivals needed before a rate is inferred
+MIN_REGULAR = 0.6    # share of them within half a period of the median: a periodic stream
+MAX_LISTED = 20      # gaps listed per stream in the quality metrics
+
+
+def _timing(q: QualityResult, topic: str, sd: StreamData, t: np.ndarray, exp: Expectation,
+            seg: Segment, cfg: QualityConfig, m: dict[str, Any], rate: float) -> float | None:
+    """Rate, gaps, drops and jitter, against the profile's rate or else the rate observed
+    in the stream itself. Returns the stream's observed period (ns), None if aperiodic."""
+    observed = infer_rate(t)
+    nominal, source = exp.rate_hz, "profile"
+    if not nominal:
+        nominal, source = observed, "inferred"
+    if nominal is None:
+        return None
+    m["nominal_rate_hz"] = round(nominal, 3)
+    m["rate_source"] = source
+    how = f"{nominal:g} Hz expected" if source == "profile" else \
+        f"{nominal:.1f} Hz observed (median inter-arrival)"
+    if rate < cfg.min_rate_ratio * nominal:
+        q.raise_("rate_low", topic, f"{rate:.1f} Hz measured, {how} "
+                                    f"(< {cfg.min_rate_ratio:.0%})")
+    period = 1e9 / nominal
+    steps = np.diff(t)
+    positive = steps[steps > 0]
+    # a step of 1.75 periods or more lost a message (jitter alone rarely stretches one so far)
+    m["missing_estimate"] = int(np.maximum(np.floor(positive / period + 0.25) - 1, 0).sum())
+    # gaps: (time the gap starts, its length), inside the stream and at the episode's edges
+    thr = cfg.gap_periods * period
+    inner = np.flatnonzero(steps > thr)
+    gaps = [(int(t[i]), int(steps[i])) for i in inner]
+    if not seg.whole:
+        if t[0] - seg.start_ns > thr:
+            gaps.insert(0, (int(seg.start_ns), int(t[0] - seg.start_ns)))
+        if seg.end_ns - t[-1] > thr:
+            gaps.append((int(t[-1]), int(seg.end_ns - t[-1])))
+    edges = [int(t[0] - seg.start_ns), int(seg.end_ns - t[-1])] if not seg.whole else []
+    longest = max([int(positive.max()) if len(positive) else 0, *edges, 0])
+    m["gaps"] = len(gaps)
+    m["max_gap_ms"] = round(longest / 1e6, 3)
+    m["gap_list"] = [{"after_ns": g0, "length_ms": round(ln / 1e6, 3)}
+                     for g0, ln in gaps[:MAX_LISTED]]
+    if gaps:
+        missing = int(sum(max(round(ln / period) - 1, 0) for _, ln in gaps))
+        listed = ", ".join(f"{ln / 1e6:.1f} ms after stamp {g0} "
+                           f"({(g0 - seg.start_ns) / 1e9:.3f} s into the episode)"
+                           for g0, ln in gaps[:3])
+        more = f" and {len(gaps) - 3} more" if len(gaps) > 3 else ""
+        q.raise_("gaps", topic, f"{len(gaps)} gaps longer than {cfg.gap_periods:g} periods "
+                 f"of {period / 1e6:.3g} ms ({how}; longest {longest / 1e6:.1f} ms): "
+                 f"{listed}{more}; ~{missing} messages missing")
+        if sd.type == COMPRESSED_IMAGE:
+            q.raise_("dropped_frames", topic, f"~{missing} camera frames dropped "
+                                              f"({len(gaps)} gaps)")
+    if observed is None:
+        return None
+    # jitter: how far single steps stray from the observed period (drops and gaps apart)
+    own = 1e9 / observed
+    single = positive[positive < 1.5 * own]
+    if len(single) >= MIN_STEPS:
+        dev = float(np.percentile(np.abs(single - own), 99))
+        m["jitter_p99_ms"] = round(dev / 1e6, 3)
+        if dev > cfg.max_jitter_ratio * own:
+            q.raise_("jitter", topic, f"p99 step deviation {dev / 1e6:.2f} ms from the observed "
+                     f"period {own / 1e6:.3g} ms ({observed:.1f} Hz) > "
+                     f"{cfg.max_jitter_ratio:.0%} of it")
+    return own
+
+
 def _frozen(q: QualityResult, topic: str, sd: StreamData, a: int, b: int, t: np.ndarray,
-            cfg: QualityConfig) -> None:
+            seg: Segment, cfg: QualityConfig, period: float | None,
+            m: dict[str, Any]) -> None:
     key = "position" if "position" in sd.fields else next(
         (k for k, v in sd.fields.items() if v.dtype.kind == "f"), None)
     if key is None or b - a < 3:
@@ -170,9 +234,14 @@ def _frozen(q: QualityResult, topic: str, sd: StreamData, a: int, b: int, t: np.
     starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
     lengths = t[ends] - t[starts]
     i = int(np.argmax(lengths))
-    if lengths[i] > cfg.frozen_s * 1e9:
+    # long in time, and over several periods of the stream (a slow stream repeats a value)
+    limit = max(cfg.frozen_s * 1e9, cfg.frozen_periods * period if period else 0.0)
+    if lengths[i] > limit:
+        t0 = int(t[starts[i]])
+        m["frozen_from_ns"], m["frozen_s"] = t0, round(float(lengths[i]) / 1e9, 3)
         q.raise_("frozen", topic, f"{key} unchanged for {lengths[i] / 1e9:.2f} s from stamp "
-                                  f"{t[starts[i]]} ({ends[i] - starts[i] + 1} messages)")
+                                  f"{t0} ({(t0 - seg.start_ns) / 1e9:.3f} s into the episode; "
+                                  f"{ends[i] - starts[i] + 1} messages)")
 
 
 def _joints(q: QualityResult, topic: str, sd: StreamData, a: int, b: int,

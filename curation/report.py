@@ -124,7 +124,8 @@ def _episode(g: Any, e: dict[str, Any], ref: str, cams: list[str]) -> str:
         out.append("<p class=ok>No quality flag.</p>")
     qs = e.get("quality_streams", {})
     if qs:
-        keys = ["count", "rate_hz", "gaps", "max_gap_ms", "missing_estimate", "out_of_order",
+        keys = ["count", "rate_hz", "nominal_rate_hz", "rate_source", "gaps", "max_gap_ms",
+                "missing_estimate", "jitter_p99_ms", "frozen_s", "out_of_order",
                 "latency_p99_ms", "skew_ms"]
         out.append("<table><tr><th>stream</th>" + "".join(f"<th>{k}</th>" for k in keys)
                    + "</tr>" + "".join(

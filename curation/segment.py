@@ -14,11 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from recorder.contract import EPISODE_METADATA, EventKind
+
 from .config import SegmentConfig
 from .decode import JOINT_STATE, StreamData
-from .ingest import FileRecord
+from .ingest import FileRecord, event_name
 
-EPISODE_METADATA = "demofab.episode"
+START, STOP, DISCARD = (event_name(k) for k in (EventKind.START, EventKind.STOP,
+                                                 EventKind.DISCARD))
+MARKS = tuple(event_name(k) for k in (EventKind.SUBTASK, EventKind.INTERVENTION,
+                                      EventKind.NOTE))
 
 
 @dataclass
@@ -83,21 +88,21 @@ def _from_events(rec: FileRecord) -> list[Segment]:
     md = rec.metadata.get(EPISODE_METADATA, {})
     for e in rec.events:
         kind = e["kind"]
-        if kind == "start":
+        if kind == START:
             if cur is not None:
                 cur.end_ns = e["time_ns"] - 1
                 segs.append(cur)
             cur = Segment(len(segs), e["time_ns"], e["time_ns"], "events", info={
                 "task": e["task"], "operator": e["operator"], "episode_id": e["episode_id"],
                 "recorder_episode_index": e["episode_index"]})
-        elif kind in ("stop", "discard") and cur is not None:
+        elif kind in (STOP, DISCARD) and cur is not None:
             cur.end_ns = e["time_ns"]
-            cur.discarded = kind == "discard"
+            cur.discarded = kind == DISCARD
             if e["outcome"]:
                 cur.info["outcome"] = e["outcome"]
             segs.append(cur)
             cur = None
-        elif kind in ("subtask", "intervention", "note"):
+        elif kind in MARKS:
             target = cur or (segs[-1] if segs else None)
             if target is not None:
                 target.annotations.append({"kind": kind, "label": e["label"],
@@ -126,7 +131,8 @@ def joint_streams(rec: FileRecord) -> tuple[StreamData | None, StreamData | None
 
 def _speed(sd: StreamData) -> np.ndarray:
     if "velocity" in sd.fields and not np.isnan(sd.fields["velocity"]).all():
-        return np.nan_to_num(np.abs(np.asarray(sd.fields["velocity"]))).max(axis=1)
+        speed: np.ndarray = np.nan_to_num(np.abs(np.asarray(sd.fields["velocity"]))).max(axis=1)
+        return speed
     pos = np.asarray(sd.fields["position"])
     dt = np.diff(sd.time_ns) / 1e9
     dt[dt <= 0] = np.inf
@@ -162,7 +168,7 @@ def _auto(rec: FileRecord, cfg: SegmentConfig, limits: dict[str, tuple[float, fl
         spans = _runs(times, int(cfg.idle_min_s * 1e9))
         method = "idle"
     if "gripper" in cfg.auto:
-        marks = _grasp_marks(state or command, cfg, limits, None)  # type: ignore[arg-type]
+        marks = _grasp_marks(state or command, cfg, limits, None)
         releases = [m["time_ns"] for m in marks if m["kind"] == "release"]
         if releases:
             lo, hi = file_span(rec)
@@ -203,7 +209,8 @@ def _closure(sd: StreamData, cfg: SegmentConfig,
     norm = (pos - lo) / rng
     closed_low = np.abs(lo) > np.abs(hi)
     norm[:, closed_low] = 1.0 - norm[:, closed_low]
-    return np.nanmean(norm, axis=1)
+    closure: np.ndarray = np.nanmean(norm, axis=1)
+    return closure
 
 
 def _grasp_marks(sd: StreamData | None, cfg: SegmentConfig,

@@ -48,6 +48,8 @@ class EventKind(int, Enum):
     SUBTASK = 3
     INTERVENTION = 4
     NOTE = 5
+    RESET_START = 6  # the reset phase between episodes (EpisodeEvent.msg defines 6 and 7)
+    RESET_END = 7
 
 
 # -- the session directory -------------------------------------------------------------

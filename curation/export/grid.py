@@ -72,7 +72,9 @@ def _numeric(rel: ReleaseReader, name: str, stream: str, field: str) -> ExportFe
         names = [str(j) for j in joints]
     elif len(trailing) > 1:
         names = [".".join(map(str, ix)) for ix in np.ndindex(*trailing)]
-    kind = np.dtype(reader.dtype).kind
+    if reader.dtype is None:
+        raise ExportError(f"feature {name!r}: {stream}/{field} has no data type (not an array)")
+    kind = reader.dtype.kind
     dtype = "float32" if kind == "f" else "bool" if kind == "b" else str(reader.dtype)
     return ExportFeature(name, stream, field, "numeric", dtype, (size,), names,
                          str(info.attributes.get("role", "unknown")))
@@ -249,7 +251,8 @@ def staged_output(final: Path, overwrite: bool) -> Iterator[Path]:
     """A temporary sibling of ``final`` renamed to it once the block succeeds, so an
     interrupted export never leaves a half-written dataset under the final name."""
     if final.exists() and not overwrite:
-        raise ExportError(f"{final}: already exists (pass overwrite=True to replace it)")
+        raise ExportError(f"{final}: already exists (pass overwrite=True, or --overwrite, "
+                          "to replace it)")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from numpy.typing import ArrayLike
 
 from ..loader import ReleaseReader
 from .errors import ExportError
@@ -124,7 +123,8 @@ def export_lerobot(
     feats = resolve_features(rel, features)
     grids, skipped = episode_grids(rel, feats, fps, episodes=episodes, split=split)
     order = {s: i for i, s in enumerate(SPLIT_ORDER)}
-    grids.sort(key=lambda g: (order.get(str(rel.episodes[g.episode].get("split")), 99), g.episode))
+    grids.sort(key=lambda g: (order.get(str(rel.episodes[g.episode].get("split")), 99),
+                              g.episode))
     root = Path(out_dir) / (name or f"{rel.name}-v{rel.version}-lerobot")
     with staged_output(root, overwrite) as tmp:
         _write(rel, tmp, feats, grids, skipped, fps, codec, crf, gop, robot_type, layout)
@@ -399,8 +399,9 @@ class _ImageStats:
         var = (self.hist * levels**2).sum(1) / n[:, 0] - mean**2
         cdf = np.cumsum(self.hist, axis=1) / n
 
-        def shaped(x: ArrayLike) -> list[Any]:
-            return np.asarray(x, dtype=np.float64).reshape(3, 1, 1).tolist()
+        def shaped(x: np.ndarray | list[Any]) -> list[Any]:
+            values: list[Any] = np.asarray(x, dtype=np.float64).reshape(3, 1, 1).tolist()
+            return values
 
         out = {
             "min": shaped([levels[np.nonzero(h)[0][0]] for h in self.hist]),
@@ -487,7 +488,7 @@ def _encode_episode(rel: ReleaseReader, feature: ExportFeature, grid: EpisodeGri
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps, options=options)
         if not isinstance(stream, av.VideoStream):
-            raise ExportError(f"codec {codec!r} does not encode video")
+            raise ExportError(f"codec {codec!r} does not make a video stream")
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
@@ -511,18 +512,18 @@ def _append_video(out: OutputContainer, stream: VideoStream | None, episode: Pat
 
     with av.open(str(episode)) as src:
         src_stream = src.streams.video[0]
-        time_base = src_stream.time_base
-        if time_base is None:
-            raise ExportError(f"{episode}: the encoded episode's video stream has no time base")
+        base = src_stream.time_base
+        if base is None:
+            raise ExportError(f"{episode}: its video stream has no time base")
         if stream is None:
             stream = out.add_stream_from_template(src_stream, opaque=True)
-            stream.time_base = time_base
-        shift = offset_s / time_base
+            stream.time_base = base
+        shift = offset_s / base
         if shift.denominator != 1:
-            raise ExportError(f"{offset_s} s is not a whole number of {time_base} "
+            raise ExportError(f"{offset_s} s is not a whole number of {base} "
                               "ticks of the video time base")
         for packet in src.demux(src_stream):
-            if packet.dts is None:  # the demuxer's flush packet
+            if packet.dts is None or packet.pts is None:  # the demuxer's flush packet
                 continue
             if packet.pts is not None:
                 packet.pts += int(shift)

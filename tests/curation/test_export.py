@@ -508,3 +508,41 @@ def test_real_release_exports_every_camera_with_one_frame_per_row(
     with h5py.File(h5, "r") as f:
         assert f["data"].attrs["total"] == info["total_frames"]
         assert f["data/demo_0/obs/head_image"].shape[1:] == (84, 84, 3)
+
+
+def test_export_out_naming_a_file_writes_that_file(
+    release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from demofab.cli import main
+
+    out = tmp_path / "exports" / "demos.hdf5"
+    assert main(["export", str(release), "--format", "robomimic", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"to {out}")
+    assert [p.name for p in out.parent.iterdir()] == ["demos.hdf5"] and h5py.is_hdf5(out)
+    with h5py.File(out) as h5:
+        assert len(h5["data"]) == len(ReleaseReader(release).episodes)
+    assert main(["export", str(release), "--format", "robomimic", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export", str(release), "--format", "robomimic", "--out", str(out),
+                 "--overwrite"]) == 0 and h5py.is_hdf5(out)
+
+
+def test_export_out_naming_a_directory_writes_a_directory_of_that_name(
+    release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from demofab.cli import main
+
+    rel = ReleaseReader(release)
+    ds = tmp_path / "lerobot_ds"
+    assert main(["export", str(release), "--format", "lerobot", "--out", str(ds)]) == 0
+    info = json.loads((ds / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == len(rel.episodes)
+    assert [p.name for p in tmp_path.iterdir()] == ["lerobot_ds"]
+    demos = tmp_path / "robomimic_out"
+    assert main(["export", str(release), "--format", "robomimic", "--out", str(demos)]) == 0
+    assert [p.name for p in demos.iterdir()] == [f"{rel.name}-v{rel.version}.hdf5"]
+    capsys.readouterr()
+    assert main(["export", str(release), "--format", "lerobot", "--out",
+                 str(tmp_path / "x.hdf5")]) == 2
+    assert "a LeRobot dataset is a directory" in capsys.readouterr().err
+    assert not (tmp_path / "x.hdf5").exists()
