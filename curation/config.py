@@ -30,6 +30,7 @@ class SegmentConfig:
 
 @dataclass(frozen=True, slots=True)
 class QualityConfig:
+    """Thresholds of the quality checks (rates, gaps, clock jumps, frozen streams, limits, jerk)."""
     min_rate_ratio: float = 0.9
     gap_periods: float = 3.0
     clock_jump_s: float = 0.5          # stamp-vs-log offset change that counts as a jump
@@ -53,6 +54,7 @@ class SplitConfig:
 
 @dataclass(frozen=True, slots=True)
 class CurateConfig:
+    """How `demofab curate` segments, checks, splits and writes: the parsed curation config."""
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     split: SplitConfig = field(default_factory=SplitConfig)

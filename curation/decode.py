@@ -443,6 +443,6 @@ def _camera_info(fmt: str, frame: bytes) -> dict[str, Any]:
         img = cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_UNCHANGED)
         if img is not None:
             info.update(width=int(img.shape[1]), height=int(img.shape[0]))
-    except Exception:  # noqa: BLE001 - size is informative only
+    except Exception:  # noqa: BLE001, S110 - the size is informative only
         pass
     return info

@@ -31,6 +31,7 @@ def flag_mask(names: list[str] | set[str]) -> int:
 
 
 def flag_names(mask: int) -> list[str]:
+    """The names of the quality flags set in ``mask`` (bits as in FLAG_BITS)."""
     return [n for n, b in FLAG_BITS.items() if mask >> b & 1]
 
 

@@ -93,6 +93,7 @@ class LabelRule:
 
 @dataclass
 class Labels:
+    """Episode labels: rules from a labels file and values given on the command line."""
     rules: list[LabelRule] = field(default_factory=list)
     cli: dict[str, Any] = field(default_factory=dict)
     source: str = ""

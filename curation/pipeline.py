@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class CurateResult:
+    """What one `curate` run did: the release written (or reused), its episodes and inputs."""
     release: Path
     name: str
     version: int

@@ -3,7 +3,7 @@
 from demofab import __version__
 
 from .contract import EpisodeInfo, EventKind
-from .control import Command, Plan, Recorder
+from .control import Command, Controller, Plan, Recorder
 from .errors import (
     CorruptFileError,
     DiskFullError,
@@ -22,7 +22,7 @@ from .writer import EpisodeWriter, WriterOptions
 
 __all__ = [
     "__version__",
-    "Command", "Plan", "Recorder",
+    "Command", "Controller", "Plan", "Recorder",
     "CorruptFileError", "DiskFullError", "ProfileError", "RecorderError", "SessionError",
     "SourceError",
     "HealthMonitor", "HealthReport", "TopicHealth",

@@ -33,6 +33,7 @@ class TopicTrack:
 
 @dataclass(frozen=True, slots=True)
 class TopicHealth:
+    """One topic's health: messages, observed vs expected rate, gaps, messages likely missed."""
     topic: str
     count: int
     expected_hz: float | None
@@ -51,6 +52,7 @@ class TopicHealth:
 
 @dataclass(frozen=True, slots=True)
 class HealthReport:
+    """The recorder's health over an episode: per-topic rates and gaps, disk and write rate."""
     start_ns: int
     end_ns: int
     topics: tuple[TopicHealth, ...]

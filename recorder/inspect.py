@@ -178,6 +178,7 @@ def session_files(path: Path) -> tuple[list[Path], list[Path]]:
 
 
 def inspect_path(path: Path | str) -> dict[str, Any]:
+    """Summarise an episode file or a session folder: topics, counts, span, metadata, health."""
     path = Path(path)
     if not path.exists():
         raise RecorderError(f"{path} does not exist")

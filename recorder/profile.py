@@ -24,6 +24,7 @@ HISTORY = ("keep_last", "keep_all")
 
 @dataclass(frozen=True, slots=True)
 class Qos:
+    """A topic's ROS 2 QoS (reliability, durability, history, depth)."""
     reliability: str = "reliable"
     durability: str = "volatile"
     history: str = "keep_last"
@@ -49,6 +50,7 @@ class Qos:
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
+    """One recorded topic: name, ROS 2 type, role, nominal rate, QoS and camera info."""
     topic: str
     type: str
     role: str
@@ -85,6 +87,7 @@ class RobotSpec:
 
 @dataclass(frozen=True, slots=True)
 class Profile:
+    """A robot's recording profile: its topics, robot description and health thresholds."""
     name: str
     topics: tuple[TopicSpec, ...]
     robot: RobotSpec
@@ -146,6 +149,7 @@ def _pick(d: dict[str, Any], key: str, allowed: tuple[str, ...], default: str, w
 
 
 def parse_profile(raw: Any, where: str = "profile") -> Profile:
+    """A Profile from a parsed YAML mapping; raises ProfileError naming ``where`` and the bad field."""
     if not isinstance(raw, dict):
         raise ProfileError(f"{where}: expected a mapping at the top level")
     version = raw.get("format_version", PROFILE_FORMAT_VERSION)

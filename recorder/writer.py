@@ -52,6 +52,7 @@ WRITE_ERRORS: tuple[type[RecorderError], ...] = (DiskFullError, WriteFailedError
 
 @dataclass(frozen=True, slots=True)
 class WriterOptions:
+    """How an episode file is written: chunk compression and size, chunk age and fsync interval."""
     compression: str = "zstd"
     level: int = 1  # zstd level: 1 compresses camera-heavy chunks ~5x faster than 3, same size
     chunk_size: int = 1 << 20

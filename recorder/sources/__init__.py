@@ -15,6 +15,7 @@ from ..profile import Profile
 
 
 class RawMessage(NamedTuple):
+    """One received message: topic, CDR bytes, receive time and, when known, stamp and sequence."""
     topic: str
     data: bytes               # CDR bytes, 4-byte encapsulation header included
     log_time: int             # receive time, ns
@@ -42,10 +43,12 @@ SOURCES: dict[str, SourceFactory] = {}
 
 
 def register_source(name: str, factory: SourceFactory) -> None:
+    """Make ``factory`` the source `demofab record --source NAME` builds."""
     SOURCES[name] = factory
 
 
 def make_source(name: str, profile: Profile, **options: Any) -> Source:
+    """The source registered as ``name`` for ``profile``; raises SourceError for an unknown name."""
     if name not in SOURCES:
         _load_builtin()
     try:

@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -23,6 +24,9 @@ from ..errors import SourceError
 from ..profile import Profile, TopicSpec
 from ..types import serialize, typestore
 from . import RawMessage, register_source
+
+if TYPE_CHECKING:
+    from rosbags.typesys.store import MsgType
 
 NS = 1_000_000_000
 
@@ -104,7 +108,7 @@ class SyntheticRig:
                 raise SourceError(f"synthetic rig needs rate_hz for topic {t.topic}")
 
     # -- message builders (t: seconds since the rig started) ---------------------------
-    def _header(self, stamp: int, frame: str) -> object:
+    def _header(self, stamp: int, frame: str) -> MsgType:
         T = self.T
         return T["std_msgs/msg/Header"](
             stamp=T["builtin_interfaces/msg/Time"](sec=stamp // NS, nanosec=stamp % NS),
@@ -125,7 +129,7 @@ class SyntheticRig:
             effort=effort if spec.role != "action" else np.zeros(0))
         return serialize(msg, spec.type)
 
-    def _quat(self, yaw: float, pitch: float = 0.0) -> object:
+    def _quat(self, yaw: float, pitch: float = 0.0) -> MsgType:
         cy, sy, cp, sp = math.cos(yaw / 2), math.sin(yaw / 2), math.cos(pitch / 2), math.sin(pitch / 2)
         return self.T["geometry_msgs/msg/Quaternion"](x=-sy * sp, y=cy * sp, z=sy * cp, w=cy * cp)
 
@@ -162,7 +166,7 @@ class SyntheticRig:
         T = self.T
         V, TS = T["geometry_msgs/msg/Vector3"], T["geometry_msgs/msg/TransformStamped"]
 
-        def tf(parent: str, child: str, xyz: tuple[float, float, float], yaw: float) -> object:
+        def tf(parent: str, child: str, xyz: tuple[float, float, float], yaw: float) -> MsgType:
             return TS(header=self._header(stamp, parent), child_frame_id=child,
                       transform=T["geometry_msgs/msg/Transform"](
                           translation=V(x=xyz[0], y=xyz[1], z=xyz[2]), rotation=self._quat(yaw)))
