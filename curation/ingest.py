@@ -23,7 +23,7 @@ from .decode import BLOBS_MIN, Blobs, StreamData, decode_channel
 from .inputs import InputFile, sha256_bytes
 from .mcapread import read_mcap
 
-INGEST_VERSION = 1
+INGEST_VERSION = 2  # 2: a damaged chunk costs only itself (mcapread resumes after it)
 EVENTS_TOPIC = "/demofab/episode_events"
 EVENT_TYPE = "demofab_msgs/msg/EpisodeEvent"
 EVENT_KINDS = {0: "start", 1: "stop", 2: "discard", 3: "subtask", 4: "intervention",
@@ -63,9 +63,10 @@ def ingest_file(inp: InputFile, buf: bytes | memoryview | None = None, digest: s
                      metadata=content.metadata, truncated_at=content.truncated_at,
                      damage=content.damage)
     del buf
-    if content.truncated_at is not None:
-        rec.problems.append(("truncated", f"{inp.path}: {content.damage} at byte offset "
-                                          f"{content.truncated_at}; kept what was readable"))
+    for lost in content.lost:  # each damaged span costs only itself
+        rec.problems.append(("truncated", f"{inp.path}: {lost.reason} at byte offset "
+                                          f"{lost.start} (bytes {lost.start}..{lost.end}): lost "
+                                          f"{lost.what()}; kept every intact chunk"))
     if content.unknown_channel_messages:
         rec.problems.append(("decode_error", f"{inp.path}: {content.unknown_channel_messages} "
                                              "messages on undeclared channels"))

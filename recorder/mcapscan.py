@@ -57,6 +57,7 @@ _FOOTER_AT = _FOOTER.size + len(MAGIC)    # the footer starts this far before th
 _CHUNK_MIN = 9 + _CHUNK.size + 4 + 8      # a chunk record with no compression and no data
 _COMPRESSIONS = ("", "zstd", "lz4")
 _SCAN_WINDOW = 1 << 20
+_KNOWN = frozenset(range(Opcode.HEADER, Opcode.DATA_END + 1))
 _READERS: dict[int, type[McapRecord]] = {
     Opcode.HEADER: Header, Opcode.SCHEMA: Schema, Opcode.CHANNEL: Channel,
     Opcode.MESSAGE_INDEX: MessageIndex, Opcode.ATTACHMENT: Attachment,
@@ -88,15 +89,14 @@ class LostRange:
     def size(self) -> int:
         return self.end - self.start
 
-    def describe(self) -> str:
-        """One line: the bytes, why they were lost, and the log time they held."""
-        where = f"bytes {self.start}..{self.end} ({self.size} bytes, {self.reason})"
+    def what(self) -> str:
+        """What was lost: the chunks and their log time (exact, or bounds)."""
         lo, hi = self.start_ns, self.end_ns
         if self.chunks == 0:
-            return f"{where}: no chunk in them, no message lost"
+            return "no chunk, no message"
         if self.exact and lo is not None and hi is not None:
             n = self.chunks or 0
-            return (f"{where}: {n} chunk{'s' * (n != 1)} of log time {lo}..{hi} ns "
+            return (f"{n} chunk{'s' * (n != 1)} of log time {lo}..{hi} ns "
                     f"({(hi - lo) / 1e9:.3f} s)")
         if lo is not None and hi is not None:
             when = f"between {lo} and {hi} ns (at most {(hi - lo) / 1e9:.3f} s)"
@@ -106,7 +106,11 @@ class LostRange:
             when = f"before {hi} ns"
         else:
             when = "at unknown times"
-        return f"{where}: the messages logged {when} (bounds from the intact chunks around them)"
+        return f"the messages logged {when} (bounds from the intact chunks around them)"
+
+    def describe(self) -> str:
+        """One line: the bytes, why they were lost, and the log time they held."""
+        return f"bytes {self.start}..{self.end} ({self.size} bytes, {self.reason}): {self.what()}"
 
     def as_dict(self) -> dict[str, object]:
         return {"start": self.start, "end": self.end, "reason": self.reason,
@@ -247,6 +251,10 @@ def _check_records(data: bytes | memoryview) -> None:
 def parse_record(op: int, body: memoryview) -> McapRecord | None:
     """The ``mcap`` library's parse of a record outside chunks (``Damage`` when it does
     not fill its body exactly); None for messages and opcodes it does not know."""
+    if op == Opcode.MESSAGE_INDEX:  # checked, not parsed: nothing here reads its entries
+        if len(body) < 6 or _U32.unpack_from(body, 2)[0] != len(body) - 6 or len(body) % 16 != 6:
+            raise Damage("damaged MessageIndex record")
+        return None
     reader = _READERS.get(op)
     if reader is None:
         if op == Opcode.MESSAGE and len(body) < 22:
@@ -255,36 +263,48 @@ def parse_record(op: int, body: memoryview) -> McapRecord | None:
     stream = ReadDataStream(BytesIO(body))
     try:
         rec: McapRecord = reader.read(stream)  # type: ignore[attr-defined]
-        if op == Opcode.ATTACHMENT:
-            stream.read(4)  # the library skips the attachment CRC; we check it
     except (McapError, struct.error, UnicodeDecodeError, ValueError) as exc:
         raise Damage(f"damaged {reader.__name__} record ({type(exc).__name__})") from exc
     if stream.count != len(body):
         raise Damage(f"damaged {reader.__name__} record ({stream.count} of {len(body)} bytes "
                      "read)")
-    if op == Opcode.ATTACHMENT:
+    if op == Opcode.ATTACHMENT:  # the library reads past its CRC; it is checked here
         (crc,) = _U32.unpack_from(body, len(body) - 4)
         if crc and crc32(body[:-4]) != crc:
             raise Damage("attachment CRC mismatch")
     return rec
 
 
-def read_summary(buf: memoryview) -> tuple[Summary | None, str, int | None]:
-    """The summary when it is intact; else why not and where (None: the file has none,
-    or no footer to find it by)."""
+def check_footer(buf: memoryview) -> tuple[int, int, str, int | None]:
+    """Where the summary is (start, footer offset; start 0: none) by the footer, checked
+    against the summary CRC; else why it cannot be used and where."""
     size = len(buf)
     at = size - _FOOTER_AT
     if at < len(MAGIC) or bytes(buf[size - len(MAGIC):]) != MAGIC:
-        return None, "no footer (the file does not end with the MCAP magic)", None
+        return 0, 0, "no footer (the file does not end with the MCAP magic)", None
     op, n, start, offsets, crc = _FOOTER.unpack_from(buf, at)
     if op != Opcode.FOOTER or n != 20:
-        return None, "footer is damaged", at
+        return 0, 0, "footer is damaged", at
     if start == 0:
-        return None, "", None
+        return 0, at, "", None
     if not len(MAGIC) <= start <= at or (offsets and not start <= offsets <= at):
-        return None, f"footer points the summary at {start}, outside the file", at
+        return 0, 0, f"footer points the summary at {start}, outside the file", at
     if crc and crc32(buf[start:at + 9 + 16]) != crc:
-        return None, "summary CRC mismatch", start
+        return 0, 0, "summary CRC mismatch", start
+    return start, at, "", None
+
+
+def read_summary(buf: memoryview) -> tuple[Summary | None, str, int | None]:
+    """The summary when it is intact; else why not and where (None and "": the file
+    has none)."""
+    start, at, reason, where = check_footer(buf)
+    if not start:
+        return None, reason, where
+    return parse_summary(buf, start, at)
+
+
+def parse_summary(buf: memoryview, start: int, at: int) -> tuple[Summary | None, str, int | None]:
+    """The summary records in [start, at)."""
     summary = Summary(start)
     pos = start
     try:
@@ -320,30 +340,53 @@ def read_summary(buf: memoryview) -> tuple[Summary | None, str, int | None]:
 
 class Walk:
     """One pass over a file's data section: iterate it for its ``Record``, ``ChunkData``
-    and ``LostRange`` pieces, in file order (a lost range comes once the intact chunk
-    after it is found, or at the end). After the pass, ``summary`` is the intact summary
-    (or None, with ``summary_damage`` and ``summary_damaged_at`` saying why) and
-    ``complete`` says whether the data section ended with its Data End record."""
+    and ``LostRange`` pieces in file order (message indexes are checked, not yielded; a
+    lost range comes once the intact chunk after it is found, or at the end). The
+    summary is read only when needed (damage, a channel no record declared): then
+    ``summary`` is the intact summary, or None with ``summary_damage`` and
+    ``summary_damaged_at`` saying why. ``complete``: the data section ended with its
+    Data End record."""
 
     def __init__(self, buf: Buffer) -> None:
         view = memoryview(buf)
         self.buf = view if view.format == "B" and view.ndim == 1 else view.cast("B")
-        self.summary, self.summary_damage, self.summary_damaged_at = read_summary(self.buf)
-        self.limit = self.summary.start if self.summary else len(self.buf)
-        self._starts = self.summary.record_starts() if self.summary else []
-        self._chunk_starts = {c.chunk_start_offset for c in self.summary.chunk_indexes
-                              } if self.summary else set()
+        self._start, self._at, self.summary_damage, self.summary_damaged_at = check_footer(
+            self.buf)
+        self._summary: Summary | None = None
+        self._parsed = not self._start   # the summary is parsed only when it is needed
+        self._starts: list[int] = []
+        self._chunk_starts: set[int] = set()
         self.complete = False
         self.lost: list[LostRange] = []
 
+    @property
+    def summary(self) -> Summary | None:
+        """The intact summary (parsed on first use), or None."""
+        if not self._parsed:
+            self._parsed = True
+            self._summary, damage, at = parse_summary(self.buf, self._start, self._at)
+            if self._summary is None:
+                self.summary_damage, self.summary_damaged_at = damage, at
+            else:
+                self._starts = self._summary.record_starts()
+                self._chunk_starts = {c.chunk_start_offset for c in self._summary.chunk_indexes}
+        return self._summary
+
+    @property
+    def limit(self) -> int:
+        """Where the data section ends: the summary's start, else the file's end."""
+        summary = self.summary if self._parsed else None
+        return summary.start if summary is not None else len(self.buf)
+
     def __iter__(self) -> Iterator[Record | ChunkData | LostRange]:
-        buf, limit = self.buf, self.limit
+        buf = self.buf
         pending: list[tuple[int, int, str]] = []   # damaged spans waiting for the next chunk
         prev_end_ns: int | None = None
         pos = len(MAGIC)
         if bytes(buf[:len(MAGIC)]) != MAGIC:
             pos = self._resume(0, None)
             pending.append((0, pos, "not an MCAP file (bad magic)"))
+        limit = self.limit
         while pos < limit:
             claimed: int | None = None
             try:
@@ -358,14 +401,20 @@ class Walk:
                                  and not self.summary else
                                  f"record length {n} runs past the end of the data ({limit})")
                 claimed = end
-                if op != Opcode.CHUNK and pos in self._chunk_starts:
+                if op not in _KNOWN and self.summary is not None and pos in self._chunk_starts:
                     raise Damage(f"opcode {op:#04x} where the chunk index names a chunk")
+                if op == Opcode.MESSAGE_INDEX:  # checked and passed over: no reader needs it
+                    if n < 6 or _U32.unpack_from(buf, pos + 11)[0] != n - 6 or n % 16 != 6:
+                        raise Damage("damaged MessageIndex record")
+                    pos = end
+                    continue
                 if op == Opcode.CHUNK:
                     piece: Record | ChunkData = chunk_at(buf, pos, limit, strict=False)
                 else:
                     piece = Record(pos, op, buf[pos + 9:end], parse_record(op, buf[pos + 9:end]))
             except Damage as exc:
                 resume = self._resume(pos, claimed)
+                limit = self.limit  # the summary, now read, may end the data section sooner
                 if pending and pending[-1][1] == pos:   # one damaged span, not two
                     pending[-1] = (pending[-1][0], resume, pending[-1][2])
                 else:
@@ -380,6 +429,11 @@ class Walk:
                 self.complete = True
                 break
             pos = end
+        if not self.complete:
+            if self.summary is not None and pos >= limit:
+                self.complete = True  # no Data End record, but the summary follows
+            elif not pending or pending[-1][1] < pos:
+                pending.append((pos, pos, "file is truncated (no Data End record, no footer)"))
         yield from self._flush(pending, prev_end_ns, None)
 
     def _flush(self, pending: list[tuple[int, int, str]], before: int | None,
