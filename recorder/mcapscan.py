@@ -98,15 +98,15 @@ class LostRange:
             n = self.chunks or 0
             return (f"{n} chunk{'s' * (n != 1)} of log time {lo}..{hi} ns "
                     f"({(hi - lo) / 1e9:.3f} s)")
+        bounds = "bounds from the intact chunks around them"
         if lo is not None and hi is not None:
-            when = f"between {lo} and {hi} ns (at most {(hi - lo) / 1e9:.3f} s)"
-        elif lo is not None:
-            when = f"after {lo} ns"
-        elif hi is not None:
-            when = f"before {hi} ns"
-        else:
-            when = "at unknown times"
-        return f"the messages logged {when} (bounds from the intact chunks around them)"
+            return (f"the messages logged between {lo} and {hi} ns (at most "
+                    f"{(hi - lo) / 1e9:.3f} s; {bounds})")
+        if lo is not None:
+            return f"the messages logged after {lo} ns ({bounds})"
+        if hi is not None:
+            return f"the messages logged before {hi} ns ({bounds})"
+        return "the messages it held (no intact chunk around it gives their time)"
 
     def describe(self) -> str:
         """One line: the bytes, why they were lost, and the log time they held."""

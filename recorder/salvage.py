@@ -23,7 +23,7 @@ from mcap.data_stream import ReadDataStream
 from mcap.opcode import Opcode
 from mcap.records import Attachment, Channel, Schema
 
-from .contract import EPISODE_EVENT_TYPE, EVENTS_TOPIC, RECOVERY_METADATA
+from .contract import EPISODE_EVENT_TYPE, EVENTS_TOPIC, PART_SUFFIX, RECOVERY_METADATA
 from .errors import RecorderError
 from .health import HealthMonitor
 from .mcapscan import ChunkData, LostRange, Record, Walk
@@ -145,18 +145,17 @@ def salvage(src: Path, dest: Path, profile: Profile,
         finally:
             if isinstance(buf, mmap.mmap):
                 _close(buf)
+        lost = list(walk.lost)
+        reason = ""
+        if not walk.complete:
+            tail = lost[-1] if lost and lost[-1].end >= total else None
+            reason = tail.reason if tail else "the file ends without its Data End record"
+        return RecoveryResult(dest, copy.count, total - sum(r.size for r in lost), total,
+                              reason, copy.start_event, copy.first_ns, copy.last_ns, writer,
+                              lost, walk.summary_damage)
     except BaseException:
         writer.abort()
         raise
-    lost = walk.lost
-    kept = total - sum(r.size for r in lost)
-    reason = ""
-    if not walk.complete:
-        tail = lost[-1] if lost and lost[-1].end >= walk.limit else None
-        reason = tail.reason if tail else "the file ends without its Data End record"
-    return RecoveryResult(dest, copy.count, kept, total, reason, copy.start_event,
-                          copy.first_ns, copy.last_ns, writer, list(lost),
-                          walk.summary_damage if walk.summary is None else "")
 
 
 def _copy_all(buf: mmap.mmap | bytes, writer: EpisodeWriter,
@@ -206,6 +205,10 @@ def recover_file(src: Path, dest: Path, profile: Profile) -> RecoveryResult:
     """Recover a single damaged MCAP file (not part of a session) into ``dest``."""
     if dest.exists():
         raise RecorderError(f"{dest} already exists; choose another output path")
+    part = dest.with_name(dest.name + PART_SUFFIX)
+    if part.exists():
+        raise RecorderError(f"{part} exists (an interrupted recovery?); delete it or choose "
+                            "another output path")
     res = salvage(src, dest, profile)
     facts = recovery_facts(res)
     del facts["recovered"]
