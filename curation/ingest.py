@@ -59,11 +59,15 @@ def ingest_file(inp: InputFile, buf: bytes | memoryview | None = None, digest: s
             buf = f.read()
     digest = digest or sha256_bytes(buf)
     content = read_mcap(buf, borrowed=borrowed, views=views)
+    # each damaged span costs only itself; one that by the chunk index held no message (a
+    # record between chunks) costs nothing
+    costly = [lost for lost in content.lost if lost.chunks != 0]
     rec = FileRecord(str(inp.path), inp.session, digest, len(buf), {},
-                     metadata=content.metadata, truncated_at=content.truncated_at,
-                     damage=content.damage)
+                     metadata=content.metadata,
+                     truncated_at=costly[0].start if costly else None,
+                     damage=costly[0].reason if costly else "")
     del buf
-    for lost in content.lost:  # each damaged span costs only itself
+    for lost in costly:
         rec.problems.append(("truncated", f"{inp.path}: {lost.reason} at byte offset "
                                           f"{lost.start} (bytes {lost.start}..{lost.end}): lost "
                                           f"{lost.what()}; kept every intact chunk"))

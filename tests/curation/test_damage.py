@@ -17,6 +17,7 @@ from mcap.stream_reader import StreamReader, breakup_chunk
 from curation import curate
 from curation.ingest import ingest_file
 from curation.inputs import InputFile
+from curation.mcapread import read_mcap
 
 from .conftest import record_session
 
@@ -128,3 +129,20 @@ def test_a_damaged_summary_alone_raises_no_flag(tmp_path: Path, episode: Path,
     (e,) = _episodes(curate([bad], tmp_path / "rel", "r").release)
     assert e["flag_names"] == clean["flag_names"] == []
     assert e["streams"] == clean["streams"]
+
+
+def test_damage_between_chunks_loses_no_message_and_raises_no_flag(
+        tmp_path: Path, episode: Path) -> None:
+    data = bytearray(episode.read_bytes())
+    c = chunks_of(bytes(data))[3]
+    at = c.chunk_start_offset + c.chunk_length  # its message index records
+    data[at:at + 40] = bytes(40)
+    bad = tmp_path / "episode_0000.mcap"
+    bad.write_bytes(data)
+    full = ingest_file(InputFile(episode, ""))
+    part = ingest_file(InputFile(bad, ""))
+    assert {t: len(s) for t, s in part.streams.items()} == {
+        t: len(s) for t, s in full.streams.items()}
+    assert read_mcap(bytes(data)).lost[0].start == at  # the reader names it ...
+    assert part.truncated_at is None  # ... but nothing was lost: no flag
+    assert not [p for p in part.problems if p[0] == "truncated"]
