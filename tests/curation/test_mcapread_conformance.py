@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcap.reader import make_reader
 from mcap.records import Channel, Chunk, ChunkIndex, DataEnd, Message, Schema
 from mcap.stream_reader import StreamReader, breakup_chunk
@@ -172,3 +174,35 @@ def test_a_damaged_summary_loses_no_message_and_is_named():
     clean = read_mcap((HERE / "chunks.mcap").read_bytes())
     assert mcapread_messages(content) == mcapread_messages(clean)
     assert content.lost == [] and content.summary_damage == "summary CRC mismatch"
+
+
+def _chunk_spans(data: bytes) -> list[tuple[int, int, Messages]]:
+    return [(c.chunk_start_offset, c.chunk_start_offset + c.chunk_length,
+             chunk_messages(data, c)) for c in chunk_index(data)]
+
+
+ORIGINAL = (HERE / "chunks.mcap").read_bytes()
+SPANS = _chunk_spans(ORIGINAL)
+SUMMARY_START = int.from_bytes(ORIGINAL[-37 + 9:-37 + 17], "little")
+
+
+@settings(max_examples=150, deadline=None)
+@given(start=st.integers(8, SUMMARY_START - 1), length=st.integers(1, 600),
+       flip=st.booleans(), cut_summary=st.booleans())
+def test_any_damage_costs_at_most_the_chunks_it_touches(start: int, length: int, flip: bool,
+                                                         cut_summary: bool) -> None:
+    if cut_summary:  # no summary to name channels: damage starts in the first chunk or later
+        start = max(start, SPANS[0][0])
+    end = min(start + length, SUMMARY_START)
+    buf = bytearray(ORIGINAL)
+    for i in range(start, end):
+        buf[i] = buf[i] ^ 0xFF if flip else 0
+    if cut_summary:
+        del buf[SUMMARY_START:]
+    mine = mcapread_messages(read_mcap(bytes(buf)))
+    kept = {(t, m) for t, ms in mine.items() for m in ms}
+    every = {(t, m) for t, ms in library_read(ORIGINAL).messages.items() for m in ms}
+    assert kept <= every  # nothing made up
+    for lo, hi, messages in SPANS:
+        if hi <= start or end <= lo:  # an intact chunk: all of it is kept
+            assert {(t, m) for t, ms in messages.items() for m in ms} <= kept

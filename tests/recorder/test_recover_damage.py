@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mcap.reader import make_reader
 from mcap.records import Chunk, ChunkIndex, Message
 from mcap.stream_reader import StreamReader, breakup_chunk
@@ -169,3 +172,45 @@ def test_the_2000_zeroed_bytes_of_the_issue_cost_one_chunk(
     assert 0.9 * total < res.messages < total
     assert res.last_ns == max(c.message_end_time for c in chunks_of(original))
     assert res.kept_bytes == res.total_bytes - r.size
+
+
+CONFORMANCE = Path(__file__).parent.parent / "conformance"
+SMALL = (CONFORMANCE / "chunks.mcap").read_bytes()
+SMALL_SUMMARY = summary_start(SMALL)
+
+
+def messages_of(data: bytes) -> set[tuple[str, int, bytes]]:
+    reader = make_reader(io.BytesIO(data), validate_crcs=True)
+    return {(ch.topic, m.log_time, m.data) for _, ch, m in reader.iter_messages()}
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(start=st.integers(8, SMALL_SUMMARY - 1), length=st.integers(1, 600),
+       cut_summary=st.booleans())
+def test_any_damage_costs_recover_at_most_the_chunks_it_touches(
+        tmp_path: Path, start: int, length: int, cut_summary: bool) -> None:
+    from recorder.profile import load_profile
+
+    idx = chunks_of(SMALL)
+    summary = make_reader(io.BytesIO(SMALL)).get_summary()
+    assert summary is not None
+    topics = {ch.id: ch.topic for ch in summary.channels.values()}
+    if cut_summary:  # no summary to name channels: damage starts in the first chunk or later
+        start = max(start, idx[0].chunk_start_offset)
+    end = min(start + length, SMALL_SUMMARY)
+    buf = bytearray(SMALL)
+    buf[start:end] = bytes(end - start)
+    if cut_summary:
+        del buf[SMALL_SUMMARY:]
+    case = Path(tempfile.mkdtemp(dir=tmp_path))
+    (case / "bad.mcap").write_bytes(buf)
+    recover_file(case / "bad.mcap", case / "out.mcap", load_profile(CONFORMANCE / "small.yaml"))
+    kept = messages_of((case / "out.mcap").read_bytes())
+    assert kept <= messages_of(SMALL)
+    for c in idx:
+        if c.chunk_start_offset + c.chunk_length <= start or end <= c.chunk_start_offset:
+            f = io.BytesIO(SMALL[c.chunk_start_offset:c.chunk_start_offset + c.chunk_length])
+            chunk = next(iter(StreamReader(f, skip_magic=True, emit_chunks=True).records))
+            assert {(topics[r.channel_id], r.log_time, r.data)
+                    for r in breakup_chunk(chunk) if isinstance(r, Message)} <= kept
