@@ -18,6 +18,7 @@ from curation import curate
 from curation.ingest import ingest_file
 from curation.inputs import InputFile
 from curation.mcapread import read_mcap
+from curation.report import render_release
 
 from .conftest import record_session
 
@@ -97,7 +98,8 @@ def test_curation_keeps_the_time_after_the_damage_and_flags_the_lost_range(
     idx = chunks_of(episode.read_bytes())
     c = idx[hit]
 
-    (e,) = _episodes(curate([bad], tmp_path / "rel", "r").release)
+    release = curate([bad], tmp_path / "rel", "r").release
+    (e,) = _episodes(release)
 
     # the episode still spans the recording, not just what came before the damage
     if where == "end":  # its stop event was lost: it runs to the last intact chunk's data
@@ -113,6 +115,9 @@ def test_curation_keeps_the_time_after_the_damage_and_flags_the_lost_range(
     assert f"byte offset {c.chunk_start_offset}" in why
     if summary_ok:
         assert f"log time {c.message_start_time}..{c.message_end_time} ns" in why
+        if where == "middle":  # and the curator's report shows it
+            html = render_release(release, tmp_path / "report.html").read_text()
+            assert f"log time {c.message_start_time}..{c.message_end_time} ns" in html
     else:
         assert (f"between {idx[hit - 1].message_end_time} and "
                 f"{idx[hit + 1].message_start_time} ns") in why
