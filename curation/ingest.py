@@ -27,7 +27,7 @@ from .decode import BLOBS_MIN, Blobs, StreamData, decode_channel
 from .inputs import InputFile, sha256_bytes
 from .mcapread import read_mcap
 
-INGEST_VERSION = 1
+INGEST_VERSION = 2  # 2: a damaged chunk costs only itself (mcapread resumes after it)
 
 
 def event_name(kind: EventKind) -> str:
@@ -67,13 +67,18 @@ def ingest_file(inp: InputFile, buf: bytes | memoryview | None = None, digest: s
             buf = f.read()
     digest = digest or sha256_bytes(buf)
     content = read_mcap(buf, borrowed=borrowed, views=views)
+    # each damaged span costs only itself; one that by the chunk index held no message (a
+    # record between chunks) costs nothing
+    costly = [lost for lost in content.lost if lost.chunks != 0]
     rec = FileRecord(str(inp.path), inp.session, digest, len(buf), {},
-                     metadata=content.metadata, truncated_at=content.truncated_at,
-                     damage=content.damage)
+                     metadata=content.metadata,
+                     truncated_at=costly[0].start if costly else None,
+                     damage=costly[0].reason if costly else "")
     del buf
-    if content.truncated_at is not None:
-        rec.problems.append(("truncated", f"{inp.path}: {content.damage} at byte offset "
-                                          f"{content.truncated_at}; kept what was readable"))
+    for lost in costly:
+        rec.problems.append(("truncated", f"{inp.path}: {lost.reason} at byte offset "
+                                          f"{lost.start} (bytes {lost.start}..{lost.end}): lost "
+                                          f"{lost.what()}; kept every intact chunk"))
     if content.unknown_channel_messages:
         rec.problems.append(("decode_error", f"{inp.path}: {content.unknown_channel_messages} "
                                              "messages on undeclared channels"))

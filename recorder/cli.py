@@ -173,7 +173,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     from .profile import load_profile
-    from .recover import recover_file
+    from .salvage import recover_file
 
     path = Path(args.path)
     if path.is_dir():
@@ -183,12 +183,18 @@ def cmd_recover(args: argparse.Namespace) -> int:
         for r in recovered:
             print(f"recovered {r.path}: {r.messages} messages, {r.kept_bytes} of "
                   f"{r.total_bytes} bytes usable" + (f" (cut: {r.cut_reason})" if r.cut_reason else ""))
+            for line in r.lost_lines():
+                print(f"  {line}")
         return 0
     out = Path(args.out) if args.out else path.with_name(
         path.name.removesuffix(PART_SUFFIX).removesuffix(MCAP_SUFFIX) + ".recovered.mcap")
     r = recover_file(path, out, load_profile(args.profile))
     print(f"recovered {r.path}: {r.messages} messages, {r.kept_bytes} of {r.total_bytes} "
           "bytes usable" + (f" (cut: {r.cut_reason})" if r.cut_reason else ""))
+    for line in r.lost_lines():
+        print(f"  {line}")
+    if r.summary_damage:
+        print(f"  summary not used: {r.summary_damage}")
     return 0
 
 

@@ -53,7 +53,7 @@ from .contract import (
 from .errors import SessionError
 from .health import HealthMonitor, HealthReport
 from .profile import Profile
-from .recover import RecoveryResult, salvage
+from .salvage import RecoveryResult, recovery_facts, salvage
 from .types import EPISODE_EVENT_TYPE, message_type, serialize, typestore
 from .writer import WRITE_ERRORS, EpisodeWriter, WriterOptions
 
@@ -414,8 +414,7 @@ class Session:
         info.flags = [*report.flags, *earlier, RECOVERED_FLAG]
         info.flagged = True
         md = episode_metadata(info, self.name, self.profile, self.robot)
-        md.update({"recovered": "true", "recovered_bytes": str(res.kept_bytes),
-                   "damaged_bytes": str(res.total_bytes), "cut_reason": res.cut_reason})
+        md.update(recovery_facts(res))
         health = report.metadata()
         health["flagged"], health["flags"] = "true", ",".join(info.flags)
         writer.close({EPISODE_METADATA: md, HEALTH_METADATA: health})
