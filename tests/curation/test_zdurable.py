@@ -57,7 +57,7 @@ def test_a_filesystem_that_refuses_direct_io_gets_buffered_writes(
             raise OSError(errno.EINVAL, "Invalid argument")
         return real_open(path, flags, *a)
 
-    monkeypatch.setattr(durable.os, "open", refuse)
+    monkeypatch.setattr(os, "open", refuse)  # durable.os is os
     monkeypatch.setattr(durable, "_O_DIRECT", direct)
     monkeypatch.setattr(durable, "_no_direct", set())
     parts = _parts(2 * durable.DIRECT_MIN)
@@ -116,7 +116,7 @@ def test_atomic_write_on_a_full_disk_keeps_the_old_file(tmp_path: Path,
     def full(_fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(durable.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(OSError, match="No space left"):
         durable.atomic_write(path, "new\n")
     assert path.read_text() == "old\n"
