@@ -173,3 +173,9 @@ def test_metadata_is_what_the_sharding_spec_says(tmp_path: Path) -> None:
     assert shard["configuration"]["chunk_shape"] == [4, 2]
     assert shard["configuration"]["index_location"] == "end"
     assert [c["name"] for c in shard["configuration"]["index_codecs"]] == ["bytes", "crc32c"]
+
+
+def test_shards_that_do_not_hold_whole_chunks_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="shards of 100 rows do not hold whole chunks of 30"):
+        ArrayWriter(tmp_path / "a", 10, (), np.uint8, chunk_rows=30, shard_rows=100)
+    assert not (tmp_path / "a").exists()
