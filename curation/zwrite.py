@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import warnings
 from collections import deque
 from collections.abc import Container, Iterator
 from contextlib import contextmanager
@@ -54,8 +55,12 @@ class WriteRecord(WriteLog, Protocol):
 
 @contextmanager
 def recording() -> Iterator[WrittenFiles]:
-    """A fresh record of written files, closed (every hash and fsync waited for) at the
-    end of the block. Pass it to the writers (``record=``): nothing records implicitly."""
+    """Deprecated: use ``with WrittenFiles() as record:`` and pass ``record=`` to the
+    writers. The record no longer rides on a context variable, so a writer that is not
+    given it records nothing (and the manifest reads those files back)."""
+    warnings.warn("curation.zwrite.recording() no longer records implicitly: create a "
+                  "curation.manifest.WrittenFiles and pass it to the writers (record=...)",
+                  DeprecationWarning, stacklevel=3)
     with WrittenFiles() as files:
         yield files
 

@@ -160,7 +160,8 @@ def test_the_old_module_names_still_import() -> None:
         assert hasattr(curation.zwrite, name), name
     assert curation.zwrite.write_file is durable.write_file
     assert curation.zwrite.fsync_path is durable.fsync_path
-    with curation.zwrite.recording() as written:
+    with pytest.warns(DeprecationWarning, match="pass it to the writers"), \
+            curation.zwrite.recording() as written:
         assert isinstance(written, WrittenFiles)
 
 
