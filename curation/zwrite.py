@@ -21,8 +21,8 @@ import os
 import struct
 import warnings
 from collections import deque
-from collections.abc import Container, Iterator
-from contextlib import contextmanager
+from collections.abc import Container
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,16 +53,14 @@ class WriteRecord(WriteLog, Protocol):
         """Rename ``src`` to ``dst``; its files keep their place in the record."""
 
 
-@contextmanager
-def recording() -> Iterator[WrittenFiles]:
+def recording() -> AbstractContextManager[WrittenFiles]:
     """Deprecated: use ``with WrittenFiles() as record:`` and pass ``record=`` to the
     writers. The record no longer rides on a context variable, so a writer that is not
     given it records nothing (and the manifest reads those files back)."""
     warnings.warn("curation.zwrite.recording() no longer records implicitly: create a "
                   "curation.manifest.WrittenFiles and pass it to the writers (record=...)",
-                  DeprecationWarning, stacklevel=3)
-    with WrittenFiles() as files:
-        yield files
+                  DeprecationWarning, stacklevel=2)
+    return WrittenFiles()
 
 
 def write_json(path: Path, obj: dict[str, Any], record: WriteRecord | None = None) -> None:
