@@ -175,10 +175,10 @@ def write_release(root: Path, plans: list[Planned], cfg: CurateConfig,
         row["streams"] = {name: int(bounds_all[name][e, 1] - bounds_all[name][e, 0])
                           for name in streams}
         rows.append(row)
-    (root / "episodes.json").write_text(json.dumps(
-        {"format_version": TABLE_VERSION, "episodes": rows}, indent=1))
-    (root / "stats.json").write_text(json.dumps(
-        {"format_version": 1, "quantiles": list(QUANTILES), "streams": stats}))
+    _write_text(root / "episodes.json", json.dumps(
+        {"format_version": TABLE_VERSION, "episodes": rows}, indent=1), record)
+    _write_text(root / "stats.json", json.dumps(
+        {"format_version": 1, "quantiles": list(QUANTILES), "streams": stats}), record)
     attrs = dict(release_attrs)
     attrs.update(format=FORMAT, format_version=FORMAT_VERSION, streams=list(streams),
                  sync_reference=ref, episodes=ne, episode_table="episodes.json",
@@ -186,6 +186,13 @@ def write_release(root: Path, plans: list[Planned], cfg: CurateConfig,
                  config=cfg.to_dict())
     write_group(root, {"demofab": attrs}, record)
     return attrs
+
+
+def _write_text(path: Path, text: str, record: WrittenFiles | None) -> None:
+    data = text.encode()
+    path.write_bytes(data)
+    if record is not None:
+        record.written(path, [data])
 
 
 def _reference(streams: dict[str, _Stream], cfg: CurateConfig) -> str:
