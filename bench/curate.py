@@ -6,6 +6,11 @@ curates the same files into a fresh release (hash, decode, segment, check, write
 fsync), alternating the two ``--repeat`` times. ``vs_mcap_read`` is curate MB/s over
 mcap-read MB/s, best run against best run (target >= 0.5); ``vs_mcap_read_medians`` is
 the same ratio over the median runs, for how noisy the machine was.
+
+``vs_zarr_python``: every array of the last release written again from memory by
+``curation.zwrite`` (hashed and fsynced through the record of written files, as a release
+is) and by zarr-python (same shards, chunks and codecs, then fsynced), taking turns, best
+of ``--repeat``: zarr-python's time over ours (``release_write`` holds both times).
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from curation.inputs import find_inputs
     from curation.pipeline import curate
 
+    from .zarr_baseline import compare_writes
+
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="demofab-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -78,12 +85,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             t = time.perf_counter()
             result = curate([src], out, "bench")
             cur_s.append(time.perf_counter() - t)
-            shutil.rmtree(out, ignore_errors=True)
+            if i + 1 < max(1, args.repeat):
+                shutil.rmtree(out, ignore_errors=True)
+        assert result is not None
+        writes = compare_writes(result.release, work / "rewrite", args.repeat)
+        shutil.rmtree(out, ignore_errors=True)
         read_mbps = size / min(read_s) / 1e6
         cur_mbps = size / min(cur_s) / 1e6
         return {
             "files": len(files), "input_mb": round(size / 1e6, 2), "messages": messages,
-            "episodes": result.episodes if result else 0,
+            "episodes": result.episodes,
             "mb_per_s": round(cur_mbps, 1), "mcap_read_mb_per_s": round(read_mbps, 1),
             "vs_mcap_read": round(cur_mbps / read_mbps, 3),
             "curate_s": round(min(cur_s), 3), "mcap_read_s": round(min(read_s), 3),
@@ -92,6 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "vs_mcap_read_medians": round(statistics.median(read_s) / statistics.median(cur_s), 3),
             "repeat": len(cur_s),
             "target_vs_mcap_read": 0.5,
+            "vs_zarr_python": writes.pop("vs_zarr_python"), "release_write": writes,
         }
     finally:
         if not args.keep:

@@ -16,6 +16,11 @@ dir, then measures on one core, best of ``--repeat`` runs each:
   those features, run in ``.venv-lerobot`` (``tools/lerobot-venv.sh`` builds it) when it
   exists; ``null`` with the reason otherwise. Both sides run pinned to the same core, warm,
   best of ``--repeat`` passes; the first samples are checked equal. Target >= 3.
+* ``vs_zarr_python``: random single rows of every numeric array of the release's streams
+  read by ``ShardedArrayReader`` (the loader's Zarr reader) with its chunk cache off and
+  by zarr-python, taking turns, best of ``--repeat``: our rows per second over
+  zarr-python's; ``zarr_read`` holds the rates and ``vs_zarr_python_cached``, the same
+  with the loader's LRU of decoded chunks. The first rows are checked equal.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from .zarr_baseline import compare_reads
+
 TARGETS = {"lowdim_vs_memmap": 0.5, "image_vs_decode": 0.7, "vs_lerobot": 3.0}
 LEROBOT_PYTHON = Path(__file__).resolve().parent.parent / ".venv-lerobot" / "bin" / "python"
 
@@ -50,6 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lerobot-python", default=str(LEROBOT_PYTHON),
                    help="python of a venv with lerobot installed")
     p.add_argument("--dir", default=None, help="where to build the release (default: temp)")
+    p.add_argument("--zarr-reads", type=int, default=3000,
+                   help="random rows per run for vs_zarr_python")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -175,6 +184,8 @@ args = json.loads(open(sys.argv[2]).read())
 if hasattr(os, "sched_setaffinity"):  # one core, like our side; before torch starts threads
     os.sched_setaffinity(0, {args["cpu"]})
 import numpy as np
+
+from .zarr_baseline import compare_reads
 import torch
 import lerobot
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -295,11 +306,11 @@ def _vs_lerobot(release: Path, tmp: Path, args: argparse.Namespace,
     with _OneCore(cpu):
         run_ours()
         (ours_s,) = _best([run_ours], args.repeat)
-    ours = len(idx) / ours_s
+    rate = len(idx) / ours_s
     return {
-        "ours_lerobot_samples_per_s": round(ours, 1),
+        "ours_lerobot_samples_per_s": round(rate, 1),
         "lerobot_samples_per_s": round(theirs["samples_per_s"], 1),
-        "vs_lerobot": round(ours / theirs["samples_per_s"], 2),
+        "vs_lerobot": round(rate / theirs["samples_per_s"], 2),
         "lerobot": {"version": theirs["lerobot"], "torch": theirs["torch"],
                     "video_backend": theirs["video_backend"], "samples": len(idx),
                     "frames": theirs["frames"]},
@@ -322,6 +333,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result |= _lowdim(release, base, args, rng)
         result |= _images(release, args, rng)
         result |= _vs_lerobot(release, base, args, rng)
+        reads = compare_reads(release, args.zarr_reads, args.repeat, args.seed)
+        result["vs_zarr_python"] = reads.pop("vs_zarr_python")
+        result["zarr_read"] = reads
         result["targets"] = TARGETS
         result["meets_targets"] = {
             k: (result.get(k) is not None and result[k] >= v) if result.get(k) is not None

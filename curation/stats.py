@@ -37,7 +37,7 @@ def describe(arr: np.ndarray) -> dict[str, Any] | None:
     n = len(flat)
     nan = np.isnan(flat) if a.dtype.kind == "f" else None
     has_nan = nan is not None and bool(nan.any())
-    count = (n - nan.sum(axis=0)) if has_nan else np.full(flat.shape[1], n)
+    count = (n - nan.sum(axis=0)) if nan is not None and has_nan else np.full(flat.shape[1], n)
     out: dict[str, Any] = {"dtype": a.dtype.name, "shape": shape,
                            "count": count.reshape(shape).tolist()}
     if n == 0 or flat.shape[1] == 0:

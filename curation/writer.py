@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import json
 import re
 from collections import deque
@@ -18,17 +17,17 @@ from .config import CurateConfig
 from .decode import JOINT_STATE, Blobs, StreamData, ragged_rows
 from .flags import FLAG_BITS, flag_mask, flag_names, score
 from .ingest import FileRecord
+from .manifest import WrittenFiles
 from .segment import Segment
 from .stats import QUANTILES, describe
-from .zwrite import ArrayWriter, forget, write_array, write_group
+from .zwrite import ArrayWriter, write_array, write_group
 
 _WRITE_THREADS = 3  # two cores, plus one to cover the waits on direct writes
 _INFLIGHT_BYTES = 1 << 30  # assembled columns waiting to be written, at most
 
 
 class _Jobs:
-    """Array writes on a pool, each in a copy of the caller's context (so zwrite records
-    the files for the manifest); submitting waits while too many bytes are queued."""
+    """Array writes on a pool; submitting waits while too many bytes are queued."""
 
     def __init__(self, pool: ThreadPoolExecutor, limit: int) -> None:
         self.pool, self.limit = pool, limit
@@ -41,7 +40,7 @@ class _Jobs:
             fut, n = self._queued.popleft()
             fut.result()
             self._bytes -= n
-        fut = self.pool.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+        fut = self.pool.submit(fn, *args, **kwargs)
         self.all.append(fut)
         self._queued.append((fut, size))
         self._bytes += size
@@ -119,38 +118,41 @@ def _streams(plans: list[Planned]) -> dict[str, _Stream]:
 
 def write_release(root: Path, plans: list[Planned], cfg: CurateConfig,
                   release_attrs: dict[str, Any], roles: dict[str, tuple[str, float | None]],
-                  early: EarlyPayloads | None = None) -> dict[str, Any]:
-    """Write the whole version into ``root`` (a fresh directory). Returns the root attrs."""
+                  early: EarlyPayloads | None = None,
+                  record: WrittenFiles | None = None) -> dict[str, Any]:
+    """Write the whole version into ``root`` (a fresh directory). Returns the root attrs.
+    Every array file written is reported to ``record`` (the manifest takes the hashes
+    from there); ``early`` must report to the same record."""
     streams = _streams(plans)
     ne = len(plans)
-    write_group(root / "streams")
+    write_group(root / "streams", record=record)
     times: dict[str, np.ndarray] = {}
     bounds_all: dict[str, np.ndarray] = {}
     stats: dict[str, Any] = {}
     # Every array is its own job on a small pool (compressing, hashing and writing release
     # the GIL), so one big stream (joint states: three wide fields plus their statistics)
     # no longer bounds the whole write. The main thread assembles the columns, biggest
-    # streams first, while the pool writes. Jobs run in a copy of this context, so zwrite
-    # still records every file for the manifest.
+    # streams first, while the pool writes.
     with ThreadPoolExecutor(_WRITE_THREADS, thread_name_prefix="release-write") as pool:
         jobs = _Jobs(pool, _INFLIGHT_BYTES)
         pending = {}
         for st in sorted(streams.values(), key=lambda s: -s.nbytes):
             times[st.name], bounds_all[st.name], pending[st.name] = _write_stream(
                 root / "streams" / st.name, st, plans, ne, cfg, roles.get(st.topic), jobs,
-                early)
+                early, record)
         # the sync indices need only the clocks: computed here while the pool writes
         ref = _reference(streams, cfg)
-        write_group(root / "sync", {"reference": ref})
+        write_group(root / "sync", {"reference": ref}, record)
         if ref:
-            for st in streams:
-                if st == ref:
+            for other in streams:
+                if other == ref:
                     continue
-                for a, b in ((st, ref), (ref, st)):
+                for a, b in ((other, ref), (ref, other)):
                     idx = sync_index(times[a], bounds_all[a], times[b], bounds_all[b])
                     jobs.submit(write_array, root / "sync" / f"{a}__to__{b}", idx,
                                 cfg.chunk_rows, cfg.shard_rows,
-                                attributes={"from": a, "to": b, "rule": "latest_at_or_before"})
+                                attributes={"from": a, "to": b, "rule": "latest_at_or_before"},
+                                record=record)
         jobs.wait()
         if early is not None:
             early.discard_unclaimed()
@@ -173,17 +175,24 @@ def write_release(root: Path, plans: list[Planned], cfg: CurateConfig,
         row["streams"] = {name: int(bounds_all[name][e, 1] - bounds_all[name][e, 0])
                           for name in streams}
         rows.append(row)
-    (root / "episodes.json").write_text(json.dumps(
-        {"format_version": TABLE_VERSION, "episodes": rows}, indent=1))
-    (root / "stats.json").write_text(json.dumps(
-        {"format_version": 1, "quantiles": list(QUANTILES), "streams": stats}))
+    _write_text(root / "episodes.json", json.dumps(
+        {"format_version": TABLE_VERSION, "episodes": rows}, indent=1), record)
+    _write_text(root / "stats.json", json.dumps(
+        {"format_version": 1, "quantiles": list(QUANTILES), "streams": stats}), record)
     attrs = dict(release_attrs)
     attrs.update(format=FORMAT, format_version=FORMAT_VERSION, streams=list(streams),
                  sync_reference=ref, episodes=ne, episode_table="episodes.json",
                  stats="stats.json", manifest="manifest.json", flag_bits=FLAG_BITS,
                  config=cfg.to_dict())
-    write_group(root, {"demofab": attrs})
+    write_group(root, {"demofab": attrs}, record)
     return attrs
+
+
+def _write_text(path: Path, text: str, record: WrittenFiles | None) -> None:
+    data = text.encode()
+    path.write_bytes(data)
+    if record is not None:
+        record.written(path, [data])
 
 
 def _reference(streams: dict[str, _Stream], cfg: CurateConfig) -> str:
@@ -216,7 +225,7 @@ def sync_index(ta: np.ndarray, ba: np.ndarray, tb: np.ndarray, bb: np.ndarray) -
 
 def _write_stream(path: Path, st: _Stream, plans: list[Planned], ne: int, cfg: CurateConfig,
                   role: tuple[str, float | None] | None, jobs: _Jobs,
-                  early: EarlyPayloads | None = None
+                  early: EarlyPayloads | None = None, record: WrittenFiles | None = None
                   ) -> tuple[np.ndarray, np.ndarray, dict[str, Future[Any]]]:
     """Assemble one stream's columns and queue their writes; returns its clock, its episode
     bounds, and the pending statistics per field."""
@@ -232,9 +241,9 @@ def _write_stream(path: Path, st: _Stream, plans: list[Planned], ne: int, cfg: C
     lt = np.concatenate([np.asarray(sd.log_time_ns[a:b]) for _, sd, a, b in st.parts]) \
         if st.parts else np.zeros(0, np.int64)
     t, lt = t.astype(np.int64, copy=False), lt.astype(np.int64, copy=False)
-    jobs.submit(write_array, path / "time_ns", t, cr, sr, size=t.nbytes)
-    jobs.submit(write_array, path / "log_time_ns", lt, cr, sr, size=lt.nbytes)
-    jobs.submit(write_array, path / "episode_bounds", bounds, cr, sr)
+    jobs.submit(write_array, path / "time_ns", t, cr, sr, record=record, size=t.nbytes)
+    jobs.submit(write_array, path / "log_time_ns", lt, cr, sr, record=record, size=lt.nbytes)
+    jobs.submit(write_array, path / "episode_bounds", bounds, cr, sr, record=record)
     first = st.parts[0][1]
     attrs: dict[str, Any] = {
         "topic": st.topic, "type": st.type, "role": role[0] if role else "unknown",
@@ -263,26 +272,26 @@ def _write_stream(path: Path, st: _Stream, plans: list[Planned], ne: int, cfg: C
             arr[:] = np.nan
         for e, sd, a, b in st.parts:
             lo, hi = bounds[e]
-            v = sd.fields.get(k)
-            if v is None or b == a:
-                if v is None and b > a:
+            col = sd.fields.get(k)
+            if col is None or b == a:
+                if col is None and b > a:
                     plans[e].extra_flags.append({"flag": "decode_error", "stream": st.topic,
                                                  "detail": f"{st.topic}: field {k} absent "
                                                            "in this episode (stored as fill)"})
                 continue
             if names is not None and k in ("position", "velocity", "effort"):
                 cols = [names.index(j) for j in sd.attrs.get("joint_names", [])]
-                if len(cols) == v.shape[1]:
-                    arr[lo:hi][:, cols] = v[a:b]
+                if len(cols) == col.shape[1]:
+                    arr[lo:hi][:, cols] = col[a:b]
                     continue
-            if tuple(v.shape[1:]) != shape:
+            if tuple(col.shape[1:]) != shape:
                 plans[e].extra_flags.append({"flag": "decode_error", "stream": st.topic,
                                              "detail": f"{st.topic}: field {k} has shape "
-                                             f"{tuple(v.shape[1:])}, release has {shape}"})
+                                             f"{tuple(col.shape[1:])}, release has {shape}"})
                 continue
-            arr[lo:hi] = v[a:b]
+            arr[lo:hi] = col[a:b]
         fa = {"fields": field_names[k]} if k in field_names else {}
-        stats[k] = jobs.submit(_write_field, path / k, arr, cr, sr, fa, size=arr.nbytes)
+        stats[k] = jobs.submit(_write_field, path / k, arr, cr, sr, fa, record, size=arr.nbytes)
         fields_out.append(k)
     ragged_out = []
     rnames: list[str] = []
@@ -290,12 +299,12 @@ def _write_stream(path: Path, st: _Stream, plans: list[Planned], ne: int, cfg: C
         rnames.extend(k for k in sd.ragged if k not in rnames)
     for k in rnames:
         done = early.claim(st, k) if early is not None else None
-        jobs.submit(_write_ragged, path / k, k, st, plans, n, cfg, done)
+        jobs.submit(_write_ragged, path / k, k, st, plans, n, cfg, done, record)
         ragged_out.append(k)
     attrs.update(fields=fields_out, ragged=ragged_out)
     if "ragged_dtypes" in first.attrs:
         attrs["ragged_dtypes"] = first.attrs["ragged_dtypes"]
-    write_group(path, attrs)
+    write_group(path, attrs, record)
     return t, bounds, stats
 
 
@@ -308,10 +317,11 @@ class EarlyPayloads:
     as the file is loaded and segmented, and let go from memory. When the release is
     written, a field whose final order of parts is the order they were appended in is
     ``claim``ed (only its offsets are left to write); any other is deleted and written the
-    usual way (its frames read again from the recordings)."""
+    usual way (its frames read again from the recordings). Its files are reported to
+    ``record``, the release's."""
 
-    def __init__(self, root: Path, cfg: CurateConfig) -> None:
-        self.root, self.cfg = root, cfg
+    def __init__(self, root: Path, cfg: CurateConfig, record: WrittenFiles | None = None) -> None:
+        self.root, self.cfg, self.record = root, cfg, record
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="release-early")
         self._jobs: list[Future[Any]] = []
         self._writers: dict[tuple[str, str, str], ArrayWriter] = {}
@@ -328,8 +338,7 @@ class EarlyPayloads:
                     continue
                 rows = [seg.rows(sd) for seg in segments if not seg.discarded]
                 self._jobs.append(self._pool.submit(
-                    contextvars.copy_context().run, self._append, topic, sd.type, k, id(sd),
-                    values, offsets, rows))
+                    self._append, topic, sd.type, k, id(sd), values, offsets, rows))
                 queued = True
         return queued
 
@@ -344,7 +353,8 @@ class EarlyPayloads:
                     topic, typ, set(self._names.values()))
             path = self.root / ".early" / name / k / "values"  # moved into place if claimed
             w = self._writers[key] = ArrayWriter(path, -1, (), np.uint8, self.cfg.bytes_chunk,
-                                                 self.cfg.bytes_shard, compress=False)
+                                                 self.cfg.bytes_shard, compress=False,
+                                                 record=self.record)
             self._parts[key] = []
         for a, b in rows:
             if b > a:
@@ -377,7 +387,8 @@ class EarlyPayloads:
         for key, w in self._writers.items():
             if key not in self._claimed:
                 w.abort()
-        forget(self.root / ".early")
+        if self.record is not None:
+            self.record.forget(self.root / ".early")
         shutil.rmtree(self.root / ".early", ignore_errors=True)
 
     def close(self) -> None:
@@ -388,22 +399,24 @@ class EarlyPayloads:
 
 
 def _write_field(path: Path, arr: np.ndarray, chunk_rows: int, shard_rows: int,
-                 attributes: dict[str, Any]) -> dict[str, Any] | None:
+                 attributes: dict[str, Any], record: WrittenFiles | None = None
+                 ) -> dict[str, Any] | None:
     """Write one column; returns its statistics (None for booleans and non-numbers)."""
-    write_array(path, arr, chunk_rows, shard_rows, attributes=attributes)
+    write_array(path, arr, chunk_rows, shard_rows, attributes=attributes, record=record)
     return describe(arr) if arr.dtype.kind != "b" else None
 
 
 def _write_ragged(path: Path, k: str, st: _Stream, plans: list[Planned], n: int,
-                  cfg: CurateConfig, early: ArrayWriter | None = None) -> None:
+                  cfg: CurateConfig, early: ArrayWriter | None = None,
+                  record: WrittenFiles | None = None) -> None:
     """The field's values and offsets; ``early``: its values were already written, in this
     order, while the files loaded (see ``EarlyPayloads``): only the offsets are left."""
-    write_group(path)
+    write_group(path, record=record)
     if early is None:
         total = sum(int(sd.ragged[k][1][b] - sd.ragged[k][1][a])
                     for _, sd, a, b in st.parts if k in sd.ragged)
         values = ArrayWriter(path / "values", total, (), np.uint8, cfg.bytes_chunk,
-                             cfg.bytes_shard, compress=False)
+                             cfg.bytes_shard, compress=False, record=record)
     else:
         values = early
         values.move_to(path / "values")
@@ -438,7 +451,7 @@ def _write_ragged(path: Path, k: str, st: _Stream, plans: list[Planned], n: int,
         pos += int(o[-1] - o[0])
         row += b - a
     values.close()
-    write_array(path / "offsets", offsets, cfg.chunk_rows, cfg.shard_rows)
+    write_array(path / "offsets", offsets, cfg.chunk_rows, cfg.shard_rows, record=record)
 
 
 def _union_joint_names(st: _Stream) -> list[str]:

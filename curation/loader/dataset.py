@@ -474,4 +474,4 @@ def _matches(row: Mapping[str, Any], key: str, wanted: Any, rel: ReleaseReader) 
         return bool(wanted(value))
     if isinstance(wanted, list | tuple | set | frozenset):
         return value in wanted
-    return value == wanted
+    return bool(value == wanted)

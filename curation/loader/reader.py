@@ -175,7 +175,8 @@ class ReleaseReader:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        doc: dict[str, Any] = json.loads(path.read_text())
+        return doc
     except FileNotFoundError as exc:
         raise ReleaseError(f"{path}: missing from the release") from exc
     except (OSError, ValueError) as exc:

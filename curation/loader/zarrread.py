@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -94,7 +94,7 @@ class _Pipeline:
     chunk_shape: tuple[int, ...]
     dtype: np.dtype
     transposes: tuple[tuple[int, ...], ...]
-    endian: str  # "<", ">" or "|"
+    endian: Literal["<", ">", "|"]
     bytes_codecs: tuple[tuple[str, Mapping[str, Any]], ...]
 
     @property
@@ -117,7 +117,7 @@ class _Pipeline:
         stored_shape = self.chunk_shape
         for order in self.transposes:
             stored_shape = tuple(stored_shape[i] for i in order)
-        dtype = self.dtype.newbyteorder(self.endian) if self.endian != "|" else self.dtype
+        dtype = self.dtype if self.endian == "|" else self.dtype.newbyteorder(self.endian)
         arr = np.frombuffer(buf, dtype=dtype)
         expected = math.prod(stored_shape)
         if arr.size != expected:
@@ -154,7 +154,7 @@ def _parse_pipeline(
 ) -> _Pipeline | None:
     """The pipeline for ``codecs``, or None when a codec is one this reader does not know."""
     transposes: list[tuple[int, ...]] = []
-    endian: str | None = None
+    endian: Literal["<", ">", "|"] | None = None
     bytes_codecs: list[tuple[str, Mapping[str, Any]]] = []
     for codec in codecs:
         name = codec.get("name")
@@ -165,9 +165,10 @@ def _parse_pipeline(
                 continue
             if name != "bytes":
                 return None
-            endian = {"little": "<", "big": ">", None: "|"}.get(config.get("endian"))
-            if endian is None:
+            declared = config.get("endian")
+            if declared not in ("little", "big", None):
                 return None
+            endian = "<" if declared == "little" else ">" if declared == "big" else "|"
             if dtype.itemsize == 1:
                 endian = "|"
             continue
@@ -237,7 +238,8 @@ class ShardedArrayReader:
             return False
         enc_config = encoding.get("configuration") or {}
         self._key_prefix = "c" if encoding["name"] == "default" else ""
-        self._key_sep = enc_config.get("separator", "/" if encoding["name"] == "default" else ".")
+        self._key_sep = str(enc_config.get("separator",
+                                           "/" if encoding["name"] == "default" else "."))
         self.fill_value = _fill_value(meta.get("fill_value"), self.dtype)
         outer = tuple(int(n) for n in grid["configuration"]["chunk_shape"])
         codecs = meta.get("codecs") or []
@@ -449,7 +451,8 @@ class ShardedArrayReader:
         else:
             lo, hi = int(rows.min()) // cr, int(rows.max()) // cr
         if lo == hi:
-            return self._row_chunk(lo)[rows - lo * cr]  # fancy indexing: a copy
+            picked: np.ndarray = self._row_chunk(lo)[rows - lo * cr]  # fancy indexing: a copy
+            return picked
         out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
         cids = rows // cr
         for cid in range(lo, hi + 1):
@@ -463,7 +466,8 @@ class ShardedArrayReader:
         if not self._native or not self.rows_chunked_only:
             return np.asarray(self._zarr_array()[row])
         cid = row // self.chunk_rows
-        return self._row_chunk(cid)[row - cid * self.chunk_rows].copy()
+        out: np.ndarray = self._row_chunk(cid)[row - cid * self.chunk_rows].copy()
+        return out
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows ``[start, stop)`` along the first axis (all of the array by default)."""

@@ -1,15 +1,12 @@
 """The fast paths of ingest and release writing give the same bytes as the plain ones.
 
-Direct-I/O shard writes (and their fallback), camera payloads kept as pieces of the
-decompressed chunks, CDR columns read through strided views, quantiles, JPEG sizes, and
-curation started in a fresh interpreter (its work runs on threads).
+Camera payloads kept as pieces of the decompressed chunks, CDR columns read through
+strided views, quantiles, JPEG sizes, and curation started in a fresh interpreter (its
+work runs on threads). Direct-I/O shard writes and their fallback: test_zdurable.py.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +15,6 @@ import cv2
 import numpy as np
 import pytest
 
-from curation import zwrite
 from curation.decode import BLOBS_MIN, Blobs, StreamData, jpeg_size, ragged_from, ragged_rows
 from curation.ingest import sort_stream
 from curation.stats import QUANTILES, quantiles
@@ -31,59 +27,6 @@ def _parts(total: int, seed: int = 0) -> list[bytes]:
     data = rng.integers(0, 256, total, dtype=np.uint8).tobytes()
     cuts = sorted({0, total, *rng.integers(0, total, 7).tolist()})
     return [data[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
-
-
-@pytest.mark.parametrize("total", [zwrite.DIRECT_MIN - 1, zwrite.DIRECT_MIN,
-                                   zwrite._STAGE + 4095, 3 * zwrite._STAGE, 5_000_001])
-def test_shard_files_hold_the_parts_and_their_sha256(tmp_path: Path, total: int,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    real = zwrite._take_stage
-    monkeypatch.setattr(zwrite, "_take_stage", lambda: calls.append(1) or real())
-    parts = _parts(total)
-    path = tmp_path / "shard"
-    with zwrite.recording() as written:
-        zwrite.write_file(path, parts)
-    data = b"".join(parts)
-    assert path.read_bytes() == data
-    assert written[str(path)] == (hashlib.sha256(data).hexdigest(), total)
-    direct_here = os.stat(tmp_path).st_dev not in zwrite._no_direct and zwrite._O_DIRECT
-    assert bool(calls) == bool(direct_here and total >= zwrite.DIRECT_MIN)
-
-
-def test_a_filesystem_that_refuses_direct_io_gets_buffered_writes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    direct = os.O_DIRECT if hasattr(os, "O_DIRECT") else 1 << 30
-    real_open = os.open
-
-    def refuse(path: object, flags: int, *a: object) -> int:
-        if flags & direct:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real_open(path, flags, *a)
-
-    monkeypatch.setattr(zwrite.os, "open", refuse)
-    monkeypatch.setattr(zwrite, "_O_DIRECT", direct)
-    monkeypatch.setattr(zwrite, "_no_direct", set())
-    parts = _parts(2 * zwrite.DIRECT_MIN)
-    with zwrite.recording() as written:
-        zwrite.write_file(tmp_path / "a", parts)
-    assert (tmp_path / "a").read_bytes() == b"".join(parts)
-    assert written[str(tmp_path / "a")][0] == hashlib.sha256(b"".join(parts)).hexdigest()
-    assert os.stat(tmp_path).st_dev in zwrite._no_direct  # not tried again on this disk
-
-
-def test_a_failed_direct_write_leaves_no_partial_file(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    if not zwrite._O_DIRECT or os.stat(tmp_path).st_dev in zwrite._no_direct:
-        pytest.skip("this filesystem has no O_DIRECT")
-
-    def full(_fd: int, _data: memoryview) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(zwrite, "_write_all", full)
-    with pytest.raises(OSError, match="No space left"), zwrite.recording():
-        zwrite.write_file(tmp_path / "a", _parts(2 * zwrite.DIRECT_MIN))
-    assert not (tmp_path / "a").exists()
 
 
 def test_large_payloads_stay_in_pieces_and_join_only_when_asked() -> None:
