@@ -95,8 +95,13 @@ class _Parser:
             ch.data.append(body[22:] if len(body) - 22 > self.view_min and not self.borrowed
                            else bytes(body[22:]))
         elif isinstance(r, Schema):
+            # records outside chunks carry no CRC: an intact summary's copy is trusted
+            summary = self.walk.summary
+            r = summary.schemas.get(r.id, r) if summary else r
             self.schemas[r.id] = (r.name, r.encoding, r.data)
         elif isinstance(r, McapChannel):
+            summary = self.walk.summary
+            r = summary.channels.get(r.id, r) if summary else r
             if r.id not in out.channels:
                 name, senc, text = self.schemas.get(r.schema_id, ("", "", b""))
                 out.channels[r.id] = Channel(r.id, r.topic, name, r.message_encoding, senc, text)

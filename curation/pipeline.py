@@ -24,7 +24,7 @@ from .errors import CurationError
 from .ingest import INGEST_VERSION, Cache, FileRecord, held_bytes, ingest_file, read_file, spill
 from .inputs import InputFile, find_inputs, sha256_bytes
 from .labels import Labels, assign_splits
-from .manifest import write_manifest
+from .manifest import WrittenFiles, write_manifest
 from .quality import Expectation, QualityResult, check_episode, urdf_limits
 from .release import episode_table, release_versions
 from .segment import Segment, segment_file
@@ -463,19 +463,17 @@ class _Staged:
 
     tmp: Path
     stack: ExitStack
-    written: dict[str, tuple[str, int]]
+    written: WrittenFiles
     early: EarlyPayloads | None
 
     @classmethod
     def start(cls, name_dir: Path, version: int, cfg: CurateConfig, early: bool) -> _Staged:
-        from . import zwrite
-
         name_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".v{version}.tmp-", dir=name_dir))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a release is for others to read
         stack = ExitStack()
-        written = stack.enter_context(zwrite.recording())
-        return cls(tmp, stack, written, EarlyPayloads(tmp, cfg) if early else None)
+        written = stack.enter_context(WrittenFiles())
+        return cls(tmp, stack, written, EarlyPayloads(tmp, cfg, written) if early else None)
 
     def abandon(self) -> None:
         try:
@@ -496,7 +494,7 @@ def _publish(name_dir: Path, name: str, version: int, prev: tuple[int, Path] | N
              "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "fingerprint": fp, "software": software()}
     try:
-        write_release(tmp, plans, ctx.cfg, attrs, ctx.roles, staged.early)
+        write_release(tmp, plans, ctx.cfg, attrs, ctx.roles, staged.early, staged.written)
     finally:
         staged.stack.close()  # every file hashed and synced: the record is complete
     written = staged.written

@@ -403,6 +403,10 @@ class Walk:
                 claimed = end
                 if op not in _KNOWN and self.summary is not None and pos in self._chunk_starts:
                     raise Damage(f"opcode {op:#04x} where the chunk index names a chunk")
+                if op != Opcode.CHUNK and (op not in _KNOWN or self._parsed):
+                    # records outside chunks carry no CRC: one that runs over a record
+                    # the intact summary indexes has a damaged length (or opcode)
+                    self._check_span(pos, end)
                 if op == Opcode.MESSAGE_INDEX:  # checked and passed over: no reader needs it
                     if n < 6 or _U32.unpack_from(buf, pos + 11)[0] != n - 6 or n % 16 != 6:
                         raise Damage("damaged MessageIndex record")
@@ -453,6 +457,14 @@ class Walk:
             return LostRange(start, end, reason, min(c.message_start_time for c in chunks),
                              max(c.message_end_time for c in chunks), True, len(chunks))
         return LostRange(start, end, reason, before, after)
+
+    def _check_span(self, pos: int, end: int) -> None:
+        if self.summary is None:
+            return
+        i = bisect.bisect_right(self._starts, pos)
+        if i < len(self._starts) and self._starts[i] < end:
+            raise Damage(f"record runs over the record at byte {self._starts[i]} that the "
+                         "summary indexes (a damaged length or opcode)")
 
     def _resume(self, pos: int, claimed: int | None) -> int:
         """Where intact data starts again after a damaged record at ``pos``."""

@@ -361,7 +361,7 @@ def _scan(path: Path, default_index: int
                     index = int(md.metadata["episode_index"])
     except ReplayError:
         raise
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+    except Exception as exc:
         raise ReplayError(f"{path}: cannot read as MCAP: {exc}") from exc
     st = summary.statistics
     counts = st.channel_message_counts

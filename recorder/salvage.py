@@ -69,10 +69,12 @@ class _Copy:
         self.writer = writer
         self.specs = {t.topic: t for t in profile.topics}
         summary = walk.summary
-        # an intact summary names every schema and channel, even ones whose records
-        # were in a damaged span
+        # an intact summary (its CRC checked) names every schema and channel, even ones
+        # whose records were in a damaged span; schema and channel records outside chunks
+        # carry no CRC, so where the summary has one its copy is the one trusted
         self.schemas: dict[int, Schema] = dict(summary.schemas) if summary else {}
         self.spare: dict[int, Channel] = dict(summary.channels) if summary else {}
+        self.trusted = frozenset(self.schemas)
         self.channels: dict[int, Channel] = {}
         self.count, self.first_ns, self.last_ns = 0, -1, -1
         self.start_event: dict[str, Any] | None = None
@@ -80,8 +82,13 @@ class _Copy:
     def channel(self, ch: Channel) -> None:
         if ch.id in self.channels:
             return
+        ch = self.spare.get(ch.id, ch)
         self.channels[ch.id] = ch
         _add_channel(self.writer, ch, self.schemas, self.specs)
+
+    def schema(self, s: Schema) -> None:
+        if s.id not in self.trusted:
+            self.schemas[s.id] = s
 
     def message(self, body: bytes | memoryview) -> None:
         cid, _, log_time, publish_time = _MSG.unpack_from(body, 0)
@@ -111,8 +118,7 @@ class _Copy:
             if op == Opcode.MESSAGE and n >= 22:
                 self.message(body)
             elif op == Opcode.SCHEMA:
-                s = Schema.read(ReadDataStream(BytesIO(body)))
-                self.schemas[s.id] = s
+                self.schema(Schema.read(ReadDataStream(BytesIO(body))))
             elif op == Opcode.CHANNEL:
                 self.channel(Channel.read(ReadDataStream(BytesIO(body))))
             pos = end
@@ -120,7 +126,7 @@ class _Copy:
     def record(self, rec: Record) -> None:
         r = rec.record
         if isinstance(r, Schema):
-            self.schemas[r.id] = r
+            self.schema(r)
         elif isinstance(r, Channel):
             self.channel(r)
         elif isinstance(r, Attachment):

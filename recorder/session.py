@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from demofab.durable import atomic_write
+
 from .contract import (
     BAG_INFO_KEY,
     BAG_METADATA,
@@ -184,8 +186,8 @@ class Session:
             "open_episode": asdict(self.current) if self.current else None,
             "damaged": [asdict(e) for e in self.damaged],
         }
-        _atomic_write(self.dir / STATE_FILE, yaml.safe_dump(state, sort_keys=False))
-        _atomic_write(self.dir / BAG_METADATA, self._bag_metadata())
+        atomic_write(self.dir / STATE_FILE, yaml.safe_dump(state, sort_keys=False))
+        atomic_write(self.dir / BAG_METADATA, self._bag_metadata())
 
     def _bag_metadata(self) -> str:
         eps = self.episodes
@@ -466,19 +468,6 @@ class Session:
 def _episode_name(part: Path) -> str:
     """``episode_0003.mcap.part`` -> ``episode_0003.mcap``."""
     return part.name.removesuffix(PART_SUFFIX)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 __all__ = [  # the contract's names stay importable from here

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from mcap.writer import CompressionType
 
+from demofab.durable import fsync_parent
+
 from .contract import PART_SUFFIX
 from .errors import DiskFullError, RecorderError
 from .health import HealthMonitor, TopicTrack
@@ -209,7 +211,7 @@ class EpisodeWriter:
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self.part_path, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_parent(self.path)
         except OSError as exc:
             raise self._fail(exc) from exc
         self.closed = True
@@ -288,14 +290,6 @@ def _library() -> str:
     from . import __version__
 
     return f"demofab {__version__}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = [

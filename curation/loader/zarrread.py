@@ -328,7 +328,7 @@ class ShardedArrayReader:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
+        except Exception:  # noqa: BLE001, S110 - interpreter shutdown
             pass
 
     def _fd(self, key: str) -> int | None:

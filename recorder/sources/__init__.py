@@ -31,8 +31,10 @@ class Source(Protocol):
     #: "wall" when they are real receive times.
     clock: str
 
-    def messages(self) -> Iterator[RawMessage]:
-        """Messages in receive-time order; ends when the source is exhausted or closed."""
+    def messages(self) -> Iterator[RawMessage | None]:
+        """Messages in receive-time order; ends when the source is exhausted or closed.
+        A wall-clock source may yield None when nothing arrived for a while, so that
+        the recorder still applies commands and the plan on time."""
         ...
 
     def close(self) -> None: ...

@@ -57,7 +57,7 @@ class BagSource:
                             continue
                         yield RawMessage(topic, msg.data, msg.log_time, msg.publish_time,
                                          None)
-                except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+                except Exception as exc:
                     if isinstance(exc, GeneratorExit):
                         raise
                     raise SourceError(f"{file}: cannot read as MCAP: {exc}") from exc

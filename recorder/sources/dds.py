@@ -150,6 +150,4 @@ def _factory(profile: Profile, **options: Any) -> DdsSource:
     return DdsSource(profile, **options)
 
 
-# Source.messages promises RawMessage only, but Recorder.run takes the None heartbeats
-# this source yields as ticks: the protocol should say Iterator[RawMessage | None]
-register_source("dds", _factory)  # type: ignore[arg-type]
+register_source("dds", _factory)
