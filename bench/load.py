@@ -26,19 +26,18 @@ dir, then measures on one core, best of ``--repeat`` runs each:
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .timing import best_of
 from .zarr_baseline import compare_reads
 
 TARGETS = {"lowdim_vs_memmap": 0.5, "image_vs_decode": 0.7, "vs_lerobot": 3.0}
@@ -77,19 +76,6 @@ def build_release(base: Path, episodes: int, seconds: float) -> Path:
                                 task="pick up the box", operator="bench")).run(
         handle_signals=False)
     return curate([base / "session"], base / "releases", "bench").release
-
-
-def _best(fns: list[Callable[[], None]], repeat: int) -> list[float]:
-    """Best time of each function over ``repeat`` rounds, the functions taking turns in
-    each round so that a busy machine slows both sides alike."""
-    best = [float("inf")] * len(fns)
-    for _ in range(repeat):
-        for k, fn in enumerate(fns):
-            gc.collect()
-            t = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - t)
-    return best
 
 
 def _lowdim(release: Path, tmp: Path, args: argparse.Namespace, rng: np.random.Generator,
@@ -137,7 +123,7 @@ def _lowdim(release: Path, tmp: Path, args: argparse.Namespace, rng: np.random.G
             memmap_sample(i)
 
     run_ours()  # warm: chunks decoded into the LRU, files in the page cache
-    ours_s, memmap_s = _best([run_ours, run_memmap], args.repeat)
+    ours_s, memmap_s = best_of([run_ours, run_memmap], args.repeat)
     return {
         "lowdim_windows_per_s": round(len(idx) / ours_s),
         "memmap_windows_per_s": round(len(idx) / memmap_s),
@@ -169,7 +155,7 @@ def _images(release: Path, args: argparse.Namespace, rng: np.random.Generator) -
             cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
 
     run_ours()
-    ours_s, decode_s = _best([run_ours, run_decode], args.repeat)
+    ours_s, decode_s = best_of([run_ours, run_decode], args.repeat)
     return {
         "image_frames_per_s": round(len(picks) / ours_s),
         "decode_frames_per_s": round(len(picks) / decode_s),
@@ -184,8 +170,6 @@ args = json.loads(open(sys.argv[2]).read())
 if hasattr(os, "sched_setaffinity"):  # one core, like our side; before torch starts threads
     os.sched_setaffinity(0, {args["cpu"]})
 import numpy as np
-
-from .zarr_baseline import compare_reads
 import torch
 import lerobot
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -305,7 +289,7 @@ def _vs_lerobot(release: Path, tmp: Path, args: argparse.Namespace,
 
     with _OneCore(cpu):
         run_ours()
-        (ours_s,) = _best([run_ours], args.repeat)
+        (ours_s,) = best_of([run_ours], args.repeat)
     rate = len(idx) / ours_s
     return {
         "ours_lerobot_samples_per_s": round(rate, 1),

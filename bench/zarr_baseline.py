@@ -8,16 +8,16 @@ same shards, inner chunks, codecs and fill values, for the ``vs_zarr_python`` ke
 
 from __future__ import annotations
 
-import gc
 import json
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .timing import best_of
 
 
 @dataclass
@@ -83,17 +83,6 @@ def write_zarr_python(specs: list[Spec], root: Path) -> None:
     fsync_tree(root)
 
 
-def _best(fns: list[Callable[[], None]], repeat: int) -> list[float]:
-    best = [float("inf")] * len(fns)
-    for _ in range(repeat):
-        for k, fn in enumerate(fns):
-            gc.collect()
-            t = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - t)
-    return best
-
-
 def compare_writes(release: Path, work: Path, repeat: int) -> dict[str, Any]:
     """Best-of-``repeat`` time to write every array of ``release`` with zwrite and with
     zarr-python, taking turns; ``vs_zarr_python`` is zarr-python's time over ours."""
@@ -110,7 +99,7 @@ def compare_writes(release: Path, work: Path, repeat: int) -> dict[str, Any]:
         return run
 
     try:
-        ours_s, zarr_s = _best([side("ours", write_zwrite), side("zarr", write_zarr_python)],
+        ours_s, zarr_s = best_of([side("ours", write_zwrite), side("zarr", write_zarr_python)],
                                max(1, repeat))
         for s in specs:  # same values, or the comparison means nothing
             for d in dirs.values():
@@ -159,7 +148,7 @@ def compare_reads(release: Path, reads: int, repeat: int, seed: int) -> dict[str
             theirs[a][i]
 
     reader(warm)()  # the cache filled, the files in the page cache
-    cold_s, warm_s, zarr_s = _best([reader(cold), reader(warm), run_zarr], max(1, repeat))
+    cold_s, warm_s, zarr_s = best_of([reader(cold), reader(warm), run_zarr], max(1, repeat))
     n = len(picks)
     return {"zarr_arrays": len(paths), "zarr_reads": n,
             "reader_rows_per_s": round(n / cold_s), "reader_cached_rows_per_s": round(n / warm_s),
