@@ -35,12 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _record(out: Path, episodes: int, seconds: float) -> Path:
     from recorder.cli import open_session
+    from recorder.contract import ROBOT_DESCRIPTION
     from recorder.control import Plan, Recorder
     from recorder.sources import make_source
     from recorder.urdf import urdf_from_profile
 
     session = open_session(out, "humanoid")
-    session.robot_description = ("robot_description.urdf", "application/xml",
+    session.robot_description = (ROBOT_DESCRIPTION, "application/xml",
                                  urdf_from_profile(session.profile))
     source = make_source("synthetic", session.profile, seed=1)
     Recorder(session, source, Plan(episodes=episodes, episode_seconds=seconds, task="bench",

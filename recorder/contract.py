@@ -18,7 +18,7 @@ In each episode file: the Metadata records ``demofab.episode`` (the episode's fa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,21 @@ class SessionState:
         return {e.file: e.index for e in self.episodes}
 
 
+def session_state_yaml(state: SessionState) -> str:
+    """The text of ``demofab_session.yaml`` for ``state`` (what ``read_session_state``
+    reads back); ``state.path`` is not stored."""
+    return yaml.safe_dump({
+        "format_version": SESSION_FORMAT_VERSION,
+        "session": state.session,
+        "robot": state.robot,
+        "profile": state.profile,
+        "episodes": [asdict(e) for e in state.episodes],
+        "discarded": [asdict(e) for e in state.discarded],
+        "open_episode": asdict(state.open_episode) if state.open_episode else None,
+        "damaged": [asdict(e) for e in state.damaged],
+    }, sort_keys=False)
+
+
 def read_session_state(directory: Path | str) -> SessionState | None:
     """The session state of ``directory``; None when it is not a DemoFab session.
     Raises ``RecorderError`` naming the file when the state is malformed or of a format
@@ -203,5 +218,5 @@ __all__ = [
     "HEALTH_METADATA", "MCAP_SUFFIX", "OUTCOMES", "PART_SUFFIX", "PROFILE_KEY",
     "RECOVERY_METADATA", "ROBOT_DESCRIPTION", "SESSION_FORMAT_VERSION", "SESSION_KEY",
     "STATE_FILE", "SessionState", "episode_file", "episode_index_of", "is_session",
-    "read_bag_listing", "read_session_state",
+    "read_bag_listing", "read_session_state", "session_state_yaml",
 ]

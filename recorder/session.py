@@ -48,9 +48,11 @@ from .contract import (
     STATE_FILE,
     EpisodeInfo,
     EventKind,
+    SessionState,
     episode_file,
     episode_index_of,
     read_session_state,
+    session_state_yaml,
 )
 from .errors import SessionError
 from .health import HealthMonitor, HealthReport
@@ -176,17 +178,10 @@ class Session:
         }
 
     def _save_state(self) -> None:
-        state = {
-            "format_version": SESSION_FORMAT_VERSION,
-            "session": self.name,
-            "robot": self.robot,
-            "profile": self.profile_dict(),
-            "episodes": [asdict(e) for e in self.episodes],
-            "discarded": [asdict(e) for e in self.discarded],
-            "open_episode": asdict(self.current) if self.current else None,
-            "damaged": [asdict(e) for e in self.damaged],
-        }
-        atomic_write(self.dir / STATE_FILE, yaml.safe_dump(state, sort_keys=False))
+        state = SessionState(self.dir / STATE_FILE, self.name, self.robot, self.profile_dict(),
+                             tuple(self.episodes), tuple(self.discarded), self.current,
+                             tuple(self.damaged))
+        atomic_write(state.path, session_state_yaml(state))
         atomic_write(self.dir / BAG_METADATA, self._bag_metadata())
 
     def _bag_metadata(self) -> str:
