@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 
 from .errors import ReplayError
 
-__all__ = ["ReplayOptions", "parse_remap"]
+__all__ = ["READERS", "ReplayOptions", "parse_remap"]
+
+#: where messages are read ahead of the schedule (see :mod:`recorder.replay.readahead`)
+READERS = ("process", "thread")
 
 
 def parse_remap(rules: Iterable[str] | Mapping[str, str] | None) -> dict[str, str]:
@@ -42,6 +45,7 @@ class ReplayOptions:
     start_paused: bool = False
     busy_wait_s: float = 0.0002           # spin (instead of sleeping) for the last 0.2 ms
     read_ahead: int = 4096                # messages decoded ahead of the schedule
+    reader: str = "process"               # read ahead in a child "process" or a "thread"
     switch_interval_s: float | None = 0.0002  # GIL switch interval while playing (None: leave)
     freeze_gc: bool = True                # no automatic garbage collection while playing
     progress_every_s: float = 0.1         # wall seconds between progress callbacks
@@ -57,5 +61,7 @@ class ReplayOptions:
             raise ReplayError(f"episode gap must be >= 0 s, got {self.episode_gap_s}")
         if self.busy_wait_s < 0:
             raise ReplayError(f"busy wait must be >= 0 s, got {self.busy_wait_s}")
+        if self.reader not in READERS:
+            raise ReplayError(f"reader must be one of {', '.join(READERS)}, got {self.reader!r}")
         if self.read_ahead < 1:
             raise ReplayError(f"read-ahead must be >= 1 message, got {self.read_ahead}")

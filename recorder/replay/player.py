@@ -25,7 +25,7 @@ from typing import Any
 from .errors import ReplayError
 from .options import ReplayOptions, parse_remap
 from .publishers import CLOCK_QOS, CLOCK_TOPIC, CLOCK_TYPE, ClockPublisher, Publisher, clock_cdr
-from .readahead import Item, Marker, ReadAhead
+from .readahead import Item, Marker, ProcessReadAhead, ReadAhead, Reader
 from .stats import ReplayStats
 from .timeline import EpisodeRef, Timeline
 from .timing import DeadlineWaiter, playback_conditions
@@ -215,6 +215,13 @@ class Player:
             self.publisher.publish(self._clock_handle, clock_cdr(ns))
         self.stats.clock_messages += 1
 
+    def _reader(self, topics: list[str], p0: int) -> Reader:
+        opt = self.options
+        cls = ProcessReadAhead if opt.reader == "process" else ReadAhead
+        reader: Reader = cls(self.timeline, topics, p0, opt.loop, opt.read_ahead)
+        reader.start()
+        return reader
+
     def play(self) -> ReplayStats:
         """Play the selection in this thread; returns when it ends or on :meth:`stop`."""
         self.prepare()
@@ -246,8 +253,7 @@ class Player:
         wall0 = time.perf_counter_ns()
 
         p = self._p
-        reader = ReadAhead(self.timeline, list(handles), p, opt.loop, opt.read_ahead)
-        reader.start()
+        reader = self._reader(list(handles), p)
         buf: deque[Item | Marker] = deque()
         # schedule: message at absolute playback time a is due at
         #   anchor_wall + (a - anchor_a) / rate   (perf_counter ns)
@@ -291,9 +297,7 @@ class Player:
                 if seek_to is not None:
                     reader.close()
                     stats.reader_wakeups += reader.wakeups
-                    reader = ReadAhead(self.timeline, list(handles), seek_to, opt.loop,
-                                       opt.read_ahead)
-                    reader.start()
+                    reader = self._reader(list(handles), seek_to)
                     buf.clear()
                     stats.played_s += max(0, a_last - seg_a) / NS
                     anchor_wall, anchor_a = now, seek_to
