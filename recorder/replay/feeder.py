@@ -3,8 +3,10 @@ them to stdout as frames, for :class:`recorder.replay.readahead.ProcessReadAhead
 
 Run as a script (``python feeder.py JSON``), not as a module, so that it starts with
 ``mcap`` alone and none of the ``recorder`` package: it takes a fraction of a second,
-and it holds no GIL of the player's. A frame is a kind byte, a little-endian u32 length
-and a body:
+and it holds no GIL of the player's. It runs SCHED_BATCH with a nice of +5, so that on a
+busy machine it does not take the CPU from the player when the player wakes up.
+
+A frame is a kind byte, a little-endian u32 length and a body:
 
 * ``B`` a batch: u32 n, n entries ``<qqHHI`` (playback time a, position p, topic index,
   episode position, size), then the n messages' bytes one after the other;
@@ -18,6 +20,7 @@ The argument: ``{"episodes": [[path, offset_ns, start_ns, duration_ns, messages]
 from __future__ import annotations
 
 import json
+import os
 import struct
 import sys
 from typing import Any, BinaryIO
@@ -74,7 +77,21 @@ def feed(config: dict[str, Any], out: BinaryIO) -> None:
     flush()
 
 
+def polite() -> None:
+    """Make the calling thread (or process) yield to the player: SCHED_BATCH (it never
+    preempts a thread that wakes up, but keeps its share of the CPU) and a nice of +5."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5))
+    except (AttributeError, OSError):
+        pass
+
+
 def main() -> int:
+    polite()
     out = sys.stdout.buffer
     try:
         import fcntl

@@ -64,6 +64,7 @@ class Player:
         self._handles: dict[str, Any] | None = None
         self._clock_handle: Any = None
         self._lock = threading.Lock()
+        self._control = 0                 # bumped by every control call (under the lock)
         self._wake = threading.Event()
         self._paused = opt.start_paused
         self._rate = opt.rate
@@ -122,17 +123,20 @@ class Player:
     # -- control (any thread) -------------------------------------------------------------
     def pause(self) -> None:
         with self._lock:
+            self._control += 1
             self._paused = True
         self._wake.set()
 
     def resume(self) -> None:
         with self._lock:
+            self._control += 1
             self._paused = False
         self._wake.set()
 
     def toggle_pause(self) -> bool:
         """Pause or resume; returns True when now paused."""
         with self._lock:
+            self._control += 1
             self._paused = not self._paused
             paused = self._paused
         self._wake.set()
@@ -142,6 +146,7 @@ class Player:
         """Jump to ``t_s`` seconds into the selection (clamped to it); keeps pause state."""
         p = min(max(int(t_s * NS), 0), self.duration_ns)
         with self._lock:
+            self._control += 1
             self._seek_to = p
         self._wake.set()
 
@@ -149,11 +154,13 @@ class Player:
         if not rate > 0:
             raise ReplayError(f"rate must be positive, got {rate}")
         with self._lock:
+            self._control += 1
             self._rate = float(rate)
         self._wake.set()
 
     def stop(self) -> None:
         with self._lock:
+            self._control += 1
             self._stop = True
         self._wake.set()
 
@@ -265,6 +272,8 @@ class Player:
         next_clock = wall0 if clock_period else 0
         next_progress = wall0
         index = int(round(total * p / self.duration_ns)) if self.duration_ns else 0
+        seen = -1                        # the control calls taken in so far
+        paused = False
 
         def now_a(now: int) -> int:
             """Absolute playback time at wall time ``now``, kept between the last published
@@ -284,35 +293,39 @@ class Player:
 
         try:
             while True:
-                # -- control --------------------------------------------------------------
-                self._wake.clear()
-                with self._lock:
-                    stop, paused, seek_to, new_rate = (self._stop, self._paused, self._seek_to,
-                                                       self._rate)
-                    self._seek_to = None
-                now = time.perf_counter_ns()
-                if stop:
-                    stats.stopped = True
-                    break
-                if seek_to is not None:
-                    reader.close()
-                    stats.reader_wakeups += reader.wakeups
-                    reader = self._reader(list(handles), seek_to)
-                    buf.clear()
-                    stats.played_s += max(0, a_last - seg_a) / NS
-                    anchor_wall, anchor_a = now, seek_to
-                    seg_a = a_last = seek_to
-                    if paused_a is not None:
-                        paused_a = seek_to
-                    self._p = p = seek_to
-                    self._episode = self.timeline.episode_at(p)
-                    index = int(round(total * p / self.duration_ns)) if self.duration_ns else 0
-                    self._index = index
-                    anchor_pending = True
-                if new_rate != rate:   # re-anchor at the current position
-                    anchor_a = paused_a if paused_a is not None else now_a(now)
-                    anchor_wall, rate = now, new_rate
+                # -- control (only when a control call came) --------------------------------
+                if self._wake.is_set():
+                    self._wake.clear()
+                if self._control != seen:
+                    with self._lock:
+                        seen = self._control
+                        stop, paused, seek_to, new_rate = (self._stop, self._paused,
+                                                           self._seek_to, self._rate)
+                        self._seek_to = None
+                    if stop:
+                        stats.stopped = True
+                        break
+                    now = time.perf_counter_ns()
+                    if seek_to is not None:
+                        reader.close()
+                        stats.reader_wakeups += reader.wakeups
+                        reader = self._reader(list(handles), seek_to)
+                        buf.clear()
+                        stats.played_s += max(0, a_last - seg_a) / NS
+                        anchor_wall, anchor_a = now, seek_to
+                        seg_a = a_last = seek_to
+                        if paused_a is not None:
+                            paused_a = seek_to
+                        self._p = p = seek_to
+                        self._episode = self.timeline.episode_at(p)
+                        index = int(round(total * p / self.duration_ns)) if self.duration_ns else 0
+                        self._index = index
+                        anchor_pending = True
+                    if new_rate != rate:   # re-anchor at the current position
+                        anchor_a = paused_a if paused_a is not None else now_a(now)
+                        anchor_wall, rate = now, new_rate
                 if paused:
+                    now = time.perf_counter_ns()
                     if paused_a is None:
                         paused_a = now_a(now)
                     if clock_period and now >= next_clock:
@@ -324,7 +337,7 @@ class Player:
                     self._wake.wait(clock_period / NS if clock_period else 0.1)
                     continue
                 if paused_a is not None:   # resumed: carry on from where we paused
-                    anchor_wall, anchor_a, paused_a = now, paused_a, None
+                    anchor_wall, anchor_a, paused_a = time.perf_counter_ns(), paused_a, None
 
                 # -- next message --------------------------------------------------------
                 if not buf:

@@ -243,6 +243,7 @@ class ProcessReadAhead(_Buffer):
                 proc.stdout.close()
 
     def _receive(self) -> None:
+        feeder.polite()   # this thread (Linux: the calling thread only)
         proc = self._proc
         assert proc is not None and proc.stdout is not None
         pipe: IO[bytes] = proc.stdout
