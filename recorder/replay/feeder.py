@@ -60,7 +60,7 @@ def feed(config: dict[str, Any], out: BinaryIO) -> None:
             start = start_ns + max(0, p0 - offset)
             shift = base + offset - start_ns
             with open(path, "rb") as f:
-                for _, channel, msg in make_reader(f).iter_messages(
+                for _, channel, msg in make_reader(f, validate_crcs=True).iter_messages(
                         topics=topics, starting_at=start, log_time_order=True):
                     a = msg.log_time + shift
                     entries.append(ENTRY.pack(a, a - base, index[channel.topic], pos,

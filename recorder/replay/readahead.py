@@ -174,8 +174,8 @@ class ReadAhead(_Buffer):
                     start = ep.start_ns + max(0, p0 - ep.offset_ns)
                     shift = base + ep.offset_ns - ep.start_ns
                     with open(ep.path, "rb") as f:
-                        it = make_reader(f).iter_messages(topics=topics, starting_at=start,
-                                                          log_time_order=True)
+                        it = make_reader(f, validate_crcs=True).iter_messages(
+                            topics=topics, starting_at=start, log_time_order=True)
                         for _, channel, msg in it:
                             a = msg.log_time + shift
                             batch.append((a, a - base, channel.topic, msg.data, pos))
