@@ -17,7 +17,8 @@ The modules, one concern each:
 * :mod:`.timing` — waiting to a deadline (sleep to just before it, spin the rest) and the
   interpreter settings that keep other threads from delaying a wake-up (GIL switch
   interval, garbage collection, timer slack); ``bench ros2`` times a bare loop with it.
-* :mod:`.readahead` — the thread that decodes messages ahead of the schedule.
+* :mod:`.readahead` — decoding messages ahead of the schedule, in a child process
+  (:mod:`.feeder`, the default) or a thread.
 * :mod:`.stats` — the publish-error histogram (:class:`JitterStats`) and
   :class:`ReplayStats`.
 * :mod:`.player` — :class:`Player`, the loop, and its thread-safe control calls
@@ -28,9 +29,10 @@ The modules, one concern each:
 
 Example::
 
-    from recorder.replay import Player, ReplayOptions, make_publisher
+    from recorder.dds import DdsPublisher     # or make_publisher("dds", domain_id=0)
+    from recorder.replay import Player, ReplayOptions
 
-    with make_publisher("dds", domain_id=0) as pub:
+    with DdsPublisher(domain_id=0) as pub:
         player = Player("session_dir", pub, ReplayOptions(rate=1.0, clock_hz=100))
         stats = player.play()
     print(stats.jitter_ms)   # {'p50': ..., 'p99': ..., 'max': ...}
