@@ -251,6 +251,8 @@ class Player:
         published = stats.published
         busy_ns = int(opt.busy_wait_s * NS)
         waiter = DeadlineWaiter(busy_ns, self._wake, collect_gc=opt.freeze_gc)
+        reader_box: list[Reader] = []
+        waiter.on_slack = lambda: reader_box[0].poll()
         wait_until = waiter.wait_until
         clock_period = int(NS / opt.clock_hz) if opt.clock_hz else 0
         progress_ns = int(opt.progress_every_s * NS)
@@ -261,6 +263,7 @@ class Player:
 
         p = self._p
         reader = self._reader(list(handles), p)
+        reader_box.append(reader)
         buf: deque[Item | Marker] = deque()
         # schedule: message at absolute playback time a is due at
         #   anchor_wall + (a - anchor_a) / rate   (perf_counter ns)
@@ -310,6 +313,7 @@ class Player:
                         reader.close()
                         stats.reader_wakeups += reader.wakeups
                         reader = self._reader(list(handles), seek_to)
+                        reader_box[0] = reader
                         buf.clear()
                         stats.played_s += max(0, a_last - seg_a) / NS
                         anchor_wall, anchor_a = now, seek_to

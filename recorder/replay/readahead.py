@@ -7,27 +7,29 @@ playback time over loops, p: position within the selection):
 * :class:`ProcessReadAhead` (the default) reads in a child process (``feeder.py``), so
   parsing MCAP records never holds the player's GIL: a reader thread that holds the GIL
   when the player wakes delays the publish until the interpreter's switch interval forces
-  it to let go, or, on a loaded machine, until the scheduler runs that thread again. A
-  thread of the player's receives the frames (the GIL released while it waits on the
-  pipe); the player parses a batch when it takes it.
+  it to let go, or, on a loaded machine, until the scheduler runs that thread again. The
+  player itself reads the pipe, in the slack before a deadline, so no other thread of
+  its process wants the GIL while it plays.
 * :class:`ReadAhead` reads in a thread; it steps aside (sleeps, releasing the GIL) when
   the player's next deadline (:attr:`Reader.due_ns`, which the player sets before it
   waits) is about to come.
 
 Both fill a buffer up to ``depth`` messages and then wait until the player has used half
-of them, so they wake once per half buffer rather than once per batch.
+of them, so the reading wakes once per half buffer rather than once per batch.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import select
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import IO, Final, Protocol
+from typing import Final, Protocol
 
 from . import feeder
 from .timeline import Timeline
@@ -63,13 +65,16 @@ class Reader(Protocol):
 
     def start(self) -> None: ...
 
+    def poll(self) -> None:
+        """Slack before a deadline: do a little of the reading here, if any."""
+
     def take(self, timeout: float) -> Batch | Marker | None: ...
 
     def close(self) -> None: ...
 
 
 class _Buffer:
-    """The bounded buffer between a producer (thread) and the player, with hysteresis."""
+    """The bounded buffer between the reader thread and the player, with hysteresis."""
 
     BATCH = 64
 
@@ -79,24 +84,24 @@ class _Buffer:
         self.error: BaseException | None = None
         self.due_ns = 0                  # the player's next deadline (perf_counter ns)
         self.wakeups = 0                 # times the producer resumed after a full buffer
-        self._batches: deque[Batch | bytes | Marker] = deque()
+        self._batches: deque[Batch | Marker] = deque()
         self._buffered = 0
         self._cond = threading.Condition(threading.Lock())
         self._halt = threading.Event()
         self._full = False
 
-    def _take(self, timeout: float) -> Batch | bytes | Marker | None:
+    def _take(self, timeout: float) -> Batch | Marker | None:
         with self._cond:
             if not self._batches and not self._cond.wait_for(lambda: self._batches, timeout):
                 return None
             item = self._batches.popleft()
             if not isinstance(item, Marker):
-                self._buffered -= _count(item)
+                self._buffered -= len(item)
                 if self._full and self._buffered <= self.low:
                     self._cond.notify_all()
             return item
 
-    def _put(self, item: Batch | bytes | Marker) -> bool:
+    def _put(self, item: Batch | Marker) -> bool:
         """Append ``item`` (waiting while the buffer is full); False once halted."""
         with self._cond:
             if self._buffered >= self.high:
@@ -108,7 +113,7 @@ class _Buffer:
                 return False
             self._batches.append(item)
             if not isinstance(item, Marker):
-                self._buffered += _count(item)
+                self._buffered += len(item)
             self._cond.notify_all()
             return True
 
@@ -117,10 +122,6 @@ class _Buffer:
             self._halt.set()
             self._batches.clear()
             self._cond.notify_all()
-
-
-def _count(item: Batch | bytes) -> int:
-    return len(item) if isinstance(item, list) else feeder.COUNT.unpack_from(item)[0]
 
 
 class ReadAhead(_Buffer):
@@ -139,11 +140,12 @@ class ReadAhead(_Buffer):
     def start(self) -> None:
         self._thread.start()
 
+    def poll(self) -> None:
+        """Nothing to do: the thread reads by itself."""
+
     def take(self, timeout: float) -> Batch | Marker | None:
         """The next batch, :data:`END`, or None when nothing came within ``timeout`` s."""
-        item = self._take(timeout)
-        assert not isinstance(item, bytes)
-        return item
+        return self._take(timeout)
 
     def close(self) -> None:
         self._halt_now()
@@ -198,13 +200,27 @@ class ReadAhead(_Buffer):
         self._put(END)
 
 
-class ProcessReadAhead(_Buffer):
-    """Reads ``timeline`` from position ``p0`` (ns) in a child process (``feeder.py``)."""
+class ProcessReadAhead:
+    """Reads ``timeline`` from position ``p0`` (ns) in a child process (``feeder.py``).
+
+    No thread of its own: the player reads the pipe (non-blocking) in the slack before a
+    deadline (:meth:`poll`) and when it runs out (:meth:`take`), so no other thread of the
+    player's process wants the GIL while it plays. It reads until ``depth`` messages are
+    buffered, then leaves the pipe alone until half of them are used: the feeder, blocked
+    on the full pipe meanwhile, wakes once per half buffer."""
+
+    BATCH = 64
+    #: bytes read from the pipe per :meth:`poll` (a few tens of microseconds of copying)
+    POLL_BYTES = 1 << 18
 
     def __init__(self, timeline: Timeline, topics: list[str], p0: int, loop: bool,
                  depth: int) -> None:
-        super().__init__(depth)
         self.topics = topics
+        self.high = max(depth, 2 * self.BATCH)
+        self.low = self.high // 2
+        self.error: BaseException | None = None
+        self.due_ns = 0
+        self.wakeups = 0                 # times reading resumed after a full buffer
         self._config = {
             "episodes": [[str(e.path), e.offset_ns, e.start_ns, e.duration_ns, e.messages]
                          for e in timeline.episodes],
@@ -212,67 +228,107 @@ class ProcessReadAhead(_Buffer):
             "period": max(timeline.duration_ns, 1_000_000),
         }
         self._proc: subprocess.Popen[bytes] | None = None
-        self._thread = threading.Thread(target=self._receive, name="demofab-replay-receiver",
-                                        daemon=True)
+        self._fd = -1
+        self._raw = bytearray()
+        self._frames: deque[bytes | Batch | Marker] = deque()
+        self._buffered = 0               # messages in _frames
+        self._reading = True
+        self._ended = False              # the end frame (or the end of the pipe) came
 
     def start(self) -> None:
         if not self.topics:
-            self._put(END)
+            self._frames.append(END)
+            self._ended = True
             return
         self._proc = subprocess.Popen(
             [sys.executable, str(Path(feeder.__file__)), json.dumps(self._config)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, bufsize=1 << 20,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, bufsize=0,
             start_new_session=True)   # ^C in a terminal goes to the player, not to it
-        self._thread.start()
+        assert self._proc.stdout is not None
+        self._fd = self._proc.stdout.fileno()
+        os.set_blocking(self._fd, False)
+
+    def poll(self) -> None:
+        """Read what the pipe holds (up to :attr:`POLL_BYTES`) when the buffer wants it."""
+        if self._ended:
+            return
+        if self._buffered >= self.high:
+            self._reading = False
+        elif self._buffered <= self.low and not self._reading:
+            self._reading = True
+            self.wakeups += 1
+        if self._reading:
+            self._read()
 
     def take(self, timeout: float) -> Batch | Marker | None:
         """The next batch, :data:`END`, or None when nothing came within ``timeout`` s."""
-        item = self._take(timeout)
-        return _parse(item, self.topics) if isinstance(item, bytes) else item
+        if not self._frames:
+            deadline = time.monotonic() + timeout
+            while not self._frames and not self._ended:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                if select.select([self._fd], [], [], left)[0]:
+                    self._read()
+            if not self._frames:
+                return END
+        item = self._frames.popleft()
+        if isinstance(item, bytes):
+            batch = _parse(item, self.topics)
+            self._buffered -= len(batch)
+            return batch
+        return item
 
     def close(self) -> None:
-        self._halt_now()
+        self._ended = True
+        self._frames.clear()
         proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2.0)
         if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
             proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
 
-    def _receive(self) -> None:
-        feeder.polite()   # this thread (Linux: the calling thread only)
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None
-        pipe: IO[bytes] = proc.stdout
-        header = feeder.HEADER
+    def _read(self) -> None:
         try:
-            while not self._halt.is_set():
-                raw = pipe.read(header.size)
-                if len(raw) < header.size:
-                    raise OSError(f"the read-ahead process ended without an end frame "
-                                  f"(exit status {proc.wait()})")
-                kind, size = header.unpack(raw)
-                body = pipe.read(size) if size else b""
-                if len(body) < size:
-                    raise OSError("the read-ahead process ended in the middle of a frame")
-                if kind == b"B":
-                    if not self._put(body):
-                        return
-                elif kind == b"L":
-                    if not self._put([LOOP]):
-                        return
-                else:
-                    if body:
-                        self.error = OSError(body.decode(errors="replace"))
-                    break
-        except (OSError, ValueError) as exc:
-            if self._halt.is_set():
-                return
-            self.error = exc
-        self._put(END)
+            chunk = os.read(self._fd, self.POLL_BYTES)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._end(exc)
+            return
+        if not chunk:
+            status = self._proc.wait() if self._proc is not None else None
+            self._end(OSError(f"the read-ahead process ended without an end frame "
+                              f"(exit status {status})"))
+            return
+        raw = self._raw
+        raw += chunk
+        header = feeder.HEADER
+        off = 0
+        while len(raw) - off >= header.size:
+            kind, size = header.unpack_from(raw, off)
+            start = off + header.size
+            if len(raw) - start < size:
+                break
+            body = bytes(raw[start:start + size])
+            off = start + size
+            if kind == b"B":
+                self._frames.append(body)
+                self._buffered += feeder.COUNT.unpack_from(body)[0]
+            elif kind == b"L":
+                self._frames.append([LOOP])
+            else:
+                self._end(OSError(body.decode(errors="replace")) if body else None)
+                break
+        del raw[:off]
+
+    def _end(self, error: BaseException | None) -> None:
+        if error is not None and self.error is None:
+            self.error = error
+        self._frames.append(END)
+        self._ended = True
 
 
 def _parse(body: bytes, topics: list[str]) -> Batch:

@@ -29,7 +29,7 @@ import gc
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 __all__ = ["DeadlineWaiter", "playback_conditions", "timer_slack_ns"]
 
@@ -101,6 +101,9 @@ class DeadlineWaiter:
     """Waits until a deadline on ``time.perf_counter_ns``: sleeps on ``wake`` (so another
     thread can interrupt the wait) until ``spin_ns`` before it, then spins.
 
+    ``on_slack``: called before sleeping when the deadline is at least ``slack_ns`` away
+    (the player reads ahead there); it must return well within that time.
+
     ``collect_gc``: run the garbage collector (with automatic collection off) once
     ``gc_every`` allocations piled up and the next deadline is at least ``gc_slack_ns``
     away, so that a collection never lands on a deadline (unless ``GC_FORCE`` allocations
@@ -109,9 +112,12 @@ class DeadlineWaiter:
     GC_FORCE = 50_000
 
     def __init__(self, spin_ns: int = 200_000, wake: threading.Event | None = None, *,
+                 on_slack: Callable[[], None] | None = None, slack_ns: int = 500_000,
                  collect_gc: bool = False, gc_every: int = 2000,
                  gc_slack_ns: int = 2_000_000) -> None:
         self.spin_ns = spin_ns
+        self.on_slack = on_slack
+        self.slack_ns = slack_ns
         self.wake = wake if wake is not None else threading.Event()
         self.collect_gc = collect_gc
         self.gc_every = gc_every
@@ -124,6 +130,9 @@ class DeadlineWaiter:
         remaining = deadline - clock()
         if remaining <= 0:
             return True
+        if self.on_slack is not None and remaining > self.slack_ns:
+            self.on_slack()
+            remaining = deadline - clock()
         if self.collect_gc and (remaining > self.gc_slack_ns
                                 or gc.get_count()[0] >= self.GC_FORCE):
             self.idle()
