@@ -21,9 +21,11 @@ that reports JSON. Parts:
    rclpy node, no Player, no file reading: the messages are in memory) waits for the same
    message times with the same method (``recorder.replay.DeadlineWaiter`` under
    ``playback_conditions``) and publishes the same bytes through the same publisher
-   (``RclpyPublisher``) to the same subscriber. ``bare_timer_p99_jitter_ms`` is the p99 of
-   both bare runs together; ``replay_jitter_vs_bare_timer`` = replay p99 / bare p99 says
-   what replay adds to what the scheduler and the middleware allow (target <= 1.5).
+   (``RclpyPublisher``) to the same subscriber. Runs alternate, bare, replay, bare, replay,
+   bare (``--replay-rounds``), so both sides see the same mix of a shared machine's load;
+   ``replay_p99_jitter_ms`` and ``bare_timer_p99_jitter_ms`` are the means of their runs'
+   p99, and ``replay_jitter_vs_bare_timer`` = replay p99 / bare p99 says what replay adds
+   to what the scheduler and the middleware allow (target <= 1.5).
    ``--cpu-load N`` runs N busy-loop processes during this part (a loaded machine);
    ``--only replay`` runs just this part (with the humanoid recording it plays), or give
    ``--replay-episode FILE`` to play a recording you have.
@@ -67,6 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replay-episode", default=None, help="episode file the replay part plays")
     p.add_argument("--cpu-load", type=int, default=0, metavar="N",
                    help="busy-loop processes running during the replay part")
+    p.add_argument("--replay-rounds", type=int, default=2, metavar="N",
+                   help="replays, each between two bare timer runs (default 2)")
     p.add_argument("--queue-depth", type=int, default=None,
                    help="recorder_node queue_depth (default: the node's default)")
     p.add_argument("--keep", default=None, help="keep the recordings in this directory")
@@ -94,7 +98,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               "joints": args.joints, "humanoid_seconds": args.humanoid_seconds or args.duration,
               "skip": sorted(skip), "keep": args.keep, "queue_depth": args.queue_depth,
               "replay_episode": str(Path(args.replay_episode).resolve())
-              if args.replay_episode else None, "cpu_load": args.cpu_load}
+              if args.replay_episode else None, "cpu_load": args.cpu_load,
+              "replay_rounds": args.replay_rounds}
     env = _env()
     env.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="demofab-bench-roslog-"))
     out = subprocess.run([str(ROOT / "tools" / "netns-run.sh"), py, "-m", "bench.ros2", "driver",
@@ -498,7 +503,8 @@ def humanoid(config: dict[str, Any], work: Path) -> dict[str, Any]:
 def role_bare(config: dict[str, Any]) -> None:
     """The bare timer loop: the episode's messages, in memory, published through
     ``RclpyPublisher`` at their recorded times, waited for with the replay's
-    ``DeadlineWaiter`` under ``playback_conditions``; JSON result (with the histogram)."""
+    ``DeadlineWaiter`` under ``playback_conditions``; JSON result. ``via_player``
+    (diagnosis): play with ``Player`` in this process instead (no executor, no node)."""
     from mcap.reader import make_reader
 
     from recorder.replay import DeadlineWaiter, JitterStats, Timeline, playback_conditions
@@ -515,10 +521,19 @@ def role_bare(config: dict[str, Any]) -> None:
         h = pub.create(name, info.type, info.qos)
         if h is not None:
             handles[name] = h
+    pub.wait_for_subscribers(1, 10.0)
+    if config.get("via_player"):   # diagnosis: the Player in this process, no executor
+        from recorder.replay import Player, ReplayOptions
+
+        player = Player(config["episode"], pub, ReplayOptions(**config.get("options", {})))
+        player.prepare()
+        time.sleep(config.get("delay", 1.0))
+        stats = player.play()
+        print(json.dumps({"messages": stats.messages, "jitter_ms": stats.jitter_ms}), flush=True)
+        return
     with open(config["episode"], "rb") as f:
         messages = [(m.log_time, handles[c.topic], m.data) for _, c, m in
                     make_reader(f).iter_messages(topics=list(handles), log_time_order=True)]
-    pub.wait_for_subscribers(1, 10.0)
     time.sleep(config.get("delay", 1.0))
     jitter = JitterStats()
     waiter = DeadlineWaiter()
@@ -533,9 +548,7 @@ def role_bare(config: dict[str, Any]) -> None:
             t = clock()
             pub.publish(handle, data)
             jitter.add(t - deadline)
-    print(json.dumps({"messages": len(messages), "jitter_ms": jitter.summary(),
-                      "hist": [[us, n] for us, n in enumerate(jitter.hist) if n],
-                      "over": jitter.over, "max_ns": jitter.max_ns}), flush=True)
+    print(json.dumps({"messages": len(messages), "jitter_ms": jitter.summary()}), flush=True)
     pub.close()
     node.destroy_node()
 
@@ -555,41 +568,41 @@ def role_load(config: dict[str, Any]) -> None:
             n += 1
 
 
-def _merged(results: list[dict[str, Any]]) -> dict[str, float]:
-    from recorder.replay import JitterStats
-
-    js = JitterStats()
-    for r in results:
-        for us, n in r.get("hist", []):
-            js.hist[us] += n
-            js.count += n
-        js.over.extend(r.get("over", []))
-        js.count += len(r.get("over", []))
-        js.max_ns = max(js.max_ns, r.get("max_ns", 0))
-    return js.summary()
+def _mean_p99(runs: list[dict[str, Any]]) -> float | None:
+    p99 = [r["jitter_ms"]["p99"] for r in runs if (r.get("jitter_ms") or {}).get("p99") is not None]
+    return round(sum(p99) / len(p99), 4) if p99 else None
 
 
-def replay(episode: str, work: Path, cpu_load: int = 0) -> dict[str, Any]:
+def replay(episode: str, work: Path, cpu_load: int = 0, rounds: int = 2) -> dict[str, Any]:
+    """``rounds`` replays by ``player_node``, each between two runs of the bare timer loop
+    (bare, replay, bare, replay, bare): the load of a shared machine changes from second
+    to second, and both sides see the same mix of it."""
     from recorder.replay import Timeline
 
     topics = [t for t in Timeline.open(episode).topics if t not in HUMANOID_SKIP]
-    stats_path = work / "replay_stats.json"
     loads = [_role("load", {}) for _ in range(cpu_load)]
     count = _role("count", {"profile": "humanoid", "topics": topics}, work / "replay_count.log")
     bare: list[dict[str, Any]] = []
-    player_exit = None
+    played: list[dict[str, Any]] = []
     try:
-        for k in range(2):
-            if k == 1:
+        for k in range(2 * rounds + 1):
+            if k % 2:
+                stats_path = work / f"replay_stats_{k // 2}.json"
                 player = _node("player_node", {"path": episode, "rate": 1.0,
                                                "wait_for_subscribers": 1, "delay": 1.0,
-                                               "stats_out": str(stats_path)}, work / "player.log")
+                                               "stats_out": str(stats_path)},
+                               work / f"player_{k // 2}.log")
                 player.wait_for(player.exited, 600)
-                player_exit = player.stop()
-            b = _role("bare", {"episode": episode, "delay": 1.0}, work / f"bare_{k}.log")
-            b.wait_for(b.has_result, 600)
-            bare.append(b.last_json() or {"error": "the bare timer loop gave no result"})
-            b.stop()
+                exit_code = player.stop()
+                stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+                played.append({"exit": exit_code, **{key: stats.get(key) for key in (
+                    "messages", "duration_s", "gc_collections", "reader_wakeups", "jitter_ms")}})
+            else:
+                b = _role("bare", {"episode": episode, "delay": 1.0}, work / f"bare_{k // 2}.log")
+                b.wait_for(b.has_result, 600)
+                result = b.last_json() or {"error": "the bare timer loop gave no result"}
+                bare.append(result)
+                b.stop()
     finally:
         for p in loads:
             p.tell("stop")
@@ -597,16 +610,12 @@ def replay(episode: str, work: Path, cpu_load: int = 0) -> dict[str, Any]:
     time.sleep(1.0)
     count.tell()
     count.wait_for(count.exited, 10)
-    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     received = sum((count.last_json() or {}).get("received", {}).values())
-    return {"exit": player_exit, "published": stats.get("messages"), "received": received,
-            "jitter_ms": stats.get("jitter_ms"), "duration_s": stats.get("duration_s"),
-            "gc_collections": stats.get("gc_collections"),
-            "reader_wakeups": stats.get("reader_wakeups"), "cpu_load": cpu_load,
-            "bare_timer": {"publishes": "the same bytes through RclpyPublisher",
-                           "runs": [{k: v for k, v in r.items() if k not in ("hist", "over")}
-                                    for r in bare],
-                           "jitter_ms": _merged(bare)}}
+    return {"exit": max((r["exit"] or 0) for r in played) if played else None,
+            "published": sum(r["messages"] or 0 for r in played), "received": received,
+            "p99_ms": _mean_p99(played), "runs": played, "cpu_load": cpu_load,
+            "bare_timer": {"publishes": "the same bytes through RclpyPublisher, to the same "
+                                        "subscriber", "p99_ms": _mean_p99(bare), "runs": bare}}
 
 
 def role_driver(config: dict[str, Any]) -> None:
@@ -632,9 +641,9 @@ def role_driver(config: dict[str, Any]) -> None:
         _log(f"humanoid: {h}")
     episode = config.get("replay_episode") or episode
     if "replay" not in skip and episode:
-        r = replay(episode, work, config.get("cpu_load", 0))
-        p99 = (r.get("jitter_ms") or {}).get("p99")
-        bare_p99 = r["bare_timer"]["jitter_ms"].get("p99")
+        r = replay(episode, work, config.get("cpu_load", 0), config.get("replay_rounds", 2))
+        p99 = r["p99_ms"]
+        bare_p99 = r["bare_timer"]["p99_ms"]
         result.update(replay_p99_jitter_ms=p99, bare_timer_p99_jitter_ms=bare_p99,
                       replay_jitter_vs_bare_timer=round(p99 / bare_p99, 3)
                       if p99 is not None and bare_p99 else None, replay=r)
