@@ -249,7 +249,12 @@ class ProcessReadAhead:
         os.set_blocking(self._fd, False)
 
     def poll(self) -> None:
-        """Read what the pipe holds (up to :attr:`POLL_BYTES`) when the buffer wants it."""
+        """Read what the pipe holds (up to :attr:`POLL_BYTES`) when the buffer wants it,
+        and parse the next batch, so that :meth:`take` at a deadline has nothing to do."""
+        frames = self._frames
+        if frames and isinstance(frames[0], bytes):
+            frames[0] = _parse(frames[0], self.topics)
+            return
         if self._ended:
             return
         if self._buffered >= self.high:
@@ -273,11 +278,10 @@ class ProcessReadAhead:
             if not self._frames:
                 return END
         item = self._frames.popleft()
-        if isinstance(item, bytes):
-            batch = _parse(item, self.topics)
-            self._buffered -= len(batch)
-            return batch
-        return item
+        batch = _parse(item, self.topics) if isinstance(item, bytes) else item
+        if isinstance(batch, list):
+            self._buffered -= sum(1 for m in batch if not isinstance(m, Marker))
+        return batch
 
     def close(self) -> None:
         self._ended = True
