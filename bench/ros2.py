@@ -49,6 +49,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from recorder.contract import EVENTS_TOPIC
+
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("node", "dds", "humanoid", "replay")
 BENCH_TOPIC = "/bench/joint_states"
@@ -470,7 +472,7 @@ def ladder(kind: str, config: dict[str, Any], work: Path) -> dict[str, Any]:
             "limited_by": limited or "subscriber"}
 
 
-HUMANOID_SKIP = ("/tf", "/demofab/episode_events")
+HUMANOID_SKIP = ("/tf", EVENTS_TOPIC)
 
 
 def humanoid(config: dict[str, Any], work: Path) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 sits in time.
 
 A selection is one episode file, several, or a session directory (its episodes in the
-order of the bag listing, ``metadata.yaml``, with the indices of the session state) or
-a rosbag2 bag of MCAP files. Each episode keeps its recorded spacing; episodes follow
+order of its bag listing, ``contract.BAG_METADATA``, with the indices of the session
+state) or a rosbag2 bag of MCAP files. Each episode keeps its recorded spacing; episodes follow
 each other with ``gap_s`` between them (``None`` keeps the recorded gaps). Positions are
 nanoseconds on that timeline, from the first message of the first selected episode.
 """

@@ -1,6 +1,6 @@
 """An existing recording as a source: an MCAP file, a rosbag2 bag directory, or a session.
 
-A directory is read in the order of its bag listing (``metadata.yaml``: a session's
+A directory is read in the order of its bag listing (``contract.BAG_METADATA``: a session's
 finished episodes, a rosbag2 bag's splits), else its ``.mcap`` files by name. Messages keep
 their CDR bytes and their original receive times; topics the profile does not list are
 skipped and counted. DemoFab episode events in the input are not passed on: the session
