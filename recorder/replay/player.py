@@ -223,9 +223,17 @@ class Player:
         self.stats.clock_messages += 1
 
     def _reader(self, topics: list[str], p0: int) -> Reader:
+        """A started read-ahead from ``p0``: the child process, else (when no process can
+        be started, e.g. an embedded interpreter) the thread."""
         opt = self.options
-        cls = ProcessReadAhead if opt.reader == "process" else ReadAhead
-        reader: Reader = cls(self.timeline, topics, p0, opt.loop, opt.read_ahead)
+        if opt.reader == "process":
+            proc = ProcessReadAhead(self.timeline, topics, p0, opt.loop, opt.read_ahead)
+            try:
+                proc.start()
+                return proc
+            except OSError:
+                pass
+        reader = ReadAhead(self.timeline, topics, p0, opt.loop, opt.read_ahead)
         reader.start()
         return reader
 
@@ -251,8 +259,6 @@ class Player:
         published = stats.published
         busy_ns = int(opt.busy_wait_s * NS)
         waiter = DeadlineWaiter(busy_ns, self._wake, collect_gc=opt.freeze_gc)
-        reader_box: list[Reader] = []
-        waiter.on_slack = lambda: reader_box[0].poll()
         wait_until = waiter.wait_until
         clock_period = int(NS / opt.clock_hz) if opt.clock_hz else 0
         progress_ns = int(opt.progress_every_s * NS)
@@ -263,7 +269,7 @@ class Player:
 
         p = self._p
         reader = self._reader(list(handles), p)
-        reader_box.append(reader)
+        waiter.on_slack = reader.poll      # the reading done in the slack before a deadline
         buf: deque[Item | Marker] = deque()
         # schedule: message at absolute playback time a is due at
         #   anchor_wall + (a - anchor_a) / rate   (perf_counter ns)
@@ -313,7 +319,7 @@ class Player:
                         reader.close()
                         stats.reader_wakeups += reader.wakeups
                         reader = self._reader(list(handles), seek_to)
-                        reader_box[0] = reader
+                        waiter.on_slack = reader.poll
                         buf.clear()
                         stats.played_s += max(0, a_last - seg_a) / NS
                         anchor_wall, anchor_a = now, seek_to
