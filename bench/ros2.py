@@ -16,7 +16,19 @@ that reports JSON. Parts:
    streams at 30 Hz; all topics but /tf, which has no rclpy wheel here) through
    ``recorder_node``: ``humanoid_lost`` = sent - recorded.
 4. **replay** — ``player_node`` plays that episode at rate 1.0 to a counting subscriber:
-   ``replay_p99_jitter_ms`` is the p99 of (publish time - scheduled time).
+   ``replay_p99_jitter_ms`` is the p99 of (publish time - scheduled time). In the same
+   run, before and after it, a **bare timer loop** (``role_bare``: its own process and
+   rclpy node, no Player, no file reading: the messages are in memory) waits for the same
+   message times with the same method (``recorder.replay.DeadlineWaiter`` under
+   ``playback_conditions``) and publishes the same bytes through the same publisher
+   (``RclpyPublisher``) to the same subscriber. Runs alternate, bare, replay, bare, replay,
+   bare (``--replay-rounds``), so both sides see the same mix of a shared machine's load;
+   ``replay_p99_jitter_ms`` and ``bare_timer_p99_jitter_ms`` are the means of their runs'
+   p99, and ``replay_jitter_vs_bare_timer`` = replay p99 / bare p99 says what replay adds
+   to what the scheduler and the middleware allow (target <= 1.5).
+   ``--cpu-load N`` runs N busy-loop processes during this part (a loaded machine);
+   ``--only replay`` runs just this part (with the humanoid recording it plays), or give
+   ``--replay-episode FILE`` to play a recording you have.
 
 A publisher that cannot reach a rate ends the ladder: then the ceiling measured is the
 publisher's (one Python process), and the result says so (``*_limited_by``).
@@ -37,7 +49,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from recorder.contract import EVENTS_TOPIC
+
 ROOT = Path(__file__).resolve().parents[1]
+PARTS = ("node", "dds", "humanoid", "replay")
 BENCH_TOPIC = "/bench/joint_states"
 JOINT_STATE = "sensor_msgs/msg/JointState"
 
@@ -50,6 +65,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--humanoid-seconds", type=float, default=None,
                    help="length of the humanoid run (default: --duration)")
     p.add_argument("--skip", default="", help="comma list of parts to skip: node,dds,humanoid,replay")
+    p.add_argument("--only", default="",
+                   help="comma list of the parts to run (replay implies humanoid, which "
+                        "records the episode it plays, unless --replay-episode is given)")
+    p.add_argument("--replay-episode", default=None, help="episode file the replay part plays")
+    p.add_argument("--cpu-load", type=int, default=0, metavar="N",
+                   help="busy-loop processes running during the replay part")
+    p.add_argument("--replay-rounds", type=int, default=2, metavar="N",
+                   help="replays, each between two bare timer runs (default 2)")
     p.add_argument("--queue-depth", type=int, default=None,
                    help="recorder_node queue_depth (default: the node's default)")
     p.add_argument("--keep", default=None, help="keep the recordings in this directory")
@@ -63,10 +86,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
              "sys.exit(pathlib.Path(recorder.__file__).resolve().parents[1] != pathlib.Path(sys.argv[1]))")
     if subprocess.run([py, "-c", check, str(ROOT)], capture_output=True).returncode != 0:
         subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)], check=True)
+    skip = {s for s in args.skip.split(",") if s}
+    if args.only:
+        only = {s for s in args.only.split(",") if s}
+        unknown = only - set(PARTS)
+        if unknown:
+            raise ValueError(f"--only: unknown part {', '.join(sorted(unknown))} "
+                             f"(parts: {', '.join(PARTS)})")
+        if "replay" in only and not args.replay_episode:
+            only.add("humanoid")
+        skip |= set(PARTS) - only
     config = {"duration": args.duration, "rates": [int(r) for r in args.rates.split(",") if r],
               "joints": args.joints, "humanoid_seconds": args.humanoid_seconds or args.duration,
-              "skip": [s for s in args.skip.split(",") if s], "keep": args.keep,
-              "queue_depth": args.queue_depth}
+              "skip": sorted(skip), "keep": args.keep, "queue_depth": args.queue_depth,
+              "replay_episode": str(Path(args.replay_episode).resolve())
+              if args.replay_episode else None, "cpu_load": args.cpu_load,
+              "replay_rounds": args.replay_rounds}
     env = _env()
     env.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="demofab-bench-roslog-"))
     out = subprocess.run([str(ROOT / "tools" / "netns-run.sh"), py, "-m", "bench.ros2", "driver",
@@ -74,7 +109,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"bench ros2: the driver failed (exit {out.returncode})")
-    return json.loads(lines[-1])
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
 
 
 def _env() -> dict[str, str]:
@@ -180,7 +216,7 @@ def role_pub(config: dict[str, Any]) -> None:
     time.sleep(config.get("settle", 2.0))   # the readers' side of discovery
     seconds = config["seconds"]
     # one merged schedule: (due index per topic) from each topic's rate
-    rates = {s.topic: float(config.get("rate") or s.rate_hz) for s in specs}
+    rates = {s.topic: float(config.get("rate") or s.rate_hz or 0.0) for s in specs}
     totals = {t: int(r * seconds) for t, r in rates.items()}
     sent = dict.fromkeys(rates, 0)
     bufs = {t: [bytearray(b) for b in templates[t]] for t in rates}
@@ -248,7 +284,11 @@ def role_count(config: dict[str, Any]) -> None:
     ex = EventsExecutor()
     ex.add_node(node)
     stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+    def wait_for_stdin() -> None:
+        sys.stdin.readline()
+        stop.set()
+
+    threading.Thread(target=wait_for_stdin, daemon=True).start()
     never = Future()
     next_print = 0.0
     while not stop.is_set():
@@ -292,7 +332,8 @@ class Proc:
     def last_json(self) -> dict[str, Any] | None:
         for line in reversed(self.lines):
             if line.startswith("{"):
-                return json.loads(line)
+                result: dict[str, Any] = json.loads(line)
+                return result
         return None
 
     def has_result(self) -> bool:
@@ -348,6 +389,8 @@ def _mcap_counts(session: Path) -> dict[str, int]:
     for path in sorted(session.glob("episode_*.mcap")):
         with open(path, "rb") as f:
             summary = make_reader(f).get_summary()
+        if summary is None or summary.statistics is None:
+            raise RuntimeError(f"bench ros2: {path} has no summary (the recorder did not finish it)")
         for cid, n in summary.statistics.channel_message_counts.items():
             topic = summary.channels[cid].topic
             counts[topic] = counts.get(topic, 0) + n
@@ -437,7 +480,7 @@ def ladder(kind: str, config: dict[str, Any], work: Path) -> dict[str, Any]:
             "limited_by": limited or "subscriber"}
 
 
-HUMANOID_SKIP = ("/tf", "/demofab/episode_events")
+HUMANOID_SKIP = ("/tf", EVENTS_TOPIC)
 
 
 def humanoid(config: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -467,23 +510,122 @@ def humanoid(config: dict[str, Any], work: Path) -> dict[str, Any]:
             "mb_per_s": round(sum(p.stat().st_size for p in files) / 1e6 / sent["seconds"], 2)}
 
 
-def replay(episode: str, work: Path) -> dict[str, Any]:
-    from recorder.profile import load_profile
+def role_bare(config: dict[str, Any]) -> None:
+    """The bare timer loop: the episode's messages, in memory, published through
+    ``RclpyPublisher`` at their recorded times, waited for with the replay's
+    ``DeadlineWaiter`` under ``playback_conditions``; JSON result. ``via_player``
+    (diagnosis): play with ``Player`` in this process instead (no executor, no node)."""
+    from mcap.reader import make_reader
 
-    profile = load_profile("humanoid")
-    topics = [t.topic for t in profile.topics if t.topic not in HUMANOID_SKIP]
-    stats_path = work / "replay_stats.json"
+    from recorder.replay import DeadlineWaiter, JitterStats, Timeline, playback_conditions
+    from recorder.ros2pub import RclpyPublisher
+
+    _rclpy_init()
+    from rclpy.node import Node
+
+    node = Node("demofab_bench_bare_timer")
+    pub = RclpyPublisher(node)
+    timeline = Timeline.open(config["episode"])
+    handles = {}
+    for name, info in timeline.topics.items():
+        h = pub.create(name, info.type, info.qos)
+        if h is not None:
+            handles[name] = h
+    pub.wait_for_subscribers(1, 10.0)
+    if config.get("via_player"):   # diagnosis: the Player in this process, no executor
+        from recorder.replay import Player, ReplayOptions
+
+        player = Player(config["episode"], pub, ReplayOptions(**config.get("options", {})))
+        player.prepare()
+        time.sleep(config.get("delay", 1.0))
+        stats = player.play()
+        print(json.dumps({"messages": stats.messages, "jitter_ms": stats.jitter_ms}), flush=True)
+        return
+    with open(config["episode"], "rb") as f:
+        messages = [(m.log_time, handles[c.topic], m.data) for _, c, m in
+                    make_reader(f).iter_messages(topics=list(handles), log_time_order=True)]
+    time.sleep(config.get("delay", 1.0))
+    jitter = JitterStats()
+    waiter = DeadlineWaiter()
+    clock = time.perf_counter_ns
+    with playback_conditions():
+        t0 = clock()
+        first = messages[0][0] if messages else 0
+        for log_time, handle, data in messages:
+            deadline = t0 + (log_time - first)
+            if not waiter.wait_until(deadline):
+                continue
+            t = clock()
+            pub.publish(handle, data)
+            jitter.add(t - deadline)
+    print(json.dumps({"messages": len(messages), "jitter_ms": jitter.summary()}), flush=True)
+    pub.close()
+    node.destroy_node()
+
+
+def role_load(config: dict[str, Any]) -> None:
+    """A busy loop on one core, until stdin closes or says stop."""
+    stop = threading.Event()
+
+    def wait_for_stop() -> None:
+        sys.stdin.readline()
+        stop.set()
+
+    threading.Thread(target=wait_for_stop, daemon=True).start()
+    n = 0
+    while not stop.is_set():
+        for _ in range(100_000):
+            n += 1
+
+
+def _mean_p99(runs: list[dict[str, Any]]) -> float | None:
+    p99 = [r["jitter_ms"]["p99"] for r in runs if (r.get("jitter_ms") or {}).get("p99") is not None]
+    return round(sum(p99) / len(p99), 4) if p99 else None
+
+
+def replay(episode: str, work: Path, cpu_load: int = 0, rounds: int = 2) -> dict[str, Any]:
+    """``rounds`` replays by ``player_node``, each between two runs of the bare timer loop
+    (bare, replay, bare, replay, bare): the load of a shared machine changes from second
+    to second, and both sides see the same mix of it."""
+    from recorder.replay import Timeline
+
+    topics = [t for t in Timeline.open(episode).topics if t not in HUMANOID_SKIP]
+    loads = [_role("load", {}) for _ in range(cpu_load)]
     count = _role("count", {"profile": "humanoid", "topics": topics}, work / "replay_count.log")
-    player = _node("player_node", {"path": episode, "rate": 1.0, "wait_for_subscribers": 1,
-                                   "delay": 1.0, "stats_out": str(stats_path)}, work / "player.log")
-    player.wait_for(player.exited, 600)
+    bare: list[dict[str, Any]] = []
+    played: list[dict[str, Any]] = []
+    try:
+        for k in range(2 * rounds + 1):
+            if k % 2:
+                stats_path = work / f"replay_stats_{k // 2}.json"
+                player = _node("player_node", {"path": episode, "rate": 1.0,
+                                               "wait_for_subscribers": 1, "delay": 1.0,
+                                               "stats_out": str(stats_path)},
+                               work / f"player_{k // 2}.log")
+                player.wait_for(player.exited, 600)
+                exit_code = player.stop()
+                stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+                played.append({"exit": exit_code, **{key: stats.get(key) for key in (
+                    "messages", "duration_s", "gc_collections", "reader_wakeups", "jitter_ms")}})
+            else:
+                b = _role("bare", {"episode": episode, "delay": 1.0}, work / f"bare_{k // 2}.log")
+                b.wait_for(b.has_result, 600)
+                result = b.last_json() or {"error": "the bare timer loop gave no result"}
+                bare.append(result)
+                b.stop()
+    finally:
+        for p in loads:
+            p.tell("stop")
+            p.stop(signal.SIGKILL, timeout=5)
     time.sleep(1.0)
     count.tell()
     count.wait_for(count.exited, 10)
-    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     received = sum((count.last_json() or {}).get("received", {}).values())
-    return {"exit": player.stop(), "published": stats.get("messages"), "received": received,
-            "jitter_ms": stats.get("jitter_ms"), "duration_s": stats.get("duration_s")}
+    return {"exit": max((r["exit"] or 0) for r in played) if played else None,
+            "published": sum(r["messages"] or 0 for r in played), "received": received,
+            "p99_ms": _mean_p99(played), "runs": played, "cpu_load": cpu_load,
+            "bare_timer": {"publishes": "the same bytes through RclpyPublisher, to the same "
+                                        "subscriber", "p99_ms": _mean_p99(bare), "runs": bare}}
 
 
 def role_driver(config: dict[str, Any]) -> None:
@@ -507,9 +649,14 @@ def role_driver(config: dict[str, Any]) -> None:
         episode = h.pop("file", None)
         result.update(humanoid_lost=h.get("lost"), humanoid=h)
         _log(f"humanoid: {h}")
+    episode = config.get("replay_episode") or episode
     if "replay" not in skip and episode:
-        r = replay(episode, work)
-        result.update(replay_p99_jitter_ms=(r.get("jitter_ms") or {}).get("p99"), replay=r)
+        r = replay(episode, work, config.get("cpu_load", 0), config.get("replay_rounds", 2))
+        p99 = r["p99_ms"]
+        bare_p99 = r["bare_timer"]["p99_ms"]
+        result.update(replay_p99_jitter_ms=p99, bare_timer_p99_jitter_ms=bare_p99,
+                      replay_jitter_vs_bare_timer=round(p99 / bare_p99, 3)
+                      if p99 is not None and bare_p99 else None, replay=r)
         _log(f"replay: {r}")
     result["targets"] = {
         "vs_bare>=0.8": result.get("vs_bare") is not None and result["vs_bare"] >= 0.8,
@@ -517,11 +664,23 @@ def role_driver(config: dict[str, Any]) -> None:
         "humanoid_lost==0": result.get("humanoid_lost") == 0,
         "replay_p99_jitter_ms<=1": result.get("replay_p99_jitter_ms") is not None
         and result["replay_p99_jitter_ms"] <= 1.0,
+        "replay_jitter_vs_bare_timer<=1.5": result.get("replay_jitter_vs_bare_timer") is not None
+        and result["replay_jitter_vs_bare_timer"] <= 1.5,
     }
+    result["targets"] = {k: v for k, v in result["targets"].items()
+                         if _measured(k, skip)}
     print(json.dumps(result), flush=True)
 
 
-ROLES = {"driver": role_driver, "pub": role_pub, "count": role_count, "dds": role_dds}
+def _measured(target: str, skip: set[str]) -> bool:
+    """Whether the run measured what ``target`` judges (skipped parts have no verdict)."""
+    part = ("replay" if target.startswith("replay") else "humanoid"
+            if target.startswith("humanoid") else "node")
+    return part not in skip
+
+
+ROLES = {"driver": role_driver, "pub": role_pub, "count": role_count, "dds": role_dds,
+         "bare": role_bare, "load": role_load}
 
 if __name__ == "__main__":
     ROLES[sys.argv[1]](json.loads(sys.argv[2]))

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from .control import Recorder
-    from .replay import Player, Publisher, ReplayStats
+    from .replay import Player, ReplayStats
     from .session import Session
 
 
@@ -203,11 +203,13 @@ REPLAY_KEYS = "SPACE pause/resume  + - rate  \u2190 \u2192 seek 5 s  q quit"
 
 
 def register_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .replay import publisher_names
+
     p = sub.add_parser("replay", help="play episodes or a session onto ROS 2 / DDS topics")
     p.add_argument("path", nargs="+", help="episode .mcap file(s) or a session directory")
-    p.add_argument("--to", choices=["dds", "ros2"], default="dds",
-                   help="dds (default): publish with cyclonedds, no ROS 2 needed; "
-                        "ros2: publish with rclpy")
+    p.add_argument("--to", choices=publisher_names(), default="dds",
+                   help="the replay backend: dds (default): publish with cyclonedds, no ROS 2 "
+                        "needed; ros2: publish with rclpy")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     p.add_argument("--loop", action="store_true", help="start over at the end, until q or ^C")
     p.add_argument("--start-offset", type=float, default=0.0, metavar="S",
@@ -234,30 +236,13 @@ def register_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=cmd_replay)
 
 
-def make_publisher(to: str, domain_id: int | None = None) -> Publisher:
-    """The replay backend for ``--to``: DdsPublisher or RclpyPublisher."""
-    if to == "dds":
-        from .dds import DdsPublisher
-
-        return DdsPublisher(domain_id)
-    if to == "ros2":
-        import os
-
-        from .ros2pub import RclpyPublisher
-
-        if domain_id is not None:
-            os.environ["ROS_DOMAIN_ID"] = str(domain_id)
-        return RclpyPublisher()
-    raise RecorderError(f"unknown replay target {to!r}; use dds or ros2")
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     import json
     import time
 
     from rich.console import Console
 
-    from .replay import Player, ReplayOptions, parse_remap
+    from .replay import Player, ReplayOptions, make_publisher, parse_remap
 
     con = Console(stderr=True)
     options = ReplayOptions(
@@ -266,7 +251,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         clock_hz=args.clock, episodes=tuple(args.episodes) if args.episodes else None,
         episode_gap_s=None if args.keep_gaps else args.episode_gap, start_paused=args.paused)
     source = args.path[0] if len(args.path) == 1 else args.path
-    publisher = make_publisher(args.to, args.domain_id)
+    publisher = make_publisher(args.to, domain_id=args.domain_id)
     try:
         player = Player(source, publisher, options)
         player.prepare()
@@ -351,9 +336,7 @@ def _run_replay(player: Player, con: Console) -> ReplayStats:
                     elif ch == "-":
                         player.set_rate(player.rate / 1.25)
             else:
-                thread = player._thread  # noqa: SLF001 - alive while playing
-                if thread is not None:
-                    thread.join(0.25)
+                player.join(0.25)
         stats = player.wait()
     finally:
         signal.signal(signal.SIGINT, previous)

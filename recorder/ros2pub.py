@@ -1,8 +1,9 @@
 """The replay backend for ROS 2 itself (rclpy): raw CDR bytes through rclpy publishers.
 
-Used by ``demofab replay --to ros2`` and by the ``player_node`` of ``ros2_ws``. rclpy is
-imported lazily: this module imports without ROS 2, and :class:`RclpyPublisher` raises
-a one-line :class:`RclpyMissing` when rclpy is not there.
+Registered as the replay backend ``ros2`` (``demofab replay --to ros2``) and used by the
+``player_node`` of ``ros2_ws``. rclpy is imported lazily: this module imports without
+ROS 2, and :class:`RclpyPublisher` raises a one-line :class:`RclpyMissing` when rclpy is
+not there.
 
 Message classes are resolved with ``rosidl_runtime_py.utilities.get_message`` when that
 package exists, else by importing ``<pkg>.msg`` (what it does too). A type whose package
@@ -13,10 +14,12 @@ note in :attr:`RclpyPublisher.skipped`; the player then does not read that topic
 from __future__ import annotations
 
 import importlib
+import os
+import time
 from typing import Any
 
 from .profile import Qos
-from .replay import ReplayError
+from .replay import ReplayError, register_publisher
 
 __all__ = ["RclpyMissing", "RclpyPublisher", "message_class", "rclpy_qos"]
 
@@ -37,8 +40,8 @@ def _rclpy() -> Any:
 
 def message_class(msgtype: str) -> Any:
     """The rclpy message class for ``pkg/msg/Name``; ReplayError when not installed."""
-    try:
-        from rosidl_runtime_py.utilities import get_message
+    try:   # a ROS 2 package, without type information
+        get_message = importlib.import_module("rosidl_runtime_py.utilities").get_message
     except ImportError:
         get_message = None
     try:
@@ -73,7 +76,7 @@ class RclpyPublisher:
     def __init__(self, node: Any = None, *, node_name: str = "demofab_replay",
                  skip_missing_types: bool = True) -> None:
         rclpy = _rclpy()
-        self._own_context = None
+        self._own_context: Any = None
         if node is None:
             from rclpy.context import Context
 
@@ -105,8 +108,6 @@ class RclpyPublisher:
         handle.publish(data)
 
     def wait_for_subscribers(self, count: int = 1, timeout_s: float = 5.0) -> bool:
-        import time
-
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if all(p.get_subscription_count() >= count for p in self.publishers.values()):
@@ -131,3 +132,13 @@ class RclpyPublisher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _factory(domain_id: int | None = None, **_: Any) -> RclpyPublisher:
+    """``--to ros2``: a node of its own, in ``domain_id`` (default: $ROS_DOMAIN_ID)."""
+    if domain_id is not None:
+        os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+    return RclpyPublisher()
+
+
+register_publisher("ros2", _factory)

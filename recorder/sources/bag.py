@@ -1,8 +1,10 @@
 """An existing recording as a source: an MCAP file, a rosbag2 bag directory, or a session.
 
-Messages keep their CDR bytes and their original receive times; topics the profile does
-not list are skipped and counted. DemoFab episode events in the input are not passed on:
-the session records its own.
+A directory is read in the order of its bag listing (``contract.BAG_METADATA``: a session's
+finished episodes, a rosbag2 bag's splits), else its ``.mcap`` files by name. Messages keep
+their CDR bytes and their original receive times; topics the profile does not list are
+skipped and counted. DemoFab episode events in the input are not passed on: the session
+records its own.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from ..errors import SourceError
-from ..profile import EVENTS_TOPIC, Profile
+from ..contract import BAG_METADATA, EVENTS_TOPIC, MCAP_SUFFIX, read_bag_listing
+from ..errors import RecorderError, SourceError
+from ..profile import Profile
 from . import RawMessage, register_source
 
 
@@ -29,12 +33,28 @@ class BagSource:
         self._closed = False
 
     def _files(self) -> list[Path]:
-        if self.path.is_dir():
-            files = sorted(self.path.glob("*.mcap"))
+        if not self.path.is_dir():
+            return [self.path]
+        try:
+            listing = read_bag_listing(self.path)
+        except RecorderError as exc:
+            raise SourceError(str(exc)) from exc
+        if listing is None:
+            files = sorted(self.path.glob(f"*{MCAP_SUFFIX}"))
             if not files:
-                raise SourceError(f"{self.path}: no .mcap files in this directory")
+                raise SourceError(f"{self.path}: no {MCAP_SUFFIX} files in this directory")
             return files
-        return [self.path]
+        if listing.storage and listing.storage != "mcap":
+            raise SourceError(f"{listing.path}: the bag is stored as {listing.storage!r}; "
+                              "only MCAP bags can be read")
+        files = [self.path / name for name in listing.files]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise SourceError(f"{listing.path} lists {', '.join(missing)}, not found in "
+                              f"{self.path}")
+        if not files:
+            raise SourceError(f"{self.path}: {BAG_METADATA} lists no files")
+        return files
 
     def messages(self) -> Iterator[RawMessage]:
         from mcap.reader import make_reader
@@ -66,5 +86,9 @@ class BagSource:
         self._closed = True
 
 
-register_source("bag", lambda profile, path, **_: BagSource(profile, path))
-register_source("mcap", lambda profile, path, **_: BagSource(profile, path))
+def _factory(profile: Profile, path: str | Path, **_: Any) -> BagSource:
+    return BagSource(profile, path)
+
+
+register_source("bag", _factory)
+register_source("mcap", _factory)

@@ -20,8 +20,8 @@ from pathlib import Path
 def main(pkg_dir: str, out_dir: str, include: str) -> None:
     from rosidl_cli.command.generate import api
 
-    def dedupe(loader):  # noqa: ANN001, ANN202
-        def load(*, specs=None, strict=False):  # noqa: ANN001, ANN202
+    def dedupe(loader):
+        def load(*, specs=None, strict=False):
             import importlib.metadata as md
 
             seen, out = set(), []

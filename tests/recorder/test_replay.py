@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from mcap.reader import make_reader
 
-from recorder.profile import EVENTS_TOPIC, parse_profile
+from recorder.contract import EPISODE_METADATA, EVENTS_TOPIC
+from recorder.profile import parse_profile
 from recorder.replay import (
     CLOCK_QOS,
     CLOCK_TOPIC,
@@ -61,7 +62,7 @@ def write_episode(path: Path, msgs: list[tuple[str, int, str]], index: int = 0) 
     w = EpisodeWriter(path, PROFILE)
     for topic, t_ms, s in msgs:
         w.write(topic, text(s), T0 + t_ms * MS, T0 + t_ms * MS)
-    return w.close({"demofab.episode": {"episode_index": str(index)}})
+    return w.close({EPISODE_METADATA: {"episode_index": str(index)}})
 
 
 @pytest.fixture
@@ -77,6 +78,13 @@ def play(src, **kw) -> tuple[MemoryPublisher, Player]:
     player = Player(src, pub, ReplayOptions(**kw))
     player.play()
     return pub, player
+
+
+def wait_for_first(pub: MemoryPublisher, timeout_s: float = 10.0) -> None:
+    """Until the first message is out (the read-ahead process has started)."""
+    deadline = time.monotonic() + timeout_s
+    while not pub.sent and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def labels(pub: MemoryPublisher, topic: str | None = None) -> list[str]:
@@ -156,6 +164,7 @@ def test_set_rate_while_playing_speeds_up_the_rest(ep):
     pub = MemoryPublisher()
     player = Player(ep, pub, ReplayOptions(rate=1.0))
     player.start()
+    wait_for_first(pub)
     time.sleep(0.1)
     player.set_rate(10.0)
     t0 = time.perf_counter()
@@ -211,6 +220,7 @@ def test_pause_holds_publishing_and_resume_keeps_the_spacing(ep):
     pub = MemoryPublisher()
     player = Player(ep, pub, ReplayOptions())
     player.start()
+    wait_for_first(pub)
     time.sleep(0.11)
     player.pause()
     n = len(pub.sent)

@@ -133,19 +133,15 @@ class PlayerNode(RuntimeNode):
 
     def _check_end(self) -> None:
         """The run ends with the playback, unless exit_on_end is false."""
-        thread = self.player._thread  # noqa: SLF001 - started by start(); alive while playing
-        if thread is not None and not thread.is_alive() and self._param("exit_on_end") \
-                and not self.done.done():
+        if self.player.finished and self._param("exit_on_end") and not self.done.done():
             self.done.set_result(True)
 
     def finish(self, reason: str) -> int:
         """Stop playback, write the statistics; exit status 1 if the playback failed."""
         self.player.stop()
-        thread = self.player._thread  # noqa: SLF001
-        if thread is not None:
-            thread.join(5.0)
+        self.player.join(5.0)
         self.report()
-        error = getattr(self.player, "_error", None)
+        error = self.player.error
         if error is not None:
             self.get_logger().error(f"playback failed: {error}")
         self.backend.close()
