@@ -34,6 +34,8 @@ def parse_remap(rules: Iterable[str] | Mapping[str, str] | None) -> dict[str, st
 
 @dataclass(frozen=True, slots=True)
 class ReplayOptions:
+    """How a selection is played: rate, loop, start offset, /clock, remapping, topic filter, QoS, timing."""
+
     rate: float = 1.0                     # playback speed: 2.0 plays twice as fast
     loop: bool = False                    # start over at the end, until stopped
     start_offset_s: float = 0.0           # seconds into the selection

@@ -50,6 +50,8 @@ class JitterStats:
 
 @dataclass
 class ReplayStats:
+    """What a playback did: messages published per topic, /clock messages, loops, timing error."""
+
     published: Counter[str] = field(default_factory=Counter)  # per published (remapped) topic
     clock_messages: int = 0
     wall_s: float = 0.0

@@ -76,6 +76,8 @@ def qos_from_metadata(text: str | None) -> Qos:
 
 @dataclass(frozen=True, slots=True)
 class TopicInfo:
+    """One recorded topic of a selection: its name, type, recorded QoS and message count."""
+
     topic: str
     type: str
     qos: Qos
@@ -113,6 +115,8 @@ class _Scan:
 
 @dataclass(frozen=True, slots=True)
 class Timeline:
+    """The episodes of a selection laid end to end on one playback clock, with their topics."""
+
     episodes: tuple[EpisodeRef, ...]
     topics: Mapping[str, TopicInfo]   # played topics, merged over the episodes
     skipped: tuple[str, ...]          # recorded topics not played (filtered or not CDR)
