@@ -117,6 +117,7 @@ class RecorderNode(RuntimeNode):
                                    f"({r.kept_bytes} of {r.total_bytes} bytes usable)")
         self.profile = self.session.profile
         self.controller = Controller(self.session, self._plan(), on_event=self._on_event)
+        self._plan_stale = True  # the plan is read from the parameters at the next tick
         self.error = ""
         self.status = 0
         self._load_robot_description()
@@ -190,6 +191,7 @@ class RecorderNode(RuntimeNode):
                 return SetParametersResult(
                     successful=False,
                     reason=f"outcome {param.value!r} is not one of {', '.join(OUTCOMES)}")
+        self._plan_stale = True  # the new values apply once this returns: read at the next tick
         return SetParametersResult(successful=True)
 
     def _load_robot_description(self) -> None:
@@ -271,10 +273,12 @@ class RecorderNode(RuntimeNode):
 
     def _tick(self) -> None:
         """The plan: stop after episode_seconds, autostart after the reset phase, done
-        after the wanted number of episodes (parameters are read at every tick)."""
+        after the wanted number of episodes (parameters are read again after a change)."""
         c = self.controller
-        c.plan = self._plan()
-        c.task, c.operator = c.plan.task, c.plan.operator
+        if self._plan_stale:
+            self._plan_stale = False
+            c.plan = self._plan()
+            c.task, c.operator = c.plan.task, c.plan.operator
         try:
             c.step(time.time_ns())
         except RecorderError as exc:
