@@ -11,6 +11,10 @@ the same ratio over the median runs, for how noisy the machine was.
 ``curation.zwrite`` (hashed and fsynced through the record of written files, as a release
 is) and by zarr-python (same shards, chunks and codecs, then fsynced), taking turns, best
 of ``--repeat``: zarr-python's time over ours (``release_write`` holds both times).
+
+``mcapread_vs_mcap_library`` and ``cdr_vs_rosbags``: the hand-written MCAP reader and CDR
+column decoder against the libraries they replace, on the same files (``bench.fastpaths``;
+``fast_paths`` holds the times).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from curation.inputs import find_inputs
     from curation.pipeline import curate
 
+    from .fastpaths import compare_fast_paths
     from .zarr_baseline import compare_writes
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="demofab-bench-"))
@@ -90,6 +95,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 shutil.rmtree(out, ignore_errors=True)
         assert result is not None
         writes = compare_writes(result.release, work / "rewrite", args.repeat)
+        fast = compare_fast_paths(files, min(3, args.repeat))
         shutil.rmtree(out, ignore_errors=True)
         read_mbps = size / min(read_s) / 1e6
         cur_mbps = size / min(cur_s) / 1e6
@@ -105,6 +111,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "repeat": len(cur_s),
             "target_vs_mcap_read": 0.5,
             "vs_zarr_python": writes.pop("vs_zarr_python"), "release_write": writes,
+            "mcapread_vs_mcap_library": fast.pop("mcapread_vs_mcap_library"),
+            "cdr_vs_rosbags": fast.pop("cdr_vs_rosbags"), "fast_paths": fast,
         }
     finally:
         if not args.keep:
