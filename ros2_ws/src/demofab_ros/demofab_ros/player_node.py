@@ -102,7 +102,6 @@ class PlayerNode(RuntimeNode):
         if seek_cls is not None:
             self.create_service(seek_cls, "~/seek", self._srv_seek)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.create_timer(0.1, self._check_end)
 
     def _param(self, name: str) -> Any:
         from rclpy.exceptions import ParameterUninitializedException
@@ -131,8 +130,9 @@ class PlayerNode(RuntimeNode):
     def interrupted(self, reason: str) -> None:
         self.player.stop()
 
-    def _check_end(self) -> None:
-        """The run ends with the playback, unless exit_on_end is false."""
+    def poll(self) -> None:
+        """The run ends with the playback, unless exit_on_end is false (checked between
+        spins: no timer wakes the interpreter while the player thread keeps time)."""
         if self.player.finished and self._param("exit_on_end") and not self.done.done():
             self.done.set_result(True)
 

@@ -33,6 +33,11 @@ class RuntimeNode(Node):
     def begin(self) -> None:
         """Called once before spinning (e.g. start playback)."""
 
+    def poll(self) -> None:
+        """Called between spins (every ``period_s``), on the spinning thread: cheap
+        checks that need no timer of their own (a timer's Python callback would take the
+        interpreter from the node's other threads more often)."""
+
     def interrupted(self, reason: str) -> None:
         """Called from the signal handler: only set flags or stop threads here."""
 
@@ -72,6 +77,7 @@ def spin(node: RuntimeNode, executor: Any, signals: Signals, period_s: float = 0
     try:
         while not signals.received and not node.done.done() and rclpy.ok(context=node.context):
             executor.spin_until_future_complete(node.done, timeout_sec=period_s)
+            node.poll()
     except ExternalShutdownException:
         return "shutdown"
     if signals.received:
