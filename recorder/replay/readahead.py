@@ -211,7 +211,9 @@ class ProcessReadAhead:
 
     BATCH = 64
     #: bytes read from the pipe per :meth:`poll` (a few tens of microseconds of copying)
-    POLL_BYTES = 1 << 18
+    POLL_BYTES = 1 << 16
+    #: payload bytes that end a batch early (camera frames): see ``feeder``
+    BATCH_BYTES = 1 << 16
 
     def __init__(self, timeline: Timeline, topics: list[str], p0: int, loop: bool,
                  depth: int) -> None:
@@ -225,6 +227,7 @@ class ProcessReadAhead:
             "episodes": [[str(e.path), e.offset_ns, e.start_ns, e.duration_ns, e.messages]
                          for e in timeline.episodes],
             "topics": topics, "p0": p0, "loop": loop, "batch": self.BATCH,
+            "batch_bytes": self.BATCH_BYTES,
             "period": max(timeline.duration_ns, 1_000_000),
         }
         self._proc: subprocess.Popen[bytes] | None = None
@@ -279,8 +282,8 @@ class ProcessReadAhead:
                 return END
         item = self._frames.popleft()
         batch = _parse(item, self.topics) if isinstance(item, bytes) else item
-        if isinstance(batch, list):
-            self._buffered -= sum(1 for m in batch if not isinstance(m, Marker))
+        if isinstance(batch, list) and batch and not isinstance(batch[0], Marker):
+            self._buffered -= len(batch)   # a batch frame: messages only (LOOP comes alone)
         return batch
 
     def close(self) -> None:
@@ -311,21 +314,22 @@ class ProcessReadAhead:
         raw += chunk
         header = feeder.HEADER
         off = 0
-        while len(raw) - off >= header.size:
-            kind, size = header.unpack_from(raw, off)
-            start = off + header.size
-            if len(raw) - start < size:
-                break
-            body = bytes(raw[start:start + size])
-            off = start + size
-            if kind == b"B":
-                self._frames.append(body)
-                self._buffered += feeder.COUNT.unpack_from(body)[0]
-            elif kind == b"L":
-                self._frames.append([LOOP])
-            else:
-                self._end(OSError(body.decode(errors="replace")) if body else None)
-                break
+        with memoryview(raw) as view:   # one copy per frame body, none of the rest
+            while len(raw) - off >= header.size:
+                kind, size = header.unpack_from(raw, off)
+                start = off + header.size
+                if len(raw) - start < size:
+                    break
+                body = bytes(view[start:start + size])
+                off = start + size
+                if kind == b"B":
+                    self._frames.append(body)
+                    self._buffered += feeder.COUNT.unpack_from(body)[0]
+                elif kind == b"L":
+                    self._frames.append([LOOP])
+                else:
+                    self._end(OSError(body.decode(errors="replace")) if body else None)
+                    break
         del raw[:off]
 
     def _end(self, error: BaseException | None) -> None:
