@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import struct
 import subprocess
@@ -49,9 +48,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recorder.contract import EVENTS_TOPIC
+from .ros2_procs import ROOT, child_env, log, rclpy_init, start_node, start_role
+from .ros2_replay import HUMANOID_SKIP, replay, role_bare, role_load
 
-ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("node", "dds", "humanoid", "replay")
 BENCH_TOPIC = "/bench/joint_states"
 JOINT_STATE = "sensor_msgs/msg/JointState"
@@ -102,7 +101,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               "replay_episode": str(Path(args.replay_episode).resolve())
               if args.replay_episode else None, "cpu_load": args.cpu_load,
               "replay_rounds": args.replay_rounds}
-    env = _env()
+    env = child_env()
     env.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="demofab-bench-roslog-"))
     out = subprocess.run([str(ROOT / "tools" / "netns-run.sh"), py, "-m", "bench.ros2", "driver",
                           json.dumps(config)], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE)
@@ -113,28 +112,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _env() -> dict[str, str]:
-    env = os.environ.copy()
-    paths = [str(ROOT / "ros2_ws" / "src" / "demofab_ros"), str(ROOT)]
-    env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _log(msg: str) -> None:
-    print(f"[bench ros2] {msg}", file=sys.stderr, flush=True)
-
-
 # ============================================================================ inner roles
 # Everything below runs in .venv-ros, inside the network namespace.
-
-def _rclpy_init() -> Any:
-    import rclpy
-    from rclpy.signals import SignalHandlerOptions
-
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    return rclpy
-
 
 def _qos(depth: int, best_effort: bool = False) -> Any:
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -195,7 +174,7 @@ def role_pub(config: dict[str, Any]) -> None:
     """Publish one topic (or a profile's topics) paced at their rates; JSON result on stdout."""
     from recorder.profile import load_profile
 
-    rclpy = _rclpy_init()
+    rclpy = rclpy_init()
     from rclpy.node import Node
 
     profile = load_profile(config["profile"])
@@ -259,7 +238,7 @@ def role_pub(config: dict[str, Any]) -> None:
 
 def role_count(config: dict[str, Any]) -> None:
     """A bare rclpy raw subscriber on an EventsExecutor: counts, prints counts every 0.25 s."""
-    _rclpy_init()
+    rclpy_init()
     from rclpy.experimental import EventsExecutor
     from rclpy.node import Node
     from rclpy.task import Future
@@ -314,74 +293,6 @@ def role_dds(config: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------- driver
-class Proc:
-    """A child with its stdout lines collected in a thread."""
-
-    def __init__(self, args: list[str], log: Path | None = None, stdin: bool = True) -> None:
-        self.lines: list[str] = []
-        self.p = subprocess.Popen(args, cwd=ROOT, env=_env(), text=True,
-                                  stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE,
-                                  stderr=open(log, "w") if log else subprocess.DEVNULL)  # noqa: SIM115
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.p.stdout:  # type: ignore[union-attr]
-            self.lines.append(line.strip())
-
-    def last_json(self) -> dict[str, Any] | None:
-        for line in reversed(self.lines):
-            if line.startswith("{"):
-                result: dict[str, Any] = json.loads(line)
-                return result
-        return None
-
-    def has_result(self) -> bool:
-        return self.last_json() is not None
-
-    def exited(self) -> bool:
-        return self.p.poll() is not None
-
-    def wait_for(self, pred: Any, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if pred():
-                return True
-            if self.p.poll() is not None and not pred():
-                return False
-            time.sleep(0.05)
-        return False
-
-    def tell(self, line: str = "") -> None:
-        try:
-            self.p.stdin.write(line + "\n")  # type: ignore[union-attr]
-            self.p.stdin.flush()  # type: ignore[union-attr]
-        except (BrokenPipeError, OSError):
-            pass
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> int:
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        return self.p.returncode
-
-
-def _role(name: str, config: dict[str, Any], log: Path | None = None) -> Proc:
-    return Proc([sys.executable, "-m", "bench.ros2", name, json.dumps(config)], log)
-
-
-def _node(executable: str, params: dict[str, Any], log: Path) -> Proc:
-    args = [sys.executable, "-m", f"demofab_ros.{executable}", "--ros-args"]
-    for k, v in params.items():
-        v = ("true" if v else "false") if isinstance(v, bool) else v
-        args += ["-p", f"{k}:={v}"]
-    return Proc(args, log, stdin=False)
-
-
 def _mcap_counts(session: Path) -> dict[str, int]:
     from mcap.reader import make_reader
 
@@ -436,18 +347,18 @@ def ladder(kind: str, config: dict[str, Any], work: Path) -> dict[str, Any]:
                       "health_rate_hz": 0.0, "robot_description_topic": "''"}
             if config.get("queue_depth"):
                 params["queue_depth"] = config["queue_depth"]
-            rec = _node("recorder_node", params, step_dir / "recorder.log")
+            rec = start_node("recorder_node", params, step_dir / "recorder.log")
         else:
-            rec = _role("dds", {"profile": str(profile), "out": str(session)}, step_dir / "dds.log")
-        bare = _role("count", {"profile": str(profile), "topics": [BENCH_TOPIC],
+            rec = start_role("dds", {"profile": str(profile), "out": str(session)}, step_dir / "dds.log")
+        bare = start_role("count", {"profile": str(profile), "topics": [BENCH_TOPIC],
                                "depth": config.get("queue_depth")}, step_dir / "count.log")
-        pub = _role("pub", {"profile": str(profile), "topics": [BENCH_TOPIC], "rate": rate,
+        pub = start_role("pub", {"profile": str(profile), "topics": [BENCH_TOPIC], "rate": rate,
                             "seconds": config["duration"], "subscribers": 2, "joints": config["joints"]},
                     step_dir / "pub.log")
         ok = pub.wait_for(pub.has_result, config["duration"] + 90)
         sent = pub.last_json() or {"error": "publisher gave no result"}
         if not ok or "error" in sent:
-            _log(f"{kind} {rate}: {sent}")
+            log(f"{kind} {rate}: {sent}")
             for p in (pub, bare, rec):
                 p.stop(signal.SIGKILL)
             steps.append({"rate": rate, "error": sent.get("error", "publisher failed")})
@@ -464,7 +375,7 @@ def ladder(kind: str, config: dict[str, Any], work: Path) -> dict[str, Any]:
                 "bare_received": bare_got, "lost": sent["total"] - got,
                 "bare_lost": sent["total"] - bare_got, "exit": rc}
         steps.append(step)
-        _log(f"{kind} ladder: {step}")
+        log(f"{kind} ladder: {step}")
         reached = sent["rate"] >= 0.95 * rate
         # "held with zero loss": every rung up to this one lost nothing
         if step["lost"] == 0 and not any(s.get("lost") for s in steps[:-1]):
@@ -480,7 +391,6 @@ def ladder(kind: str, config: dict[str, Any], work: Path) -> dict[str, Any]:
             "limited_by": limited or "subscriber"}
 
 
-HUMANOID_SKIP = ("/tf", EVENTS_TOPIC)
 
 
 def humanoid(config: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -489,9 +399,9 @@ def humanoid(config: dict[str, Any], work: Path) -> dict[str, Any]:
     profile = load_profile("humanoid")
     topics = [t.topic for t in profile.topics if t.topic not in HUMANOID_SKIP]
     session = work / "humanoid"
-    rec = _node("recorder_node", {"profile": "humanoid", "out": str(session), "autostart": True,
+    rec = start_node("recorder_node", {"profile": "humanoid", "out": str(session), "autostart": True,
                                   "robot_description_topic": "''"}, work / "humanoid_recorder.log")
-    pub = _role("pub", {"profile": "humanoid", "topics": topics, "seconds": config["humanoid_seconds"],
+    pub = start_role("pub", {"profile": "humanoid", "topics": topics, "seconds": config["humanoid_seconds"],
                         "subscribers": 1, "depth": 0}, work / "humanoid_pub.log")
     pub.wait_for(pub.has_result, config["humanoid_seconds"] + 90)
     sent = pub.last_json() or {"error": "no result"}
@@ -508,124 +418,6 @@ def humanoid(config: dict[str, Any], work: Path) -> dict[str, Any]:
     return {"lost": lost, "sent": sent["total"], "seconds": sent["seconds"], "exit": rc,
             "topics": per_topic, "file": str(files[-1]) if files else None,
             "mb_per_s": round(sum(p.stat().st_size for p in files) / 1e6 / sent["seconds"], 2)}
-
-
-def role_bare(config: dict[str, Any]) -> None:
-    """The bare timer loop: the episode's messages, in memory, published through
-    ``RclpyPublisher`` at their recorded times, waited for with the replay's
-    ``DeadlineWaiter`` under ``playback_conditions``; JSON result. ``via_player``
-    (diagnosis): play with ``Player`` in this process instead (no executor, no node)."""
-    from mcap.reader import make_reader
-
-    from recorder.replay import DeadlineWaiter, JitterStats, Timeline, playback_conditions
-    from recorder.ros2pub import RclpyPublisher
-
-    _rclpy_init()
-    from rclpy.node import Node
-
-    node = Node("demofab_bench_bare_timer")
-    pub = RclpyPublisher(node)
-    timeline = Timeline.open(config["episode"])
-    handles = {}
-    for name, info in timeline.topics.items():
-        h = pub.create(name, info.type, info.qos)
-        if h is not None:
-            handles[name] = h
-    pub.wait_for_subscribers(1, 10.0)
-    if config.get("via_player"):   # diagnosis: the Player in this process, no executor
-        from recorder.replay import Player, ReplayOptions
-
-        player = Player(config["episode"], pub, ReplayOptions(**config.get("options", {})))
-        player.prepare()
-        time.sleep(config.get("delay", 1.0))
-        stats = player.play()
-        print(json.dumps({"messages": stats.messages, "jitter_ms": stats.jitter_ms}), flush=True)
-        return
-    with open(config["episode"], "rb") as f:
-        messages = [(m.log_time, handles[c.topic], m.data) for _, c, m in
-                    make_reader(f).iter_messages(topics=list(handles), log_time_order=True)]
-    time.sleep(config.get("delay", 1.0))
-    jitter = JitterStats()
-    waiter = DeadlineWaiter()
-    clock = time.perf_counter_ns
-    with playback_conditions():
-        t0 = clock()
-        first = messages[0][0] if messages else 0
-        for log_time, handle, data in messages:
-            deadline = t0 + (log_time - first)
-            if not waiter.wait_until(deadline):
-                continue
-            t = clock()
-            pub.publish(handle, data)
-            jitter.add(t - deadline)
-    print(json.dumps({"messages": len(messages), "jitter_ms": jitter.summary()}), flush=True)
-    pub.close()
-    node.destroy_node()
-
-
-def role_load(config: dict[str, Any]) -> None:
-    """A busy loop on one core, until stdin closes or says stop."""
-    stop = threading.Event()
-
-    def wait_for_stop() -> None:
-        sys.stdin.readline()
-        stop.set()
-
-    threading.Thread(target=wait_for_stop, daemon=True).start()
-    n = 0
-    while not stop.is_set():
-        for _ in range(100_000):
-            n += 1
-
-
-def _mean_p99(runs: list[dict[str, Any]]) -> float | None:
-    p99 = [r["jitter_ms"]["p99"] for r in runs if (r.get("jitter_ms") or {}).get("p99") is not None]
-    return round(sum(p99) / len(p99), 4) if p99 else None
-
-
-def replay(episode: str, work: Path, cpu_load: int = 0, rounds: int = 2) -> dict[str, Any]:
-    """``rounds`` replays by ``player_node``, each between two runs of the bare timer loop
-    (bare, replay, bare, replay, bare): the load of a shared machine changes from second
-    to second, and both sides see the same mix of it."""
-    from recorder.replay import Timeline
-
-    topics = [t for t in Timeline.open(episode).topics if t not in HUMANOID_SKIP]
-    loads = [_role("load", {}) for _ in range(cpu_load)]
-    count = _role("count", {"profile": "humanoid", "topics": topics}, work / "replay_count.log")
-    bare: list[dict[str, Any]] = []
-    played: list[dict[str, Any]] = []
-    try:
-        for k in range(2 * rounds + 1):
-            if k % 2:
-                stats_path = work / f"replay_stats_{k // 2}.json"
-                player = _node("player_node", {"path": episode, "rate": 1.0,
-                                               "wait_for_subscribers": 1, "delay": 1.0,
-                                               "stats_out": str(stats_path)},
-                               work / f"player_{k // 2}.log")
-                player.wait_for(player.exited, 600)
-                exit_code = player.stop()
-                stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-                played.append({"exit": exit_code, **{key: stats.get(key) for key in (
-                    "messages", "duration_s", "gc_collections", "reader_wakeups", "jitter_ms")}})
-            else:
-                b = _role("bare", {"episode": episode, "delay": 1.0}, work / f"bare_{k // 2}.log")
-                b.wait_for(b.has_result, 600)
-                result = b.last_json() or {"error": "the bare timer loop gave no result"}
-                bare.append(result)
-                b.stop()
-    finally:
-        for p in loads:
-            p.tell("stop")
-            p.stop(signal.SIGKILL, timeout=5)
-    time.sleep(1.0)
-    count.tell()
-    count.wait_for(count.exited, 10)
-    received = sum((count.last_json() or {}).get("received", {}).values())
-    return {"exit": max((r["exit"] or 0) for r in played) if played else None,
-            "published": sum(r["messages"] or 0 for r in played), "received": received,
-            "p99_ms": _mean_p99(played), "runs": played, "cpu_load": cpu_load,
-            "bare_timer": {"publishes": "the same bytes through RclpyPublisher, to the same "
-                                        "subscriber", "p99_ms": _mean_p99(bare), "runs": bare}}
 
 
 def role_driver(config: dict[str, Any]) -> None:
@@ -648,7 +440,7 @@ def role_driver(config: dict[str, Any]) -> None:
         h = humanoid(config, work)
         episode = h.pop("file", None)
         result.update(humanoid_lost=h.get("lost"), humanoid=h)
-        _log(f"humanoid: {h}")
+        log(f"humanoid: {h}")
     episode = config.get("replay_episode") or episode
     if "replay" not in skip and episode:
         r = replay(episode, work, config.get("cpu_load", 0), config.get("replay_rounds", 2))
@@ -657,7 +449,7 @@ def role_driver(config: dict[str, Any]) -> None:
         result.update(replay_p99_jitter_ms=p99, bare_timer_p99_jitter_ms=bare_p99,
                       replay_jitter_vs_bare_timer=round(p99 / bare_p99, 3)
                       if p99 is not None and bare_p99 else None, replay=r)
-        _log(f"replay: {r}")
+        log(f"replay: {r}")
     result["targets"] = {
         "vs_bare>=0.8": result.get("vs_bare") is not None and result["vs_bare"] >= 0.8,
         "node_max_rate>=10000": result.get("node_max_rate", 0) >= 10000,
