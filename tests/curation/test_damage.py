@@ -4,21 +4,17 @@ time range and bytes."""
 
 from __future__ import annotations
 
-import io
 import json
-from collections import Counter
 from pathlib import Path
 
 import pytest
-from mcap.reader import make_reader
-from mcap.records import Chunk, ChunkIndex, Message
-from mcap.stream_reader import StreamReader, breakup_chunk
 
 from curation import curate
 from curation.ingest import ingest_file
 from curation.inputs import InputFile
 from curation.mcapread import read_mcap
 from curation.report import render_release
+from tests.mcapchunks import chunk_counts, chunks_of
 
 from .conftest import record_session
 
@@ -41,21 +37,6 @@ def _episodes(release: Path) -> list[dict]:
     return json.loads((release / "episodes.json").read_text())["episodes"]
 
 
-def chunks_of(data: bytes) -> list[ChunkIndex]:
-    summary = make_reader(io.BytesIO(data)).get_summary()
-    assert summary is not None
-    return sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset)
-
-
-def chunk_counts(data: bytes, ci: ChunkIndex) -> Counter[str]:
-    """Messages per topic in one chunk of the undamaged file, read by the mcap library."""
-    summary = make_reader(io.BytesIO(data)).get_summary()
-    assert summary is not None
-    f = io.BytesIO(data[ci.chunk_start_offset:ci.chunk_start_offset + ci.chunk_length])
-    chunk = next(iter(StreamReader(f, skip_magic=True, emit_chunks=True).records))
-    assert isinstance(chunk, Chunk)
-    return Counter(summary.channels[r.channel_id].topic
-                   for r in breakup_chunk(chunk, validate_crc=True) if isinstance(r, Message))
 
 
 def damaged_copy(src: Path, dest: Path, where: str) -> tuple[int, bool]:

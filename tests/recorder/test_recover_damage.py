@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcap.reader import make_reader
-from mcap.records import Chunk, ChunkIndex, Message
+from mcap.records import Message
 from mcap.stream_reader import StreamReader, breakup_chunk
 
 from demofab.cli import main
@@ -26,6 +26,7 @@ from recorder.salvage import recover_file
 from recorder.session import Session
 from recorder.sources.synthetic import RigOptions, SyntheticRig
 from recorder.writer import WriterOptions
+from tests.mcapchunks import chunk_counts, chunks_of
 
 T0 = 1_750_000_000_000_000_000
 
@@ -41,27 +42,12 @@ def episode(tmp_path_factory: pytest.TempPathFactory, humanoid: Profile) -> Path
     return out / "episode_0000.mcap"
 
 
-def chunks_of(data: bytes) -> list[ChunkIndex]:
-    summary = make_reader(io.BytesIO(data)).get_summary()
-    assert summary is not None
-    return sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset)
-
 
 def topic_counts(path: Path) -> Counter[str]:
     with open(path, "rb") as f:
         reader = make_reader(f, validate_crcs=True)
         return Counter(ch.topic for _, ch, _ in reader.iter_messages())
 
-
-def chunk_counts(data: bytes, ci: ChunkIndex) -> Counter[str]:
-    """Messages per topic in one chunk of the undamaged file, read by the mcap library."""
-    summary = make_reader(io.BytesIO(data)).get_summary()
-    assert summary is not None
-    f = io.BytesIO(data[ci.chunk_start_offset:ci.chunk_start_offset + ci.chunk_length])
-    chunk = next(iter(StreamReader(f, skip_magic=True, emit_chunks=True).records))
-    assert isinstance(chunk, Chunk)
-    return Counter(summary.channels[r.channel_id].topic
-                   for r in breakup_chunk(chunk, validate_crc=True) if isinstance(r, Message))
 
 
 def summary_start(data: bytes) -> int:
