@@ -19,10 +19,8 @@ from __future__ import annotations
 import json
 import os
 import struct
-import warnings
 from collections import deque
 from collections.abc import Container
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,10 +30,8 @@ import zstandard
 
 from demofab.durable import DIRECT_MIN, FileSink, WriteLog, fsync_path, move_dir, write_file
 
-from .manifest import WrittenFiles
-
 __all__ = ["DIRECT_MIN", "DTYPE_NAMES", "MISSING", "ZSTD_LEVEL", "ArrayWriter", "FileSink",
-           "WriteRecord", "array_metadata", "fsync_path", "fsync_tree", "recording",
+           "WriteRecord", "array_metadata", "fsync_path", "fsync_tree",
            "shard_index", "write_array", "write_file", "write_group", "write_json"]
 
 ZSTD_LEVEL = 3
@@ -51,16 +47,6 @@ class WriteRecord(WriteLog, Protocol):
 
     def move(self, src: Path, dst: Path) -> None:
         """Rename ``src`` to ``dst``; its files keep their place in the record."""
-
-
-def recording() -> AbstractContextManager[WrittenFiles]:
-    """Deprecated: use ``with WrittenFiles() as record:`` and pass ``record=`` to the
-    writers. The record no longer rides on a context variable, so a writer that is not
-    given it records nothing (and the manifest reads those files back)."""
-    warnings.warn("curation.zwrite.recording() no longer records implicitly: create a "
-                  "curation.manifest.WrittenFiles and pass it to the writers (record=...)",
-                  DeprecationWarning, stacklevel=2)
-    return WrittenFiles()
 
 
 def write_json(path: Path, obj: dict[str, Any], record: WriteRecord | None = None) -> None:

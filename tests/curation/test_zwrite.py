@@ -160,9 +160,6 @@ def test_the_old_module_names_still_import() -> None:
         assert hasattr(curation.zwrite, name), name
     assert curation.zwrite.write_file is durable.write_file
     assert curation.zwrite.fsync_path is durable.fsync_path
-    with pytest.warns(DeprecationWarning, match="pass it to the writers"), \
-            curation.zwrite.recording() as written:
-        assert isinstance(written, WrittenFiles)
 
 
 def test_metadata_is_what_the_sharding_spec_says(tmp_path: Path) -> None:
