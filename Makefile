@@ -12,7 +12,8 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test,dds]'
+	bash tools/system-deps.sh
+	$(BIN)/python -m pip install -q -e '.[test,dds,sim,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)
