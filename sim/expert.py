@@ -28,28 +28,34 @@ from .trace import Mark, Trace
 
 #: pelvis height in the world: teleop poses are logged in the pelvis frame
 PELVIS_Z = 0.793
-#: per hand joint (profile suffix): (open, closed) targets of the right hand; the left
-#: hand mirrors them (its finger ranges are the right's, negated)
-RIGHT_HAND_SHAPE: dict[str, tuple[float, float]] = {
-    "thumb_0": (0.0, 0.0),
-    "thumb_1": (0.724, -1.05),
-    "thumb_2": (0.0, -0.6),
-    "middle_0": (0.0, 1.5708),
-    "middle_1": (0.0, 1.745),
-    "index_0": (0.0, 1.5708),
-    "index_1": (0.0, 1.745),
+#: per grip, per hand joint (profile suffix): (open, closed) targets of the right hand;
+#: the left hand mirrors them (its finger ranges are the right's, negated). ``pinch``:
+#: thumb pre-shaped back, closing against index and middle (a small object between them);
+#: ``flat``: thumb folded flush with the palm, fingers pressing (squeezing a big box
+#: between two palms)
+GRIPS: dict[str, dict[str, tuple[float, float]]] = {
+    "pinch": {"thumb_0": (0.0, 0.0), "thumb_1": (0.724, -1.05), "thumb_2": (0.0, -0.6),
+              "middle_0": (0.0, 1.5708), "middle_1": (0.0, 1.745),
+              "index_0": (0.0, 1.5708), "index_1": (0.0, 1.745)},
+    "flat": {"thumb_0": (0.0, 0.0), "thumb_1": (-1.05, -1.05), "thumb_2": (-1.3, -1.3),
+             "middle_0": (0.0, 1.2), "middle_1": (0.0, 1.0),
+             "index_0": (0.0, 1.2), "index_1": (0.0, 1.0)},
 }
+RIGHT_HAND_SHAPE = GRIPS["pinch"]
 
 Pose = tuple[np.ndarray, np.ndarray]
 
 
-def hand_targets(side: str, closure: float) -> dict[str, float]:
+def hand_targets(side: str, closure: float, grip: str = "pinch") -> dict[str, float]:
     """Finger joint targets (MuJoCo joint name -> rad) of one hand at a closure from 0
-    (open, thumb pre-shaped) to 1 (closed)."""
+    (open) to 1 (closed) in one of :data:`GRIPS`."""
+    try:
+        shape = GRIPS[grip]
+    except KeyError:
+        raise SimError(f"unknown grip {grip!r}; grips: {', '.join(GRIPS)}") from None
     c = float(np.clip(closure, 0.0, 1.0))
     sign = 1.0 if side == "right" else -1.0
-    return {f"{side}_hand_{j}_joint": sign * (o + c * (cl - o))
-            for j, (o, cl) in RIGHT_HAND_SHAPE.items()}
+    return {f"{side}_hand_{j}_joint": sign * (o + c * (cl - o)) for j, (o, cl) in shape.items()}
 
 
 def slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
@@ -75,14 +81,19 @@ def min_jerk(t: float) -> float:
 class Executor:
     """Drives the arms and hands of a scene through IK and physics and logs the trace.
 
-    ``control_dt`` is the IK period (a multiple of the physics step). Palm targets start at
-    the scene's current palm poses, the hands open. Every physics step appends one row to
-    ``ctrl`` and ``teleop``.
+    ``control_dt`` is the IK period (a multiple of the physics step); ``grip`` the hand
+    shape (one of :data:`GRIPS`, the task's ``grip``). Palm targets start at the scene's
+    current palm poses, the hands open. Every physics step appends one row to ``ctrl`` and
+    ``teleop``.
     """
 
-    def __init__(self, scene: Scene, ik: HandIK, *, control_dt: float = 0.01) -> None:
+    def __init__(self, scene: Scene, ik: HandIK, *, control_dt: float = 0.01,
+                 grip: str = "pinch") -> None:
+        if grip not in GRIPS:
+            raise SimError(f"unknown grip {grip!r}; grips: {', '.join(GRIPS)}")
         self.scene = scene
         self.ik = ik
+        self.grip = grip
         self.substeps = max(1, round(control_dt / scene.dt))
         self._q = scene.ctrl()
         self.targets: dict[str, Pose] = {s: scene.palm_pose(s) for s in SIDES}
@@ -101,7 +112,7 @@ class Executor:
         return len(self._ctrl)
 
     def _apply_hand(self, side: str, closure: float) -> None:
-        self._q[self._hand_idx[side]] = list(hand_targets(side, closure).values())
+        self._q[self._hand_idx[side]] = list(hand_targets(side, closure, self.grip).values())
 
     def _teleop_row(self, targets: Mapping[str, Pose]) -> np.ndarray:
         row = np.empty((2, 7))
@@ -172,14 +183,39 @@ class Executor:
 
 @dataclass(frozen=True, slots=True)
 class OperatorStyle:
-    """How an operator plays: speed (1 = nominal), noise on targets (m), chance of a pause
-    at each phase and its length, chance of a regrasp."""
+    """How an operator plays: speed (1 = nominal), noise on every target (m), a depth
+    misjudgement of objects along the line of sight (x, m, the same for the whole
+    attempt), chance of a pause at each phase and its length, chance of tidying a grasp
+    (open, back off, retry), how firmly the palms squeeze a box (m past its faces), and at
+    what closure of the hand the lift starts."""
 
     speed: float = 1.0
     noise_m: float = 0.006
+    depth_bias_m: float = 0.0
     pause_p: float = 0.25
     pause_s: tuple[float, float] = (0.2, 0.8)
     regrasp_p: float = 0.1
+    squeeze_m: float = 0.012
+    #: hand closure (0..1) at which the lift starts; the hand closes the rest on the way up
+    lift_at: float = 1.0
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> OperatorStyle:
+        """An operator drawn at random: the spread of a pool of trained teleoperators."""
+        return cls(speed=float(rng.uniform(0.75, 1.35)),
+                   noise_m=float(rng.uniform(0.003, 0.010)),
+                   depth_bias_m=float(rng.normal(0.0, 0.008)),
+                   pause_p=float(rng.uniform(0.1, 0.4)),
+                   regrasp_p=0.1,
+                   squeeze_m=float(rng.uniform(0.0, 0.015)),
+                   lift_at=float(min(1.0, rng.uniform(0.4, 1.3))))
+
+    def as_dict(self) -> dict[str, float | list[float]]:
+        """JSON-able, for the trace's provenance."""
+        return {"speed": self.speed, "noise_m": self.noise_m,
+                "depth_bias_m": self.depth_bias_m, "pause_p": self.pause_p,
+                "pause_s": list(self.pause_s), "regrasp_p": self.regrasp_p,
+                "squeeze_m": self.squeeze_m, "lift_at": self.lift_at}
 
 
 def yaw_quat(yaw: float) -> np.ndarray:
@@ -245,21 +281,18 @@ class _Operator:
         self.layout = layout
         self.seed = seed
         self.rng = np.random.default_rng(seed)
-        if style is None:
-            style = OperatorStyle(speed=float(self.rng.uniform(0.75, 1.3)),
-                                  noise_m=float(self.rng.uniform(0.003, 0.009)),
-                                  pause_p=float(self.rng.uniform(0.1, 0.4)),
-                                  regrasp_p=0.1)
-        self.style = style
+        self.style = OperatorStyle.draw(self.rng) if style is None else style
         self.scene = Scene(layout)
         self.ik = HandIK(self.scene)
-        self.ex = Executor(self.scene, self.ik)
+        self.ex = Executor(self.scene, self.ik, grip=task.grip)
         self.failure: Outcome | None = None
         self.regrasps = 0
 
     # -- the human touch ------------------------------------------------------------------
     def noisy(self, pose: Pose, scale: float = 1.0) -> Pose:
+        """A target as this operator hits it: jitter, and the depth misjudgement."""
         n = self.rng.normal(0.0, self.style.noise_m * scale, 3)
+        n[0] += self.style.depth_bias_m
         return pose[0] + n, pose[1]
 
     def dur(self, nominal_s: float) -> float:
@@ -268,6 +301,12 @@ class _Operator:
     def maybe_pause(self) -> None:
         if self.rng.random() < self.style.pause_p:
             self.ex.hold(float(self.rng.uniform(*self.style.pause_s)))
+
+    def above_table(self, pose: Pose) -> Pose:
+        """The operator feels the table: a palm target no lower than a grasp next to it."""
+        pos = pose[0].copy()
+        pos[2] = max(pos[2], self.layout.table_height + GRASP_Z_M)
+        return pos, pose[1]
 
     def move(self, targets: Mapping[str, Pose], nominal_s: float,
              hands: Mapping[str, float] | None = None) -> None:
@@ -282,18 +321,22 @@ class _Operator:
         """Approach, pre-grasp, close, lift a little and check that the object came along;
         on a miss (or, now and then, an untidy grasp) open, back off and try again."""
         for attempt in range(tries):
-            target = self.noisy(side_grasp(self.scene, obj, side, along=along))
+            target = self.above_table(self.noisy(side_grasp(self.scene, obj, side,
+                                                            along=along)))
             pre = offset(target, (-0.05, 0.05, 0.04), side=side)
             self.move({side: pre}, 1.0)
             self.maybe_pause()
             self.move({side: target}, 0.6)
-            self.move({}, 0.7, hands={side: 1.0})
-            self.ex.hold(0.1)
+            # an impatient operator starts lifting before the hand has closed
+            early = self.style.lift_at
+            self.move({}, 0.7 * early, hands={side: early})
+            if early >= 1.0:
+                self.ex.hold(0.1)
             untidy = attempt + 1 < tries and self.rng.random() < self.style.regrasp_p
             if not untidy:
                 self.ex.mark("grasp")
                 lift = offset(self.ex.targets[side], (0.0, 0.0, 0.06), side=side)
-                self.move({side: lift}, 0.6)
+                self.move({side: lift}, 0.6, hands={side: 1.0})
                 held = lifted_by(obj, side, 0.03)(self.scene)
                 if held[0]:
                     return True
@@ -354,20 +397,22 @@ class _Operator:
         self.move({"right": offset(self.ex.targets["right"], (-0.03, 0.06, -0.03),
                                    side="right")}, 0.7)
         self.ex.mark("handover")
+        # the left hand takes the bar away to its side
+        self.move({"left": offset(self.ex.targets["left"], (-0.02, 0.05, 0.03),
+                                  side="left")}, 0.7)
         return self.finish()
 
     def grasp_in_air(self, side: str, obj: str) -> bool:
-        """Take an object another hand holds: pre-grasp beside it, close on it."""
+        """Take an object another hand holds: pre-grasp beside it, look again (it may have
+        moved in the other hand), close on it."""
         target = self.noisy(side_grasp(self.scene, obj, side))
-        pos, quat = target
-        spec = self.layout.object(obj)
-        target = (np.array([pos[0], pos[1], self.scene.object_pose(obj)[0][2] -
-                            spec.half_size[2] + GRASP_Z_M]), quat)
-        target = self.noisy(target, 0.5)
         self.move({side: offset(target, (-0.04, 0.06, 0.03), side=side)}, 1.2)
         self.maybe_pause()
-        self.move({side: target}, 0.6)
-        self.move({}, 0.7, hands={side: 1.0})
+        target = self.noisy(side_grasp(self.scene, obj, side), 0.5)
+        self.move({side: offset(target, (0.0, 0.03, 0.0), side=side)}, 0.4)
+        target = self.noisy(side_grasp(self.scene, obj, side), 0.3)
+        self.move({side: target}, 0.3)
+        self.move({}, 0.6, hands={side: 1.0})
         self.ex.hold(0.15)
         return True
 
@@ -378,20 +423,22 @@ class _Operator:
         yaw = _grasp_yaw(quat, spec.half_size)
         targets: dict[str, Pose] = {}
         for side, sign in (("left", 1.0), ("right", -1.0)):
-            local = (-hx + 0.03, sign * (hy + PALM_FACE_M - 0.012), 0.0)
+            local = (-hx + 0.01, sign * (hy + PALM_FACE_M - self.style.squeeze_m), 0.0)
             c, s = np.cos(yaw), np.sin(yaw)
             p = pos + np.array([c * local[0] - s * local[1], s * local[0] + c * local[1], 0.0])
-            targets[side] = self.noisy((p, yaw_quat(yaw)))
+            targets[side] = self.above_table(self.noisy((p, yaw_quat(yaw))))
         pre = {side: offset(t, (-0.02, 0.06, 0.03), side=side) for side, t in targets.items()}
         self.move(pre, 1.2)
         self.maybe_pause()
         self.move({side: offset(t, (0, 0.03, 0), side=side) for side, t in targets.items()},
                   0.6)
-        self.move(targets, 0.5, hands={"left": 0.6, "right": 0.6})
+        self.move(targets, 0.5, hands={"left": 1.0, "right": 1.0})
         self.ex.hold(0.2)
         self.ex.mark("grasp")
         self.fail(self.task.subtask_outcome(self.scene, "grasp"))
-        up = {side: offset(self.ex.targets[side], (0, 0, 0.10), side=side) for side in SIDES}
+        # the two hands do not rise as one: each drifts on its own (apart, out of level)
+        up = {side: self.noisy(offset(self.ex.targets[side], (0, 0, 0.10), side=side), 1.5)
+              for side in SIDES}
         self.move(up, 1.0)
         self.ex.mark("lift")
         return self.finish()
@@ -408,9 +455,7 @@ def run_expert(task: str, layout: Layout, seed: int,
         outcome = getattr(op, t.name)()
     except Unreachable as exc:
         outcome = Outcome(False, _current_subtask(t, op.ex.marks), f"IK: {exc}")
-    provenance = {"operator": {"speed": op.style.speed, "noise_m": op.style.noise_m,
-                               "pause_p": op.style.pause_p, "regrasp_p": op.style.regrasp_p,
-                               "regrasps": op.regrasps}}
+    provenance = {"operator": {**op.style.as_dict(), "regrasps": op.regrasps}}
     op.scene.close()
     return op.ex.trace(task, seed, layout, outcome, provenance)
 
@@ -423,6 +468,6 @@ def _current_subtask(task: Task, marks: list[Mark]) -> str:
     return task.subtasks[-1].name
 
 
-__all__ = ["PELVIS_Z", "RIGHT_HAND_SHAPE", "Pose", "hand_targets", "slerp", "min_jerk",
+__all__ = ["PELVIS_Z", "GRIPS", "RIGHT_HAND_SHAPE", "Pose", "hand_targets", "slerp", "min_jerk",
            "Executor", "OperatorStyle", "Unreachable", "yaw_quat", "side_grasp", "offset",
            "GRASP_BACK_M", "PALM_FACE_M", "GRASP_Z_M", "run_expert"]

@@ -33,7 +33,7 @@ NOMINAL_ARM = {"left": (0.2, 0.2, 0.0, 0.3, 0.0, 0.0, 0.0),
                "right": (0.2, -0.2, 0.0, 0.3, 0.0, 0.0, 0.0)}
 #: bodies whose subtree makes up a hand for collision avoidance (wrist and fingers)
 _HAND_ROOT = "{side}_wrist_roll_link"
-_FOREARM = "{side}_elbow_link"
+_ARM_LINKS = ("{side}_elbow_link", "{side}_shoulder_yaw_link")
 
 
 class Unreachable(SimError):
@@ -181,9 +181,24 @@ class HandIK:
         return float(np.linalg.norm(self._palm(side)[0] - np.asarray(target)))
 
 
+_MODELS: dict[tuple[object, ...], mujoco.MjModel] = {}
+
+
 def _robot_only_model(scene: Scene) -> mujoco.MjModel:
-    """The scene's spec without objects and with only the 14 arm joints left."""
-    spec = build_spec(replace(scene.layout, objects=()))
+    """The scene's spec without objects and with only the 14 arm joints left; compiled
+    once per obstacle layout (table and bin) in a process (the model is only read)."""
+    lay = scene.layout
+    key = (lay.table_height, lay.table_xy, lay.table_half, lay.bin)
+    model = _MODELS.get(key)
+    if model is None:
+        if len(_MODELS) >= 64:
+            _MODELS.clear()
+        model = _MODELS[key] = _compile_robot_only(scene)
+    return model
+
+
+def _compile_robot_only(scene: Scene) -> mujoco.MjModel:
+    spec = build_spec(replace(scene.layout, objects=(), camera_offsets={}))
     keep = {n for side in SIDES for n in arm_joint_names(side)}
     for element in [*spec.actuators, *spec.sensors, *spec.excludes, *spec.equalities]:
         spec.delete(element)
@@ -221,15 +236,20 @@ def _has_body(m: mujoco.MjModel, name: str) -> bool:
 
 def _collision_pairs(m: mujoco.MjModel) -> tuple[list[tuple[list[int], list[int]]],
                                                   list[tuple[list[int], list[int]]]]:
-    """Hands (wrist and fingers) and forearms vs table and bin; the same vs torso and
-    pelvis, and the two hands vs each other."""
+    """Hands (wrist and fingers), forearms and upper arms vs table and bin; the same vs
+    torso and pelvis, and the two wrists and palms vs each other."""
     hands = {s: _subtree_geoms(m, _HAND_ROOT.format(side=s)) for s in SIDES}
-    arms = {s: hands[s] + _body_geoms(m, (_FOREARM.format(side=s),)) for s in SIDES}
+    arms = {s: hands[s] + _body_geoms(m, tuple(b.format(side=s) for b in _ARM_LINKS))
+            for s in SIDES}
     world = [m.geom("table_top").id] + [g for g in range(m.ngeom)
                                         if m.geom(g).name.startswith("bin_")]
     body = _body_geoms(m, ("torso_link", "pelvis"))
     world_pairs = [(arms[s], world) for s in SIDES]
-    body_pairs = [(arms[s], body) for s in SIDES] + [(hands["left"], hands["right"])]
+    # the fingers of the IK model stay at zero (the thumb straight out to the midline),
+    # not in the grip they have: the hands keep apart palm to palm only
+    palms = {s: _body_geoms(m, tuple(f"{s}_wrist_{j}_link" for j in ("roll", "pitch", "yaw")))
+             for s in SIDES}
+    body_pairs = [(arms[s], body) for s in SIDES] + [(palms["left"], palms["right"])]
     return world_pairs, body_pairs
 
 

@@ -114,6 +114,10 @@ def build_spec(layout: Layout) -> mujoco.MjSpec:
     for key in list(spec.keys):
         spec.delete(key)
     spec.option.timestep = 0.002
+    # grasping: elliptic friction cones and a high impedance ratio keep a pinched object
+    # from creeping out of the fingers (MuJoCo's advice for manipulation)
+    spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    spec.option.impratio = 10.0
     vis = spec.visual
     vis.quality.offsamples = 0
     vis.quality.shadowsize = 0
