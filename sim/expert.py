@@ -14,7 +14,7 @@ pauses, a speed of their own, the odd regrasp), so that some attempts fail in ph
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +38,8 @@ GRIPS: dict[str, dict[str, tuple[float, float]]] = {
               "middle_0": (0.0, 1.5708), "middle_1": (0.0, 1.745),
               "index_0": (0.0, 1.5708), "index_1": (0.0, 1.745)},
     "flat": {"thumb_0": (0.0, 0.0), "thumb_1": (-1.05, -1.05), "thumb_2": (-1.3, -1.3),
-             "middle_0": (0.0, 1.2), "middle_1": (0.0, 1.0),
-             "index_0": (0.0, 1.2), "index_1": (0.0, 1.0)},
+             "middle_0": (0.0, 0.5), "middle_1": (0.0, 0.3),
+             "index_0": (0.0, 0.5), "index_1": (0.0, 0.3)},
 }
 RIGHT_HAND_SHAPE = GRIPS["pinch"]
 
@@ -198,24 +198,31 @@ class OperatorStyle:
     squeeze_m: float = 0.012
     #: hand closure (0..1) at which the lift starts; the hand closes the rest on the way up
     lift_at: float = 1.0
+    #: drawn from the novices of the pool (for the record; the numbers above say how)
+    novice: bool = False
 
     @classmethod
-    def draw(cls, rng: np.random.Generator) -> OperatorStyle:
-        """An operator drawn at random: the spread of a pool of trained teleoperators."""
+    def draw(cls, rng: np.random.Generator, novice_p: float = 0.3) -> OperatorStyle:
+        """An operator drawn at random from a pool of teleoperators: trained ones, and with
+        probability ``novice_p`` a novice (shakier, misjudges depth more, squeezes less
+        evenly)."""
+        novice = bool(rng.random() < novice_p)
+        k = 2.0 if novice else 1.0
         return cls(speed=float(rng.uniform(0.75, 1.35)),
-                   noise_m=float(rng.uniform(0.003, 0.010)),
-                   depth_bias_m=float(rng.normal(0.0, 0.008)),
+                   noise_m=float(rng.uniform(0.003, 0.010) * k),
+                   depth_bias_m=float(rng.normal(0.0, 0.008 * k)),
                    pause_p=float(rng.uniform(0.1, 0.4)),
                    regrasp_p=0.1,
-                   squeeze_m=float(rng.uniform(0.0, 0.015)),
-                   lift_at=float(min(1.0, rng.uniform(0.4, 1.3))))
+                   squeeze_m=float(rng.uniform(-0.012 * k, 0.015)),
+                   lift_at=float(min(1.0, rng.uniform(0.4, 1.3))),
+                   novice=novice)
 
-    def as_dict(self) -> dict[str, float | list[float]]:
+    def as_dict(self) -> dict[str, float | bool | list[float]]:
         """JSON-able, for the trace's provenance."""
         return {"speed": self.speed, "noise_m": self.noise_m,
                 "depth_bias_m": self.depth_bias_m, "pause_p": self.pause_p,
                 "pause_s": list(self.pause_s), "regrasp_p": self.regrasp_p,
-                "squeeze_m": self.squeeze_m, "lift_at": self.lift_at}
+                "squeeze_m": self.squeeze_m, "lift_at": self.lift_at, "novice": self.novice}
 
 
 def yaw_quat(yaw: float) -> np.ndarray:
@@ -241,20 +248,22 @@ def _grasp_yaw(quat: np.ndarray, half: tuple[float, float, float]) -> float:
 GRASP_BACK_M = 0.035
 #: palm face to palm site along the palm normal
 PALM_FACE_M = 0.015
+#: in the flat grip the folded thumb's base stands out of the palm: it meets the box here
+FLAT_FACE_M = 0.04
 #: palm site above the table when the fingers grasp near the table (middle finger clear)
 GRASP_Z_M = 0.046
 
 
-def side_grasp(scene: Scene, obj: str, side: str, *, along: float = 0.0) -> Pose:
+def side_grasp(scene: Scene, obj: str, side: str) -> Pose:
     """The palm pose of a side grasp of ``obj`` by ``side``: palm to the midline against
-    the object's outer face (``along`` shifts the palm along the object's y axis, towards
-    the midline when positive), fingers forward around its front, low on the object."""
+    the object's outer face, fingers forward around its front, low on the object (as low
+    as the fingers clear the table when it rests there)."""
     spec = scene.layout.object(obj)
     pos, quat = scene.object_pose(obj)
     hx, hy, hz = spec.half_size
     yaw = _grasp_yaw(quat, spec.half_size)
     sign = -1.0 if side == "right" else 1.0   # the right hand grasps the -y face
-    local = np.array([-GRASP_BACK_M, sign * (hy + PALM_FACE_M - along), 0.0])
+    local = np.array([-GRASP_BACK_M, sign * (hy + PALM_FACE_M), 0.0])
     c, sn = np.cos(yaw), np.sin(yaw)
     world = pos + np.array([c * local[0] - sn * local[1], sn * local[0] + c * local[1], 0.0])
     world[2] = max(pos[2] - hz + GRASP_Z_M, pos[2] - hz + 0.02)
@@ -317,12 +326,11 @@ class _Operator:
             self.failure = outcome
 
     # -- shared phases ----------------------------------------------------------------------
-    def grasp(self, side: str, obj: str, *, along: float = 0.0, tries: int = 2) -> bool:
+    def grasp(self, side: str, obj: str, *, tries: int = 2) -> bool:
         """Approach, pre-grasp, close, lift a little and check that the object came along;
         on a miss (or, now and then, an untidy grasp) open, back off and try again."""
         for attempt in range(tries):
-            target = self.above_table(self.noisy(side_grasp(self.scene, obj, side,
-                                                            along=along)))
+            target = self.above_table(self.noisy(side_grasp(self.scene, obj, side)))
             pre = offset(target, (-0.05, 0.05, 0.04), side=side)
             self.move({side: pre}, 1.0)
             self.maybe_pause()
@@ -423,7 +431,7 @@ class _Operator:
         yaw = _grasp_yaw(quat, spec.half_size)
         targets: dict[str, Pose] = {}
         for side, sign in (("left", 1.0), ("right", -1.0)):
-            local = (-hx + 0.01, sign * (hy + PALM_FACE_M - self.style.squeeze_m), 0.0)
+            local = (-hx + 0.01, sign * (hy + FLAT_FACE_M - self.style.squeeze_m), 0.0)
             c, s = np.cos(yaw), np.sin(yaw)
             p = pos + np.array([c * local[0] - s * local[1], s * local[0] + c * local[1], 0.0])
             targets[side] = self.above_table(self.noisy((p, yaw_quat(yaw))))
@@ -444,6 +452,11 @@ class _Operator:
         return self.finish()
 
 
+_SCRIPTS: dict[str, Callable[[_Operator], Outcome]] = {
+    "pick_place": _Operator.pick_place, "handover": _Operator.handover,
+    "bimanual_lift": _Operator.bimanual_lift}
+
+
 def run_expert(task: str, layout: Layout, seed: int,
                style: OperatorStyle | None = None) -> Trace:
     """One attempt of the simulated operator at ``task`` in ``layout``: physics only, no
@@ -451,8 +464,12 @@ def run_expert(task: str, layout: Layout, seed: int,
     ``style`` None draws the operator's speed, noise and habits from the seed."""
     t = get_task(task)
     op = _Operator(t, layout, seed, style)
+    script = _SCRIPTS.get(t.name)
+    if script is None:
+        raise SimError(f"the simulated operator has no script for task {t.name!r}; "
+                       f"scripts: {', '.join(_SCRIPTS)}")
     try:
-        outcome = getattr(op, t.name)()
+        outcome = script(op)
     except Unreachable as exc:
         outcome = Outcome(False, _current_subtask(t, op.ex.marks), f"IK: {exc}")
     provenance = {"operator": {**op.style.as_dict(), "regrasps": op.regrasps}}
@@ -470,4 +487,4 @@ def _current_subtask(task: Task, marks: list[Mark]) -> str:
 
 __all__ = ["PELVIS_Z", "GRIPS", "RIGHT_HAND_SHAPE", "Pose", "hand_targets", "slerp", "min_jerk",
            "Executor", "OperatorStyle", "Unreachable", "yaw_quat", "side_grasp", "offset",
-           "GRASP_BACK_M", "PALM_FACE_M", "GRASP_Z_M", "run_expert"]
+           "GRASP_BACK_M", "PALM_FACE_M", "FLAT_FACE_M", "GRASP_Z_M", "run_expert"]

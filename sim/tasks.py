@@ -11,7 +11,7 @@ or both arms, with a predicate that holds at the segment's end:
 - ``handover``: the right hand picks a bar (4 x 12 x 6 cm, 40 g) by one end, the left hand takes
   it by the other: ``grasp`` (held by the right hand, lifted), ``handover`` (held by the left
   hand only, in the air).
-- ``bimanual_lift``: both hands squeeze a box (10 x 16 x 10 cm, 200 g) from its sides,
+- ``bimanual_lift``: both hands squeeze a box (13 x 16 x 10 cm, 400 g) from its sides,
   lift it above a height and hold it: ``grasp`` (both palms on it), ``lift`` (both still on
   it, its bottom ``lift_m`` above the table, not tilted); the operator holds it for
   ``hold_s`` before the check.

@@ -102,3 +102,41 @@ def test_the_operator_marks_the_subtasks_of_an_attempt() -> None:
     assert steps == sorted(steps) and steps[-1] < trace.steps
     assert trace.provenance["operator"]["speed"] > 0
     assert trace.success or (trace.failed_subtask in ("grasp", "place") and trace.reason)
+
+
+def test_grips_shape_the_hands_and_unknown_grips_are_refused(pick_place_scene: Scene) -> None:
+    pinch, flat = hand_targets("left", 0.0), hand_targets("left", 0.0, "flat")
+    # open pinch: the thumb pre-shaped back; flat: folded against the palm
+    assert pinch["left_hand_thumb_1_joint"] == pytest.approx(-0.724)
+    assert flat["left_hand_thumb_1_joint"] == pytest.approx(1.05)
+    assert hand_targets("right", 1.0)["right_hand_index_0_joint"] == pytest.approx(1.5708)
+    assert hand_targets("left", 1.0)["left_hand_index_0_joint"] == pytest.approx(-1.5708)
+    with pytest.raises(SimError, match="unknown grip 'fist'; grips: pinch, flat"):
+        hand_targets("left", 1.0, "fist")
+    with pytest.raises(SimError, match="unknown grip 'fist'"):
+        Executor(pick_place_scene, HandIK(pick_place_scene), grip="fist")
+
+
+def test_operator_styles_are_drawn_from_the_seed() -> None:
+    a = OperatorStyle.draw(np.random.default_rng(5))
+    assert a == OperatorStyle.draw(np.random.default_rng(5))
+    assert a != OperatorStyle.draw(np.random.default_rng(6))
+    assert 0.75 <= a.speed <= 1.35 and 0 < a.noise_m <= 0.02 and 0.4 <= a.lift_at <= 1.0
+    novices = sum(OperatorStyle.draw(np.random.default_rng(s)).novice for s in range(200))
+    assert 30 < novices < 90  # about 30% of the pool
+    d = a.as_dict()
+    assert d["speed"] == a.speed and d["pause_s"] == list(a.pause_s)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["handover", "bimanual_lift"])
+def test_the_operator_plays_each_task_to_a_verdict_the_state_confirms(task: str) -> None:
+    t = get_task(task)
+    trace = run_expert(task, t.default_layout(), 3)
+    labels = [m.label for m in trace.marks if m.kind == "subtask"]
+    assert labels[0] == "grasp"
+    with _replay(trace) as scene:
+        final = t.check(scene)
+    assert final.success == trace.success
+    if not trace.success:
+        assert trace.failed_subtask in [s.name for s in t.subtasks] and trace.reason
