@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from recorder.contract import EventKind
+
 from .errors import SimError
 from .ik import HandIK, Unreachable
 from .scenes import SIDES, Layout, Scene
@@ -44,6 +46,9 @@ GRIPS: dict[str, dict[str, tuple[float, float]]] = {
 RIGHT_HAND_SHAPE = GRIPS["pinch"]
 
 Pose = tuple[np.ndarray, np.ndarray]
+#: mark kinds (``Mark.kind``): the recorder's event kinds, in lower case
+SUBTASK = EventKind.SUBTASK.name.lower()
+INTERVENTION = EventKind.INTERVENTION.name.lower()
 
 
 def hand_targets(side: str, closure: float, grip: str = "pinch") -> dict[str, float]:
@@ -164,20 +169,20 @@ class Executor:
         """Keep the current targets for ``duration_s`` (physics keeps running)."""
         self.move({}, duration_s)
 
-    def mark(self, label: str, kind: str = "subtask") -> None:
+    def mark(self, label: str, kind: str = SUBTASK) -> None:
         """An operator's mark at the current step (a subtask boundary by default)."""
         self.marks.append(Mark(self.step_count, kind, label))
 
-    def trace(self, task: str, seed: int, layout: Layout, outcome: Any,
+    def trace(self, task: str, seed: int, layout: Layout, outcome: Outcome,
               provenance: dict[str, Any] | None = None) -> Trace:
-        """The trace of everything executed so far; ``outcome`` is a
-        :class:`sim.tasks.Outcome` (``success``, ``failed_subtask``, ``reason``)."""
+        """The trace of everything executed so far, with the task's verdict (``success``,
+        ``failed_subtask``, ``reason``) and the provenance to record."""
         n = len(self._ctrl)
         ctrl = np.array(self._ctrl) if n else np.empty((0, len(self.scene.joint_names)))
         teleop = np.array(self._teleop) if n else np.empty((0, 2, 7))
         return Trace(task=task, seed=seed, layout=layout, ctrl=ctrl, teleop=teleop,
-                     marks=list(self.marks), success=bool(outcome.success),
-                     failed_subtask=str(outcome.failed_subtask), reason=str(outcome.reason),
+                     marks=list(self.marks), success=outcome.success,
+                     failed_subtask=outcome.failed_subtask, reason=outcome.reason,
                      provenance=dict(provenance or {}))
 
 
@@ -353,7 +358,7 @@ class _Operator:
                     return False
             # regrasp: open, back off, look again
             self.regrasps += 1
-            self.ex.mark("regrasp", kind="intervention")
+            self.ex.mark("regrasp", kind=INTERVENTION)
             self.move({}, 0.4, hands={side: 0.0})
             back = offset(self.ex.targets[side], (-0.05, 0.04, 0.05), side=side)
             self.move({side: back}, 0.6)
@@ -478,13 +483,14 @@ def run_expert(task: str, layout: Layout, seed: int,
 
 
 def _current_subtask(task: Task, marks: list[Mark]) -> str:
-    done = {m.label for m in marks if m.kind == "subtask"}
+    done = {m.label for m in marks if m.kind == SUBTASK}
     for s in task.subtasks:
         if s.name not in done:
             return s.name
     return task.subtasks[-1].name
 
 
-__all__ = ["PELVIS_Z", "GRIPS", "RIGHT_HAND_SHAPE", "Pose", "hand_targets", "slerp", "min_jerk",
-           "Executor", "OperatorStyle", "Unreachable", "yaw_quat", "side_grasp", "offset",
-           "GRASP_BACK_M", "PALM_FACE_M", "FLAT_FACE_M", "GRASP_Z_M", "run_expert"]
+__all__ = ["PELVIS_Z", "SUBTASK", "INTERVENTION", "GRIPS", "RIGHT_HAND_SHAPE", "Pose",
+           "hand_targets", "slerp", "min_jerk", "Executor", "OperatorStyle", "Unreachable",
+           "yaw_quat", "side_grasp", "offset", "GRASP_BACK_M", "PALM_FACE_M", "FLAT_FACE_M",
+           "GRASP_Z_M", "run_expert"]

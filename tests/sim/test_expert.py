@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from sim.errors import SimError
-from sim.expert import PELVIS_Z, Executor, OperatorStyle, hand_targets, run_expert, yaw_quat
+from sim.expert import (
+    PELVIS_Z,
+    SUBTASK,
+    Executor,
+    OperatorStyle,
+    hand_targets,
+    run_expert,
+    yaw_quat,
+)
 from sim.ik import HandIK
 from sim.scenes import Scene
 from sim.tasks import Outcome, get_task
@@ -41,7 +49,7 @@ def test_a_move_brings_the_palm_to_its_target_and_logs_every_physics_step(
     assert abs(float(np.dot(quat, yaw_quat(0.2)))) > np.cos(0.1 / 2)
     trace = ex.trace("pick_place", 7, scene.layout, Outcome(False, "place", "stopped early"))
     assert trace.ctrl.shape == (300, 43) and trace.teleop.shape == (300, 2, 7)
-    assert [(m.step, m.kind, m.label) for m in trace.marks] == [(250, "subtask", "grasp")]
+    assert [(m.step, m.kind, m.label) for m in trace.marks] == [(250, SUBTASK, "grasp")]
     assert (trace.success, trace.failed_subtask, trace.reason) == (False, "place", "stopped early")
     # teleop holds the operator's targets in the pelvis frame, left then right
     assert np.allclose(trace.teleop[-1, 1, :3], [0.28, -0.16, 0.90 - PELVIS_Z])
@@ -95,7 +103,7 @@ def test_the_operator_is_deterministic_per_seed_and_varies_across_seeds() -> Non
 @pytest.mark.slow
 def test_the_operator_marks_the_subtasks_of_an_attempt() -> None:
     trace = run_expert("pick_place", get_task("pick_place").default_layout(), 0)
-    labels = [m.label for m in trace.marks if m.kind == "subtask"]
+    labels = [m.label for m in trace.marks if m.kind == SUBTASK]
     assert labels[0] == "grasp" and labels[-1] == "place"
     assert "lift" in labels and "release" in labels
     steps = [m.step for m in trace.marks]
@@ -133,7 +141,7 @@ def test_operator_styles_are_drawn_from_the_seed() -> None:
 def test_the_operator_plays_each_task_to_a_verdict_the_state_confirms(task: str) -> None:
     t = get_task(task)
     trace = run_expert(task, t.default_layout(), 3)
-    labels = [m.label for m in trace.marks if m.kind == "subtask"]
+    labels = [m.label for m in trace.marks if m.kind == SUBTASK]
     assert labels[0] == "grasp"
     with _replay(trace) as scene:
         final = t.check(scene)
