@@ -195,7 +195,7 @@ TABLE_HEIGHT = 0.80
 def _pick_place() -> Task:
     layout = Layout(
         objects=(ObjectSpec("cube", (0.35, -0.17), (0.02, 0.02, 0.03), mass=0.05),),
-        bin=BinSpec((0.36, 0.03), (0.05, 0.05), wall_height=0.04),
+        bin=BinSpec((0.36, 0.03), (0.045, 0.045), wall_height=0.04),
         table_height=TABLE_HEIGHT)
     return Task(
         "pick_place", "the right hand picks the cube and places it in the bin", layout,

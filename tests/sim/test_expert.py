@@ -16,7 +16,7 @@ from sim.expert import (
     run_expert,
     yaw_quat,
 )
-from sim.ik import HandIK
+from sim.ik import HandIK, Unreachable
 from sim.scenes import Scene
 from sim.tasks import Outcome, get_task
 from sim.trace import Trace
@@ -148,3 +148,17 @@ def test_the_operator_plays_each_task_to_a_verdict_the_state_confirms(task: str)
     assert final.success == trace.success
     if not trace.success:
         assert trace.failed_subtask in [s.name for s in t.subtasks] and trace.reason
+
+
+def test_a_strict_executor_refuses_an_unreachable_move_a_lenient_one_stops_short(
+        pick_place_scene: Scene) -> None:
+    far = {"right": (np.array([0.9, -0.2, 0.9]), yaw_quat(0.0))}
+    ex = Executor(pick_place_scene, HandIK(pick_place_scene))
+    with pytest.raises(Unreachable, match="right palm target \\(0.900, -0.200, 0.900\\)"):
+        ex.move(far, 0.3)
+    pick_place_scene.reset()
+    lenient = Executor(pick_place_scene, HandIK(pick_place_scene), strict=False)
+    lenient.move(far, 0.3)
+    lenient.hold(0.2)
+    pos, _ = pick_place_scene.palm_pose("right")
+    assert 0.3 < pos[0] < 0.6  # reached out as far as the arm goes
