@@ -3,6 +3,10 @@ operator (whole attempts, deterministic per seed)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -162,3 +166,21 @@ def test_a_strict_executor_refuses_an_unreachable_move_a_lenient_one_stops_short
     lenient.hold(0.2)
     pos, _ = pick_place_scene.palm_pose("right")
     assert 0.3 < pos[0] < 0.6  # reached out as far as the arm goes
+
+
+@pytest.mark.slow
+def test_an_attempt_in_a_fresh_process_matches_one_after_others(tmp_path: Path) -> None:
+    """Caches (the IK's robot-only model) do not leak into the result: a worker that ran
+    other attempts first gives the same bytes as a fresh one."""
+    layout = get_task("bimanual_lift").default_layout()
+    style = OperatorStyle(speed=1.5, pause_p=0.0)
+    run_expert("pick_place", get_task("pick_place").default_layout(), 1, style)
+    here = run_expert("bimanual_lift", layout, 4, style)
+    out = tmp_path / "ctrl.npy"
+    code = ("import numpy as np; from sim.expert import run_expert, OperatorStyle; "
+            "from sim.tasks import get_task; "
+            "t = run_expert('bimanual_lift', get_task('bimanual_lift').default_layout(), 4, "
+            "OperatorStyle(speed=1.5, pause_p=0.0)); "
+            f"np.save({str(out)!r}, t.ctrl)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert np.load(out).tobytes() == here.ctrl.tobytes()
