@@ -431,9 +431,13 @@ class _Operator:
         target = self.noisy(side_grasp(self.scene, obj, side))
         self.move({side: offset(target, (-0.04, 0.06, 0.03), side=side)}, 1.2)
         self.maybe_pause()
-        target = self.noisy(side_grasp(self.scene, obj, side), 0.5)
+        # a trained operator looks again on the way in; a novice often goes by the first look
+        relook = not self.style.novice or self.rng.random() < 0.5
+        if relook:
+            target = self.noisy(side_grasp(self.scene, obj, side), 0.5)
         self.move({side: offset(target, (0.0, 0.03, 0.0), side=side)}, 0.4)
-        target = self.noisy(side_grasp(self.scene, obj, side), 0.3)
+        if relook:
+            target = self.noisy(side_grasp(self.scene, obj, side), 0.3)
         self.move({side: target}, 0.3)
         self.move({}, 0.6, hands={side: 1.0})
         self.ex.hold(0.15)
