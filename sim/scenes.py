@@ -27,9 +27,13 @@ from .errors import SimError
 CAMERAS: dict[str, tuple[str, tuple[float, float, float], tuple[float, ...]]] = {
     # on the head, looking forward and 50 degrees down at the table
     "head": ("torso_link", (0.08, 0.0, 0.46), (0.0, -1.0, 0.0, 0.766, 0.0, 0.643)),
-    # behind each palm, looking along the fingers
-    "left_wrist": ("left_wrist_yaw_link", (0.02, 0.0, 0.06), (0.0, -1.0, 0.0, 0.5, 0.0, 0.866)),
-    "right_wrist": ("right_wrist_yaw_link", (0.02, 0.0, 0.06), (0.0, -1.0, 0.0, 0.5, 0.0, 0.866)),
+    # above each palm, on its inner side, looking along the fingers and 45 degrees down
+    # at what the hand holds (the palm faces the midline: +y of the right wrist, -y of the
+    # left)
+    "left_wrist": ("left_wrist_yaw_link", (0.06, -0.03, 0.08),
+                   (0.0, -1.0, 0.0, 0.707, 0.0, 0.707)),
+    "right_wrist": ("right_wrist_yaw_link", (0.06, 0.03, 0.08),
+                    (0.0, -1.0, 0.0, 0.707, 0.0, 0.707)),
 }
 SIDES = ("left", "right")
 #: the palm: a site on the wrist-yaw link, at the centre of the palm geom
