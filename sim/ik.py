@@ -58,15 +58,17 @@ class HandIK:
     """Palm-pose IK for a scene's G1 (arm joints only; legs, waist and fingers held).
 
     ``tolerance_m`` is the position error above which :meth:`solve` raises
-    :class:`Unreachable`; ``max_iters`` bounds the QP iterations of one call. Successive
-    calls start from the previous solution, as a teleoperation loop does.
+    :class:`Unreachable`; ``max_iters`` bounds the QP iterations of one call and
+    ``max_step_rad`` each joint's move per iteration (small steps keep the collision
+    constraints valid; a far target takes more iterations). Successive calls start from
+    the previous solution, as a teleoperation loop does.
     """
 
-    def __init__(self, scene: Scene, *, tolerance_m: float = 0.01, max_iters: int = 60,
+    def __init__(self, scene: Scene, *, tolerance_m: float = 0.01, max_iters: int = 200,
                  position_cost: float = 1.0, orientation_cost: float = 0.2,
                  posture_cost: float = 5e-3, collision_margin_m: float = 0.01,
                  table_margin_m: float = 0.005,
-                 solver: str = "daqp") -> None:
+                 max_step_rad: float = 0.03, solver: str = "daqp") -> None:
         self.scene = scene
         self.tolerance_m = tolerance_m
         self.max_iters = max_iters
@@ -91,8 +93,12 @@ class HandIK:
                 lo, hi = m.joint(jn).range
                 nominal[m.joint(jn).qposadr[0]] = np.clip(v, lo, hi)
         self.posture_task.set_target(nominal)
+        # a bound on each iteration's step keeps the linearized collision constraints
+        # valid (one long step could pass a hand through the table or the other hand)
         self.limits: list[mink.Limit] = [
             mink.ConfigurationLimit(m),
+            mink.VelocityLimit(m, {m.joint(j).name: max_step_rad / self.dt
+                                   for j in range(m.njnt)}),
         ]
         world_pairs, body_pairs = _collision_pairs(m)
         # the fingers pass close to the table and the bin when they grasp: a small margin
