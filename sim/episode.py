@@ -241,6 +241,7 @@ def render_episode(trace: Trace, draw: Draw, *, cameras: bool = True,
     the sim topics it lists; events are the session's). ``image_size`` (width, height)
     overrides the profile's camera size. With ``cameras=False`` nothing is rendered."""
     profile = profile or sim_profile()
+    _check_layout(trace, draw)
     wanted = {t.topic: t for t in profile.topics if t.role != "event"}
     _check_trace(trace)
     scene = Scene(trace.layout)
@@ -249,6 +250,13 @@ def render_episode(trace: Trace, draw: Draw, *, cameras: bool = True,
                             jpeg_quality).run()
     finally:
         scene.close()
+
+
+def _check_layout(trace: Trace, draw: Draw) -> None:
+    if trace.layout != draw.layout:
+        raise SimError(f"trace of task {trace.task!r}, seed {trace.seed} was executed in "
+                       f"another layout than the draw of seed {draw.seed}; record a trace "
+                       "with the draw it was executed in")
 
 
 def _check_trace(trace: Trace) -> None:
@@ -504,6 +512,8 @@ def write_episode(session: Session, trace: Trace, draw: Draw, *, cameras: bool =
     start at ``t0_ns``, the messages, the marks, a note with the reason of a failure,
     stop with outcome ``success``/``failure`` and the sim provenance record."""
     where = f"trace of task {trace.task!r}, seed {trace.seed}"
+    _check_layout(trace, draw)
+    _check_trace(trace)
     marks = sorted(trace.marks, key=lambda m: m.step)
     kinds = [_event_kind(m.kind, where) for m in marks]
     session.start_episode(trace.task, operator, at_ns=t0_ns)
