@@ -234,20 +234,24 @@ def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
 def render_episode(trace: Trace, draw: Draw, *, cameras: bool = True,
                    profile: Profile | None = None, t0_ns: int = SIM_EPOCH_NS,
                    image_size: tuple[int, int] | None = None,
-                   jpeg_quality: int = JPEG_QUALITY) -> Iterator[RawMessage]:
+                   jpeg_quality: int = JPEG_QUALITY,
+                   hold_s: float = 0.0) -> Iterator[RawMessage]:
     """The messages of ``trace`` re-executed in its scene, in log-time order.
 
     ``profile`` (default :func:`sim_profile`) decides which topics are produced (those of
     the sim topics it lists; events are the session's). ``image_size`` (width, height)
-    overrides the profile's camera size. With ``cameras=False`` nothing is rendered."""
+    overrides the profile's camera size. With ``cameras=False`` nothing is rendered.
+    ``hold_s``: the robot goes on publishing for that long after the trace, holding its
+    last command (the rig between the task's end and the operator's stop)."""
     profile = profile or sim_profile()
     _check_layout(trace, draw)
     wanted = {t.topic: t for t in profile.topics if t.role != "event"}
     _check_trace(trace)
     scene = Scene(trace.layout)
     try:
-        yield from _Episode(scene, trace, draw, wanted, cameras, t0_ns, image_size,
-                            jpeg_quality).run()
+        ep = _Episode(scene, trace, draw, wanted, cameras, t0_ns, image_size, jpeg_quality)
+        ep.hold_steps = max(0, round(hold_s * NS / STEP_NS))
+        yield from ep.run()
     finally:
         scene.close()
 
@@ -282,6 +286,7 @@ class _Episode:
         self.names = list(scene.joint_names)
         self.objects = [o.name for o in trace.layout.objects]
         self.jpeg_quality = jpeg_quality
+        self.hold_steps = 0
         # world poses of the objects at every step so far (the mocap reads them late)
         self.history: list[list[tuple[np.ndarray, np.ndarray]]] = []
         self.bin_pose: tuple[np.ndarray, np.ndarray] | None = None
@@ -319,8 +324,8 @@ class _Episode:
         scene, ctrl = self.scene, self.trace.ctrl
         scene.reset()
         heap: list[tuple[int, int, int, str, bytes, int]] = []
-        steps = self.trace.steps
-        for i in range(steps):
+        last = self.trace.steps - 1
+        for i in range(self.trace.steps + self.hold_steps):
             self.history.append([scene.object_pose(n) for n in self.objects])
             end = (i + 1) * STEP_NS
             for s in self.streams:
@@ -329,7 +334,7 @@ class _Episode:
             while heap and heap[0][0] < self.t0 + end:
                 log, _, _, topic, data, stamp = heapq.heappop(heap)
                 yield RawMessage(topic, data, log, stamp)
-            scene.set_ctrl(ctrl[i])
+            scene.set_ctrl(ctrl[min(i, last)])
             scene.step()
         while heap:
             log, _, _, topic, data, stamp = heapq.heappop(heap)
@@ -361,7 +366,8 @@ class _Episode:
         return self.m.joint_state(stamp, self.names, q, dq, tau)
 
     def _joint_commands(self, stamp: int, step: int, rng: np.random.Generator) -> bytes:
-        return self.m.joint_state(stamp, self.names, np.asarray(self.trace.ctrl[step],
+        i = min(step, self.trace.steps - 1)
+        return self.m.joint_state(stamp, self.names, np.asarray(self.trace.ctrl[i],
                                                                 dtype=np.float64),
                                   np.zeros(0), np.zeros(0))
 
@@ -376,7 +382,8 @@ class _Episode:
 
     def _teleop(self, index: int) -> Callable[[int, int, np.random.Generator], bytes]:
         def build(stamp: int, step: int, rng: np.random.Generator) -> bytes:
-            return self.m.pose(stamp, PELVIS_FRAME, self.trace.teleop[step, index])
+            i = min(step, self.trace.steps - 1)
+            return self.m.pose(stamp, PELVIS_FRAME, self.trace.teleop[i, index])
 
         return build
 
