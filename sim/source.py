@@ -109,7 +109,7 @@ class SimSource:
         """The episodes' messages, one episode after another, in log-time order."""
         t0 = self.t0
         for index in range(self.episodes):
-            if self.closed:
+            if self.is_closed():
                 return
             seed = episode_seed(self.seed, index)
             d = draw(self.task, seed, self.config)
@@ -126,7 +126,7 @@ class SimSource:
             for msg in render_episode(trace, d, cameras=self.cameras, profile=self.profile,
                                       t0_ns=t0, image_size=self.image_size,
                                       jpeg_quality=self.jpeg_quality, hold_s=HOLD_S):
-                if self.closed:
+                if self.is_closed():
                     return
                 while k < len(marks) and t0 + marks[k].step * STEP_NS <= msg.log_time:
                     self._command("mark", outcome=marks[k].kind, label=marks[k].label)
@@ -173,8 +173,7 @@ class SimSource:
             add_metadata_on_close(session, metadata)
         self._command("stop", outcome=outcome)
 
-    @property
-    def closed(self) -> bool:
+    def is_closed(self) -> bool:
         """Whether ``close`` was called (the stream then ends at the next message)."""
         return self._closed
 
