@@ -48,7 +48,7 @@ from recorder.types import serialize, typestore
 from .errors import SimError
 from .randomize import Draw
 from .scenes import CAMERAS, SIDES, Scene
-from .trace import PHYSICS_DT, Trace
+from .trace import PHYSICS_DT, Mark, Trace
 
 NS = 1_000_000_000
 STEP_NS = round(PHYSICS_DT * NS)
@@ -110,6 +110,7 @@ def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def quat_conj(q: np.ndarray) -> np.ndarray:
+    """The conjugate (the inverse of a unit quaternion), w, x, y, z."""
     return np.array([q[0], -q[1], -q[2], -q[3]])
 
 
@@ -511,19 +512,10 @@ def attach_model_licence(session: Session, at_ns: int) -> None:
                                       g1_licence().encode(), at_ns)
 
 
-def write_episode(session: Session, trace: Trace, draw: Draw, *, cameras: bool = True,
-                  t0_ns: int = SIM_EPOCH_NS, operator: str = SIM_OPERATOR,
-                  image_size: tuple[int, int] | None = None,
-                  jpeg_quality: int = JPEG_QUALITY) -> contract.EpisodeInfo:
-    """Write ``trace`` as one episode of ``session`` (its profile decides the topics):
-    start at ``t0_ns``, the messages, the marks, a note with the reason of a failure,
-    stop with outcome ``success``/``failure`` and the sim provenance record."""
-    where = f"trace of task {trace.task!r}, seed {trace.seed}"
-    _check_layout(trace, draw)
-    _check_trace(trace)
-    marks = sorted(trace.marks, key=lambda m: m.step)
-    kinds = [_event_kind(m.kind, where) for m in marks]
-    session.start_episode(trace.task, operator, at_ns=t0_ns)
+def _write_messages(session: Session, trace: Trace, draw: Draw, marks: list[Mark],
+                    kinds: list[EventKind], *, cameras: bool, t0_ns: int,
+                    image_size: tuple[int, int] | None, jpeg_quality: int) -> int:
+    """The episode's messages and marks into the open episode; returns the stop time."""
     attach_model_licence(session, t0_ns)
     k, last = 0, t0_ns
     for msg in render_episode(trace, draw, cameras=cameras, profile=session.profile,
@@ -538,6 +530,31 @@ def write_episode(session: Session, trace: Trace, draw: Draw, *, cameras: bool =
         session.mark(kinds[j], marks[j].label, at_ns=min(end, t0_ns + marks[j].step * STEP_NS))
     if not trace.success:
         session.mark(EventKind.NOTE, failure_note(trace), at_ns=end)
+    return end
+
+
+def write_episode(session: Session, trace: Trace, draw: Draw, *, cameras: bool = True,
+                  t0_ns: int = SIM_EPOCH_NS, operator: str = SIM_OPERATOR,
+                  image_size: tuple[int, int] | None = None,
+                  jpeg_quality: int = JPEG_QUALITY) -> contract.EpisodeInfo:
+    """Write ``trace`` as one episode of ``session`` (its profile decides the topics):
+    start at ``t0_ns``, the messages, the marks, a note with the reason of a failure,
+    stop with outcome ``success``/``failure`` and the sim provenance record."""
+    where = f"trace of task {trace.task!r}, seed {trace.seed}"
+    _check_layout(trace, draw)
+    _check_trace(trace)
+    marks = sorted(trace.marks, key=lambda m: m.step)
+    kinds = [_event_kind(m.kind, where) for m in marks]
+    session.start_episode(trace.task, operator, at_ns=t0_ns)
+    try:
+        end = _write_messages(session, trace, draw, marks, kinds, cameras=cameras,
+                              t0_ns=t0_ns, image_size=image_size, jpeg_quality=jpeg_quality)
+    except SimError:
+        # a trace that cannot be recorded leaves no half episode behind: it is discarded
+        # (kept under discarded/), and the session is ready for the next one
+        if session.writer is not None:
+            session.discard_episode(at_ns=t0_ns)
+        raise
     return stop_with_metadata(session, "success" if trace.success else "failure", end,
                               {SIM_METADATA: provenance_record(trace, draw)})
 

@@ -178,6 +178,7 @@ class SimSource:
         return self._closed
 
     def close(self) -> None:
+        """End the stream (the recorder calls it when it stops)."""
         self._closed = True
 
 

@@ -278,3 +278,20 @@ def test_a_failed_trace_is_a_failure_with_its_reason(tmp_path: Path) -> None:
     _, events, _ = read_episode(tmp_path / "s" / info.file)
     notes = [e.label for e in events if e.kind == EventKind.NOTE]  # type: ignore[attr-defined]
     assert notes == ["failed lift: cube below 0.75 m"]
+
+
+def test_a_trace_that_cannot_be_rendered_leaves_no_open_episode(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kw: object) -> np.ndarray:
+        raise SimError("offscreen rendering failed (no GL)")
+
+    d = draw("pick_place", 1, layout=LAYOUT)
+    trace = scripted_trace(d.layout, 40)
+    session = Session(tmp_path / "s", sim_profile())
+    monkeypatch.setattr(Scene, "render", broken)
+    with pytest.raises(SimError, match="no GL"):
+        write_episode(session, trace, d, t0_ns=T0, image_size=SMALL)
+    assert session.current is None and len(session.discarded) == 1
+    monkeypatch.undo()
+    info = write_episode(session, trace, d, cameras=False, t0_ns=T0)
+    assert info.index == 1 and [e.index for e in session.episodes] == [1]
