@@ -28,7 +28,6 @@ outcome, and the sim provenance record (task, seed, draw, trace provenance, vers
 from __future__ import annotations
 
 import heapq
-import inspect
 import json
 import zlib
 from collections.abc import Callable, Iterator
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from recorder import contract
-from recorder.contract import EventKind
+from recorder.contract import SIM_METADATA, EventKind
 from recorder.profile import Profile, Qos, TopicSpec, load_profile
 from recorder.session import Session
 from recorder.sources import RawMessage
@@ -71,8 +70,6 @@ BIN_FRAME = "bin"
 SIM_EPOCH_NS = 1_767_225_600 * NS
 #: the operator id of episodes the simulated operator recorded
 SIM_OPERATOR = "sim-expert"
-#: name of the MCAP Metadata record holding a sim episode's provenance
-SIM_METADATA: str = getattr(contract, "SIM_METADATA", "demofab.sim")
 SIM_METADATA_VERSION = 1
 #: attachment holding the licence of the robot model (BSD-3, Unitree G1 of MuJoCo Menagerie)
 MODEL_LICENCE_ATTACHMENT = "unitree_g1_LICENSE"
@@ -84,18 +81,26 @@ def camera_topic(camera: str) -> str:
     return f"/camera/{camera}/image_raw/compressed"
 
 
+def with_sim_topics(profile: Profile) -> Profile:
+    """``profile`` with the sim topics (``SIM_PROFILE_TOPICS``) it lacks, before its events;
+    its own topics unchanged (what ``Session.adopt_profile`` accepts)."""
+    have = {t.topic for t in profile.topics}
+    extra = [t for t in SIM_PROFILE_TOPICS if t.topic not in have]
+    if not extra:
+        return profile
+    topics = [t for t in profile.topics if t.role != "event"]
+    events = [t for t in profile.topics if t.role == "event"]
+    return replace(profile, topics=(*topics, *extra, *events))
+
+
 def sim_profile(*, cameras: bool = True) -> Profile:
     """The humanoid profile plus the sim topics (``/sim/ground_truth``), events last;
     ``cameras=False``: without the camera topics (for episodes recorded without
     rendering, whose health would otherwise flag the silent cameras)."""
     base = load_profile("humanoid")
-    topics = [t for t in base.topics if t.role != "event" and (cameras or t.role != "camera")]
-    events = [t for t in base.topics if t.role == "event"]
-    have = {t.topic for t in topics}
-    topics += [t for t in SIM_PROFILE_TOPICS if t.topic not in have]
-    return replace(base, topics=(*topics, *events),
-                   description=base.description + " Simulated: exact ground truth on "
-                   f"{GROUND_TRUTH_TOPIC}.")
+    if not cameras:
+        base = replace(base, topics=tuple(t for t in base.topics if t.role != "camera"))
+    return with_sim_topics(base)
 
 
 # -- rigid transforms -------------------------------------------------------------------
@@ -477,21 +482,10 @@ def _event_kind(kind: str, where: str) -> EventKind:
                        f"({', '.join(k.name.lower() for k in EventKind)})") from None
 
 
-def stop_with_metadata(session: Session, outcome: str, at_ns: int,
-                       metadata: dict[str, dict[str, str]]) -> contract.EpisodeInfo:
-    """``session.stop_episode`` with extra Metadata records in the episode file."""
-    params = inspect.signature(session.stop_episode).parameters
-    if "metadata" in params:
-        info: contract.EpisodeInfo = session.stop_episode(  # type: ignore[call-arg]
-            outcome, at_ns=at_ns, metadata=metadata)
-        return info
-    add_metadata_on_close(session, metadata)
-    return session.stop_episode(outcome, at_ns=at_ns)
-
-
 def add_metadata_on_close(session: Session, metadata: dict[str, dict[str, str]]) -> None:
-    """Until ``Session.stop_episode`` takes ``metadata``: the open episode's writer adds
-    ``metadata`` to the records it writes when it is closed."""
+    """The open episode's writer adds ``metadata`` to the records it writes when it is
+    closed: for an episode that the recorder's controller stops (``Command`` carries no
+    metadata; ``Session.stop_episode(metadata=)`` is the way when the caller stops)."""
     writer = session.writer
     if writer is None:
         raise SimError("no episode is recording; the sim metadata goes into an open episode")
@@ -555,8 +549,8 @@ def write_episode(session: Session, trace: Trace, draw: Draw, *, cameras: bool =
         if session.writer is not None:
             session.discard_episode(at_ns=t0_ns)
         raise
-    return stop_with_metadata(session, "success" if trace.success else "failure", end,
-                              {SIM_METADATA: provenance_record(trace, draw)})
+    return session.stop_episode("success" if trace.success else "failure", at_ns=end,
+                                metadata={SIM_METADATA: provenance_record(trace, draw)})
 
 
 def failure_note(trace: Trace) -> str:
@@ -566,9 +560,9 @@ def failure_note(trace: Trace) -> str:
 
 __all__ = [
     "BIN_FRAME", "GROUND_TRUTH_TOPIC", "IMU_FRAME", "JPEG_QUALITY", "MODEL_LICENCE_ATTACHMENT",
-    "PALM_FRAMES", "PELVIS_FRAME", "SIM_EPOCH_NS", "SIM_METADATA", "SIM_METADATA_VERSION",
+    "PALM_FRAMES", "PELVIS_FRAME", "SIM_EPOCH_NS", "SIM_METADATA_VERSION",
     "SIM_OPERATOR", "SIM_PROFILE_TOPICS", "STEP_NS", "TORSO_FRAME", "WORLD_FRAME",
     "add_metadata_on_close", "attach_model_licence", "camera_topic", "encode_jpeg",
     "failure_note", "provenance_record", "quat_conj", "quat_mul", "quat_rotate",
-    "relative_pose", "render_episode", "sim_profile", "stop_with_metadata", "write_episode",
+    "relative_pose", "render_episode", "sim_profile", "with_sim_topics", "write_episode",
 ]

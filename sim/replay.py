@@ -30,9 +30,9 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from recorder.contract import EPISODE_METADATA
+from recorder.contract import EPISODE_METADATA, SIM_METADATA
 
-from .episode import SIM_METADATA, STEP_NS, WORLD_FRAME
+from .episode import STEP_NS, WORLD_FRAME
 from .errors import SimError
 from .randomize import Draw
 from .scenes import Layout, Scene, profile_joint_names

@@ -19,6 +19,7 @@ what lets the recorder apply the stop. Without ``bind`` the source only yields m
 from __future__ import annotations
 
 import importlib
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from recorder.contract import SIM_METADATA
 from recorder.profile import Profile
 from recorder.sources import RawMessage, register_source
 
@@ -33,7 +35,6 @@ from .episode import (
     JPEG_QUALITY,
     NS,
     SIM_EPOCH_NS,
-    SIM_METADATA,
     SIM_OPERATOR,
     STEP_NS,
     add_metadata_on_close,
@@ -41,6 +42,7 @@ from .episode import (
     failure_note,
     provenance_record,
     render_episode,
+    with_sim_topics,
 )
 from .errors import SimError
 from .randomize import RandomizationConfig, draw, load
@@ -78,16 +80,19 @@ class SimSource:
 
     clock = "sim"
 
-    def __init__(self, profile: Profile, *, task: str = "pick_place", episodes: int = 1,
+    def __init__(self, profile: Profile, *, task: str = "pick_place",
+                 episodes: int | None = None,
                  seed: int = 0, cameras: bool = True,
                  config: RandomizationConfig | str | Path | None = None,
                  operator: str = SIM_OPERATOR, start_ns: int | None = None,
                  image_size: tuple[int, int] | None = None, jpeg_quality: int = JPEG_QUALITY,
                  runner: Runner | None = None) -> None:
-        if episodes < 1:
+        if episodes is not None and episodes < 1:
             raise SimError(f"--episodes {episodes}: the sim source records at least one")
-        self.profile = profile
-        self.task, self.episodes, self.seed = task, episodes, seed
+        #: the recording profile with the sim topics added (the recorder adopts it)
+        self.profile = with_sim_topics(profile)
+        self.task = task or "pick_place"  # `demofab record` without --task
+        self.episodes, self.seed = episodes, seed
         self.cameras, self.operator = cameras, operator
         self.config = config if isinstance(config, RandomizationConfig) else load(config)
         self.t0 = SIM_EPOCH_NS if start_ns is None else start_ns
@@ -99,16 +104,24 @@ class SimSource:
 
     def bind(self, controller: Any) -> None:
         """Take over episode control of ``controller`` (a ``recorder.control.Controller``):
-        the source starts, marks and stops the episodes, so the plan's autostart is off."""
+        the source starts, marks and stops the episodes, so the plan's autostart is off;
+        without ``episodes`` of its own the source records the plan's episode count."""
         self.controller = controller
         plan = getattr(controller, "plan", None)
-        if plan is not None and getattr(plan, "autostart", False):
+        if plan is None:
+            return
+        if self.episodes is None:
+            self.episodes = plan.episodes
+        if plan.autostart:
             controller.plan = replace(plan, autostart=False)
 
     def messages(self) -> Iterator[RawMessage]:
-        """The episodes' messages, one episode after another, in log-time order."""
+        """The episodes' messages, one episode after another, in log-time order (without
+        an episode count: until closed)."""
         t0 = self.t0
-        for index in range(self.episodes):
+        for index in itertools.count():
+            if self.episodes is not None and index >= self.episodes:
+                return
             if self.is_closed():
                 return
             seed = episode_seed(self.seed, index)

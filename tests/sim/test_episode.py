@@ -15,14 +15,13 @@ import numpy as np
 import pytest
 
 from curation.mcapread import read_mcap
-from recorder.contract import EVENTS_TOPIC, EventKind
+from recorder.contract import EVENTS_TOPIC, SIM_METADATA, EventKind
 from recorder.session import Session
 from recorder.sources import RawMessage
 from recorder.types import deserialize
 from sim.episode import (
     GROUND_TRUTH_TOPIC,
     PALM_FRAMES,
-    SIM_METADATA,
     STEP_NS,
     camera_topic,
     relative_pose,

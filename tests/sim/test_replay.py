@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recorder.contract import SIM_METADATA
 from recorder.profile import load_profile
 from recorder.session import Session
 from sim.episode import (
     SIM_EPOCH_NS,
-    SIM_METADATA,
     provenance_record,
     render_episode,
     sim_profile,
-    stop_with_metadata,
     write_episode,
 )
 from sim.errors import SimError
@@ -77,8 +76,8 @@ def test_changed_commands_show_as_drift(tmp_path: Path) -> None:
     other.start_episode("pick_place", "x", at_ns=SIM_EPOCH_NS)
     for m in sorted(states + commands, key=lambda m: m.log_time):
         other.write(m.topic, m.data, m.log_time, m.publish_time)
-    bad = stop_with_metadata(other, "success", SIM_EPOCH_NS + STEPS * 2_000_000,
-                             {SIM_METADATA: provenance_record(trace, d)})
+    bad = other.stop_episode(at_ns=SIM_EPOCH_NS + STEPS * 2_000_000,
+                             metadata={SIM_METADATA: provenance_record(trace, d)})
     assert replay(tmp_path / "s" / info.file).max_joint_error_rad == 0.0
     report = replay(tmp_path / "o" / bad.file)
     assert report.worst_joint == "right_elbow_joint"

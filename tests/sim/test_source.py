@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from curation.mcapread import read_mcap
-from recorder.contract import EVENTS_TOPIC, EventKind, read_session_state
+from recorder.contract import EVENTS_TOPIC, SIM_METADATA, EventKind, read_session_state
 from recorder.control import Plan, Recorder
 from recorder.sources import SOURCES, Source, make_source
 from recorder.types import deserialize
-from sim.episode import GROUND_TRUTH_TOPIC, SIM_METADATA, sim_profile
+from sim.episode import GROUND_TRUTH_TOPIC, sim_profile
 from sim.errors import SimError
 from sim.randomize import Draw
 from sim.scenes import Layout
@@ -39,11 +39,10 @@ def record(tmp_path: Path, episodes: int, **kw: object) -> tuple[Recorder, SimSo
 
     profile = sim_profile(cameras=False)
     session = Session(tmp_path / "s", profile)
-    source = SimSource(profile, task="pick_place", episodes=episodes, cameras=False,
-                       runner=runner, **kw)  # type: ignore[arg-type]
+    source = SimSource(profile, task="pick_place", cameras=False, runner=runner,
+                       **kw)  # type: ignore[arg-type]
     rec = Recorder(session, source, Plan(episodes=episodes, task="pick_place"))
-    source.bind(rec)  # what the recorder does before the first message
-    rec.run(handle_signals=False)
+    rec.run(handle_signals=False)  # binds the source before the first message
     return rec, source
 
 
@@ -126,6 +125,26 @@ def test_episode_seeds_differ_between_episodes_and_runs() -> None:
     assert episode_seed(7, 1) == episode_seed(7, 1)
 
 
+def test_demofab_record_source_sim_records_the_episodes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from demofab.cli import main
+
+    monkeypatch.setattr("sim.randomize._default_layout", lambda task: LAYOUT)
+    monkeypatch.setattr("sim.source.expert_runner", runner)
+    out = tmp_path / "session"
+    assert main(["record", "--source", "sim", "--task", "pick_place", "--episodes", "2",
+                 "--seed", "4", "--no-cameras", "--out", str(out), "--json"]) == 0
+    done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [e["task"] for e in done] == ["pick_place"] * 2
+    assert [e["outcome"] for e in done] == \
+        ["success" if episode_seed(4, i) % 2 == 0 else "failure" for i in range(2)]
+    state = read_session_state(out)
+    assert state is not None
+    assert GROUND_TRUTH_TOPIC in [t["topic"] for t in state.profile["topics"]]
+    assert all(e.counts[GROUND_TRUTH_TOPIC] > 0 for e in state.episodes)
+
+
 def test_the_real_expert_records_an_episode(tmp_path: Path) -> None:
     pytest.importorskip("sim.expert")
     from recorder.session import Session
@@ -134,7 +153,6 @@ def test_the_real_expert_records_an_episode(tmp_path: Path) -> None:
     session = Session(tmp_path / "s", profile)
     source = SimSource(profile, task="pick_place", episodes=1, cameras=False)
     rec = Recorder(session, source, Plan(episodes=1))
-    source.bind(rec)
     rec.run(handle_signals=False)
     state = read_session_state(tmp_path / "s")
     assert state is not None and len(state.episodes) == 1
