@@ -129,7 +129,7 @@ def test_a_real_recording_starts_from_its_recorded_state_and_tf_objects(
     info = session.stop_episode(at_ns=SIM_EPOCH_NS + STEPS * 2_000_000)
     report = replay(tmp_path / "r" / info.file)
     assert not report.sim_episode and report.task == "pick_place"
-    assert report.max_joint_error_rad < 0.05
+    assert report.max_joint_error_rad < 0.1  # fingers on an object placed from noisy mocap
     assert report.success is not None
     assert not any("not on /tf" in n for n in report.notes)
     assert np.isfinite(report.rms_joint_error_rad)
