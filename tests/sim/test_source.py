@@ -145,6 +145,7 @@ def test_demofab_record_source_sim_records_the_episodes(
     assert all(e.counts[GROUND_TRUTH_TOPIC] > 0 for e in state.episodes)
 
 
+@pytest.mark.slow
 def test_the_real_expert_records_an_episode(tmp_path: Path) -> None:
     pytest.importorskip("sim.expert")
     from recorder.session import Session
