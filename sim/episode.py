@@ -30,7 +30,7 @@ from __future__ import annotations
 import heapq
 import json
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -506,14 +506,12 @@ def attach_model_licence(session: Session, at_ns: int) -> None:
                                       g1_licence().encode(), at_ns)
 
 
-def _write_messages(session: Session, trace: Trace, draw: Draw, marks: list[Mark],
-                    kinds: list[EventKind], *, cameras: bool, t0_ns: int,
-                    image_size: tuple[int, int] | None, jpeg_quality: int) -> int:
+def _write_messages(session: Session, trace: Trace, marks: list[Mark], kinds: list[EventKind],
+                    messages: Iterable[RawMessage], t0_ns: int) -> int:
     """The episode's messages and marks into the open episode; returns the stop time."""
     attach_model_licence(session, t0_ns)
     k, last = 0, t0_ns
-    for msg in render_episode(trace, draw, cameras=cameras, profile=session.profile,
-                              t0_ns=t0_ns, image_size=image_size, jpeg_quality=jpeg_quality):
+    for msg in messages:
         while k < len(marks) and t0_ns + marks[k].step * STEP_NS <= msg.log_time:
             session.mark(kinds[k], marks[k].label, at_ns=t0_ns + marks[k].step * STEP_NS)
             k += 1
@@ -530,10 +528,13 @@ def _write_messages(session: Session, trace: Trace, draw: Draw, marks: list[Mark
 def write_episode(session: Session, trace: Trace, draw: Draw, *, cameras: bool = True,
                   t0_ns: int = SIM_EPOCH_NS, operator: str = SIM_OPERATOR,
                   image_size: tuple[int, int] | None = None,
-                  jpeg_quality: int = JPEG_QUALITY) -> contract.EpisodeInfo:
+                  jpeg_quality: int = JPEG_QUALITY,
+                  messages: Iterable[RawMessage] | None = None) -> contract.EpisodeInfo:
     """Write ``trace`` as one episode of ``session`` (its profile decides the topics):
     start at ``t0_ns``, the messages, the marks, a note with the reason of a failure,
-    stop with outcome ``success``/``failure`` and the sim provenance record."""
+    stop with outcome ``success``/``failure`` and the sim provenance record.
+    ``messages``: the episode's messages already rendered (``render_episode`` of the same
+    trace, draw and ``t0_ns``, e.g. by a worker process), written as they are."""
     where = f"trace of task {trace.task!r}, seed {trace.seed}"
     _check_layout(trace, draw)
     _check_trace(trace)
@@ -541,8 +542,11 @@ def write_episode(session: Session, trace: Trace, draw: Draw, *, cameras: bool =
     kinds = [_event_kind(m.kind, where) for m in marks]
     session.start_episode(trace.task, operator, at_ns=t0_ns)
     try:
-        end = _write_messages(session, trace, draw, marks, kinds, cameras=cameras,
-                              t0_ns=t0_ns, image_size=image_size, jpeg_quality=jpeg_quality)
+        if messages is None:
+            messages = render_episode(trace, draw, cameras=cameras, profile=session.profile,
+                                      t0_ns=t0_ns, image_size=image_size,
+                                      jpeg_quality=jpeg_quality)
+        end = _write_messages(session, trace, marks, kinds, messages, t0_ns)
     except SimError:
         # a trace that cannot be recorded leaves no half episode behind: it is discarded
         # (kept under discarded/), and the session is ready for the next one

@@ -128,6 +128,11 @@ class RandomizationConfig:
     action_noise: ActionNoise = field(default_factory=ActionNoise)
     source: str = "defaults"   # the file it was read from
 
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> RandomizationConfig:
+        """The config in ``path`` over the shipped defaults (see :func:`load`)."""
+        return load(path)
+
     def as_dict(self) -> dict[str, Any]:
         """The config as plain data (the YAML file's shape)."""
         out = asdict(self)

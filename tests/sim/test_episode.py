@@ -294,3 +294,15 @@ def test_a_trace_that_cannot_be_rendered_leaves_no_open_episode(
     monkeypatch.undo()
     info = write_episode(session, trace, d, cameras=False, t0_ns=T0)
     assert info.index == 1 and [e.index for e in session.episodes] == [1]
+
+
+def test_messages_rendered_elsewhere_are_written_as_they_are(tmp_path: Path) -> None:
+    d = draw("pick_place", 2, layout=LAYOUT)
+    trace = scripted_trace(d.layout, 60)
+    msgs = list(render_episode(trace, d, cameras=False, t0_ns=T0,
+                               profile=sim_profile(cameras=False)))
+    session = Session(tmp_path / "s", sim_profile(cameras=False))
+    info = write_episode(session, trace, d, cameras=False, t0_ns=T0, messages=msgs)
+    content = read_mcap((tmp_path / "s" / info.file).read_bytes())
+    ch = next(c for c in content.channels.values() if c.topic == "/joint_states")
+    assert [bytes(x) for x in ch.data] == [m.data for m in msgs if m.topic == "/joint_states"]

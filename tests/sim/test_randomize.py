@@ -164,3 +164,9 @@ def test_the_task_gives_the_default_layout() -> None:
     d = draw("pick_place", 0)
     names = [o.name for o in tasks.get_task("pick_place").default_layout().objects]
     assert [o.name for o in d.layout.objects] == names
+
+
+def test_the_config_loads_from_its_class_too(tmp_path: Path) -> None:
+    path = write(tmp_path, "action_noise:\n  std_rad: 0.0\n")
+    assert RandomizationConfig.load(path) == load(path)
+    assert RandomizationConfig.load(None) == load()
