@@ -109,14 +109,15 @@ def test_without_bind_the_source_only_yields_messages(monkeypatch: pytest.Monkey
     assert len(source.traces) == 2
 
 
-def test_the_source_is_registered_as_sim(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_source_is_found_through_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(SOURCES, "sim", raising=False)
-    register()
     src = make_source("sim", sim_profile(), task="handover", episodes=2, seed=1)
     assert isinstance(src, SimSource)
     assert (src.task, src.episodes, src.seed, src.clock) == ("handover", 2, 1, "sim")
     with pytest.raises(SimError, match="the sim source has no option fps"):
         make_source("sim", sim_profile(), fps=3)
+    register()  # registering again replaces the factory, nothing else
+    assert isinstance(make_source("sim", sim_profile()), SimSource)
 
 
 def test_episode_seeds_differ_between_episodes_and_runs() -> None:
