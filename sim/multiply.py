@@ -248,6 +248,17 @@ class SourceDemo:
     closure: dict[str, tuple[np.ndarray, np.ndarray]]
     segments: tuple[SourceSegment, ...]
     frames: dict[str, str] = field(default_factory=dict)  # role (side / object) -> TF frame
+    #: the operator's palm targets (``/teleop/{side}_hand/pose``) where the recording has them
+    targets: dict[str, PoseTrack] = field(default_factory=dict)
+
+    def eef(self, side: str, use: str = "palms") -> PoseTrack:
+        """The end-effector track of ``side``: the measured palm (``palms``), the operator's
+        targets (``targets``), or the targets where recorded, else the palm (``auto``)."""
+        if use == "targets" and side not in self.targets:
+            raise SimError(f"{self.path}: no /teleop/{side}_hand/pose targets in the source")
+        if use in ("targets", "auto") and side in self.targets:
+            return self.targets[side]
+        return self.palms[side]
 
     def closure_at(self, side: str, times_ns: np.ndarray) -> np.ndarray:
         """The hand closure of ``side`` at the given times (0 where the recording has no
@@ -277,6 +288,7 @@ PALM_FRAMES = ("{side}_hand_palm_link", "{side}_palm", "{side}_palm_link")
 WRIST_FRAME = "{side}_wrist_yaw_link"
 OBJECT_FRAMES = ("{name}", "{name}_link", "{name}_frame")
 PELVIS_FRAME = "pelvis"
+TF_TOPICS = ("/tf", "/tf_static")
 FINGER_JOINTS = r"^{side}_hand_(index|middle)_\d_joint$"
 
 
@@ -362,15 +374,21 @@ class _TfTree:
         if times is None:  # a static frame: sample at its ancestors' times, else once
             times = next((self.arrays[f][0] for f in self.chain(frame)[1:-1]
                           if not self.links[f].static), self.arrays[frame][0][:1])
-        world = self._to_root(frame, times)
-        if reference != self.root(frame):
-            if self.root(reference) != self.root(frame):
-                raise SimError(f"{self.path}: /tf frames {frame!r} and {reference!r} are not "
-                               f"connected (roots {self.root(frame)!r} and "
-                               f"{self.root(reference)!r})")
-            world = invert(self._to_root(reference, times)) @ world
-        pos, quat = matrix_pose(world)
+        pos, quat = matrix_pose(self.relative(frame, reference, times))
         return PoseTrack(times, pos, quat)
+
+    def relative(self, frame: str, reference: str, times: np.ndarray) -> np.ndarray:
+        """Transforms (k, 4, 4) from ``frame`` to ``reference`` at ``times``."""
+        if frame == reference:
+            return np.broadcast_to(np.eye(4), (len(times), 4, 4)).copy()
+        if self.root(reference) != self.root(frame):
+            raise SimError(f"{self.path}: /tf frames {frame!r} and {reference!r} are not "
+                           f"connected (roots {self.root(frame)!r} and "
+                           f"{self.root(reference)!r})")
+        out = self._to_root(frame, times)
+        if reference != self.root(frame):
+            out = invert(self._to_root(reference, times)) @ out
+        return out
 
     def _to_root(self, frame: str, times: np.ndarray) -> np.ndarray:
         out = np.broadcast_to(np.eye(4), (len(times), 4, 4)).copy()
@@ -477,6 +495,37 @@ def _joint_streams(path: Path, content: McapContent) -> list[StreamData]:
     return out
 
 
+POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
+TELEOP_TOPIC = re.compile(r"/teleop/(left|right)_hand/pose$")
+
+
+def _teleop_targets(path: Path, content: McapContent, tree: _TfTree, reference: str,
+                    arms: Sequence[str]) -> dict[str, PoseTrack]:
+    """The operator's palm targets, in the demonstration's reference frame; a side whose
+    targets are in a frame the /tf tree does not connect is left out."""
+    out: dict[str, PoseTrack] = {}
+    for ch in _channels(content, POSE_STAMPED):
+        m = TELEOP_TOPIC.search(ch.topic)
+        if m is None or m.group(1) not in arms:
+            continue
+        msgs = _decode_all(path, ch)
+        frame = str(msgs[0].header.frame_id).lstrip("/") or reference
+        times = np.array([int(x.header.stamp.sec) * 1_000_000_000 + int(x.header.stamp.nanosec)
+                          for x in msgs], dtype=np.int64)
+        pos = np.array([(x.pose.position.x, x.pose.position.y, x.pose.position.z) for x in msgs])
+        quat = np.array([(x.pose.orientation.w, x.pose.orientation.x, x.pose.orientation.y,
+                          x.pose.orientation.z) for x in msgs])
+        order = np.argsort(times, kind="stable")
+        times, pos, quat = times[order], pos[order], quat[order]
+        try:
+            poses = tree.relative(frame, reference, times) @ pose_matrix(pos, quat)
+        except SimError:
+            continue
+        p, q = matrix_pose(poses)
+        out[m.group(1)] = PoseTrack(times, p, q)
+    return out
+
+
 def _find_frame(tree: _TfTree, patterns: Sequence[str], **names: str) -> str | None:
     for p in patterns:
         f = p.format(**names)
@@ -502,7 +551,8 @@ def load_source(path: str | Path, task: str | Any) -> SourceDemo:
     sha = hashlib.sha256(buf).hexdigest()
     del buf
     tree = _TfTree(str(p))
-    tf_channels = _channels(content, TF_MESSAGE)
+    # /tf and /tf_static only: a ground-truth topic of the same type is not what a rig has
+    tf_channels = [c for c in _channels(content, TF_MESSAGE) if c.topic in TF_TOPICS]
     if not tf_channels:
         raise SimError(f"{p}: no /tf messages (tf2_msgs/msg/TFMessage): the palm and object "
                        f"poses multiplication needs are missing")
@@ -543,6 +593,7 @@ def load_source(path: str | Path, task: str | Any) -> SourceDemo:
             track = PoseTrack(track.times_ns, pos, quat)
         palms[side] = track
     tracks = {name: tree.track(frames[name], reference) for name in objects}
+    targets = _teleop_targets(p, content, tree, reference, arms)
 
     events = _events(p, content)
     streams = _joint_streams(p, content)
@@ -569,7 +620,7 @@ def load_source(path: str | Path, task: str | Any) -> SourceDemo:
     md = content.metadata.get(EPISODE_METADATA, {})
     segments = _segments(p, t, events, streams, start_ns, end_ns, md)
     return SourceDemo(str(p), sha, t.name, reference, start_ns, end_ns, palms, tracks,
-                      closure, segments, frames)
+                      closure, segments, frames, targets)
 
 
 def _segments(path: Path, task: Any, events: list[dict[str, Any]], streams: list[StreamData],
@@ -583,13 +634,18 @@ def _segments(path: Path, task: Any, events: list[dict[str, Any]], streams: list
     names = [s.name for s in subtasks]
     ends: list[tuple[int, str]] = []
     if all(n in by_label for n in names[:-1]):
+        # a subtask ends at the last mark of its name before the next subtask's mark (an
+        # operator who regrasped marked "grasp" twice: the second one counts)
         cur = start_ns
-        for n in names[:-1]:
+        for i, n in enumerate(names[:-1]):
+            nxt = [x for x in by_label.get(names[i + 1], []) if x > cur]
+            bound = nxt[0] if nxt else end_ns + 1
             later = [x for x in by_label[n] if x > cur]
             if not later:
                 ends = []
                 break
-            cur = later[0]
+            before = [x for x in later if x < bound]
+            cur = before[-1] if before else later[0]
             ends.append((cur, "event"))
     if len(ends) != len(names) - 1:
         ends = _segment_by_hands(path, subtasks, streams, start_ns, end_ns)
@@ -656,9 +712,11 @@ class MultiplyOptions:
     ``nearest_neighbor_object``). ``symmetric_objects``: a box object's pose is taken, among
     its symmetric equivalents (quarter turns about z for a square footprint, half turns
     otherwise), as the one closest in yaw to the source object. ``check_subtasks``: stop at
-    the first subtask whose predicate fails, saving the rest of a failed attempt."""
+    the first subtask whose predicate fails (see ``generate_attempt``), saving the rest of
+    a failed attempt. ``max_misses``: waypoints in a row IK may miss before the attempt
+    fails. ``settle_s``: the hold before the final check when the task names none."""
 
-    rate_hz: float = 50.0
+    rate_hz: float = 100.0
     interpolation_steps: int = 5
     fixed_steps: int = 0
     max_speed: float = 0.4
@@ -669,13 +727,18 @@ class MultiplyOptions:
     nn_k: int = 3
     symmetric_objects: bool = True
     check_subtasks: bool = True
-    settle_s: float = 0.3
+    settle_s: float = 0.5
+    max_misses: int = 10
+    eef: str = "palms"
+    blend: bool = True
 
     def __post_init__(self) -> None:
         if self.rate_hz <= 0 or self.interpolation_steps < 0 or self.fixed_steps < 0:
             raise SimError(f"multiply options: rate_hz must be > 0 and steps >= 0 (got "
                            f"rate_hz={self.rate_hz}, interpolation_steps="
                            f"{self.interpolation_steps}, fixed_steps={self.fixed_steps})")
+        if self.eef not in ("palms", "targets", "auto"):
+            raise SimError(f"multiply options: eef {self.eef!r} is not palms, targets or auto")
         if self.selection not in ("random", "nearest"):
             raise SimError(f"multiply options: selection {self.selection!r} is not random "
                            "or nearest")
@@ -742,7 +805,7 @@ def bridge_steps(start: np.ndarray, end: np.ndarray, options: MultiplyOptions) -
     dist = float(np.linalg.norm(end[:3, 3] - start[:3, 3]))
     turn = rotation_angle(start, end)
     need = max(dist / (options.max_speed * dt), turn / (options.max_turn * dt))
-    return max(options.interpolation_steps, int(np.ceil(need)))
+    return max(options.interpolation_steps, int(np.ceil(need - 1e-9)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -760,17 +823,54 @@ class PlannedSegment:
     obj_src: np.ndarray
     obj_new: np.ndarray
     symmetry_turn: float
+    #: per arm, the source waypoint from which the carry-over is this segment's own
+    blend_end: dict[str, int] = field(default_factory=dict)
+
+
+def blend_weights(dist: np.ndarray, closure: np.ndarray, *, threshold: float = 0.05
+                  ) -> np.ndarray:
+    """Per waypoint, how far the carry-over has moved from the previous segment's
+    transform to this segment's (0 .. 1): a smoothstep from the segment's start to the
+    waypoint where the hand starts to close or open (its closure moves ``threshold`` from
+    where it started: the grasp or the release), or, in a segment where the hand keeps its
+    closure, to the waypoint where the palm comes nearest the object; 1 from there on."""
+    c = np.asarray(closure, dtype=float)
+    onset = np.flatnonzero(np.abs(c - c[0]) > threshold) if len(c) else np.zeros(0, int)
+    k = int(onset[0]) if len(onset) else int(np.argmin(dist))
+    w = np.ones(len(dist))
+    if k > 0:
+        x = np.arange(k + 1) / k
+        w[:k + 1] = x * x * (3 - 2 * x)
+    return w
+
+
+def blend_poses(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Poses (k, 4, 4) between ``a`` and ``b`` (k, 4, 4) at fractions ``w`` (k,): linear in
+    position, normalised-linear in orientation (exact at 0 and 1)."""
+    pa, qa = matrix_pose(a)
+    pb, qb = matrix_pose(b)
+    qb = np.where((np.sum(qa * qb, axis=1) < 0)[:, None], -qb, qb)
+    ww = np.asarray(w, dtype=float)[:, None]
+    q = qa + ww * (qb - qa)
+    return pose_matrix(pa + ww * (pb - pa), q / np.linalg.norm(q, axis=1, keepdims=True))
 
 
 def plan_segment(demo: SourceDemo, seg: SourceSegment, to_world: np.ndarray,
                  obj_new: np.ndarray, current: dict[str, np.ndarray],
                  current_closure: dict[str, float], options: MultiplyOptions,
-                 rng: np.random.Generator, half_size: Sequence[float] | None = None
-                 ) -> PlannedSegment:
+                 rng: np.random.Generator, half_size: Sequence[float] | None = None,
+                 previous: dict[str, np.ndarray] | None = None) -> PlannedSegment:
     """The waypoints of one segment in the new scene: the source palm poses of
     ``seg`` (resampled at ``options.rate_hz``), mapped to the world by ``to_world`` (the
     demonstration's reference frame in the scene), carried by
-    ``T_obj_new · T_obj_src⁻¹``, preceded by a bridge from each arm's ``current`` pose."""
+    ``T_obj_new · T_obj_src⁻¹``, preceded by a bridge from each arm's ``current`` pose.
+
+    With ``options.blend`` and ``previous`` (per arm, the transform the arm's last segment
+    used; the identity before its first), the carry-over starts as the previous one and
+    turns into this segment's along the approach (``blend_weights``): the arm leaves from
+    where it is, by the source's own path, and is on the transformed path before it nears
+    the object. Without, the bridge interpolates straight to the first transformed pose
+    (MimicGen)."""
     n = max(2, int(round(seg.duration_s * options.rate_hz)) + 1)
     times = np.linspace(seg.start_ns, seg.end_ns, n).astype(np.int64)
     obj_src = to_world @ demo.objects[seg.object].at(seg.start_ns)[0]
@@ -778,8 +878,16 @@ def plan_segment(demo: SourceDemo, seg: SourceSegment, to_world: np.ndarray,
     if options.symmetric_objects and half_size is not None:
         obj_new, turn = symmetric_pose(obj_new, obj_src, half_size)
     transform = object_transform(obj_src, obj_new)
-    eef = {a: transform @ (to_world @ demo.palms[a].at(times)) for a in seg.arms}
+    src = {a: to_world @ demo.eef(a, options.eef).at(times) for a in seg.arms}
+    eef = {a: transform @ src[a] for a in seg.arms}
+    ramp = {a: 0 for a in seg.arms}
     closure = {a: demo.closure_at(a, times) for a in seg.arms}
+    if options.blend and previous is not None:
+        for a in seg.arms:
+            w = blend_weights(np.linalg.norm(src[a][:, :3, 3] - obj_src[:3, 3], axis=1),
+                              closure[a])
+            ramp[a] = int(np.argmax(w >= 1.0))
+            eef[a] = blend_poses(previous.get(a, np.eye(4)) @ src[a], eef[a], w)
     bridge = max(bridge_steps(current[a], eef[a][0], options) for a in seg.arms)
     waypoints, closures = {}, {}
     for a in seg.arms:
@@ -794,7 +902,7 @@ def plan_segment(demo: SourceDemo, seg: SourceSegment, to_world: np.ndarray,
         closures[a] = np.concatenate([bc, np.full(options.fixed_steps, closure[a][0]),
                                       closure[a][1:]])
     return PlannedSegment(seg.subtask, waypoints, closures, bridge, options.fixed_steps,
-                          transform, obj_src, obj_new, turn)
+                          transform, obj_src, obj_new, turn, ramp)
 
 
 def _scene_object_pose(scene: Any, name: str) -> np.ndarray:
@@ -830,7 +938,11 @@ def generate_attempt(sources: Sequence[SourceDemo], task: str | Any, layout: Lay
     starts), bridges from the current palm pose, and executes through IK and physics.
     The returned trace says whether the task succeeded and, if not, which subtask and
     predicate failed; ``trace.provenance`` holds the source file (path, sha256), each
-    segment's source times and transform, the seed, the task and the options."""
+    segment's source times and transform, the seed, the task and the options.
+
+    A subtask's predicate is checked from the end of its segment on: one that does not
+    hold there yet (a grasp marked before the lift) must hold before the next segment
+    ends, else the attempt stops there, naming that subtask and its predicate."""
     if not sources:
         raise SimError("multiply: no source demonstrations given")
     opts = options or MultiplyOptions()
@@ -852,35 +964,49 @@ def generate_attempt(sources: Sequence[SourceDemo], task: str | Any, layout: Lay
         closure_now: dict[str, float] = {side: 0.0 for side in SIDES}
         records: list[dict[str, Any]] = []
         outcome = None
+        pending: list[str] = []  # subtasks whose predicate has not held since their end
+        previous: dict[str, np.ndarray] = {side: np.eye(4) for side in SIDES}
         for sub in t.subtasks:
             seg = demo.segment(sub.name)
-            current = {side: pose_matrix(*scene.palm_pose(side)) for side in SIDES}
+            current = {side: pose_matrix(*executor.targets[side]) for side in SIDES}
             plan = plan_segment(demo, seg, to_world, _scene_object_pose(scene, seg.object),
                                 current, closure_now, opts, rng,
-                                _half_size(layout, seg.object))
-            start_step = int(round(scene.time_s / scene.dt))
-            failure = _execute(executor, plan, opts)
+                                _half_size(layout, seg.object), previous)
+            start_step = int(executor.step_count)
+            late = list(pending)
+            failure = _execute(executor, plan, opts, t, scene, pending)
             records.append({
                 "subtask": sub.name, "object": seg.object, "arms": list(seg.arms),
                 "source_start_ns": seg.start_ns, "source_end_ns": seg.end_ns,
                 "boundary": seg.boundary, "transform": _list(plan.transform),
                 "object_source": _list(plan.obj_src), "object_new": _list(plan.obj_new),
                 "symmetry_turn_rad": plan.symmetry_turn, "bridge_waypoints": plan.bridge,
-                "start_step": start_step, "end_step": int(round(scene.time_s / scene.dt))})
+                "blend_waypoints": dict(plan.blend_end),
+                "start_step": start_step, "end_step": int(executor.step_count)})
             for a in seg.arms:
                 closure_now[a] = float(plan.closure[a][-1])
-            executor.mark(sub.name)
+                previous[a] = plan.transform
             if failure:
                 outcome = _outcome(sub.name, failure)
                 break
-            if opts.check_subtasks and not t.check_subtask(scene, sub.name):
-                outcome = _outcome(sub.name, f"predicate {sub.name} is false after the "
-                                             f"segment")
-                break
+            executor.mark(sub.name)
+            if opts.check_subtasks:
+                overdue = [n for n in late if n in pending]
+                if overdue:
+                    outcome = t.subtask_outcome(scene, overdue[0])
+                    outcome = _outcome(overdue[0], f"{outcome.reason} (the {overdue[0]} "
+                                                   f"predicate never held by the end of "
+                                                   f"{sub.name})")
+                    break
+                if sub is not t.subtasks[-1] and not t.check_subtask(scene, sub.name):
+                    pending.append(sub.name)
         if outcome is None:
-            if opts.settle_s > 0:
-                executor.hold(opts.settle_s)
+            executor.hold(float(getattr(t, "hold_s", opts.settle_s)))
             outcome = t.check(scene)
+            if not outcome.success and pending:
+                why = t.subtask_outcome(scene, pending[0]).reason
+                outcome = _outcome(pending[0], f"{why} (and {outcome.failed_subtask}: "
+                                               f"{outcome.reason})")
         trace: Trace = executor.trace(t.name, seed, layout, outcome)
         trace.provenance.update({
             "method": "mimicgen", "task": t.name, "seed": int(seed),
@@ -898,19 +1024,35 @@ def _outcome(subtask: str, reason: str) -> Any:
     return tasks.Outcome(False, subtask, reason)
 
 
-def _execute(executor: Any, plan: PlannedSegment, opts: MultiplyOptions) -> str:
-    """Run a planned segment waypoint by waypoint; the reason it stopped, "" if it ran."""
+#: waypoints between checks of the predicates still pending during a segment
+_CHECK_EVERY = 10
+
+
+def _execute(executor: Any, plan: PlannedSegment, opts: MultiplyOptions, task: Any,
+             scene: Any, pending: list[str]) -> str:
+    """Run a planned segment waypoint by waypoint; the reason it stopped, "" if it ran.
+    A waypoint IK cannot reach is skipped (the arm goes on to the next); ``max_misses``
+    in a row, or a missed last waypoint, end the attempt. Pending predicates are checked
+    every few waypoints and dropped once they hold."""
     ik_mod = importlib.import_module("sim.ik")
     dt = 1.0 / opts.rate_hz
     arms = list(plan.waypoints)
     k = len(plan.waypoints[arms[0]])
+    misses = 0
     for i in range(k):
         targets = {a: matrix_pose(plan.waypoints[a][i]) for a in arms}
         hands = {a: float(plan.closure[a][i]) for a in arms}
         try:
             executor.move(targets, dt, hands=hands)
+            misses = 0
         except ik_mod.Unreachable as exc:
-            return f"unreachable at waypoint {i} of {k}: {exc}"
+            misses += 1
+            if misses > opts.max_misses or i == k - 1:
+                return f"IK: {exc} (waypoint {i + 1} of {k})"
+        if pending and i % _CHECK_EVERY == 0:
+            pending[:] = [n for n in pending if not task.check_subtask(scene, n)]
+    if pending:
+        pending[:] = [n for n in pending if not task.check_subtask(scene, n)]
     return ""
 
 
@@ -919,6 +1061,7 @@ __all__ = [
     "PlannedSegment", "PoseTrack", "SourceDemo", "SourceSegment", "WRIST_FRAME", "bridge_steps",
     "generate_attempt", "hand_closure", "interpolate_poses",
     "invert", "load_source", "mat_to_quat", "matrix_pose", "object_transform",
-    "plan_segment", "pose_matrix", "quat_to_mat", "rotation_angle", "select_source",
+    "plan_segment", "pose_matrix", "blend_poses", "blend_weights", "quat_to_mat",
+    "rotation_angle", "select_source",
     "slerp", "symmetric_pose", "transform_segment",
 ]

@@ -20,6 +20,7 @@ from sim.errors import SimError
 from sim.multiply import (
     MultiplyOptions,
     SourceDemo,
+    blend_weights,
     bridge_steps,
     hand_closure,
     interpolate_poses,
@@ -126,10 +127,13 @@ def write_source(directory: Path, *, palm_frame: str = "right_hand_palm_link",
                  cube_frame: str | None = "cube", bin_frame: str | None = "bin",
                  marks: tuple[tuple[float, str], ...] = ((2.0, "grasp"), (3.9, "release")),
                  hand_joints: bool = True, motion: Callable[[np.ndarray], dict[str, np.ndarray]]
-                 = source_motion, duration_s: float = 4.2) -> Path:
+                 = source_motion, duration_s: float = 4.2,
+                 teleop_offset: np.ndarray | None = None) -> Path:
     """Record one source episode through the recorder's Session: /tf at 100 Hz (palm under
     ``palm_parent``, objects under world), the hands on /joint_commands at 100 Hz, SUBTASK
-    marks; no ground-truth topic. Returns the episode file."""
+    marks; no ground-truth topic. ``teleop_offset``: also the operator's targets on
+    /teleop/right_hand/pose (pelvis frame), the palm pose shifted by it. Returns the
+    episode file."""
     profile = load_profile("humanoid")
     T = typestore().types
     session = Session(directory, profile)
@@ -151,6 +155,21 @@ def write_source(directory: Path, *, palm_frame: str = "right_hand_palm_link",
             tfs.append(_tf("world", bin_frame, BIN0, stamp))
         session.write("/tf", serialize(T["tf2_msgs/msg/TFMessage"](transforms=tfs),
                                        "tf2_msgs/msg/TFMessage"), stamp + 1_000_000)
+        if teleop_offset is not None:
+            target = invert(pelvis) @ mv["palm"][i]
+            pos, quat = matrix_pose(target)
+            pos = pos + teleop_offset
+            msg = T["geometry_msgs/msg/PoseStamped"](
+                header=T["std_msgs/msg/Header"](
+                    stamp=T["builtin_interfaces/msg/Time"](sec=stamp // 10**9,
+                                                           nanosec=stamp % 10**9),
+                    frame_id="pelvis"),
+                pose=T["geometry_msgs/msg/Pose"](
+                    position=T["geometry_msgs/msg/Point"](x=pos[0], y=pos[1], z=pos[2]),
+                    orientation=T["geometry_msgs/msg/Quaternion"](w=quat[0], x=quat[1],
+                                                                  y=quat[2], z=quat[3])))
+            session.write("/teleop/right_hand/pose",
+                          serialize(msg, "geometry_msgs/msg/PoseStamped"), stamp + 300_000)
         if hand_joints:
             q = np.zeros(len(names))
             for k, n in enumerate(names):
@@ -318,6 +337,26 @@ def test_without_a_pelvis_frame_poses_are_relative_to_the_tree_root(tmp_path: Pa
     np.testing.assert_allclose(demo.objects["bin"].at(T0)[0], BIN0, atol=1e-12)
 
 
+def test_a_regrasp_marked_twice_ends_the_grasp_at_the_second_mark(tmp_path: Path) -> None:
+    path = write_source(tmp_path / "s", marks=((1.0, "grasp"), (2.0, "grasp"), (3.9, "place")))
+    grasp, place = load_source(path, PICK_PLACE).segments
+    assert grasp.end_ns == T0 + 2 * 10**9 == place.start_ns
+
+
+def test_the_operators_targets_are_read_beside_the_measured_palm(tmp_path: Path) -> None:
+    shift = np.array([0.01, -0.02, 0.005])
+    demo = load_source(write_source(tmp_path / "s", teleop_offset=shift), PICK_PLACE)
+    t = np.array([T0, T0 + 2 * 10**9])
+    np.testing.assert_allclose(demo.eef("right", "targets").at(t)[:, :3, 3],
+                               demo.palms["right"].at(t)[:, :3, 3] + shift, atol=1e-9)
+    assert demo.eef("right", "auto") is demo.targets["right"]
+    assert demo.eef("right", "palms") is demo.palms["right"]
+    plain = load_source(write_source(tmp_path / "p"), PICK_PLACE)
+    assert plain.eef("right", "auto") is plain.palms["right"]
+    with pytest.raises(SimError, match="no /teleop/right_hand/pose targets"):
+        plain.eef("right", "targets")
+
+
 # -- bad sources ---------------------------------------------------------------------------
 def test_a_source_without_the_objects_pose_names_file_and_object(tmp_path: Path) -> None:
     path = write_source(tmp_path / "s", cube_frame=None)
@@ -386,7 +425,11 @@ def test_bridge_steps_follow_mimicgens_minimum_and_the_speed_limit() -> None:
     assert bridge_steps(a, a, opts) == 5
     far = pose_matrix(np.array([0.3, 0, 0]), yaw_quat(0))
     assert bridge_steps(a, far, opts) == 30  # 0.3 m at 0.5 m/s = 0.6 s = 30 waypoints
-    assert bridge_steps(a, far, MultiplyOptions(interpolation_steps=40)) == 40
+    assert bridge_steps(a, far, MultiplyOptions(interpolation_steps=40, rate_hz=50,
+                                                max_speed=0.5)) == 40
+    # a turn in place is paced by max_turn: 1.2 rad at 1.5 rad/s = 0.8 s
+    turned = pose_matrix(np.zeros(3), yaw_quat(1.2))
+    assert bridge_steps(a, turned, opts) == 40
 
 
 def test_action_noise_is_seeded_and_zero_noise_is_exact(source: SourceDemo) -> None:
@@ -403,6 +446,41 @@ def test_action_noise_is_seeded_and_zero_noise_is_exact(source: SourceDemo) -> N
     # with the source cube where it was, the carried-over poses are the source's own
     np.testing.assert_allclose(exact[-1], pelvis @ source.palms["right"].at(seg.end_ns)[0],
                                atol=1e-9)
+
+
+def test_the_blend_finishes_where_the_hand_starts_to_close() -> None:
+    closure = np.concatenate([np.zeros(60), np.linspace(0, 1, 40)])
+    w = blend_weights(np.linspace(0.3, 0.05, 100), closure)
+    onset = int(np.flatnonzero(closure > 0.05)[0])
+    assert w[0] == 0.0 and w[onset] == 1.0 and (w[onset:] == 1.0).all()
+    assert (np.diff(w) >= 0).all()
+    # a hand that keeps its closure: the blend ends where the palm is nearest the object
+    dist = np.abs(np.linspace(-1, 1, 101)) + 0.1
+    w = blend_weights(dist, np.ones(101))
+    assert w[49] < 1.0 and w[50] == 1.0
+
+
+def test_a_blended_segment_leaves_from_the_previous_carry_over_and_arrives_exactly(
+        source: SourceDemo) -> None:
+    pelvis = pose_matrix(np.array([0, 0, PELVIS_Z]), np.array([1.0, 0, 0, 0]))
+    cube_new = pose_matrix(np.array([0.48, -0.05, 0.72]), yaw_quat(0.5))
+    seg = source.segments[0]
+    opts = MultiplyOptions(symmetric_objects=False)
+    plan = plan_segment(source, seg, pelvis, cube_new, {"right": HOME}, {"right": 0.0}, opts,
+                        np.random.default_rng(0), None, {"right": np.eye(4)})
+    wp = plan.waypoints["right"]
+    # the arm starts on the source's own path (no jump from where it is)...
+    np.testing.assert_allclose(wp[plan.bridge - 1], HOME, atol=1e-9)
+    # ... and is on the transformed path from the moment the hand starts to close on
+    blend_end = plan.blend_end["right"]
+    t_close = T0 + int(1.5e9)
+    assert abs(seg.start_ns + blend_end * 10**7 - t_close) <= 4 * 10**7  # closure 0.05 past 0
+    src = pelvis @ source.palms["right"].at(np.linspace(seg.start_ns, seg.end_ns,
+                                                        len(wp) - plan.bridge + 1)
+                                            .astype(np.int64))
+    np.testing.assert_allclose(wp[plan.bridge - 1 + blend_end:],
+                               transform_segment(src[blend_end:], CUBE0, cube_new), atol=1e-9)
+    np.testing.assert_allclose(invert(cube_new) @ wp[-1], GRASP, atol=1e-9)
 
 
 def test_options_are_checked() -> None:
