@@ -699,22 +699,34 @@ def _segment_by_hands(path: Path, subtasks: list[Any], streams: list[StreamData]
 class MultiplyOptions:
     """How segments are carried over and executed.
 
-    ``rate_hz``: waypoints per second a source segment is resampled to (each waypoint is
-    one ``Executor.move``). ``interpolation_steps``: MimicGen's ``num_interpolation_steps``,
-    the waypoints that bridge the current palm pose to a segment's first transformed pose
-    (at least; more when the bridge would exceed ``max_speed`` m/s or ``max_turn`` rad/s).
-    ``fixed_steps``: waypoints held at the first transformed pose before the segment runs.
-    ``action_noise``: standard deviation (m) of Gaussian noise added to each transformed
-    waypoint's position, and ``action_noise`` rad to its orientation (MimicGen applies
-    its noise to the actions of the segment; ``noise_during_interpolation`` extends it to
-    the bridge). ``selection``: ``random`` source demonstration, or ``nearest`` (one of the
-    ``nn_k`` sources whose first object pose is nearest the new scene's, MimicGen's
-    ``nearest_neighbor_object``). ``symmetric_objects``: a box object's pose is taken, among
-    its symmetric equivalents (quarter turns about z for a square footprint, half turns
-    otherwise), as the one closest in yaw to the source object. ``check_subtasks``: stop at
-    the first subtask whose predicate fails (see ``generate_attempt``), saving the rest of
-    a failed attempt. ``max_misses``: waypoints in a row IK may miss before the attempt
-    fails. ``settle_s``: the hold before the final check when the task names none."""
+    - ``rate_hz``: waypoints per second a source segment is resampled to, each one
+      ``Executor.move`` (100 Hz: the executor's IK rate, one waypoint per IK solve).
+    - ``interpolation_steps``: MimicGen's ``num_interpolation_steps``, the waypoints that
+      bridge the current palm target to a segment's first waypoint (at least; more when
+      the bridge would exceed ``max_speed`` m/s or ``max_turn`` rad/s); ``fixed_steps``
+      (MimicGen's ``num_fixed_steps``): waypoints held there before the segment runs.
+    - ``action_noise``: standard deviation of Gaussian noise on each waypoint, in m on its
+      position and in rad on its orientation (MimicGen's ``action_noise``);
+      ``noise_during_interpolation`` puts it on the bridge too.
+    - ``selection``: ``random`` source demonstration, or ``nearest``: one of the ``nn_k``
+      sources whose first object is nearest the new scene's (MimicGen's
+      ``nearest_neighbor_object``).
+    - ``eef``: the source's end-effector poses: ``palms`` (the measured palm frames on
+      /tf, which every source has), ``targets`` (the operator's /teleop palm targets),
+      ``auto`` (targets where recorded, else palms).
+    - ``blend``: the carry-over starts as the previous segment's and turns into this
+      segment's along the approach (``plan_segment``); False: MimicGen's straight bridge.
+    - ``symmetric_objects``: a box's new pose is taken, among its symmetric equivalents
+      (quarter turns about z for a square footprint, half turns otherwise), as the one
+      closest in orientation to the source object.
+    - ``check_subtasks``: stop at the first subtask whose predicate fails (see
+      ``generate_attempt``), which saves the rest of a failed attempt.
+    - ``ik_tolerance_m``: how far IK may leave a palm from its waypoint before the
+      waypoint counts as missed (a squeeze puts the targets inside the object, the
+      collision limits hold a hand off the table); ``max_misses``: missed waypoints in a
+      row (each is skipped) before the attempt fails.
+    - ``settle_s``: the hold before the final check when the task names none (its
+      ``hold_s``)."""
 
     rate_hz: float = 100.0
     interpolation_steps: int = 5
@@ -731,6 +743,7 @@ class MultiplyOptions:
     max_misses: int = 10
     eef: str = "palms"
     blend: bool = True
+    ik_tolerance_m: float = 0.03
 
     def __post_init__(self) -> None:
         if self.rate_hz <= 0 or self.interpolation_steps < 0 or self.fixed_steps < 0:
@@ -956,7 +969,7 @@ def generate_attempt(sources: Sequence[SourceDemo], task: str | Any, layout: Lay
     rng = np.random.default_rng(seed)
     scene = scenes.Scene(layout)
     try:
-        executor = expert.Executor(scene, ik_mod.HandIK(scene))
+        executor = expert.Executor(scene, ik_mod.HandIK(scene, tolerance_m=opts.ik_tolerance_m))
         first = t.subtasks[0]
         pick = select_source(sources, _scene_object_pose(scene, first.object), rng, opts)
         demo = sources[pick]
