@@ -442,14 +442,21 @@ class _Episode:
 
 # -- writing an episode -----------------------------------------------------------------
 def provenance_record(trace: Trace, draw: Draw) -> dict[str, str]:
-    """The sim provenance record (``SIM_METADATA``) of an episode: string values, nested
-    data as JSON (``draw``: ``Draw.as_dict()``; ``provenance``: the trace's, with the source
-    episodes, segments and transforms of a multiplied demo)."""
+    """The sim provenance record (``SIM_METADATA``) of an episode, string values with
+    nested data as JSON: ``task``, ``seed``, ``success``, ``failed_subtask``, ``reason``,
+    ``steps``, ``draw`` (``Draw.as_dict()``), ``marks``, ``sources`` (the source episodes a
+    multiplied demo came from, each with its path and sha256; ``[]`` for the simulated
+    operator), the ``mujoco`` and ``demofab`` versions, and every other key of the trace's
+    own provenance (``segments``, transforms, the operator's style ...) under its name."""
     import mujoco
 
     from demofab import __version__
 
-    return {
+    prov = trace.provenance
+    sources = prov.get("sources")
+    if sources is None:
+        sources = [prov["source"]] if isinstance(prov.get("source"), dict) else []
+    record = {
         "format_version": str(SIM_METADATA_VERSION),
         "task": trace.task,
         "seed": str(trace.seed),
@@ -458,12 +465,19 @@ def provenance_record(trace: Trace, draw: Draw) -> dict[str, str]:
         "reason": trace.reason,
         "steps": str(trace.steps),
         "physics_dt": repr(PHYSICS_DT),
-        "draw": json.dumps(draw.as_dict(), sort_keys=True),
-        "provenance": json.dumps(trace.provenance, sort_keys=True, default=_json_default),
-        "marks": json.dumps([[m.step, m.kind, m.label] for m in trace.marks]),
+        "draw": _json(draw.as_dict()),
+        "marks": _json([[m.step, m.kind, m.label] for m in trace.marks]),
+        "sources": _json(sources),
         "mujoco": mujoco.__version__,
         "demofab": __version__,
     }
+    for key, value in prov.items():
+        record.setdefault(str(key), value if isinstance(value, str) else _json(value))
+    return record
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:

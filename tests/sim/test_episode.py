@@ -24,6 +24,7 @@ from sim.episode import (
     PALM_FRAMES,
     STEP_NS,
     camera_topic,
+    provenance_record,
     relative_pose,
     render_episode,
     sim_profile,
@@ -64,7 +65,7 @@ def scripted_trace(layout: Layout = LAYOUT, steps: int = 500, *, seed: int = 0,
     return Trace("pick_place", seed, layout, ctrl, teleop, marks, success=success,
                  failed_subtask="" if success else "lift",
                  reason="" if success else "cube below 0.75 m",
-                 provenance={"source": "scripted"})
+                 provenance={"origin": "scripted"})
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +265,8 @@ def test_write_episode_records_events_marks_outcome_and_provenance(
     sim = metadata[SIM_METADATA]
     assert (sim["task"], sim["seed"], sim["success"]) == ("pick_place", "0", "true")
     assert Draw.from_dict(json.loads(sim["draw"])) == d
-    assert json.loads(sim["provenance"]) == {"source": "scripted"}
+    assert sim["origin"] == "scripted"  # the trace's own provenance, key by key
+    assert json.loads(sim["sources"]) == []
     assert sim["mujoco"] and sim["demofab"]
 
 
@@ -306,3 +308,21 @@ def test_messages_rendered_elsewhere_are_written_as_they_are(tmp_path: Path) -> 
     content = read_mcap((tmp_path / "s" / info.file).read_bytes())
     ch = next(c for c in content.channels.values() if c.topic == "/joint_states")
     assert [bytes(x) for x in ch.data] == [m.data for m in msgs if m.topic == "/joint_states"]
+
+
+def test_a_multiplied_demo_names_its_source_episodes(tmp_path: Path) -> None:
+    from curation.cli import provenance_line
+
+    d = draw("pick_place", 2, layout=LAYOUT)
+    trace = scripted_trace(d.layout, 30)
+    source = {"path": "/data/real/episode_0002.mcap", "sha256": "ab" * 32}
+    trace.provenance = {"method": "mimicgen", "source": source,
+                        "segments": [{"subtask": "grasp", "transform": np.eye(4)}]}
+    record = provenance_record(trace, d)
+    assert json.loads(record["sources"]) == [source]
+    assert record["method"] == "mimicgen"
+    assert json.loads(record["segments"])[0]["transform"][0] == [1.0, 0.0, 0.0, 0.0]
+    assert record["task"] == "pick_place"  # the record's own keys are not overridden
+    row = {"kind": "sim", "sim": {k: json.loads(v) if v.startswith(("[", "{")) else v
+                                  for k, v in record.items()}}
+    assert provenance_line(row) == "sim seed 0 from episode_0002.mcap"
