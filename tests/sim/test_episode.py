@@ -326,3 +326,26 @@ def test_a_multiplied_demo_names_its_source_episodes(tmp_path: Path) -> None:
     row = {"kind": "sim", "sim": {k: json.loads(v) if v.startswith(("[", "{")) else v
                                   for k, v in record.items()}}
     assert provenance_line(row) == "sim seed 0 from episode_0002.mcap"
+
+
+@pytest.mark.parametrize(("velocities", "efforts"), [(True, True), (False, False)])
+def test_the_joint_state_template_writes_what_rosbags_writes(velocities: bool,
+                                                             efforts: bool) -> None:
+    from recorder.types import serialize, typestore
+
+    names = sim_profile().robot.joint_names
+    T = typestore().types
+    rng = np.random.default_rng(0)
+    from sim.episode import _Msgs
+
+    template = _Msgs().joint_state_template(names, velocities, efforts)
+    for stamp in (T0, T0 + 123_456_789, T0 + 2_000_000_001):
+        q, dq, tau = (rng.normal(size=43) for _ in range(3))
+        msg = T["sensor_msgs/msg/JointState"](
+            header=T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](
+                sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id=""),
+            name=names, position=q, velocity=dq if velocities else np.zeros(0),
+            effort=tau if efforts else np.zeros(0))
+        want = serialize(msg, "sensor_msgs/msg/JointState")
+        got = template.build(stamp, q, dq if velocities else None, tau if efforts else None)
+        assert got == want
