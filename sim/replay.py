@@ -112,8 +112,11 @@ def _read(path: Path, joints: list[str]) -> _Episode:
         with path.open("rb") as f:
             reader = make_reader(f, validate_crcs=True)
             metadata = {m.name: dict(m.metadata) for m in reader.iter_metadata()}
-            for schema, channel, message in reader.iter_messages(
-                    topics=[COMMANDS_TOPIC, STATES_TOPIC, TF_TOPIC], log_time_order=True):
+            # a sim episode's scene comes from its provenance: its /tf is not needed
+            topics = [COMMANDS_TOPIC, STATES_TOPIC] + \
+                ([] if SIM_METADATA in metadata else [TF_TOPIC])
+            for schema, channel, message in reader.iter_messages(topics=topics,
+                                                                 log_time_order=True):
                 if schema is None:
                     raise SimError(f"{path}: topic {channel.topic} has no schema to decode")
                 store = schema_store(schema.name, schema.encoding, schema.data)
@@ -126,6 +129,8 @@ def _read(path: Path, joints: list[str]) -> _Episode:
                                                        np.array([r.w, r.x, r.y, r.z]))
                     continue
                 stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                if stamp == 0:  # a rig that does not stamp: the receive time
+                    stamp = message.log_time
                 row = np.full(len(joints), np.nan)
                 pos = np.asarray(msg.position, dtype=np.float64)
                 for name, value in zip(msg.name, pos, strict=False):
