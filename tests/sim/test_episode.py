@@ -38,7 +38,7 @@ from sim.trace import Mark, Trace
 T0 = 1_800_000_000 * 1_000_000_000
 LAYOUT = Layout(objects=(ObjectSpec("cube", (0.40, -0.15)),), bin=BinSpec((0.45, 0.15)))
 SMALL = (64, 48)
-STEPS = 250  # 0.5 s
+STEPS = 100  # 0.2 s
 
 
 def scripted_trace(layout: Layout = LAYOUT, steps: int = 500, *, seed: int = 0,
@@ -96,10 +96,10 @@ def with_cameras(trace: Trace, noisy: Draw) -> list[RawMessage]:
 
 
 def test_every_topic_comes_at_its_profile_rate(with_cameras: list[RawMessage]) -> None:
-    counts = Counter(m.topic for m in with_cameras)  # 250 steps = 0.5 s
-    want = {"/joint_states": 250, "/joint_commands": 250, "/imu": 250, "/tf": 50,
-            "/teleop/left_hand/pose": 45, "/teleop/right_hand/pose": 45,
-            GROUND_TRUTH_TOPIC: 50, **{camera_topic(c): 15 for c in CAMERAS}}
+    counts = Counter(m.topic for m in with_cameras)  # 100 steps = 0.2 s
+    want = {"/joint_states": 100, "/joint_commands": 100, "/imu": 100, "/tf": 20,
+            "/teleop/left_hand/pose": 18, "/teleop/right_hand/pose": 18,
+            GROUND_TRUTH_TOPIC: 20, **{camera_topic(c): 6 for c in CAMERAS}}
     assert dict(counts) == want
     assert EVENTS_TOPIC not in counts  # events are the session's
 
@@ -195,7 +195,7 @@ def test_joint_commands_carry_the_trace_ctrl_in_profile_order(trace: Trace) -> N
 def test_tf_holds_robot_links_and_mocap_objects_ground_truth_is_exact(
         with_cameras: list[RawMessage], noisy: Draw) -> None:
     topics = by_topic(with_cameras)
-    tf = deserialize(topics["/tf"][30].data, "tf2_msgs/msg/TFMessage")
+    tf = deserialize(topics["/tf"][15].data, "tf2_msgs/msg/TFMessage")
     children = {t.child_frame_id: t for t in tf.transforms}
     assert {"pelvis", "torso_link", *PALM_FRAMES.values(), "cube", "bin"} <= set(children)
     stamp = tf.transforms[0].header.stamp
@@ -229,7 +229,7 @@ def test_the_sim_profile_is_the_humanoid_profile_with_ground_truth() -> None:
 
 def test_a_malformed_trace_is_refused(trace: Trace, noisy: Draw) -> None:
     bad = Trace(**{**_fields(trace), "ctrl": trace.ctrl[:, :40]})
-    with pytest.raises(SimError, match=r"seed 0: ctrl has shape \(250, 40\)"):
+    with pytest.raises(SimError, match=r"seed 0: ctrl has shape \(100, 40\)"):
         next(render_episode(bad, noisy, t0_ns=T0))
     elsewhere = draw("pick_place", 9, layout=LAYOUT)
     with pytest.raises(SimError, match="executed in another layout than the draw of seed 9"):
@@ -252,16 +252,16 @@ def test_write_episode_records_events_marks_outcome_and_provenance(
         tmp_path: Path, trace: Trace) -> None:
     d = draw("pick_place", 4, layout=LAYOUT)
     session = Session(tmp_path / "s", sim_profile(cameras=False))
-    info = write_episode(session, trace, d, cameras=False, t0_ns=T0)  # 250 steps
+    info = write_episode(session, trace, d, cameras=False, t0_ns=T0)  # 100 steps
     assert info.outcome == "success" and info.task == "pick_place"
     assert not info.flagged, info.flags
     metadata, events, counts = read_episode(tmp_path / "s" / info.file)
     kinds = [(EventKind(e.kind).name, e.label) for e in events]  # type: ignore[attr-defined]
     assert kinds == [("START", ""), ("SUBTASK", "grasp"), ("SUBTASK", "lift"), ("STOP", "")]
     stamps = [e.header.stamp for e in events]  # type: ignore[attr-defined]
-    assert (stamps[1].nanosec, stamps[2].nanosec) == (62 * STEP_NS, 125 * STEP_NS)
+    assert (stamps[1].nanosec, stamps[2].nanosec) == (25 * STEP_NS, 50 * STEP_NS)
     assert events[-1].outcome == "success"  # type: ignore[attr-defined]
-    assert counts["/joint_states"] == 250 and counts[GROUND_TRUTH_TOPIC] == 50
+    assert counts["/joint_states"] == 100 and counts[GROUND_TRUTH_TOPIC] == 20
     sim = metadata[SIM_METADATA]
     assert (sim["task"], sim["seed"], sim["success"]) == ("pick_place", "0", "true")
     assert Draw.from_dict(json.loads(sim["draw"])) == d
