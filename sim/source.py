@@ -99,7 +99,8 @@ class SimSource:
         self.image_size, self.jpeg_quality = image_size, jpeg_quality
         self.runner: Runner = runner or expert_runner
         self.controller: Any = None
-        self.traces: list[Trace] = []   # the attempts recorded so far, in order
+        #: the episodes streamed so far: (seed, success, reason of a failure)
+        self.attempts: list[tuple[int, bool, str]] = []
         self._closed = False
 
     def bind(self, controller: Any) -> None:
@@ -130,7 +131,7 @@ class SimSource:
             if trace.layout != d.layout:
                 raise SimError(f"the attempt of task {self.task!r}, seed {seed} ran in "
                                "another layout than its draw")
-            self.traces.append(trace)
+            self.attempts.append((seed, trace.success, trace.reason))
             end = t0 + trace.steps * STEP_NS
             stop_at = end + round(STOP_AFTER_S * NS)
             marks = sorted(trace.marks, key=lambda m: m.step)
@@ -151,7 +152,7 @@ class SimSource:
                 last = msg.log_time
                 if not opened:
                     opened = True
-                    self._opened(t0)
+                    self._opened(msg.log_time)
             if not stopped:  # a hold too short to reach the stop: stop at the last message
                 self._finish(trace, d, marks[k:], t0)
             t0 = max(last, stop_at) + round(GAP_S * NS)

@@ -106,7 +106,7 @@ def test_without_bind_the_source_only_yields_messages(monkeypatch: pytest.Monkey
     counts = Counter(m.topic for m in source.messages())
     hold = round(0.2 / 0.002)
     assert counts["/joint_states"] == 2 * (STEPS + hold)
-    assert len(source.traces) == 2
+    assert [a[0] for a in source.attempts] == [episode_seed(0, 0), episode_seed(0, 1)]
 
 
 def test_the_source_is_found_through_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
