@@ -67,11 +67,14 @@ class ReplayReport:
     #: std of the recorded position noise (a sim episode's draw; 0 for a real recording)
     sensor_noise_std_rad: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: the largest error of each joint compared, rad
+    joint_max_error_rad: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-able data (``demofab sim replay --json``)."""
         out = asdict(self)
         out["notes"] = list(self.notes)
+        out["joint_max_error_rad"] = dict(self.joint_max_error_rad)
         return out
 
 
@@ -258,15 +261,18 @@ def replay(path: str | Path, *, task: str | None = None) -> ReplayReport:
         rms = float(np.sqrt(np.mean(err[valid] ** 2)))
         worst, worst_at = (joints[col], float((k[row] * STEP_NS) / 1e9)) if max_err > 0 \
             else ("", 0.0)
+        per_joint = {joints[j]: float(e[:, j].max()) for j in range(e.shape[1])
+                     if valid[:, j].any()}
     else:
         max_err, rms, worst, worst_at = 0.0, 0.0, "", 0.0
+        per_joint = {}
     return ReplayReport(
         path=str(p), task=name, sim_episode=is_sim, steps=steps,
         duration_s=steps * STEP_NS / 1e9, commands=len(cmd.stamps), compared=int(inside.sum()),
         joints=compared_joints, max_joint_error_rad=max_err, rms_joint_error_rad=rms,
         worst_joint=worst, worst_at_s=worst_at, success=success, failed_subtask=failed,
         reason=reason, recorded_outcome=facts.get("outcome", ""),
-        sensor_noise_std_rad=noise, notes=tuple(notes))
+        sensor_noise_std_rad=noise, notes=tuple(notes), joint_max_error_rad=per_joint)
 
 
 def _start_at(scene: Scene, joints: list[str], states: _Stream, t_start: int) -> None:

@@ -81,6 +81,9 @@ def test_changed_commands_show_as_drift(tmp_path: Path) -> None:
     assert replay(tmp_path / "s" / info.file).max_joint_error_rad == 0.0
     report = replay(tmp_path / "o" / bad.file)
     assert report.worst_joint == "right_elbow_joint"
+    errors = report.joint_max_error_rad
+    assert max(errors, key=errors.__getitem__) == "right_elbow_joint"
+    assert errors["left_elbow_joint"] < 0.01
     assert 0.02 < report.max_joint_error_rad < 0.15
 
 
