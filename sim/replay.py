@@ -99,7 +99,7 @@ def _read(path: Path, joints: list[str]) -> _Episode:
     from zstandard import ZstdError
 
     from recorder.errors import RecorderError
-    from recorder.types import schema_store
+    from recorder.types import SchemaStore, schema_store
 
     try:
         with path.open("rb") as f:
@@ -111,6 +111,7 @@ def _read(path: Path, joints: list[str]) -> _Episode:
     index = {name: i for i, name in enumerate(joints)}
     rows: dict[str, list[tuple[int, np.ndarray]]] = {COMMANDS_TOPIC: [], STATES_TOPIC: []}
     first: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    stores: dict[int, SchemaStore] = {}
     try:
         with path.open("rb") as f:
             reader = make_reader(f, validate_crcs=True)
@@ -122,7 +123,10 @@ def _read(path: Path, joints: list[str]) -> _Episode:
                                                                  log_time_order=True):
                 if schema is None:
                     raise SimError(f"{path}: topic {channel.topic} has no schema to decode")
-                store = schema_store(schema.name, schema.encoding, schema.data)
+                store = stores.get(channel.id)
+                if store is None:
+                    store = stores[channel.id] = schema_store(schema.name, schema.encoding,
+                                                              schema.data)
                 msg = store.deserialize(message.data)
                 if channel.topic == TF_TOPIC:
                     for t in msg.transforms:
