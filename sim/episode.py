@@ -67,6 +67,11 @@ TORSO_FRAME = "torso_link"
 PALM_FRAMES = {"left": "left_hand_palm_link", "right": "right_hand_palm_link"}
 IMU_FRAME = "imu_link"
 BIN_FRAME = "bin"
+#: the operator stops the recording this long after the attempt's last command (the robot
+#: holding its last pose meanwhile: every stream runs up to the stop)
+STOP_AFTER_S = 0.1
+#: how long the robot is simulated past the attempt, so that streams reach the stop
+HOLD_S = 0.2
 #: the default first stamp of a sim episode: 2026-01-01T00:00:00Z
 SIM_EPOCH_NS = 1_767_225_600 * NS
 #: the operator id of episodes the simulated operator recorded
@@ -334,9 +339,12 @@ class _Episode:
         self.scene, self.trace, self.draw, self.t0 = scene, trace, draw, t0_ns
         self.noise = draw.sensor_noise
         self.m = _Msgs()
-        self.js = self.m.joint_state_template(list(scene.joint_names), True, True)
-        self.cmd = self.m.joint_state_template(list(scene.joint_names), False, False)
         self.names = list(scene.joint_names)
+        self.js = self.m.joint_state_template(self.names, True, True)
+        self.cmd = self.m.joint_state_template(self.names, False, False)
+        limits = {j.name: (j.lower, j.upper) for j in load_profile("humanoid").robot.joints}
+        self.lower = np.array([limits.get(n, (-np.inf, np.inf))[0] for n in self.names])
+        self.upper = np.array([limits.get(n, (-np.inf, np.inf))[1] for n in self.names])
         self.objects = [o.name for o in trace.layout.objects]
         self.jpeg_quality = jpeg_quality
         self.hold_steps = 0
@@ -411,7 +419,10 @@ class _Episode:
         k = len(self.names)
         q, dq, tau = sc.qpos(), sc.qvel(), sc.effort()
         if n.joint_position_std_rad:
-            q = q + rng.normal(0.0, n.joint_position_std_rad, k)
+            # an encoder reads inside the joint's range: the noise does not carry a joint at
+            # its limit (an open hand) past it
+            noisy = q + rng.normal(0.0, n.joint_position_std_rad, k)
+            q = np.clip(noisy, np.minimum(self.lower, q), np.maximum(self.upper, q))
         if n.joint_velocity_std_rad_s:
             dq = dq + rng.normal(0.0, n.joint_velocity_std_rad_s, k)
         if n.joint_effort_std_nm:
@@ -425,6 +436,8 @@ class _Episode:
     def _imu(self, stamp: int, step: int, rng: np.random.Generator) -> bytes:
         quat, gyro, accel = self.scene.imu()
         n = self.noise
+        if n.imu_orientation_std_rad:
+            quat = quat_mul(_rotvec_quat(rng.normal(0.0, n.imu_orientation_std_rad, 3)), quat)
         if n.imu_gyro_std_rad_s:
             gyro = gyro + rng.normal(0.0, n.imu_gyro_std_rad_s, 3)
         if n.imu_accel_std_m_s2:
@@ -433,8 +446,14 @@ class _Episode:
 
     def _teleop(self, index: int) -> Callable[[int, int, np.random.Generator], bytes]:
         def build(stamp: int, step: int, rng: np.random.Generator) -> bytes:
-            i = min(step, self.trace.steps - 1)
-            return self.m.pose(stamp, PELVIS_FRAME, self.trace.teleop[i, index])
+            pose = self.trace.teleop[min(step, self.trace.steps - 1), index]
+            n = self.noise
+            if n.teleop_position_std_m or n.teleop_rotation_std_rad:  # tracking jitter
+                pos = pose[:3] + rng.normal(0.0, n.teleop_position_std_m, 3)
+                quat = quat_mul(_rotvec_quat(rng.normal(0.0, n.teleop_rotation_std_rad, 3)),
+                                pose[3:7])
+                pose = np.concatenate([pos, quat])
+            return self.m.pose(stamp, PELVIS_FRAME, pose)
 
         return build
 
@@ -565,18 +584,44 @@ def attach_model_licence(session: Session, at_ns: int) -> None:
                                       g1_licence().encode(), at_ns)
 
 
+def episode_end_ns(trace: Trace, t0_ns: int) -> int:
+    """When the episode of ``trace`` starting at ``t0_ns`` stops: ``STOP_AFTER_S`` after
+    the attempt's last command."""
+    return t0_ns + trace.steps * STEP_NS + round(STOP_AFTER_S * NS)
+
+
+def episode_messages(trace: Trace, draw: Draw, *, cameras: bool = True,
+                     profile: Profile | None = None, t0_ns: int = SIM_EPOCH_NS,
+                     image_size: tuple[int, int] | None = None,
+                     jpeg_quality: int = JPEG_QUALITY) -> Iterator[RawMessage]:
+    """The messages of the episode as recorded (what ``write_episode`` writes): the
+    attempt, then the robot holding its last pose until the stop (:func:`episode_end_ns`),
+    so every stream runs up to the stop; what is received after it is not part of it.
+    A worker renders these and the driver passes them to ``write_episode(messages=)``."""
+    end = episode_end_ns(trace, t0_ns)
+    for msg in render_episode(trace, draw, cameras=cameras, profile=profile, t0_ns=t0_ns,
+                              image_size=image_size, jpeg_quality=jpeg_quality,
+                              hold_s=HOLD_S):
+        if msg.log_time >= end:
+            return
+        yield msg
+
+
 def _write_messages(session: Session, trace: Trace, marks: list[Mark], kinds: list[EventKind],
                     messages: Iterable[RawMessage], t0_ns: int) -> int:
     """The episode's messages and marks into the open episode; returns the stop time."""
     attach_model_licence(session, t0_ns)
     k, last = 0, t0_ns
+    stop = episode_end_ns(trace, t0_ns)
     for msg in messages:
+        if msg.log_time >= stop:
+            break
         while k < len(marks) and t0_ns + marks[k].step * STEP_NS <= msg.log_time:
             session.mark(kinds[k], marks[k].label, at_ns=t0_ns + marks[k].step * STEP_NS)
             k += 1
         session.write(msg.topic, msg.data, msg.log_time, msg.publish_time, msg.sequence)
         last = msg.log_time
-    end = max(last, t0_ns + trace.steps * STEP_NS)
+    end = max(last, stop)
     for j in range(k, len(marks)):
         session.mark(kinds[j], marks[j].label, at_ns=min(end, t0_ns + marks[j].step * STEP_NS))
     if not trace.success:
@@ -592,8 +637,8 @@ def write_episode(session: Session, trace: Trace, draw: Draw, *, cameras: bool =
     """Write ``trace`` as one episode of ``session`` (its profile decides the topics):
     start at ``t0_ns``, the messages, the marks, a note with the reason of a failure,
     stop with outcome ``success``/``failure`` and the sim provenance record.
-    ``messages``: the episode's messages already rendered (``render_episode`` of the same
-    trace, draw and ``t0_ns``, e.g. by a worker process), written as they are."""
+    ``messages``: the episode's messages already rendered (:func:`episode_messages` of the
+    same trace, draw and ``t0_ns``, e.g. by a worker process), written as they are."""
     where = f"trace of task {trace.task!r}, seed {trace.seed}"
     _check_layout(trace, draw)
     _check_trace(trace)
@@ -602,9 +647,9 @@ def write_episode(session: Session, trace: Trace, draw: Draw, *, cameras: bool =
     session.start_episode(trace.task, operator, at_ns=t0_ns)
     try:
         if messages is None:
-            messages = render_episode(trace, draw, cameras=cameras, profile=session.profile,
-                                      t0_ns=t0_ns, image_size=image_size,
-                                      jpeg_quality=jpeg_quality)
+            messages = episode_messages(trace, draw, cameras=cameras, profile=session.profile,
+                                        t0_ns=t0_ns, image_size=image_size,
+                                        jpeg_quality=jpeg_quality)
         end = _write_messages(session, trace, marks, kinds, messages, t0_ns)
     except SimError:
         # a trace that cannot be recorded leaves no half episode behind: it is discarded
@@ -622,7 +667,8 @@ def failure_note(trace: Trace) -> str:
 
 
 __all__ = [
-    "BIN_FRAME", "GROUND_TRUTH_TOPIC", "IMU_FRAME", "JPEG_QUALITY", "MODEL_LICENCE_ATTACHMENT",
+    "BIN_FRAME", "GROUND_TRUTH_TOPIC", "HOLD_S", "IMU_FRAME", "STOP_AFTER_S",
+    "episode_end_ns", "episode_messages", "JPEG_QUALITY", "MODEL_LICENCE_ATTACHMENT",
     "JointStateTemplate",
     "PALM_FRAMES", "PELVIS_FRAME", "SIM_EPOCH_NS", "SIM_METADATA_VERSION",
     "SIM_OPERATOR", "SIM_PROFILE_TOPICS", "STEP_NS", "TORSO_FRAME", "WORLD_FRAME",

@@ -85,10 +85,13 @@ class SensorNoise:
     joint_position_std_rad: float = 0.0005
     joint_velocity_std_rad_s: float = 0.005
     joint_effort_std_nm: float = 0.05
+    imu_orientation_std_rad: float = 0.001
     imu_gyro_std_rad_s: float = 0.002
     imu_accel_std_m_s2: float = 0.02
     mocap_position_std_m: float = 0.001
     mocap_rotation_std_rad: float = 0.005
+    teleop_position_std_m: float = 0.0005
+    teleop_rotation_std_rad: float = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +106,7 @@ class LatencyRandomization:
     teleop_ms: Range = (5.0, 15.0)
     tf_ms: Range = (2.0, 5.0)
     mocap_ms: Range = (8.0, 20.0)
-    camera_ms: Range = (20.0, 40.0)
+    camera_ms: Range = (5.0, 15.0)
     jitter_ms: float = 0.3
 
 

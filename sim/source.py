@@ -32,11 +32,13 @@ from recorder.profile import Profile
 from recorder.sources import RawMessage, register_source
 
 from .episode import (
+    HOLD_S,
     JPEG_QUALITY,
     NS,
     SIM_EPOCH_NS,
     SIM_OPERATOR,
     STEP_NS,
+    STOP_AFTER_S,
     add_metadata_on_close,
     attach_model_licence,
     failure_note,
@@ -49,10 +51,6 @@ from .randomize import RandomizationConfig, draw, load
 from .scenes import Layout
 from .trace import Trace
 
-#: the operator presses stop this long after the attempt's last command
-STOP_AFTER_S = 0.1
-#: the robot publishes this long after the attempt (the stop falls inside it)
-HOLD_S = 0.2
 #: time between the end of one episode's stream and the start of the next
 GAP_S = 1.0
 
@@ -214,5 +212,5 @@ def register() -> None:
     register_source("sim", _factory)
 
 
-__all__ = ["GAP_S", "HOLD_S", "STOP_AFTER_S", "Runner", "SimSource", "episode_seed",
+__all__ = ["GAP_S", "Runner", "SimSource", "episode_seed",
            "expert_runner", "register"]

@@ -41,8 +41,9 @@ def test_a_sim_episode_without_noise_replays_with_zero_error(tmp_path: Path) -> 
     report = replay(record(tmp_path / "s", exact=True))
     assert report.sim_episode
     assert report.task == "pick_place"
-    assert (report.steps, report.commands, report.compared, report.joints) == \
-        (STEPS, STEPS, STEPS, 43)
+    # the attempt and the 0.1 s the robot holds its pose before the stop
+    assert STEPS + 48 <= report.compared <= report.commands <= report.steps <= STEPS + 50
+    assert report.joints == 43
     assert report.max_joint_error_rad == 0.0
     assert report.rms_joint_error_rad == 0.0
     assert report.recorded_outcome == "success"
