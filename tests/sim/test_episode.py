@@ -24,6 +24,8 @@ from sim.episode import (
     PALM_FRAMES,
     STEP_NS,
     camera_topic,
+    episode_end_ns,
+    episode_messages,
     provenance_record,
     relative_pose,
     render_episode,
@@ -303,10 +305,13 @@ def test_a_trace_that_cannot_be_rendered_leaves_no_open_episode(
 def test_messages_rendered_elsewhere_are_written_as_they_are(tmp_path: Path) -> None:
     d = draw("pick_place", 2, layout=LAYOUT)
     trace = scripted_trace(d.layout, 60)
-    msgs = list(render_episode(trace, d, cameras=False, t0_ns=T0,
-                               profile=sim_profile(cameras=False)))
+    msgs = list(episode_messages(trace, d, cameras=False, t0_ns=T0,
+                                 profile=sim_profile(cameras=False)))
+    assert max(m.log_time for m in msgs) < episode_end_ns(trace, T0)
     session = Session(tmp_path / "s", sim_profile(cameras=False))
     info = write_episode(session, trace, d, cameras=False, t0_ns=T0, messages=msgs)
+    assert not info.flagged, info.flags
+    assert info.end_ns == episode_end_ns(trace, T0)
     content = read_mcap((tmp_path / "s" / info.file).read_bytes())
     ch = next(c for c in content.channels.values() if c.topic == "/joint_states")
     assert [bytes(x) for x in ch.data] == [m.data for m in msgs if m.topic == "/joint_states"]
