@@ -20,9 +20,13 @@ Stamps are nominal times from ``t0_ns`` (no wall clock); log times add the draw'
 latency per stream. Each stream's noise and jitter come from a stream of the draw's seed of
 its own, so the same trace and draw give the same bytes, with or without cameras.
 
-:func:`write_episode` writes one episode into a ``recorder.session.Session``: the start
-event, the messages, the operator's marks as subtask events, the stop event with the
-outcome, and the sim provenance record (task, seed, draw, trace provenance, versions).
+An episode as recorded (:func:`episode_messages`) goes on ``STOP_AFTER_S`` past the
+attempt, the robot holding its last command, and stops there (:func:`episode_end_ns`), so
+every stream runs up to the stop. :func:`write_episode` writes one into a
+``recorder.session.Session``: the start event, the messages, the operator's marks as
+subtask events, a note with the reason of a failure, the stop event with the outcome, the
+robot model's licence as an attachment, and the sim provenance record
+(``recorder.contract.SIM_METADATA``: task, seed, draw, source episodes, versions).
 """
 
 from __future__ import annotations
