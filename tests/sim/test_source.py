@@ -159,3 +159,16 @@ def test_the_real_expert_records_an_episode(tmp_path: Path) -> None:
     state = read_session_state(tmp_path / "s")
     assert state is not None and len(state.episodes) == 1
     assert state.episodes[0].outcome in ("success", "failure")
+
+
+def test_without_an_episode_count_the_source_runs_until_closed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sim.randomize._default_layout", lambda task: LAYOUT)
+    source = SimSource(sim_profile(cameras=False), cameras=False, runner=runner)
+    seen = 0
+    for m in source.messages():
+        seen += m.topic == "/joint_states"
+        if seen == 3 * STEPS:  # in the third episode
+            source.close()
+    assert len(source.attempts) == 3
+    assert source.is_closed()
