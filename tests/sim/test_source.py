@@ -168,7 +168,7 @@ def test_without_an_episode_count_the_source_runs_until_closed(
     seen = 0
     for m in source.messages():
         seen += m.topic == "/joint_states"
-        if seen == 3 * STEPS:  # in the third episode
+        if seen == 2 * (STEPS + 100) + 10:  # in the third episode (0.2 s hold each)
             source.close()
     assert len(source.attempts) == 3
     assert source.is_closed()
