@@ -40,8 +40,8 @@ class ObjectRandomization:
     """How the task's objects vary: centre and yaw jitter, size, mass and friction scales,
     colour jitter."""
 
-    xy_jitter_m: float = 0.04
-    yaw_jitter_rad: float = 0.6
+    xy_jitter_m: float = 0.03
+    yaw_jitter_rad: float = 0.4
     size_scale: Range = (0.9, 1.1)
     mass_scale: Range = (0.8, 1.2)
     friction_scale: Range = (0.8, 1.2)
@@ -348,11 +348,9 @@ def _rng(task: str, seed: int, part: str, *key: int) -> np.random.Generator:
 
 
 def _default_layout(task: str) -> Layout:
-    import importlib
+    from .tasks import get_task
 
-    tasks = importlib.import_module("sim.tasks")  # imported when drawing, not at import
-    layout: Layout = tasks.get_task(task).default_layout()
-    return layout
+    return get_task(task).default_layout()
 
 
 def draw(task: str, seed: int, config: RandomizationConfig | None = None, *,

@@ -19,7 +19,6 @@ worst joint and when) and whether the task succeeded in the simulator.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import struct
@@ -36,6 +35,7 @@ from .episode import STEP_NS, WORLD_FRAME
 from .errors import SimError
 from .randomize import Draw
 from .scenes import Layout, Scene, profile_joint_names
+from .tasks import Task, get_task
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 COMMANDS_TOPIC = "/joint_commands"
@@ -60,7 +60,7 @@ class ReplayReport:
     rms_joint_error_rad: float
     worst_joint: str
     worst_at_s: float             # since the first command
-    success: bool | None          # the task's predicate at the end (None: no predicate)
+    success: bool                 # the task's predicate at the end
     failed_subtask: str = ""
     reason: str = ""
     recorded_outcome: str = ""    # what the episode metadata says
@@ -167,12 +167,8 @@ def _read(path: Path, joints: list[str]) -> _Episode:
     return _Episode(metadata, streams[COMMANDS_TOPIC], streams[STATES_TOPIC], first)
 
 
-def _task_module() -> Any:
-    return importlib.import_module("sim.tasks")
-
-
-def _layout_for(path: Path, ep: _Episode, task: str, notes: list[str]) -> tuple[Layout, bool,
-                                                                                 float]:
+def _layout_for(path: Path, ep: _Episode, task: Task,
+                notes: list[str]) -> tuple[Layout, bool, float]:
     """The scene's layout, whether it is a sim episode's, and the recorded noise std."""
     sim = ep.metadata.get(SIM_METADATA)
     if sim is not None:
@@ -183,7 +179,7 @@ def _layout_for(path: Path, ep: _Episode, task: str, notes: list[str]) -> tuple[
             raise SimError(f"{where}: no readable draw ({exc})") from None
         d = Draw.from_dict(raw, where)
         return d.layout, True, d.sensor_noise.joint_position_std_rad
-    layout: Layout = _task_module().get_task(task).default_layout()
+    layout = task.default_layout()
     objects = []
     for o in layout.objects:
         pose = ep.first_poses.get(o.name)
@@ -216,11 +212,10 @@ def replay(path: str | Path, *, task: str | None = None) -> ReplayReport:
                        "give the task")
     notes: list[str] = []
     try:
-        layout, is_sim, noise = _layout_for(p, ep, name, notes)
+        task_ = get_task(name)
     except SimError as exc:
-        if str(exc).startswith(str(p)):
-            raise
         raise SimError(f"{p}: {exc}") from None
+    layout, is_sim, noise = _layout_for(p, ep, task_, notes)
     cmd, st = ep.commands, ep.states
     t_start = int(cmd.stamps[0])
     t_end = max(int(cmd.stamps[-1]), int(st.stamps[-1]))
@@ -242,14 +237,7 @@ def replay(path: str | Path, *, task: str | None = None) -> ReplayReport:
             sim_q[i] = scene.qpos()
             scene.set_ctrl(held)
             scene.step()
-        success: bool | None = None
-        failed, reason = "", ""
-        try:
-            outcome = _task_module().get_task(name).check(scene)
-            success, failed, reason = bool(outcome.success), outcome.failed_subtask, \
-                outcome.reason
-        except ModuleNotFoundError:
-            notes.append("the task predicates (sim.tasks) are not installed")
+        outcome = task_.check(scene)
     inside = (st.stamps >= t_start) & (st.stamps <= t_end)
     k = np.rint((st.stamps[inside] - t_start) / STEP_NS).astype(np.int64)
     k = np.clip(k, 0, steps - 1)
@@ -274,8 +262,9 @@ def replay(path: str | Path, *, task: str | None = None) -> ReplayReport:
         path=str(p), task=name, sim_episode=is_sim, steps=steps,
         duration_s=steps * STEP_NS / 1e9, commands=len(cmd.stamps), compared=int(inside.sum()),
         joints=compared_joints, max_joint_error_rad=max_err, rms_joint_error_rad=rms,
-        worst_joint=worst, worst_at_s=worst_at, success=success, failed_subtask=failed,
-        reason=reason, recorded_outcome=facts.get("outcome", ""),
+        worst_joint=worst, worst_at_s=worst_at, success=bool(outcome.success),
+        failed_subtask=outcome.failed_subtask, reason=outcome.reason,
+        recorded_outcome=facts.get("outcome", ""),
         sensor_noise_std_rad=noise, notes=tuple(notes), joint_max_error_rad=per_joint)
 
 

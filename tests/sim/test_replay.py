@@ -81,11 +81,11 @@ def test_changed_commands_show_as_drift(tmp_path: Path) -> None:
                              metadata={SIM_METADATA: provenance_record(trace, d)})
     assert replay(tmp_path / "s" / info.file).max_joint_error_rad == 0.0
     report = replay(tmp_path / "o" / bad.file)
-    assert report.worst_joint == "right_elbow_joint"
     errors = report.joint_max_error_rad
-    assert max(errors, key=errors.__getitem__) == "right_elbow_joint"
-    assert errors["left_elbow_joint"] < 0.01
-    assert 0.02 < report.max_joint_error_rad < 0.15
+    assert 0.05 < errors["right_elbow_joint"] < 0.15
+    assert report.worst_joint.startswith("right_")  # the right arm drifts, the left does not
+    assert report.max_joint_error_rad == max(errors.values())
+    assert max(v for k, v in errors.items() if k.startswith("left_")) < 0.01
 
 
 def test_a_file_that_is_not_an_mcap_is_named(tmp_path: Path) -> None:
@@ -148,3 +148,16 @@ def test_a_damaged_chunk_is_named(tmp_path: Path) -> None:
     bad.write_bytes(bytes(data))
     with pytest.raises(SimError, match=f"{bad}: damaged or unreadable MCAP"):
         replay(bad)
+
+
+def test_an_unknown_task_is_named_with_the_file(tmp_path: Path) -> None:
+    d = draw("pick_place", 3, layout=LAYOUT)
+    session = Session(tmp_path / "r", load_profile("humanoid"))
+    session.start_episode("juggle", "op", at_ns=SIM_EPOCH_NS)
+    for m in render_episode(scripted_trace(d.layout, 30), d, cameras=False,
+                            profile=session.profile, t0_ns=SIM_EPOCH_NS):
+        session.write(m.topic, m.data, m.log_time, m.publish_time)
+    info = session.stop_episode(at_ns=SIM_EPOCH_NS + 30 * 2_000_000)
+    path = tmp_path / "r" / info.file
+    with pytest.raises(SimError, match=f"{path}: .*'juggle'.*pick_place"):
+        replay(path)
