@@ -172,3 +172,21 @@ def test_without_an_episode_count_the_source_runs_until_closed(
             source.close()
     assert len(source.attempts) == 3
     assert source.is_closed()
+
+
+def test_cameras_are_recorded_up_to_the_stop(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from recorder.session import Session
+
+    monkeypatch.setattr("sim.randomize._default_layout", lambda task: LAYOUT)
+    profile = sim_profile()
+    session = Session(tmp_path / "s", profile)
+
+    def short(task: str, layout: Layout, seed: int) -> Trace:
+        return scripted_trace(layout, 60, seed=seed)
+
+    source = SimSource(profile, episodes=1, runner=short, image_size=(64, 48))
+    done = Recorder(session, source, Plan(episodes=1)).run(handle_signals=False)
+    assert len(done) == 1 and not done[0].flagged, done[0].flags
+    for cam in ("head", "left_wrist", "right_wrist"):
+        assert done[0].counts[f"/camera/{cam}/image_raw/compressed"] >= 6  # 0.22 s at 30 Hz
