@@ -10,8 +10,9 @@ stamp and checks the task's success predicate at the end.
   layout of its draw, the scene's reset state. Replayed against itself its error is the
   recorded sensor noise alone (zero for a draw without noise).
 - A real recording: the task from the episode metadata (or the caller), the task's default
-  layout with each object's first pose on ``/tf`` (child frame = the object's name), and
-  the robot started at the first recorded joint state.
+  layout with each object's first pose on ``/tf`` (child frame = the object's name, parent
+  one of ``WORLD_FRAMES`` or ``pelvis``), and the robot started at the first recorded
+  joint state.
 
 A test-site engineer reads the drift (``max_joint_error_rad``, ``rms_joint_error_rad``, the
 worst joint and when) and whether the task succeeded in the simulator.
@@ -31,7 +32,7 @@ import numpy as np
 
 from recorder.contract import EPISODE_METADATA, SIM_METADATA
 
-from .episode import STEP_NS, WORLD_FRAME
+from .episode import BIN_FRAME, PELVIS_FRAME, STEP_NS, WORLD_FRAME, quat_mul, quat_rotate
 from .errors import SimError
 from .randomize import Draw
 from .scenes import Layout, Scene, profile_joint_names
@@ -41,6 +42,8 @@ MCAP_MAGIC = b"\x89MCAP0\r\n"
 COMMANDS_TOPIC = "/joint_commands"
 STATES_TOPIC = "/joint_states"
 TF_TOPIC = "/tf"
+#: parent frames on /tf taken as the simulator's world (a motion-capture or map frame)
+WORLD_FRAMES = (WORLD_FRAME, "map", "odom", "mocap")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +72,15 @@ class ReplayReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
     #: the largest error of each joint compared, rad
     joint_max_error_rad: dict[str, float] = field(default_factory=dict)
+    #: where each object started in the replayed scene (world x, y, m)
+    object_xy: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-able data (``demofab sim replay --json``)."""
         out = asdict(self)
         out["notes"] = list(self.notes)
         out["joint_max_error_rad"] = dict(self.joint_max_error_rad)
+        out["object_xy"] = {k: list(v) for k, v in self.object_xy.items()}
         return out
 
 
@@ -89,7 +95,8 @@ class _Episode:
     metadata: dict[str, dict[str, str]]
     commands: _Stream
     states: _Stream
-    first_poses: dict[str, tuple[np.ndarray, np.ndarray]]  # child frame -> (pos, quat wxyz)
+    #: child frame -> (parent frame, pos, quat wxyz), the first of each on /tf
+    first_poses: dict[str, tuple[str, np.ndarray, np.ndarray]]
 
 
 def _read(path: Path, joints: list[str]) -> _Episode:
@@ -110,7 +117,7 @@ def _read(path: Path, joints: list[str]) -> _Episode:
         raise SimError(f"{path}: not an MCAP file (it does not start with the MCAP magic)")
     index = {name: i for i, name in enumerate(joints)}
     rows: dict[str, list[tuple[int, np.ndarray]]] = {COMMANDS_TOPIC: [], STATES_TOPIC: []}
-    first: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    first: dict[str, tuple[str, np.ndarray, np.ndarray]] = {}
     stores: dict[int, SchemaStore] = {}
     try:
         with path.open("rb") as f:
@@ -130,9 +137,11 @@ def _read(path: Path, joints: list[str]) -> _Episode:
                 msg = store.deserialize(message.data)
                 if channel.topic == TF_TOPIC:
                     for t in msg.transforms:
-                        if t.child_frame_id not in first and t.header.frame_id == WORLD_FRAME:
+                        if t.child_frame_id not in first and \
+                                t.header.frame_id in (*WORLD_FRAMES, PELVIS_FRAME):
                             tr, r = t.transform.translation, t.transform.rotation
-                            first[t.child_frame_id] = (np.array([tr.x, tr.y, tr.z]),
+                            first[t.child_frame_id] = (t.header.frame_id,
+                                                       np.array([tr.x, tr.y, tr.z]),
                                                        np.array([r.w, r.x, r.y, r.z]))
                     continue
                 stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -180,9 +189,21 @@ def _layout_for(path: Path, ep: _Episode, task: Task,
         d = Draw.from_dict(raw, where)
         return d.layout, True, d.sensor_noise.joint_position_std_rad
     layout = task.default_layout()
+    with Scene(layout) as scene:
+        pelvis = scene.body_pose(PELVIS_FRAME)
+
+    def world(name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        got = ep.first_poses.get(name)
+        if got is None:
+            return None
+        parent, pos, quat = got
+        if parent == PELVIS_FRAME:  # the robot's frame: fixed in the simulator's world
+            return pelvis[0] + quat_rotate(pelvis[1], pos), quat_mul(pelvis[1], quat)
+        return pos, quat
+
     objects = []
     for o in layout.objects:
-        pose = ep.first_poses.get(o.name)
+        pose = world(o.name)
         if pose is None:
             notes.append(f"object {o.name!r} is not on {TF_TOPIC}: its default place is used")
             objects.append(o)
@@ -191,8 +212,9 @@ def _layout_for(path: Path, ep: _Episode, task: Task,
         yaw = math.atan2(2 * (q[0] * q[3] + q[1] * q[2]), 1 - 2 * (q[2] ** 2 + q[3] ** 2))
         objects.append(replace(o, xy=(float(pos[0]), float(pos[1])), yaw=yaw))
     bin_spec = layout.bin
-    if bin_spec is not None and "bin" in ep.first_poses:
-        pos = ep.first_poses["bin"][0]
+    bin_pose = world(BIN_FRAME)
+    if bin_spec is not None and bin_pose is not None:
+        pos = bin_pose[0]
         bin_spec = replace(bin_spec, xy=(float(pos[0]), float(pos[1])))
     return replace(layout, objects=tuple(objects), bin=bin_spec), False, 0.0
 
@@ -265,7 +287,8 @@ def replay(path: str | Path, *, task: str | None = None) -> ReplayReport:
         worst_joint=worst, worst_at_s=worst_at, success=bool(outcome.success),
         failed_subtask=outcome.failed_subtask, reason=outcome.reason,
         recorded_outcome=facts.get("outcome", ""),
-        sensor_noise_std_rad=noise, notes=tuple(notes), joint_max_error_rad=per_joint)
+        sensor_noise_std_rad=noise, notes=tuple(notes), joint_max_error_rad=per_joint,
+        object_xy={o.name: o.xy for o in layout.objects})
 
 
 def _start_at(scene: Scene, joints: list[str], states: _Stream, t_start: int) -> None:
@@ -280,5 +303,5 @@ def _start_at(scene: Scene, joints: list[str], states: _Stream, t_start: int) ->
     mujoco.mj_forward(scene.model, scene.data)
 
 
-__all__ = ["COMMANDS_TOPIC", "MCAP_MAGIC", "STATES_TOPIC", "TF_TOPIC", "ReplayReport",
+__all__ = ["COMMANDS_TOPIC", "MCAP_MAGIC", "STATES_TOPIC", "TF_TOPIC", "WORLD_FRAMES", "ReplayReport",
            "replay"]

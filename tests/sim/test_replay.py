@@ -161,3 +161,36 @@ def test_an_unknown_task_is_named_with_the_file(tmp_path: Path) -> None:
     path = tmp_path / "r" / info.file
     with pytest.raises(SimError, match=f"{path}: .*'juggle'.*pick_place"):
         replay(path)
+
+
+def test_object_poses_relative_to_the_pelvis_are_placed_in_the_world(tmp_path: Path) -> None:
+    from recorder.types import deserialize, serialize
+    from sim.episode import relative_pose
+
+    tasks = pytest.importorskip("sim.tasks")
+    d = draw("pick_place", 3, no_randomization(),
+             layout=tasks.get_task("pick_place").default_layout())
+    session = Session(tmp_path / "r", load_profile("humanoid"))
+    session.start_episode("pick_place", "op", at_ns=SIM_EPOCH_NS)
+    pelvis = None
+    for m in render_episode(scripted_trace(d.layout, 40), d, cameras=False,
+                            profile=session.profile, t0_ns=SIM_EPOCH_NS):
+        data = m.data
+        if m.topic == "/tf":  # a rig whose perception gives object poses in the robot frame
+            msg = deserialize(m.data, "tf2_msgs/msg/TFMessage")
+            for t in msg.transforms:
+                tr, r = t.transform.translation, t.transform.rotation
+                pose = (np.array([tr.x, tr.y, tr.z]), np.array([r.w, r.x, r.y, r.z]))
+                if t.child_frame_id == "pelvis":
+                    pelvis = pose
+                elif t.header.frame_id == "world" and pelvis is not None:
+                    pos, _ = relative_pose(pelvis, pose)
+                    t.header.frame_id = "pelvis"
+                    tr.x, tr.y, tr.z = (float(v) for v in pos)
+            data = serialize(msg, "tf2_msgs/msg/TFMessage")
+        session.write(m.topic, data, m.log_time, m.publish_time)
+    info = session.stop_episode(at_ns=SIM_EPOCH_NS + 40 * 2_000_000)
+    report = replay(tmp_path / "r" / info.file)
+    cube = d.layout.object("cube").xy
+    assert report.object_xy["cube"] == pytest.approx(cube, abs=1e-6)
+    assert report.as_dict()["object_xy"]["cube"] == pytest.approx(list(cube), abs=1e-6)
