@@ -356,3 +356,25 @@ def test_the_joint_state_template_writes_what_rosbags_writes(velocities: bool,
         want = serialize(msg, "sensor_msgs/msg/JointState")
         got = template.build(stamp, q, dq if velocities else None, tau if efforts else None)
         assert got == want
+
+
+def joint_state_digest(seed: int) -> str:
+    """sha256 of an episode's /joint_states bytes and log times (run in a child process)."""
+    import hashlib
+
+    d = draw("pick_place", seed, layout=LAYOUT)
+    h = hashlib.sha256()
+    for m in render_episode(scripted_trace(d.layout, 80), d, cameras=False, t0_ns=T0):
+        if m.topic == "/joint_states":
+            h.update(m.data)
+            h.update(m.log_time.to_bytes(8, "little"))
+    return h.hexdigest()
+
+
+def test_another_process_records_the_same_joint_state_bytes() -> None:
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        theirs = pool.apply(joint_state_digest, (6,))
+    assert theirs == joint_state_digest(6)
+    assert joint_state_digest(7) != theirs
