@@ -784,14 +784,20 @@ def symmetric_pose(obj_new: np.ndarray, obj_src: np.ndarray, half_size: Sequence
 
 
 def select_source(sources: Sequence[SourceDemo], first_object: np.ndarray,
-                  rng: np.random.Generator, options: MultiplyOptions) -> int:
-    """The index of the source demonstration to use (seeded by ``rng``)."""
+                  rng: np.random.Generator, options: MultiplyOptions,
+                  pelvis: np.ndarray | None = None) -> int:
+    """The index of the source demonstration to use (seeded by ``rng``): at random, or
+    (``nearest``) at random among the ``nn_k`` sources whose first segment's object
+    started nearest ``first_object`` (its world pose in the new scene; ``pelvis``, the
+    scene's pelvis pose, places sources recorded relative to the pelvis)."""
     if options.selection == "random" or len(sources) == 1:
         return int(rng.integers(len(sources)))
     dists = []
     for s in sources:
         seg = s.segments[0]
         src = s.objects[seg.object].at(seg.start_ns)[0]
+        if s.frame == PELVIS_FRAME and pelvis is not None:
+            src = pelvis @ src
         dists.append(float(np.linalg.norm(src[:3, 3] - first_object[:3, 3])))
     order = np.argsort(dists, kind="stable")[: max(1, options.nn_k)]
     return int(order[int(rng.integers(len(order)))])
@@ -971,7 +977,8 @@ def generate_attempt(sources: Sequence[SourceDemo], task: str | Any, layout: Lay
     try:
         executor = expert.Executor(scene, ik_mod.HandIK(scene, tolerance_m=opts.ik_tolerance_m))
         first = t.subtasks[0]
-        pick = select_source(sources, _scene_object_pose(scene, first.object), rng, opts)
+        pick = select_source(sources, _scene_object_pose(scene, first.object), rng, opts,
+                             _scene_object_pose(scene, PELVIS_FRAME))
         demo = sources[pick]
         to_world = _to_world(scene, demo)
         closure_now: dict[str, float] = {side: 0.0 for side in SIDES}

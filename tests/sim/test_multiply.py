@@ -483,6 +483,39 @@ def test_a_blended_segment_leaves_from_the_previous_carry_over_and_arrives_exact
     np.testing.assert_allclose(invert(cube_new) @ wp[-1], GRASP, atol=1e-9)
 
 
+def _shifted(demo: SourceDemo, dx: float) -> SourceDemo:
+    """``demo`` with its cube (and everything) moved ``dx`` along x."""
+    from dataclasses import replace
+
+    from sim.multiply import PoseTrack
+
+    def moved(tr: PoseTrack) -> PoseTrack:
+        return PoseTrack(tr.times_ns, tr.pos + [dx, 0.0, 0.0], tr.quat)
+
+    return replace(demo, path=f"{demo.path}+{dx}",
+                   objects={k: moved(v) for k, v in demo.objects.items()},
+                   palms={k: moved(v) for k, v in demo.palms.items()})
+
+
+def test_sources_are_picked_at_random_or_nearest_the_new_object(source: SourceDemo) -> None:
+    from sim.multiply import select_source
+
+    sources = [_shifted(source, dx) for dx in (-0.1, 0.0, 0.1)]
+    pelvis = pose_matrix(np.array([0, 0, PELVIS_Z]), np.array([1.0, 0, 0, 0]))
+    new_cube = pose_matrix(np.array([0.5, -0.14, 0.72]), yaw_quat(0.0))  # world
+    near = MultiplyOptions(selection="nearest", nn_k=1)
+    assert {select_source(sources, new_cube, np.random.default_rng(i), near, pelvis)
+            for i in range(10)} == {2}
+    two = MultiplyOptions(selection="nearest", nn_k=2)
+    assert {select_source(sources, new_cube, np.random.default_rng(i), two, pelvis)
+            for i in range(30)} == {1, 2}
+    picks = [select_source(sources, new_cube, np.random.default_rng(i), MultiplyOptions())
+             for i in range(30)]
+    assert set(picks) == {0, 1, 2}
+    assert picks == [select_source(sources, new_cube, np.random.default_rng(i),
+                                   MultiplyOptions()) for i in range(30)]
+
+
 def test_options_are_checked() -> None:
     with pytest.raises(SimError, match="selection 'best' is not random or nearest"):
         MultiplyOptions(selection="best")
