@@ -32,7 +32,6 @@ termination signal); the last subtask runs to the end of the episode.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -51,7 +50,10 @@ from recorder.errors import RecorderError
 from recorder.types import schema_store
 
 from .errors import SimError
-from .scenes import PALM_OFFSET, SIDES, Layout
+from .expert import Executor
+from .ik import HandIK, Unreachable
+from .scenes import PALM_OFFSET, SIDES, Layout, Scene
+from .tasks import Outcome, Subtask, Task, get_task
 from .trace import Trace
 
 # -- SE(3) -----------------------------------------------------------------------------
@@ -276,10 +278,8 @@ class SourceDemo:
         raise SimError(f"{self.path}: source has no segment for subtask {subtask!r}")
 
 
-def _resolve_task(task: str | Any) -> Any:
-    if isinstance(task, str):
-        return importlib.import_module("sim.tasks").get_task(task)
-    return task
+def _resolve_task(task: str | Task) -> Task:
+    return get_task(task) if isinstance(task, str) else task
 
 
 #: palm frames on /tf, in order of preference; the wrist-yaw link is used with the palm
@@ -534,7 +534,7 @@ def _find_frame(tree: _TfTree, patterns: Sequence[str], **names: str) -> str | N
     return None
 
 
-def load_source(path: str | Path, task: str | Any) -> SourceDemo:
+def load_source(path: str | Path, task: str | Task) -> SourceDemo:
     """Read one source episode (an MCAP file from the simulator or from a real rig) for
     ``task`` (a name or a ``sim.tasks.Task``).
 
@@ -623,7 +623,7 @@ def load_source(path: str | Path, task: str | Any) -> SourceDemo:
                       closure, segments, frames, targets)
 
 
-def _segments(path: Path, task: Any, events: list[dict[str, Any]], streams: list[StreamData],
+def _segments(path: Path, task: Task, events: list[dict[str, Any]], streams: list[StreamData],
               start_ns: int, end_ns: int, md: dict[str, str]) -> tuple[SourceSegment, ...]:
     subtasks = list(task.subtasks)
     marks = [e for e in events if e["kind"] == event_name(EventKind.SUBTASK)
@@ -666,7 +666,7 @@ def _segments(path: Path, task: Any, events: list[dict[str, Any]], streams: list
     return tuple(out)
 
 
-def _segment_by_hands(path: Path, subtasks: list[Any], streams: list[StreamData],
+def _segment_by_hands(path: Path, subtasks: list[Subtask], streams: list[StreamData],
                       start_ns: int, end_ns: int) -> list[tuple[int, str]]:
     """Subtask ends from curation's grasp and release detection on each arm's fingers:
     a subtask ends at the first grasp or release of one of its arms after the previous
@@ -724,9 +724,7 @@ class MultiplyOptions:
     - ``ik_tolerance_m``: how far IK may leave a palm from its waypoint before the
       waypoint counts as missed (a squeeze puts the targets inside the object, the
       collision limits hold a hand off the table); ``max_misses``: missed waypoints in a
-      row (each is skipped) before the attempt fails.
-    - ``settle_s``: the hold before the final check when the task names none (its
-      ``hold_s``)."""
+      row (each is skipped) before the attempt fails."""
 
     rate_hz: float = 100.0
     interpolation_steps: int = 5
@@ -739,7 +737,6 @@ class MultiplyOptions:
     nn_k: int = 3
     symmetric_objects: bool = True
     check_subtasks: bool = True
-    settle_s: float = 0.5
     max_misses: int = 10
     eef: str = "palms"
     blend: bool = True
@@ -924,7 +921,7 @@ def plan_segment(demo: SourceDemo, seg: SourceSegment, to_world: np.ndarray,
                           transform, obj_src, obj_new, turn, ramp)
 
 
-def _scene_object_pose(scene: Any, name: str) -> np.ndarray:
+def _scene_object_pose(scene: Scene, name: str) -> np.ndarray:
     pos, quat = scene.body_pose(name)
     return pose_matrix(pos, quat)
 
@@ -938,7 +935,7 @@ def _half_size(layout: Layout, name: str) -> tuple[float, ...] | None:
     return None
 
 
-def _to_world(scene: Any, demo: SourceDemo) -> np.ndarray:
+def _to_world(scene: Scene, demo: SourceDemo) -> np.ndarray:
     if demo.frame == PELVIS_FRAME:
         return _scene_object_pose(scene, PELVIS_FRAME)
     return np.eye(4)
@@ -948,7 +945,7 @@ def _list(m: np.ndarray) -> list[list[float]]:
     return [[float(x) for x in row] for row in np.asarray(m)]
 
 
-def generate_attempt(sources: Sequence[SourceDemo], task: str | Any, layout: Layout,
+def generate_attempt(sources: Sequence[SourceDemo], task: str | Task, layout: Layout,
                      seed: int, options: MultiplyOptions | None = None) -> Trace:
     """One multiplied demonstration attempt in a scene built from ``layout``.
 
@@ -969,13 +966,10 @@ def generate_attempt(sources: Sequence[SourceDemo], task: str | Any, layout: Lay
     for s in sources:
         if s.task != t.name:
             raise SimError(f"{s.path}: source was loaded for task {s.task}, not {t.name}")
-    scenes = importlib.import_module("sim.scenes")
-    ik_mod = importlib.import_module("sim.ik")
-    expert = importlib.import_module("sim.expert")
     rng = np.random.default_rng(seed)
-    scene = scenes.Scene(layout)
+    scene = Scene(layout)
     try:
-        executor = expert.Executor(scene, ik_mod.HandIK(scene, tolerance_m=opts.ik_tolerance_m))
+        executor = Executor(scene, HandIK(scene, tolerance_m=opts.ik_tolerance_m))
         first = t.subtasks[0]
         pick = select_source(sources, _scene_object_pose(scene, first.object), rng, opts,
                              _scene_object_pose(scene, PELVIS_FRAME))
@@ -1021,7 +1015,7 @@ def generate_attempt(sources: Sequence[SourceDemo], task: str | Any, layout: Lay
                 if sub is not t.subtasks[-1] and not t.check_subtask(scene, sub.name):
                     pending.append(sub.name)
         if outcome is None:
-            executor.hold(float(getattr(t, "hold_s", opts.settle_s)))
+            executor.hold(t.hold_s)
             outcome = t.check(scene)
             if not outcome.success and pending:
                 why = t.subtask_outcome(scene, pending[0]).reason
@@ -1039,22 +1033,20 @@ def generate_attempt(sources: Sequence[SourceDemo], task: str | Any, layout: Lay
         scene.close()
 
 
-def _outcome(subtask: str, reason: str) -> Any:
-    tasks = importlib.import_module("sim.tasks")
-    return tasks.Outcome(False, subtask, reason)
+def _outcome(subtask: str, reason: str) -> Outcome:
+    return Outcome(False, subtask, reason)
 
 
 #: waypoints between checks of the predicates still pending during a segment
 _CHECK_EVERY = 10
 
 
-def _execute(executor: Any, plan: PlannedSegment, opts: MultiplyOptions, task: Any,
-             scene: Any, pending: list[str]) -> str:
+def _execute(executor: Executor, plan: PlannedSegment, opts: MultiplyOptions, task: Task,
+             scene: Scene, pending: list[str]) -> str:
     """Run a planned segment waypoint by waypoint; the reason it stopped, "" if it ran.
     A waypoint IK cannot reach is skipped (the arm goes on to the next); ``max_misses``
     in a row, or a missed last waypoint, end the attempt. Pending predicates are checked
     every few waypoints and dropped once they hold."""
-    ik_mod = importlib.import_module("sim.ik")
     dt = 1.0 / opts.rate_hz
     arms = list(plan.waypoints)
     k = len(plan.waypoints[arms[0]])
@@ -1065,7 +1057,7 @@ def _execute(executor: Any, plan: PlannedSegment, opts: MultiplyOptions, task: A
         try:
             executor.move(targets, dt, hands=hands)
             misses = 0
-        except ik_mod.Unreachable as exc:
+        except Unreachable as exc:
             misses += 1
             if misses > opts.max_misses or i == k - 1:
                 return f"IK: {exc} (waypoint {i + 1} of {k})"

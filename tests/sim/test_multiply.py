@@ -6,7 +6,6 @@ segment in a new scene."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ from sim.multiply import (
     symmetric_pose,
     transform_segment,
 )
+from sim.tasks import get_task
 
 T0 = 1_700_000_000_000_000_000
 PELVIS_Z = 0.793
@@ -52,25 +52,7 @@ def random_pose(rng: np.random.Generator) -> np.ndarray:
     return pose_matrix(rng.uniform(-1, 1, 3), q / np.linalg.norm(q))
 
 
-@dataclass(frozen=True)
-class Sub:
-    """A subtask as ``sim.tasks.Subtask`` describes it."""
-
-    name: str
-    object: str
-    arms: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PickPlace:
-    """The pick-and-place task's subtask structure, as ``sim.tasks`` gives it."""
-
-    name: str = "pick_place"
-    subtasks: tuple[Sub, ...] = (Sub("grasp", "cube", ("right",)),
-                                 Sub("place", "bin", ("right",)))
-
-
-PICK_PLACE = PickPlace()
+PICK_PLACE = get_task("pick_place")
 #: source scene: cube and bin in the world, right palm path (world) and closure over time
 CUBE0 = pose_matrix(np.array([0.42, -0.14, 0.72]), yaw_quat(0.15))
 BIN0 = pose_matrix(np.array([0.45, 0.16, 0.70]), yaw_quat(0.0))
