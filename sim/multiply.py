@@ -723,8 +723,10 @@ class MultiplyOptions:
       ``generate_attempt``), which saves the rest of a failed attempt.
     - ``ik_tolerance_m``: how far IK may leave a palm from its waypoint before the
       waypoint counts as missed (a squeeze puts the targets inside the object, the
-      collision limits hold a hand off the table); ``max_misses``: missed waypoints in a
-      row (each is skipped) before the attempt fails."""
+      collision limits hold a hand off the table), and ``approach_tolerance_m`` while it
+      moves in free space (bridges and approaches, before the hand closes or opens: the
+      arm does its best and catches up, as a teleoperated arm does); ``max_misses``:
+      missed waypoints in a row (each is skipped) before the attempt fails."""
 
     rate_hz: float = 100.0
     interpolation_steps: int = 5
@@ -741,6 +743,7 @@ class MultiplyOptions:
     eef: str = "palms"
     blend: bool = True
     ik_tolerance_m: float = 0.03
+    approach_tolerance_m: float = 0.08
 
     def __post_init__(self) -> None:
         if self.rate_hz <= 0 or self.interpolation_steps < 0 or self.fixed_steps < 0:
@@ -839,8 +842,16 @@ class PlannedSegment:
     obj_src: np.ndarray
     obj_new: np.ndarray
     symmetry_turn: float
-    #: per arm, the source waypoint from which the carry-over is this segment's own
+    #: per arm, the source waypoint where the approach ends (the hand starts to close or
+    #: open, or comes nearest the object): the blend is done there, and the waypoints
+    #: before it (and the bridge) are free-space motion
     blend_end: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def free_waypoints(self) -> int:
+        """Waypoints from the start that move in free space (bridge, held steps and the
+        approach of every arm)."""
+        return self.bridge + self.fixed + min(self.blend_end.values(), default=0)
 
 
 def blend_weights(dist: np.ndarray, closure: np.ndarray, *, threshold: float = 0.05
@@ -896,13 +907,13 @@ def plan_segment(demo: SourceDemo, seg: SourceSegment, to_world: np.ndarray,
     transform = object_transform(obj_src, obj_new)
     src = {a: to_world @ demo.eef(a, options.eef).at(times) for a in seg.arms}
     eef = {a: transform @ src[a] for a in seg.arms}
-    ramp = {a: 0 for a in seg.arms}
     closure = {a: demo.closure_at(a, times) for a in seg.arms}
-    if options.blend and previous is not None:
-        for a in seg.arms:
-            w = blend_weights(np.linalg.norm(src[a][:, :3, 3] - obj_src[:3, 3], axis=1),
-                              closure[a])
-            ramp[a] = int(np.argmax(w >= 1.0))
+    ramp = {}
+    for a in seg.arms:
+        w = blend_weights(np.linalg.norm(src[a][:, :3, 3] - obj_src[:3, 3], axis=1),
+                          closure[a])
+        ramp[a] = int(np.argmax(w >= 1.0))
+        if options.blend and previous is not None:
             eef[a] = blend_poses(previous.get(a, np.eye(4)) @ src[a], eef[a], w)
     bridge = max(bridge_steps(current[a], eef[a][0], options) for a in seg.arms)
     waypoints, closures = {}, {}
@@ -1051,18 +1062,24 @@ def _execute(executor: Executor, plan: PlannedSegment, opts: MultiplyOptions, ta
     arms = list(plan.waypoints)
     k = len(plan.waypoints[arms[0]])
     misses = 0
-    for i in range(k):
-        targets = {a: matrix_pose(plan.waypoints[a][i]) for a in arms}
-        hands = {a: float(plan.closure[a][i]) for a in arms}
-        try:
-            executor.move(targets, dt, hands=hands)
-            misses = 0
-        except Unreachable as exc:
-            misses += 1
-            if misses > opts.max_misses or i == k - 1:
-                return f"IK: {exc} (waypoint {i + 1} of {k})"
-        if pending and i % _CHECK_EVERY == 0:
-            pending[:] = [n for n in pending if not task.check_subtask(scene, n)]
+    ik = executor.ik
+    strict = ik.tolerance_m
+    try:
+        for i in range(k):
+            ik.tolerance_m = opts.approach_tolerance_m if i < plan.free_waypoints else strict
+            targets = {a: matrix_pose(plan.waypoints[a][i]) for a in arms}
+            hands = {a: float(plan.closure[a][i]) for a in arms}
+            try:
+                executor.move(targets, dt, hands=hands)
+                misses = 0
+            except Unreachable as exc:
+                misses += 1
+                if misses > opts.max_misses or i == k - 1:
+                    return f"IK: {exc} (waypoint {i + 1} of {k})"
+            if pending and i % _CHECK_EVERY == 0:
+                pending[:] = [n for n in pending if not task.check_subtask(scene, n)]
+    finally:
+        ik.tolerance_m = strict
     if pending:
         pending[:] = [n for n in pending if not task.check_subtask(scene, n)]
     return ""
