@@ -17,12 +17,15 @@ the palm poses of the segment are carried over to the new scene by
 where ``T_obj_src`` is the object's pose in the source at the segment's start and
 ``T_obj_new`` the object's pose in the new scene when the segment starts (so a segment
 relative to an object that the robot carries, or that an earlier segment moved, uses
-where it actually is). Between segments the palm is interpolated from where it is to the
-first transformed pose; the segment is then executed through IK and the position
-controllers in physics (``sim.expert.Executor``), the hands closing as they closed in the
-source. Bimanual segments take both arms from the same source demonstration
-(DexMimicGen), so the two hands stay coordinated. The task's predicates decide success;
-a failed attempt names the subtask and the predicate.
+where it actually is). The arm is bridged from where it is to the segment's first
+waypoint (MimicGen's interpolation steps) and, by default, the carry-over itself is blended
+from the previous segment's transform into this one's along the approach, so that the arm
+leaves by the source's own path and is on the object's before the hand closes or opens.
+The segment is executed through IK and the position controllers in physics
+(``sim.expert.Executor``), the hands closing as they closed in the source. Bimanual
+segments take both arms from the same source demonstration (DexMimicGen), so the two
+hands stay coordinated. The task's predicates decide success; a failed attempt names the
+subtask and the predicate.
 
 Conventions: poses are (position, quaternion w, x, y, z) or 4x4 homogeneous matrices;
 a SUBTASK mark labelled with a subtask's name ends that subtask (MimicGen's subtask
@@ -45,7 +48,7 @@ from curation.decode import JOINT_STATE, TF_MESSAGE, StreamData, decode_channel
 from curation.ingest import FileRecord, event_name
 from curation.mcapread import McapContent, read_mcap
 from curation.segment import Segment, detect_marks
-from recorder.contract import EPISODE_EVENT_TYPE, EPISODE_METADATA, EVENTS_TOPIC, EventKind
+from recorder.contract import EPISODE_EVENT_TYPE, EVENTS_TOPIC, EventKind
 from recorder.errors import RecorderError
 from recorder.types import schema_store
 
@@ -617,14 +620,13 @@ def load_source(path: str | Path, task: str | Task) -> SourceDemo:
     if end_ns <= start_ns:
         raise SimError(f"{p}: the episode's /tf poses span no time between its start and "
                        f"stop events")
-    md = content.metadata.get(EPISODE_METADATA, {})
-    segments = _segments(p, t, events, streams, start_ns, end_ns, md)
+    segments = _segments(p, t, events, streams, start_ns, end_ns)
     return SourceDemo(str(p), sha, t.name, reference, start_ns, end_ns, palms, tracks,
                       closure, segments, frames, targets)
 
 
 def _segments(path: Path, task: Task, events: list[dict[str, Any]], streams: list[StreamData],
-              start_ns: int, end_ns: int, md: dict[str, str]) -> tuple[SourceSegment, ...]:
+              start_ns: int, end_ns: int) -> tuple[SourceSegment, ...]:
     subtasks = list(task.subtasks)
     marks = [e for e in events if e["kind"] == event_name(EventKind.SUBTASK)
              and start_ns <= e["time_ns"] <= end_ns]
