@@ -229,6 +229,7 @@ class SourceSegment:
 
     @property
     def duration_s(self) -> float:
+        """The segment's length in seconds."""
         return (self.end_ns - self.start_ns) / 1e9
 
 
@@ -275,6 +276,7 @@ class SourceDemo:
         return out
 
     def segment(self, subtask: str) -> SourceSegment:
+        """The segment of ``subtask``; SimError naming the file when there is none."""
         for s in self.segments:
             if s.subtask == subtask:
                 return s
@@ -830,6 +832,32 @@ def bridge_steps(start: np.ndarray, end: np.ndarray, options: MultiplyOptions) -
 
 
 @dataclass(frozen=True, slots=True)
+class TrackedArm:
+    """What a ``track`` arm's waypoints are made of while the segment runs: waypoint ``i``
+    (from ``first`` + 1 on) is the source pose ``src[i - first]`` carried by the object's
+    pose now times the source object's inverse at that time, blended from ``previous``
+    by ``weights`` (all world poses, (k, 4, 4))."""
+
+    src: np.ndarray
+    obj_src: np.ndarray
+    weights: np.ndarray
+    previous: np.ndarray
+    first: int
+    half_size: tuple[float, ...] | None = None
+
+    def waypoint(self, i: int, obj_now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The world pose of waypoint ``i`` with the object at ``obj_now``, and the
+        carry-over transform it used."""
+        j = min(i - self.first, len(self.src) - 1)
+        if self.half_size is not None:
+            obj_now = symmetric_pose(obj_now, self.obj_src[j], self.half_size)[0]
+        transform = object_transform(self.obj_src[j], obj_now)
+        pose = blend_poses(self.previous @ self.src[j:j + 1], transform @ self.src[j:j + 1],
+                           self.weights[j:j + 1])[0]
+        return pose, transform
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedSegment:
     """One segment carried onto the new scene: per arm its waypoints (k, 4, 4) in the
     world and hand closures (k,), ``bridge`` of them interpolated (then ``fixed`` held)
@@ -848,6 +876,14 @@ class PlannedSegment:
     #: open, or comes nearest the object): the blend is done there, and the waypoints
     #: before it (and the bridge) are free-space motion
     blend_end: dict[str, int] = field(default_factory=dict)
+    #: per arm, how its poses are carried over: ``object`` (by the object's pose at the
+    #: segment's start), ``robot`` (kept where the source had them relative to the robot:
+    #: the arm that holds the object another arm takes) or ``track`` (relative to the
+    #: object where it is at each waypoint: the arm that takes it)
+    modes: dict[str, str] = field(default_factory=dict)
+    #: the ``track`` arms' source poses, computed into waypoints while the segment runs
+    track: dict[str, TrackedArm] = field(default_factory=dict)
+    object: str = ""
 
     @property
     def free_waypoints(self) -> int:
@@ -888,7 +924,8 @@ def plan_segment(demo: SourceDemo, seg: SourceSegment, to_world: np.ndarray,
                  obj_new: np.ndarray, current: dict[str, np.ndarray],
                  current_closure: dict[str, float], options: MultiplyOptions,
                  rng: np.random.Generator, half_size: Sequence[float] | None = None,
-                 previous: dict[str, np.ndarray] | None = None) -> PlannedSegment:
+                 previous: dict[str, np.ndarray] | None = None,
+                 holding: Sequence[str] = ()) -> PlannedSegment:
     """The waypoints of one segment in the new scene: the source palm poses of
     ``seg`` (resampled at ``options.rate_hz``), mapped to the world by ``to_world`` (the
     demonstration's reference frame in the scene), carried by
@@ -899,7 +936,14 @@ def plan_segment(demo: SourceDemo, seg: SourceSegment, to_world: np.ndarray,
     turns into this segment's along the approach (``blend_weights``): the arm leaves from
     where it is, by the source's own path, and is on the transformed path before it nears
     the object. Without, the bridge interpolates straight to the first transformed pose
-    (MimicGen)."""
+    (MimicGen).
+
+    ``holding``: the arms that hold the segment's object as it starts. In a segment where
+    one arm holds the object and another comes to take it (a handover), the holding arm
+    keeps its source poses relative to the robot (where the source presented the object,
+    a place both arms reached) and the taking arm tracks the object (``TrackedArm``): its
+    poses are relative to the object where it is at each waypoint, as they were to the
+    source object at that time."""
     n = max(2, int(round(seg.duration_s * options.rate_hz)) + 1)
     times = np.linspace(seg.start_ns, seg.end_ns, n).astype(np.int64)
     obj_src = to_world @ demo.objects[seg.object].at(seg.start_ns)[0]
@@ -910,11 +954,20 @@ def plan_segment(demo: SourceDemo, seg: SourceSegment, to_world: np.ndarray,
     src = {a: to_world @ demo.eef(a, options.eef).at(times) for a in seg.arms}
     eef = {a: transform @ src[a] for a in seg.arms}
     closure = {a: demo.closure_at(a, times) for a in seg.arms}
-    ramp = {}
+    modes = {a: "object" for a in seg.arms}
+    holders = [a for a in seg.arms if a in holding]
+    if holders and len(holders) < len(seg.arms):
+        modes = {a: "robot" if a in holders else "track" for a in seg.arms}
+    obj_track = to_world @ demo.objects[seg.object].at(times) if "track" in modes.values() \
+        else None
+    ramp, weights = {}, {}
     for a in seg.arms:
         w = blend_weights(np.linalg.norm(src[a][:, :3, 3] - obj_src[:3, 3], axis=1),
                           closure[a])
         ramp[a] = int(np.argmax(w >= 1.0))
+        weights[a] = w if options.blend and previous is not None else np.ones(len(w))
+        if modes[a] == "robot":
+            eef[a] = src[a].copy()
         if options.blend and previous is not None:
             eef[a] = blend_poses(previous.get(a, np.eye(4)) @ src[a], eef[a], w)
     bridge = max(bridge_steps(current[a], eef[a][0], options) for a in seg.arms)
@@ -930,8 +983,17 @@ def plan_segment(demo: SourceDemo, seg: SourceSegment, to_world: np.ndarray,
         waypoints[a] = np.concatenate([b, held, body[1:]])
         closures[a] = np.concatenate([bc, np.full(options.fixed_steps, closure[a][0]),
                                       closure[a][1:]])
+    track = {}
+    if obj_track is not None:
+        for a in seg.arms:
+            if modes[a] == "track":
+                prev = previous.get(a, np.eye(4)) if previous is not None else np.eye(4)
+                track[a] = TrackedArm(src[a], obj_track, weights[a], prev,
+                                      bridge + options.fixed_steps - 1,
+                                      tuple(half_size) if options.symmetric_objects and
+                                      half_size is not None else None)
     return PlannedSegment(seg.subtask, waypoints, closures, bridge, options.fixed_steps,
-                          transform, obj_src, obj_new, turn, ramp)
+                          transform, obj_src, obj_new, turn, ramp, modes, track, seg.object)
 
 
 def _scene_object_pose(scene: Scene, name: str) -> np.ndarray:
@@ -988,31 +1050,41 @@ def generate_attempt(sources: Sequence[SourceDemo], task: str | Task, layout: La
                              _scene_object_pose(scene, PELVIS_FRAME))
         demo = sources[pick]
         to_world = _to_world(scene, demo)
+        layout_objects = {o.name for o in layout.objects}
         closure_now: dict[str, float] = {side: 0.0 for side in SIDES}
         records: list[dict[str, Any]] = []
         outcome = None
         pending: list[str] = []  # subtasks whose predicate has not held since their end
         previous: dict[str, np.ndarray] = {side: np.eye(4) for side in SIDES}
+        holding: dict[str, str] = {}  # arm -> the object its hand closed on
         for sub in t.subtasks:
             seg = demo.segment(sub.name)
             current = {side: pose_matrix(*executor.targets[side]) for side in SIDES}
             plan = plan_segment(demo, seg, to_world, _scene_object_pose(scene, seg.object),
                                 current, closure_now, opts, rng,
-                                _half_size(layout, seg.object), previous)
+                                _half_size(layout, seg.object), previous,
+                                [a for a in seg.arms if holding.get(a) == seg.object])
             start_step = int(executor.step_count)
             late = list(pending)
-            failure = _execute(executor, plan, opts, t, scene, pending)
+            live: dict[str, np.ndarray] = {}
+            failure = _execute(executor, plan, opts, t, scene, pending, live)
             records.append({
                 "subtask": sub.name, "object": seg.object, "arms": list(seg.arms),
                 "source_start_ns": seg.start_ns, "source_end_ns": seg.end_ns,
                 "boundary": seg.boundary, "transform": _list(plan.transform),
                 "object_source": _list(plan.obj_src), "object_new": _list(plan.obj_new),
                 "symmetry_turn_rad": plan.symmetry_turn, "bridge_waypoints": plan.bridge,
-                "blend_waypoints": dict(plan.blend_end),
+                "blend_waypoints": dict(plan.blend_end), "modes": dict(plan.modes),
+                "tracked_transforms": {a: _list(m) for a, m in live.items()},
                 "start_step": start_step, "end_step": int(executor.step_count)})
             for a in seg.arms:
                 closure_now[a] = float(plan.closure[a][-1])
-                previous[a] = plan.transform
+                previous[a] = live.get(a, np.eye(4) if plan.modes[a] == "robot"
+                                       else plan.transform)
+                if closure_now[a] > HELD_CLOSURE and seg.object in layout_objects:
+                    holding[a] = seg.object
+                elif closure_now[a] <= HELD_CLOSURE:
+                    holding.pop(a, None)
             if failure:
                 outcome = _outcome(sub.name, failure)
                 break
@@ -1050,14 +1122,18 @@ def _outcome(subtask: str, reason: str) -> Outcome:
     return Outcome(False, subtask, reason)
 
 
+#: a hand closed at least this far at a segment's end holds the segment's object
+HELD_CLOSURE = 0.5
 #: waypoints between checks of the predicates still pending during a segment
 _CHECK_EVERY = 10
 
 
 def _execute(executor: Executor, plan: PlannedSegment, opts: MultiplyOptions, task: Task,
-             scene: Scene, pending: list[str]) -> str:
+             scene: Scene, pending: list[str], live: dict[str, np.ndarray]) -> str:
     """Run a planned segment waypoint by waypoint; the reason it stopped, "" if it ran.
-    A waypoint IK cannot reach is skipped (the arm goes on to the next); ``max_misses``
+    ``track`` arms get their waypoints from the object's pose as it runs (the transform
+    they used when their hand started to close goes into ``live``). A waypoint IK cannot
+    reach is skipped (the arm goes on to the next); ``max_misses``
     in a row, or a missed last waypoint, end the attempt. Pending predicates are checked
     every few waypoints and dropped once they hold."""
     dt = 1.0 / opts.rate_hz
@@ -1069,7 +1145,14 @@ def _execute(executor: Executor, plan: PlannedSegment, opts: MultiplyOptions, ta
     try:
         for i in range(k):
             ik.tolerance_m = opts.approach_tolerance_m if i < plan.free_waypoints else strict
-            targets = {a: matrix_pose(plan.waypoints[a][i]) for a in arms}
+            poses = {a: plan.waypoints[a][i] for a in arms}
+            for a, tracked in plan.track.items():
+                if i > tracked.first:
+                    poses[a], transform = tracked.waypoint(
+                        i, _scene_object_pose(scene, plan.object))
+                    if i - tracked.first == max(plan.blend_end[a], 1):
+                        live[a] = transform  # the carry-over when the hand closes
+            targets = {a: matrix_pose(p) for a, p in poses.items()}
             hands = {a: float(plan.closure[a][i]) for a in arms}
             try:
                 executor.move(targets, dt, hands=hands)
@@ -1088,11 +1171,11 @@ def _execute(executor: Executor, plan: PlannedSegment, opts: MultiplyOptions, ta
 
 
 __all__ = [
-    "FINGER_JOINTS", "MultiplyOptions", "OBJECT_FRAMES", "PALM_FRAMES", "PELVIS_FRAME",
-    "PlannedSegment", "PoseTrack", "SourceDemo", "SourceSegment", "WRIST_FRAME", "bridge_steps",
-    "generate_attempt", "hand_closure", "interpolate_poses",
-    "invert", "load_source", "mat_to_quat", "matrix_pose", "object_transform",
-    "plan_segment", "pose_matrix", "blend_poses", "blend_weights", "quat_to_mat",
-    "rotation_angle", "select_source",
-    "slerp", "symmetric_pose", "transform_segment",
+    "FINGER_JOINTS", "HELD_CLOSURE", "MultiplyOptions", "OBJECT_FRAMES", "PALM_FRAMES",
+    "PELVIS_FRAME", "PlannedSegment", "PoseTrack", "SourceDemo", "SourceSegment",
+    "TrackedArm", "WRIST_FRAME", "blend_poses", "blend_weights", "bridge_steps",
+    "generate_attempt", "hand_closure", "interpolate_poses", "invert", "load_source",
+    "mat_to_quat", "matrix_pose", "object_transform", "plan_segment", "pose_matrix",
+    "quat_to_mat", "rotation_angle", "select_source", "slerp", "symmetric_pose",
+    "transform_segment",
 ]

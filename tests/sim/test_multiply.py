@@ -548,6 +548,47 @@ def test_sources_are_picked_at_random_or_nearest_the_new_object(source: SourceDe
                                    MultiplyOptions()) for i in range(30)]
 
 
+def test_in_a_handover_the_holder_keeps_its_path_and_the_taker_tracks_the_object() -> None:
+    from sim.multiply import PoseTrack, SourceSegment
+
+    t = np.arange(0.0, 2.0, 0.01)
+    times = T0 + np.round(t * 1e9).astype(np.int64)
+    a = t[:, None] / 2.0
+    bar_pos = np.array([0.35, -0.10, 0.90]) + a * [0.0, 0.10, 0.05]   # carried to the midline
+    bar = pose_matrix(bar_pos, np.tile(yaw_quat(0.0), (len(t), 1)))
+    right = bar @ pose_matrix(np.array([-0.045, -0.09, 0.0]), yaw_quat(0.0))
+    left_start = pose_matrix(np.array([0.22, 0.20, 0.97]), yaw_quat(0.0))
+    left_end = bar[-1] @ pose_matrix(np.array([-0.045, 0.09, 0.0]), yaw_quat(0.0))
+    left = interpolate_poses(left_start, left_end, len(t) - 1)
+    left = np.concatenate([left_start[None], left])
+
+    def track(m: np.ndarray) -> PoseTrack:
+        pos, quat = matrix_pose(m)
+        return PoseTrack(times, pos, quat)
+
+    seg = SourceSegment("handover", "bar", ("left", "right"), int(times[0]), int(times[-1]),
+                        "episode_end")
+    demo = SourceDemo("memory", "", "handover", "world", seg.start_ns, seg.end_ns,
+                      {"left": track(left), "right": track(right)}, {"bar": track(bar)},
+                      {"left": (times, np.clip(a[:, 0] * 2 - 1.6, 0, 1)),
+                       "right": (times, np.ones(len(t)))}, (seg,))
+    moved = pose_matrix(np.array([0.02, 0.01, -0.03]), yaw_quat(0.1))
+    opts = MultiplyOptions(rate_hz=100.0, symmetric_objects=False)
+    plan = plan_segment(demo, seg, np.eye(4), moved @ bar[0], {"left": left_start,
+                        "right": right[0]}, {}, opts, np.random.default_rng(0),
+                        holding=["right"])
+    assert plan.modes == {"left": "track", "right": "robot"}
+    # the holder presents the object where the source did, relative to the robot
+    np.testing.assert_allclose(plan.waypoints["right"][plan.bridge:], right[1:], atol=1e-9)
+    # the taker goes to the object where it is now, as it went to the source object then
+    tracked = plan.track["left"]
+    for j in (40, 120, 199):
+        obj_now = moved @ bar[j]
+        pose, transform = tracked.waypoint(tracked.first + j, obj_now)
+        np.testing.assert_allclose(invert(obj_now) @ pose, invert(bar[j]) @ left[j], atol=1e-9)
+        np.testing.assert_allclose(transform, moved, atol=1e-9)
+
+
 def test_options_are_checked() -> None:
     with pytest.raises(SimError, match="selection 'best' is not random or nearest"):
         MultiplyOptions(selection="best")
