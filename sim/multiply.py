@@ -856,6 +856,12 @@ class TrackedArm:
                            self.weights[j:j + 1])[0]
         return pose, transform
 
+    def carried(self, i: int, transform: np.ndarray) -> np.ndarray:
+        """Waypoint ``i`` carried by a fixed ``transform`` (the one the hand closed with)."""
+        j = min(i - self.first, len(self.src) - 1)
+        out: np.ndarray = transform @ self.src[j]
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class PlannedSegment:
@@ -943,7 +949,8 @@ def plan_segment(demo: SourceDemo, seg: SourceSegment, to_world: np.ndarray,
     keeps its source poses relative to the robot (where the source presented the object,
     a place both arms reached) and the taking arm tracks the object (``TrackedArm``): its
     poses are relative to the object where it is at each waypoint, as they were to the
-    source object at that time."""
+    source object at that time, until its hand starts to close; from there the transform
+    it closed with is kept (a hand that holds on does not chase the object)."""
     n = max(2, int(round(seg.duration_s * options.rate_hz)) + 1)
     times = np.linspace(seg.start_ns, seg.end_ns, n).astype(np.int64)
     obj_src = to_world @ demo.objects[seg.object].at(seg.start_ns)[0]
@@ -1147,11 +1154,14 @@ def _execute(executor: Executor, plan: PlannedSegment, opts: MultiplyOptions, ta
             ik.tolerance_m = opts.approach_tolerance_m if i < plan.free_waypoints else strict
             poses = {a: plan.waypoints[a][i] for a in arms}
             for a, tracked in plan.track.items():
-                if i > tracked.first:
-                    poses[a], transform = tracked.waypoint(
-                        i, _scene_object_pose(scene, plan.object))
-                    if i - tracked.first == max(plan.blend_end[a], 1):
-                        live[a] = transform  # the carry-over when the hand closes
+                if i <= tracked.first:
+                    continue
+                if a in live:  # the hand has closed: no chasing the object from here
+                    poses[a] = tracked.carried(i, live[a])
+                    continue
+                poses[a], transform = tracked.waypoint(i, _scene_object_pose(scene, plan.object))
+                if i - tracked.first >= max(plan.blend_end[a], 1):
+                    live[a] = transform  # the carry-over when the hand starts to close
             targets = {a: matrix_pose(p) for a, p in poses.items()}
             hands = {a: float(plan.closure[a][i]) for a in arms}
             try:
