@@ -1038,9 +1038,15 @@ def generate_attempt(sources: Sequence[SourceDemo], task: str | Task, layout: La
     predicate failed; ``trace.provenance`` holds the source file (path, sha256), each
     segment's source times and transform, the seed, the task and the options.
 
+    One source serves the whole attempt, so the arms of a bimanual segment move as they
+    moved together in it (DexMimicGen). An arm whose hand ends a segment closed on a free
+    object holds it; a later segment on that object in which another arm takes it is
+    planned as a handover (``plan_segment``'s ``holding``).
+
     A subtask's predicate is checked from the end of its segment on: one that does not
     hold there yet (a grasp marked before the lift) must hold before the next segment
-    ends, else the attempt stops there, naming that subtask and its predicate."""
+    ends, else the attempt stops there, naming that subtask and its predicate. The same
+    sources, task, layout, seed and options give the same trace, step by step."""
     if not sources:
         raise SimError("multiply: no source demonstrations given")
     opts = options or MultiplyOptions()
