@@ -1,0 +1,167 @@
+"""The generation driver: what is kept does not depend on the workers, failed attempts stay
+out of the session with their reason, and a run continues where it stopped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mcap.reader import make_reader
+
+from recorder.contract import EPISODE_METADATA, read_session_state
+from sim.errors import SimError
+from sim.generate import (
+    JOURNAL_FILE,
+    Driver,
+    Journal,
+    RunSpec,
+    attempt_seed,
+    generate,
+    reason_key,
+)
+
+
+def joint_states(session: Path) -> dict[str, list[tuple[int, bytes]]]:
+    """Every /joint_states message of every episode of a session: file -> (log time, CDR)."""
+    out = {}
+    for f in sorted(session.glob("episode_*.mcap")):
+        with open(f, "rb") as fh:
+            out[f.name] = [(m.log_time, m.data) for _, _, m in
+                           make_reader(fh).iter_messages(topics=["/joint_states"])]
+    return out
+
+
+def journal(session: Path) -> list[dict]:
+    return [json.loads(line) for line in (session / JOURNAL_FILE).read_text().splitlines()]
+
+
+def attempts(session: Path) -> dict[int, dict]:
+    return {r["index"]: r for r in journal(session) if "outcome" in r}
+
+
+def test_attempt_seeds_are_reproducible_distinct_and_depend_on_the_run_seed() -> None:
+    seeds = [attempt_seed(7, i) for i in range(2000)]
+    assert seeds == [attempt_seed(7, i) for i in range(2000)]
+    assert len(set(seeds)) == len(seeds)
+    assert attempt_seed(8, 0) != seeds[0]
+    with pytest.raises(SimError, match="non-negative"):
+        attempt_seed(-1, 0)
+
+
+def test_reasons_with_different_figures_count_together() -> None:
+    assert reason_key("place", "cube 3.1 cm from the bin") == \
+        reason_key("place", "cube 12 cm from the bin") == "place: cube # cm from the bin"
+    assert reason_key("", "") == "no reason given"
+
+
+@pytest.mark.slow
+def test_one_and_two_workers_keep_the_same_episodes_bit_for_bit(tmp_path: Path) -> None:
+    spec = RunSpec("pick_place", 3, seed=11, cameras=False)
+    one = generate(spec, tmp_path / "one", workers=1)
+    two = generate(spec, tmp_path / "two", workers=2)
+    assert one.kept == two.kept == 3
+    a, b = joint_states(tmp_path / "one"), joint_states(tmp_path / "two")
+    assert list(a) == ["episode_0000.mcap", "episode_0001.mcap", "episode_0002.mcap"]
+    assert a == b and all(len(v) > 100 for v in a.values())
+    # the kept episodes are the first three successes in attempt order, in both runs
+    for out in ("one", "two"):
+        recs = attempts(tmp_path / out)
+        firsts = sorted(i for i, r in recs.items() if r["outcome"] == "success")[:3]
+        written = [r["index"] for r in journal(tmp_path / out) if "episode" in r]
+        assert written == firsts
+
+
+@pytest.mark.slow
+def test_failed_attempts_stay_out_of_the_session_with_their_reason(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    s = generate(RunSpec("pick_place", 4, seed=2, cameras=False), out, workers=1)
+    recs = attempts(out)
+    failed = [r for r in recs.values() if r["outcome"] == "failure"]
+    state = read_session_state(out)
+    assert state is not None and len(state.episodes) == 4 and not state.discarded
+    assert s.attempted == len(recs) and s.kept == 4
+    assert s.success_rate == pytest.approx(s.successes / s.attempted, abs=1e-4)
+    assert sum(s.failures_by_reason.values()) == len(failed)
+    for r in failed:
+        assert r["reason"] and "episode" not in r
+    for f in out.glob("episode_*.mcap"):  # every episode in the session is a success
+        with open(f, "rb") as fh:
+            md = {m.name: m.metadata for m in make_reader(fh).iter_metadata()}
+        assert md[EPISODE_METADATA]["outcome"] == "success"
+    kept_steps = sum(recs[r["index"]]["steps"] for r in journal(out) if "episode" in r)
+    assert s.render_saved_fraction == pytest.approx(
+        1 - kept_steps / sum(r["steps"] for r in recs.values()), abs=1e-3)
+
+
+@pytest.mark.slow
+def test_a_finished_run_reruns_as_a_no_op_and_a_larger_n_continues_it(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    generate(RunSpec("pick_place", 2, seed=5, cameras=False), out)
+    before = joint_states(out)
+    again = generate(RunSpec("pick_place", 2, seed=5, cameras=False), out)
+    assert (again.kept, again.attempted_this_run, again.kept_this_run) == (2, 0, 0)
+    more = generate(RunSpec("pick_place", 3, seed=5, cameras=False), out)
+    assert more.kept == 3 and more.resumed_episodes == 2
+    after = joint_states(out)
+    assert {k: after[k] for k in before} == before and len(after) == 3
+
+
+def test_a_directory_holding_another_run_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    Driver(RunSpec("pick_place", 2, seed=5, cameras=False), out).open()
+    with pytest.raises(SimError, match=r"holds another run \(seed 5 -> 6\)"):
+        Driver(RunSpec("pick_place", 2, seed=6, cameras=False), out).open()
+    with pytest.raises(SimError, match="cameras false -> true"):
+        Driver(RunSpec("pick_place", 2, seed=5, cameras=True), out).open()
+
+
+def test_a_directory_with_other_files_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SimError, match="not empty and holds no sim_journal.jsonl"):
+        Driver(RunSpec("pick_place", 1), tmp_path).open()
+
+
+def test_a_torn_last_journal_line_is_cut_off_and_a_bad_one_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_FILE
+    good = {"index": 0, "seed": 1, "outcome": "failure", "failed_subtask": "grasp",
+            "reason": "dropped", "steps": 10, "seconds": 0.1}
+    path.write_text(json.dumps({"run": {"seed": 1}}) + "\n" + json.dumps(good) + "\n"
+                    + '{"index": 1, "se')
+    state = Journal(path).read()
+    assert list(state.attempts) == [0] and state.attempts[0].reason == "dropped"
+    assert path.read_text().endswith("}\n")  # the next record starts on its own line
+    path.write_text(json.dumps({"run": {}}) + "\nnot json\n")
+    with pytest.raises(SimError, match=r"sim_journal.jsonl:2: not a journal record"):
+        Journal(path).read()
+
+
+def test_unknown_task_and_bad_sizes_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(SimError, match="unknown task 'stack'.*pick_place"):
+        Driver(RunSpec("stack", 1), tmp_path / "a")
+    with pytest.raises(SimError, match="--n must be 0 or more"):
+        Driver(RunSpec("pick_place", -1), tmp_path / "a")
+    with pytest.raises(SimError, match="source .*nope.mcap does not exist"):
+        Driver(RunSpec("pick_place", 1, sources=(str(tmp_path / "nope.mcap"),)), tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.slow
+def test_an_episode_cut_short_mid_write_is_dropped_and_written_again(tmp_path: Path) -> None:
+    from recorder.session import Session
+    from sim.episode import sim_profile
+
+    whole = tmp_path / "whole"
+    generate(RunSpec("pick_place", 2, seed=3, cameras=False), whole)
+    out = tmp_path / "cut"
+    generate(RunSpec("pick_place", 1, seed=3, cameras=False), out)
+    # what a kill in the middle of writing episode 1 leaves: its .part, listed as open
+    session = Session(out, sim_profile())
+    session.start_episode("pick_place", at_ns=1)
+    session.write("/joint_states", next(iter(joint_states(whole).values()))[0][1], 2)
+    assert list(out.glob("*.mcap.part"))
+    s = generate(RunSpec("pick_place", 2, seed=3, cameras=False), out)
+    assert s.kept == 2 and not list(out.glob("*.mcap.part"))
+    assert joint_states(out) == joint_states(whole)
+    state = read_session_state(out)
+    assert state is not None and not state.damaged and state.open_episode is None
