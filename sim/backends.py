@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 #: the backends by name (``--backend``)
 BACKENDS = ("local", "ray")
+#: what a worker sends once its imports are done
+READY = "ready"
+#: seconds a worker may take to start (imports, MuJoCo, the GL library)
+START_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,12 @@ def _worker_main(conn: Connection) -> None:
     from .generate import Worker
 
     worker = Worker()
+    try:
+        worker.warm()
+    except Exception as exc:  # noqa: BLE001 - the driver raises it
+        conn.send(JobFailed(_describe(exc)))
+        return
+    conn.send(READY)
     while True:
         try:
             job = conn.recv()
@@ -129,6 +139,8 @@ class LocalBackend:
         try:
             for _ in range(workers):
                 self._slots.append(self._start())
+            for slot in self._slots:
+                self._await_ready(slot)
         except BaseException:
             self.close()
             raise
@@ -140,6 +152,25 @@ class LocalBackend:
         proc.start()
         child.close()
         return _Slot(proc, parent)
+
+    def _await_ready(self, slot: _Slot) -> None:
+        """Wait until the worker has done its imports, so that start-up is not counted
+        as generation, and a worker that cannot start is an error now."""
+        ready = wait([slot.conn, slot.process.sentinel], START_TIMEOUT_S)
+        msg: Any = None
+        if slot.conn in ready:
+            try:
+                msg = slot.conn.recv()
+            except (EOFError, OSError):
+                msg = None
+        if msg == READY:
+            return
+        if isinstance(msg, JobFailed):
+            raise SimError(f"a local worker failed to start: {msg.error.splitlines()[0]}")
+        slot.process.join(timeout=1)
+        raise SimError(f"a local worker did not start within {START_TIMEOUT_S:.0f} s"
+                       if not ready else "a local worker died while starting (exit code "
+                       f"{slot.process.exitcode})")
 
     def idle(self) -> int:
         return sum(1 for s in self._slots if s.key is None)
@@ -197,6 +228,7 @@ class LocalBackend:
         slot.deaths += 1
         job = slot.job
         fresh = self._start()
+        self._await_ready(fresh)
         i = self._slots.index(slot)
         self._slots[i] = fresh
         fresh.deaths = slot.deaths
@@ -234,6 +266,11 @@ class _RayWorker:
         from .generate import Worker
 
         self.worker = Worker()
+        self.worker.warm()
+
+    def ready(self) -> str:
+        """Answers once the actor is up (its imports done)."""
+        return READY
 
     def run(self, job: Any) -> Any:
         try:
@@ -275,6 +312,11 @@ class RayBackend:
                            max_task_retries=retries)(_RayWorker)
         self._actors: list[Any] = [actor.remote() for _ in range(workers)]
         self._busy: dict[Any, tuple[int, int]] = {}  # object ref -> (key, actor index)
+        try:
+            ray.get([a.ready.remote() for a in self._actors], timeout=START_TIMEOUT_S)
+        except (ray.exceptions.RayError, TimeoutError) as exc:
+            self.close()
+            raise SimError(f"Ray actors did not start: {type(exc).__name__}: {exc}") from None
 
     def idle(self) -> int:
         return self.workers - len(self._busy)

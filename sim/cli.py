@@ -51,6 +51,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="Ray cluster to join (default: start Ray here)")
     p.add_argument("--out", required=True, metavar="SESSION_DIR",
                    help="output session; rerun the same command to continue an interrupted run")
+    p.add_argument("--max-attempts", type=int, metavar="M",
+                   help="stop after M attempts even if fewer than N were kept")
     p.add_argument("--config", metavar="YAML", help="randomization config (default: built-in)")
     p.add_argument("--no-cameras", action="store_true",
                    help="record no camera streams (physics and the other topics only)")
@@ -67,7 +69,7 @@ def _spec(args: argparse.Namespace, sources: tuple[str, ...] = ()) -> Any:
             raise SimError(f"--config {args.config} does not exist")
         config = RandomizationConfig.load(args.config)
     return RunSpec(task=args.task, n=args.n, seed=args.seed, config=config, sources=sources,
-                   cameras=not args.no_cameras)
+                   cameras=not args.no_cameras, max_attempts=args.max_attempts)
 
 
 def _generate(args: argparse.Namespace, sources: tuple[str, ...] = ()) -> int:

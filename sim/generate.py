@@ -153,6 +153,11 @@ class Worker:
     def __init__(self) -> None:
         self._sources: dict[tuple[str, tuple[str, ...]], list[SourceDemo]] = {}
 
+    def warm(self) -> None:
+        """Import what attempts and recordings need (MuJoCo, the scene, the operator, the
+        episode writer), once, before the first job."""
+        from . import episode, expert, randomize  # noqa: F401
+
     def run(self, job: AttemptJob | RecordJob) -> AttemptResult | RecordResult:
         """Run one job: an attempt (physics only) or the recording of a kept one."""
         if isinstance(job, RecordJob):
@@ -219,7 +224,9 @@ class Worker:
 @dataclass(frozen=True, slots=True)
 class RunSpec:
     """A run: ``n`` kept episodes of ``task`` from ``seed``; ``sources`` (MCAP episodes)
-    makes it a multiply run; ``config`` the randomization (None: the defaults)."""
+    makes it a multiply run; ``config`` the randomization (None: the defaults);
+    ``max_attempts`` ends the run after that many attempts even with fewer than ``n``
+    kept (like ``n``, a stopping rule: it changes how far a run goes, not its episodes)."""
 
     task: str
     n: int
@@ -227,6 +234,7 @@ class RunSpec:
     config: RandomizationConfig | None = None
     sources: tuple[str, ...] = ()
     cameras: bool = True
+    max_attempts: int | None = None
 
     @property
     def command(self) -> str:
@@ -407,6 +415,7 @@ class Summary:
     out: str
     journal: str
     n: int
+    max_attempts: int | None
     attempted: int
     kept: int
     successes: int
@@ -469,6 +478,8 @@ class Driver:
 
         if spec.n < 0:
             raise SimError(f"--n must be 0 or more, not {spec.n}")
+        if spec.max_attempts is not None and spec.max_attempts < 1:
+            raise SimError(f"--max-attempts must be at least 1, not {spec.max_attempts}")
         if spec.seed < 0:
             raise SimError(f"--seed must be 0 or more, not {spec.seed}")
         get_task(spec.task)
@@ -546,8 +557,9 @@ class Driver:
         self.outcomes[rec.index] = rec
         if rec.success:
             self.successes += 1
-        n = self.spec.n
-        while self._prefix in self.outcomes and len(self.kept) < n:
+        n, m = self.spec.n, self.spec.max_attempts
+        while self._prefix in self.outcomes and len(self.kept) < n and \
+                (m is None or self._prefix < m):
             if self.outcomes[self._prefix].success:
                 self.kept.append(self._prefix)
             self._prefix += 1
@@ -579,6 +591,8 @@ class Driver:
                         break
                     self._dispatch()
                     if not self._in_flight:
+                        if self._exhausted():
+                            break
                         raise SimError("generation stalled: nothing in flight and "
                                        f"{self.spec.n - len(self.written)} episodes to go")
                     for key, result in self._be().wait(timeout=0.5):
@@ -594,6 +608,11 @@ class Driver:
             raise SimError("the driver has no backend: call run(backend)")
         return self.backend
 
+    def _exhausted(self) -> bool:
+        """Whether ``max_attempts`` attempts are done (and with them every kept one)."""
+        m = self.spec.max_attempts
+        return m is not None and self._prefix >= m
+
     def _dispatch(self) -> None:
         n = self.spec.n
         while self._be().idle() > 0:
@@ -608,6 +627,8 @@ class Driver:
                 return
             while self._next in self.outcomes or 2 * self._next in self._in_flight:
                 self._next += 1
+            if self.spec.max_attempts is not None and self._next >= self.spec.max_attempts:
+                return
             self._submit(2 * self._next, self.job(self._next))
             self._next += 1
 
@@ -705,7 +726,8 @@ class Driver:
         core_h = wall * workers / 3600
         return Summary(
             command=self.spec.command, task=self.spec.task, out=str(self.out),
-            journal=str(self.journal.path), n=self.spec.n, attempted=len(recs),
+            journal=str(self.journal.path), n=self.spec.n,
+            max_attempts=self.spec.max_attempts, attempted=len(recs),
             kept=len(self.written), successes=self.successes,
             success_rate=round(self.successes / len(recs), 4) if recs else 0.0,
             demos_per_core_hour=round(self._kept_now / core_h, 1) if core_h > 0 else 0.0,

@@ -165,3 +165,11 @@ def test_an_episode_cut_short_mid_write_is_dropped_and_written_again(tmp_path: P
     assert joint_states(out) == joint_states(whole)
     state = read_session_state(out)
     assert state is not None and not state.damaged and state.open_episode is None
+
+
+@pytest.mark.slow
+def test_max_attempts_ends_a_run_short_with_the_same_prefix(tmp_path: Path) -> None:
+    s = generate(RunSpec("pick_place", 50, seed=4, cameras=False, max_attempts=3), tmp_path / "s",
+                 workers=2)
+    assert s.attempted == 3 and s.kept == s.successes < 50
+    assert sorted(attempts(tmp_path / "s")) == [0, 1, 2]
