@@ -429,6 +429,8 @@ class Summary:
     wall_s: float
     startup_s: float
     render_saved_fraction: float
+    attempted_steps: int
+    recorded_steps: int
     resumed_episodes: int
     attempted_this_run: int
     kept_this_run: int
@@ -738,6 +740,7 @@ class Driver:
             workers=workers, backend=self._be().name, cameras=self.spec.cameras,
             wall_s=round(wall, 3), startup_s=round(startup, 3),
             render_saved_fraction=round(1 - kept_steps / steps_all, 4) if steps_all else 0.0,
+            attempted_steps=steps_all, recorded_steps=kept_steps,
             resumed_episodes=self.resumed, attempted_this_run=self._attempted_now,
             kept_this_run=self._kept_now, physics_s=round(self._physics_s, 3),
             record_s=round(self._record_s, 3), episodes=list(self.written))
