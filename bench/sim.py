@@ -32,7 +32,10 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sim.generate import Summary
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before the first import of mujoco
 
@@ -59,12 +62,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", help="keep the work directory here")
 
 
-def _per_core_hour(s: Any) -> float:
+def _per_core_hour(s: Summary) -> float:
     run = max(s.wall_s - s.startup_s, 1e-9)
     return round(s.kept_this_run / (run * s.workers / 3600), 1)
 
 
-def _kept_per_s(s: Any) -> float:
+def _kept_per_s(s: Summary) -> float:
     return float(s.kept_this_run) / max(s.wall_s - s.startup_s, 1e-9)
 
 
@@ -87,6 +90,8 @@ def _camera_frames(path: Path) -> dict[str, tuple[int, int, int]]:
             if cam not in size:
                 img = deserialize(msg.data, "sensor_msgs/msg/CompressedImage")
                 frame = cv2.imdecode(np.frombuffer(bytes(img.data), np.uint8), cv2.IMREAD_COLOR)
+                if frame is None:
+                    raise ValueError(f"{path}: a {channel.topic} frame is not a JPEG")
                 size[cam] = (int(frame.shape[1]), int(frame.shape[0]))
     return {c: (n, *size[c]) for c, n in counts.items()}
 
