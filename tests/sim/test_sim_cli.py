@@ -49,11 +49,22 @@ def test_generate_prints_one_json_summary(tmp_path: Path) -> None:
     assert s["demos_per_core_hour"] > 0 and 0 < s["success_rate"] <= 1
 
 
+N_RESUME = 4
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("whole") / "s"
+    p = sim(*run_args(out, N_RESUME))
+    assert p.returncode == 0, p.stderr
+    return out
+
+
 @pytest.mark.slow
-def test_a_run_killed_with_sigkill_continues_to_the_same_episodes(tmp_path: Path) -> None:
-    n = 4
-    whole = sim(*run_args(tmp_path / "whole", n))
-    assert whole.returncode == 0, whole.stderr
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_a_run_killed_or_interrupted_continues_to_the_same_episodes(
+        tmp_path: Path, uninterrupted: Path, sig: signal.Signals) -> None:
+    n = N_RESUME
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "sim.cli", *run_args(out, n, "--workers", "2")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -68,15 +79,19 @@ def test_a_run_killed_with_sigkill_continues_to_the_same_episodes(tmp_path: Path
             time.sleep(0.02)
         assert proc.poll() is None, "the run ended before it could be killed"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers: its own group
-        proc.wait(timeout=30)
+        os.killpg(proc.pid, sig)  # the driver and its workers (its own group), as Ctrl-C does
+        _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130
+        assert err.decode().strip().splitlines()[-1] == \
+            "demofab sim: interrupted; run the same command again to continue"
     state = read_session_state(out)
     assert state is not None and 1 <= len(state.episodes) < n
     again = sim(*run_args(out, n, "--workers", "2", "--json"))
     assert again.returncode == 0, again.stderr
     s = json.loads(again.stdout)
     assert s["kept"] == n and s["resumed_episodes"] == len(state.episodes)
-    assert joint_states(out) == joint_states(tmp_path / "whole")
+    assert joint_states(out) == joint_states(uninterrupted)
     assert not list(out.glob(f"*{PART_SUFFIX}"))
     final = read_session_state(out)
     assert final is not None and final.open_episode is None and not final.damaged
