@@ -175,15 +175,32 @@ def cmd_show(args: argparse.Namespace) -> int:
         tt.add_row(st["name"], st["type"], str(st["count"]), str(st["measured_rate_hz"]),
                    ", ".join(st["arrays"]))
     con.print(tt)
-    et = Table("#", "episode", "task", "operator", "success", "split", "s", "score", "flags")
+    et = Table("#", "episode", "task", "operator", "success", "split", "s", "score", "flags",
+               "provenance")
     for e in s["episodes"]:
         et.add_row(str(e["index"]), e["episode_id"][:16], e["task"], e["operator"],
                    str(e["success"]), e["split"], f"{e['duration_s']:.1f}",
-                   f"{e['quality_score']:.2f}", ", ".join(e["flag_names"]) or "-")
+                   f"{e['quality_score']:.2f}", ", ".join(e["flag_names"]) or "-",
+                   provenance_line(e.get("provenance", {})))
     con.print(et)
     for line in _file_problems(s["episodes"]):
         con.print(line, markup=False, highlight=False)
     return 0
+
+
+def provenance_line(p: dict[str, Any]) -> str:
+    """Where an episode came from, in a few words: the recording's hash, or for a
+    simulated episode its seed and the source demonstrations it was multiplied from."""
+    if p.get("kind") != "sim":
+        return f"rec {str(p.get('source_sha256', ''))[:12]}"
+    sim = p.get("sim", {})
+    out = f"sim seed {sim.get('seed', '?')}"
+    sources = sim.get("sources") or []
+    if isinstance(sources, list) and sources:
+        names = [Path(str(s.get("path", s.get("file", "?")) if isinstance(s, dict) else s)).name
+                 for s in sources]
+        out += " from " + ", ".join(names)
+    return out
 
 
 def _file_problems(episodes: list[dict[str, Any]]) -> list[str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recorder.contract import EPISODE_METADATA, STATE_FILE, read_session_state
+from recorder.contract import EPISODE_METADATA, SIM_METADATA, STATE_FILE, read_session_state
 from recorder.errors import RecorderError
 
 from .config import CurateConfig
@@ -374,7 +374,21 @@ def _base_row(rec: FileRecord, seg: Segment, nsegs: int) -> dict[str, Any]:
     }
     if not row["task"]:
         row["labels_source"]["task"] = "default"
+    sim = rec.metadata.get(SIM_METADATA)
+    if sim:  # a simulated episode: its seed, draw, source demos and transforms
+        row["provenance"]["kind"] = "sim"
+        row["provenance"]["sim"] = {k: _json_value(v) for k, v in sim.items()}
     return row
+
+
+def _json_value(text: str) -> Any:
+    """A metadata value: JSON objects, lists and numbers decoded, anything else as text."""
+    if text[:1] in "{[" or text[:1].isdigit() or text[:1] == "-":
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _log_span(rec: FileRecord, seg: Segment) -> tuple[int, int]:

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Stage modules that add subcommands; a stage not yet installed is skipped.
-STAGES = ("recorder.cli", "curation.cli", "bench.cli")
+STAGES = ("recorder.cli", "curation.cli", "sim.cli", "vault.cli", "bench.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,12 +29,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     errors: tuple[type[BaseException], ...] = (RecorderError,)
-    try:
-        from curation.errors import CurationError
-
-        errors += (CurationError,)
-    except ImportError:
-        pass
+    for module, name in (("curation.errors", "CurationError"), ("sim.errors", "SimError"),
+                         ("vault.errors", "VaultError")):
+        try:
+            errors += (getattr(importlib.import_module(module), name),)
+        except ImportError:
+            pass
     try:
         return int(args.func(args) or 0)
     except errors as exc:

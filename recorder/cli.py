@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("record", help="record episodes from a source into a session directory")
     p.add_argument("--source", default="synthetic",
-                   help="synthetic (default), bag (an MCAP file, bag or session), dds")
+                   help="synthetic (default), sim (the simulated G1 operator; --task is the "
+                   "sim task), bag (an MCAP file, bag or session), dds")
     p.add_argument("--input", help="input path for --source bag")
     p.add_argument("--profile", default="humanoid", help="built-in profile name or YAML path")
     p.add_argument("--out", required=True, help="session directory (created or reopened)")
@@ -48,6 +49,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--domain-id", type=int,
                    help="--source dds: ROS 2 domain id (default: $ROS_DOMAIN_ID or 0)")
     p.add_argument("--robot-description", help="URDF or MJCF file to attach to each episode")
+    p.add_argument("--sim-config", metavar="YAML",
+                   help="--source sim: randomization config (default: the built-in one)")
+    p.add_argument("--no-cameras", action="store_true",
+                   help="--source sim: record without rendering the cameras")
     p.add_argument("--json", action="store_true", help="print the finished episodes as JSON")
     p.set_defaults(func=cmd_record)
 
@@ -116,8 +121,15 @@ def cmd_record(args: argparse.Namespace) -> int:
         source = make_source("bag", profile, path=args.input)
     elif args.source == "dds":
         source = make_source("dds", profile, domain_id=args.domain_id)
+    elif args.source == "sim":
+        source = make_source("sim", profile, task=args.task, seed=args.seed,
+                             config=args.sim_config, cameras=not args.no_cameras)
     else:
         source = make_source(args.source, profile)
+    extended = getattr(source, "profile", None)
+    if isinstance(extended, type(profile)) and extended is not profile:
+        session.adopt_profile(extended)  # e.g. the simulator's ground-truth topic
+        profile = extended
     interactive = _interactive(args)
     plan = Plan(episodes=args.episodes, episode_seconds=args.episode_seconds,
                 reset_seconds=args.reset_seconds, task=args.task, operator=args.operator,

@@ -12,7 +12,9 @@ A session directory::
       discarded/             episodes the operator discarded or re-recorded
 
 In each episode file: the Metadata records ``demofab.episode`` (the episode's facts) and
-``demofab.health``, and the episode events on ``/demofab/episode_events``.
+``demofab.health``, and the episode events on ``/demofab/episode_events``. A simulated
+episode also carries ``demofab.sim``: its provenance (task, seed, randomization draw,
+source episodes and transforms, simulator and DemoFab versions).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .errors import RecorderError
 EPISODE_METADATA = "demofab.episode"     # Metadata record: the episode's facts
 HEALTH_METADATA = "demofab.health"       # Metadata record: the recorder's health report
 RECOVERY_METADATA = "demofab.recovery"   # Metadata record of a loose file that was recovered
+SIM_METADATA = "demofab.sim"             # Metadata record of a simulated episode: its provenance
 EVENTS_TOPIC = "/demofab/episode_events"
 EPISODE_EVENT_TYPE = "demofab_msgs/msg/EpisodeEvent"
 OUTCOMES = ("success", "failure", "unknown")
@@ -214,7 +217,7 @@ def read_bag_listing(directory: Path | str) -> BagListing | None:
 
 __all__ = [
     "BAG_INFO_KEY", "BAG_METADATA", "BagListing", "CRASHED_SUFFIX", "DISCARDED_DIR",
-    "EPISODE_EVENT_TYPE", "EPISODE_METADATA", "EVENTS_TOPIC", "EpisodeInfo", "EventKind",
+    "EPISODE_EVENT_TYPE", "EPISODE_METADATA", "SIM_METADATA", "EVENTS_TOPIC", "EpisodeInfo", "EventKind",
     "HEALTH_METADATA", "MCAP_SUFFIX", "OUTCOMES", "PART_SUFFIX", "PROFILE_KEY",
     "RECOVERY_METADATA", "ROBOT_DESCRIPTION", "SESSION_FORMAT_VERSION", "SESSION_KEY",
     "STATE_FILE", "SessionState", "episode_file", "episode_index_of", "is_session",

@@ -161,7 +161,11 @@ class Controller:
 
 
 class Recorder(Controller):
-    """A controller that owns the loop: a source feeds the session."""
+    """A controller that owns the loop: a source feeds the session.
+
+    A source with a ``bind(controller)`` method gets this recorder before its first
+    message; it may then queue commands (start, mark, stop with an outcome) on
+    ``commands`` and change ``plan``, which are applied at the next message's time."""
 
     def __init__(self, session: Session, source: Source, plan: Plan | None = None, *,
                  on_update: Callable[[Recorder, int], None] | None = None,
@@ -184,6 +188,9 @@ class Recorder(Controller):
                 previous[sig] = signal.signal(sig, on_signal)
         s = self.session
         next_update = 0
+        bind = getattr(self.source, "bind", None)
+        if callable(bind):  # a source that drives episode control itself (the simulator)
+            bind(self)
         try:
             for msg in self.source.messages():
                 now = time.time_ns() if msg is None else msg.log_time

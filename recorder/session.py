@@ -149,6 +149,22 @@ class Session:
         self._save_state()
 
     # -- state on disk -----------------------------------------------------------------
+    def adopt_profile(self, profile: Profile) -> None:
+        """Record with ``profile`` from now on: the session's own profile with topics added
+        (a source that publishes more, such as the simulator's ground truth). A reopened
+        session keeps the extended profile in its state file."""
+        if self.writer is not None:
+            raise SessionError("the profile cannot change while an episode is recording")
+        if profile.name != self.profile.name:
+            raise SessionError(f"source profile {profile.name!r} is not the session's "
+                               f"{self.profile.name!r}")
+        have = {t.topic: t for t in profile.topics}
+        lost = [t.topic for t in self.profile.topics if have.get(t.topic) != t]
+        if lost:
+            raise SessionError(f"source profile drops or changes topics {', '.join(lost)}")
+        self.profile = profile
+        self._save_state()
+
     def _load_state(self) -> None:
         state = read_session_state(self.dir)
         if state is None:
@@ -294,11 +310,17 @@ class Session:
             None if window_s is None else int(window_s * 1e9))
 
     def stop_episode(self, outcome: str = "success", *, at_ns: int | None = None,
-                     ended_by: str = "stop", reset_s: float = 0.0) -> EpisodeInfo:
+                     ended_by: str = "stop", reset_s: float = 0.0,
+                     metadata: dict[str, dict[str, str]] | None = None) -> EpisodeInfo:
+        """Close the open episode with its outcome. ``metadata`` adds Metadata records
+        (name -> string map) beside the episode's own, e.g. a sim episode's provenance."""
         if outcome not in OUTCOMES:
             raise SessionError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
+        reserved = {EPISODE_METADATA, HEALTH_METADATA} & set(metadata or ())
+        if reserved:
+            raise SessionError(f"metadata record {sorted(reserved)[0]!r} is the recorder's own")
         at_ns = time.time_ns() if at_ns is None else at_ns
-        info, report = self._close_current(EventKind.STOP, at_ns, outcome, ended_by)
+        info, report = self._close_current(EventKind.STOP, at_ns, outcome, ended_by, metadata)
         self.last_report = report
         self.episodes.append(info)
         self._begin_reset(at_ns, reset_s)
@@ -315,8 +337,9 @@ class Session:
         self._save_state()
         return info
 
-    def _close_current(self, kind: EventKind, at_ns: int, outcome: str,
-                       ended_by: str) -> tuple[EpisodeInfo, HealthReport]:
+    def _close_current(self, kind: EventKind, at_ns: int, outcome: str, ended_by: str,
+                       extra: dict[str, dict[str, str]] | None = None,
+                       ) -> tuple[EpisodeInfo, HealthReport]:
         """Write the closing event and the episode's metadata; finish the file."""
         writer, info = self.writer, self.current
         if writer is None or info is None:
@@ -331,7 +354,8 @@ class Session:
             info.messages = sum(info.counts.values())
             if kind is EventKind.STOP:
                 info.flagged, info.flags = report.flagged, list(report.flags)
-            writer.close({EPISODE_METADATA: episode_metadata(info, self.name, self.profile,
+            writer.close({**(extra or {}),
+                          EPISODE_METADATA: episode_metadata(info, self.name, self.profile,
                                                              self.robot),
                           HEALTH_METADATA: report.metadata()})
         except WRITE_ERRORS:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # System packages the product and its tests need, installed by the repo itself (CI runs as
 # root on a clean machine): Mesa's EGL and OSMesa for MuJoCo's offscreen rendering on the
-# CPU. Without root it only says what is missing.
+# CPU, and PostgreSQL for the vault's shared-catalog tests (started by tools/postgres.sh,
+# never as a system service). Without root it only says what is missing.
 set -euo pipefail
 need=()
-for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6; do
+for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6 postgresql; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -62,12 +62,32 @@ def make_source(name: str, profile: Profile, **options: Any) -> Source:
     return factory(profile, **options)
 
 
+#: entry-point group of sources that other stages provide (the simulator's ``sim``)
+ENTRY_POINT_GROUP = "demofab.sources"
+
+
 def _load_builtin() -> None:
+    from importlib.metadata import entry_points
+
     from . import bag, synthetic  # noqa: F401  (they register themselves)
     try:
         from . import dds  # noqa: F401
     except ImportError:
         pass
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in SOURCES:
+            continue
+        try:
+            register = ep.load()
+        except ModuleNotFoundError as exc:
+            # the stage's extra (e.g. mujoco) is not installed: its source is not offered;
+            # a module missing from the stage itself is a bug and is raised
+            if exc.name and exc.name.split(".")[0] == ep.value.split(".")[0] \
+                    and exc.name != ep.value.split(":")[0]:
+                raise
+            continue
+        register()
 
 
-__all__ = ["RawMessage", "Source", "SOURCES", "register_source", "make_source"]
+__all__ = ["RawMessage", "Source", "SOURCES", "ENTRY_POINT_GROUP", "register_source",
+           "make_source"]
