@@ -75,9 +75,13 @@ def _spec(args: argparse.Namespace, sources: tuple[str, ...] = ()) -> Any:
 def _generate(args: argparse.Namespace, sources: tuple[str, ...] = ()) -> int:
     from .generate import generate
 
-    summary = generate(_spec(args, sources), args.out, backend=args.backend,
-                       workers=args.workers, address=args.address,
-                       progress=not args.json and sys.stderr.isatty())
+    try:
+        summary = generate(_spec(args, sources), args.out, backend=args.backend,
+                           workers=args.workers, address=args.address,
+                           progress=not args.json and sys.stderr.isatty())
+    except KeyboardInterrupt:
+        _stopped_here(Path(args.out), args.n)
+        raise
     if args.json:
         print(json.dumps(summary.as_dict()))
         return 0
@@ -90,6 +94,18 @@ def _generate(args: argparse.Namespace, sources: tuple[str, ...] = ()) -> int:
         print(f"  failed {count}x: {reason}")
     print(f"  every attempt: {s.journal}")
     return 0
+
+
+def _stopped_here(out: Path, n: int) -> None:
+    from recorder.contract import read_session_state
+
+    try:
+        state = read_session_state(out)
+    except Exception:  # noqa: BLE001 - only a hint on the way out; the run stopped anyway
+        state = None
+    done = len(state.episodes) if state is not None else 0
+    print(f"demofab sim: {done} of {n} episodes are in {out}; run the same command again "
+          "to continue", file=sys.stderr)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -130,27 +146,4 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m sim.cli ...``: the ``demofab sim`` commands on their own (one-line
-    errors, exit 2), for a worker machine or a test that runs without the rest of demofab."""
-    parser = argparse.ArgumentParser(prog="demofab")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(["sim", *(argv if argv is not None else sys.argv[1:])])
-    from recorder.errors import RecorderError
-
-    try:
-        return int(args.func(args) or 0)
-    except (SimError, RecorderError) as exc:
-        print(f"demofab sim: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("demofab sim: interrupted; run the same command again to continue",
-              file=sys.stderr)
-        return 130
-
-
-__all__ = ["cmd_generate", "cmd_multiply", "cmd_replay", "main", "register"]
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["cmd_generate", "cmd_multiply", "cmd_replay", "register"]

@@ -204,7 +204,7 @@ class Worker:
 
     def record(self, job: RecordJob) -> RecordResult:
         """Phase two: re-execute a successful trace with rendering; the episode's messages."""
-        from .episode import render_episode
+        from .episode import render_episode, sim_profile
         from .randomize import draw
 
         a = job.attempt
@@ -215,7 +215,8 @@ class Worker:
                            f"and failed when run again ({trace.failed_subtask}: "
                            f"{trace.reason}): the simulation is not deterministic here")
         messages = list(render_episode(trace, draw(a.task, a.seed, a.config),
-                                       cameras=a.cameras, t0_ns=a.t0_ns))
+                                       cameras=a.cameras, t0_ns=a.t0_ns,
+                                       profile=sim_profile(cameras=a.cameras)))
         return RecordResult(a.index, trace, messages, time.perf_counter() - t)
 
 
@@ -542,7 +543,7 @@ class Driver:
                                "the same command to continue it, or give a new directory")
         if state is not None:
             _drop_interrupted(out, state)
-        profile = sim_profile()
+        profile = sim_profile(cameras=self.spec.cameras)  # no silent camera topics
         self.session = Session(out, profile, robot_description=(
             ROBOT_DESCRIPTION, "application/xml", urdf_from_profile(profile)))
         for rec in past.attempts.values():

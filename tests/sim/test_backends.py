@@ -106,7 +106,7 @@ set -u
 ip link set lo up
 "$RAY" start --head --node-ip-address 127.0.0.1 --port 6391 --include-dashboard=false \
     --disable-usage-stats --num-cpus 2 > "$WORK/ray-start.log" 2>&1 || exit 90
-"$PY" -m sim.cli generate --task pick_place --n 3 --seed 21 --no-cameras --workers 2 \
+"$PY" -m demofab.cli sim generate --task pick_place --n 3 --seed 21 --no-cameras --workers 2 \
     --backend ray --address 127.0.0.1:6391 --out "$WORK/ray" --json > "$WORK/ray.json"
 rc=$?
 "$RAY" stop --force > /dev/null 2>&1

@@ -18,7 +18,7 @@ from sim.generate import JOURNAL_FILE
 
 
 def sim(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "demofab.cli", "sim", *args], capture_output=True,
                           text=True, timeout=300, **kw)  # type: ignore[call-overload]
 
 
@@ -66,7 +66,8 @@ def test_a_run_killed_or_interrupted_continues_to_the_same_episodes(
         tmp_path: Path, uninterrupted: Path, sig: signal.Signals) -> None:
     n = N_RESUME
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", *run_args(out, n, "--workers", "2")],
+    proc = subprocess.Popen([sys.executable, "-m", "demofab.cli", "sim",
+                             *run_args(out, n, "--workers", "2")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
@@ -83,8 +84,10 @@ def test_a_run_killed_or_interrupted_continues_to_the_same_episodes(
         _, err = proc.communicate(timeout=60)
     if sig == signal.SIGINT:
         assert proc.returncode == 130
-        assert err.decode().strip().splitlines()[-1] == \
-            "demofab sim: interrupted; run the same command again to continue"
+        last = err.decode().strip().splitlines()[-2:]
+        assert last[0].startswith("demofab sim: ") and \
+            last[0].endswith(f"episodes are in {out}; run the same command again to continue")
+        assert last[1] == "demofab sim: interrupted"
     state = read_session_state(out)
     assert state is not None and 1 <= len(state.episodes) < n
     again = sim(*run_args(out, n, "--workers", "2", "--json"))
