@@ -104,10 +104,10 @@ def bare_loop(out: Path, task: str, config: Any = None) -> dict[str, Any]:
 
     import numpy as np
 
-    from sim.randomize import RandomizationConfig, draw
+    from sim.randomize import draw, load
     from sim.scenes import Scene
 
-    cfg = config if config is not None else RandomizationConfig.load(None)
+    cfg = config if config is not None else load(None)
     lines = [json.loads(x) for x in (out / "sim_journal.jsonl").read_text().splitlines()]
     attempts = {r["index"]: r for r in lines if "outcome" in r}
     kept = {r["index"]: r["episode"] for r in lines if "episode" in r}

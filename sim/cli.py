@@ -61,13 +61,13 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 def _spec(args: argparse.Namespace, sources: tuple[str, ...] = ()) -> Any:
     from .generate import RunSpec
-    from .randomize import RandomizationConfig
+    from .randomize import load
 
     config = None
     if args.config:
         if not Path(args.config).is_file():
             raise SimError(f"--config {args.config} does not exist")
-        config = RandomizationConfig.load(args.config)
+        config = load(args.config)
     return RunSpec(task=args.task, n=args.n, seed=args.seed, config=config, sources=sources,
                    cameras=not args.no_cameras, max_attempts=args.max_attempts)
 

@@ -281,10 +281,7 @@ def run_identity(spec: RunSpec, config: RandomizationConfig,
     match it to continue."""
     import mujoco
 
-    try:
-        cfg: Any = dataclasses.asdict(config)
-    except TypeError:
-        cfg = vars(config)
+    cfg: Any = config.as_dict()
     return {
         "format_version": JOURNAL_VERSION,
         "command": spec.command,
@@ -476,7 +473,7 @@ class Driver:
     keeps the first ``n`` successes in attempt order, writes them, journals everything."""
 
     def __init__(self, spec: RunSpec, out: Path | str, *, progress: bool = False) -> None:
-        from .randomize import RandomizationConfig
+        from .randomize import load
         from .tasks import get_task
 
         if spec.n < 0:
@@ -489,7 +486,7 @@ class Driver:
         self.spec = spec
         self.out = Path(out)
         self.progress = progress
-        self.config = spec.config if spec.config is not None else RandomizationConfig.load(None)
+        self.config = spec.config if spec.config is not None else load(None)
         paths = expand_sources(spec.sources) if spec.sources else []
         if paths:
             from .multiply import load_source

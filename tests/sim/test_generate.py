@@ -3,19 +3,22 @@ out of the session with their reason, and a run continues where it stopped."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from mcap.reader import make_reader
 
-from recorder.contract import EPISODE_METADATA, read_session_state
+from recorder.contract import EPISODE_METADATA, SIM_METADATA, read_session_state
 from sim.errors import SimError
 from sim.generate import (
     JOURNAL_FILE,
     Driver,
     Journal,
     RunSpec,
+    Summary,
     attempt_seed,
     generate,
     reason_key,
@@ -55,32 +58,42 @@ def test_reasons_with_different_figures_count_together() -> None:
     assert reason_key("", "") == "no reason given"
 
 
+SPEC = RunSpec("pick_place", 2, seed=11, cameras=False)
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Summary]:
+    """A run of SPEC on one worker, shared by the tests that only read it (or copy it)."""
+    out = tmp_path_factory.mktemp("one") / "s"
+    return out, generate(SPEC, out, workers=1)
+
+
 @pytest.mark.slow
-def test_one_and_two_workers_keep_the_same_episodes_bit_for_bit(tmp_path: Path) -> None:
-    spec = RunSpec("pick_place", 3, seed=11, cameras=False)
-    one = generate(spec, tmp_path / "one", workers=1)
-    two = generate(spec, tmp_path / "two", workers=2)
-    assert one.kept == two.kept == 3
-    a, b = joint_states(tmp_path / "one"), joint_states(tmp_path / "two")
-    assert list(a) == ["episode_0000.mcap", "episode_0001.mcap", "episode_0002.mcap"]
+def test_one_and_two_workers_keep_the_same_episodes_bit_for_bit(
+        tmp_path: Path, one_worker: tuple[Path, Summary]) -> None:
+    one_dir, one = one_worker
+    two = generate(SPEC, tmp_path / "two", workers=2)
+    assert one.kept == two.kept == 2
+    a, b = joint_states(one_dir), joint_states(tmp_path / "two")
+    assert list(a) == ["episode_0000.mcap", "episode_0001.mcap"]
     assert a == b and all(len(v) > 100 for v in a.values())
-    # the kept episodes are the first three successes in attempt order, in both runs
-    for out in ("one", "two"):
-        recs = attempts(tmp_path / out)
-        firsts = sorted(i for i, r in recs.items() if r["outcome"] == "success")[:3]
-        written = [r["index"] for r in journal(tmp_path / out) if "episode" in r]
+    # the kept episodes are the first successes in attempt order, in both runs
+    for out in (one_dir, tmp_path / "two"):
+        recs = attempts(out)
+        firsts = sorted(i for i, r in recs.items() if r["outcome"] == "success")[:2]
+        written = [r["index"] for r in journal(out) if "episode" in r]
         assert written == firsts
 
 
 @pytest.mark.slow
-def test_failed_attempts_stay_out_of_the_session_with_their_reason(tmp_path: Path) -> None:
-    out = tmp_path / "s"
-    s = generate(RunSpec("pick_place", 4, seed=2, cameras=False), out, workers=1)
+def test_failed_attempts_stay_out_of_the_session_with_their_reason(
+        one_worker: tuple[Path, Summary]) -> None:
+    out, s = one_worker
     recs = attempts(out)
     failed = [r for r in recs.values() if r["outcome"] == "failure"]
     state = read_session_state(out)
-    assert state is not None and len(state.episodes) == 4 and not state.discarded
-    assert s.attempted == len(recs) and s.kept == 4
+    assert state is not None and len(state.episodes) == 2 and not state.discarded
+    assert s.attempted == len(recs) and s.kept == 2
     assert s.success_rate == pytest.approx(s.successes / s.attempted, abs=1e-4)
     assert sum(s.failures_by_reason.values()) == len(failed)
     for r in failed:
@@ -89,22 +102,56 @@ def test_failed_attempts_stay_out_of_the_session_with_their_reason(tmp_path: Pat
         with open(f, "rb") as fh:
             md = {m.name: m.metadata for m in make_reader(fh).iter_metadata()}
         assert md[EPISODE_METADATA]["outcome"] == "success"
+        assert json.loads(md[SIM_METADATA]["provenance"])["generation"]["run_seed"] == SPEC.seed
     kept_steps = sum(recs[r["index"]]["steps"] for r in journal(out) if "episode" in r)
     assert s.render_saved_fraction == pytest.approx(
         1 - kept_steps / sum(r["steps"] for r in recs.values()), abs=1e-3)
 
 
 @pytest.mark.slow
-def test_a_finished_run_reruns_as_a_no_op_and_a_larger_n_continues_it(tmp_path: Path) -> None:
+def test_a_finished_run_reruns_as_a_no_op_and_a_larger_n_continues_it(
+        tmp_path: Path, one_worker: tuple[Path, Summary]) -> None:
     out = tmp_path / "s"
-    generate(RunSpec("pick_place", 2, seed=5, cameras=False), out)
+    shutil.copytree(one_worker[0], out)
     before = joint_states(out)
-    again = generate(RunSpec("pick_place", 2, seed=5, cameras=False), out)
+    again = generate(SPEC, out)
     assert (again.kept, again.attempted_this_run, again.kept_this_run) == (2, 0, 0)
-    more = generate(RunSpec("pick_place", 3, seed=5, cameras=False), out)
+    more = generate(dataclasses.replace(SPEC, n=3), out, workers=2)
     assert more.kept == 3 and more.resumed_episodes == 2
     after = joint_states(out)
     assert {k: after[k] for k in before} == before and len(after) == 3
+
+
+@pytest.mark.slow
+def test_an_episode_cut_short_mid_write_is_dropped_and_written_again(
+        tmp_path: Path, one_worker: tuple[Path, Summary]) -> None:
+    from recorder.contract import STATE_FILE, session_state_yaml
+    from recorder.session import Session
+    from sim.episode import sim_profile
+
+    whole = one_worker[0]
+    out = tmp_path / "cut"
+    shutil.copytree(whole, out)
+    # what a kill in the middle of writing the second episode leaves: the journal knows
+    # the attempt succeeded, the session lists one episode and has the second's .part
+    state = read_session_state(out)
+    assert state is not None
+    (out / state.episodes[1].file).unlink()
+    (out / STATE_FILE).write_text(session_state_yaml(
+        dataclasses.replace(state, episodes=state.episodes[:1])))
+    lines = (out / JOURNAL_FILE).read_text().splitlines()
+    (out / JOURNAL_FILE).write_text("\n".join(ln for ln in lines if '"episode": "episode_0001'
+                                              not in ln) + "\n")
+    session = Session(out, sim_profile(cameras=False))
+    session.start_episode("pick_place", at_ns=1)
+    session.write("/joint_states", next(iter(joint_states(whole).values()))[0][1], 2)
+    assert list(out.glob("*.mcap.part"))
+    s = generate(SPEC, out)
+    assert s.kept == 2 and s.attempted_this_run == 0 and s.kept_this_run == 1
+    assert not list(out.glob("*.mcap.part"))
+    assert joint_states(out) == joint_states(whole)
+    final = read_session_state(out)
+    assert final is not None and not final.damaged and final.open_episode is None
 
 
 def test_a_directory_holding_another_run_is_refused(tmp_path: Path) -> None:
@@ -147,29 +194,8 @@ def test_unknown_task_and_bad_sizes_are_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_an_episode_cut_short_mid_write_is_dropped_and_written_again(tmp_path: Path) -> None:
-    from recorder.session import Session
-    from sim.episode import sim_profile
-
-    whole = tmp_path / "whole"
-    generate(RunSpec("pick_place", 2, seed=3, cameras=False), whole)
-    out = tmp_path / "cut"
-    generate(RunSpec("pick_place", 1, seed=3, cameras=False), out)
-    # what a kill in the middle of writing episode 1 leaves: its .part, listed as open
-    session = Session(out, sim_profile())
-    session.start_episode("pick_place", at_ns=1)
-    session.write("/joint_states", next(iter(joint_states(whole).values()))[0][1], 2)
-    assert list(out.glob("*.mcap.part"))
-    s = generate(RunSpec("pick_place", 2, seed=3, cameras=False), out)
-    assert s.kept == 2 and not list(out.glob("*.mcap.part"))
-    assert joint_states(out) == joint_states(whole)
-    state = read_session_state(out)
-    assert state is not None and not state.damaged and state.open_episode is None
-
-
-@pytest.mark.slow
 def test_max_attempts_ends_a_run_short_with_the_same_prefix(tmp_path: Path) -> None:
-    s = generate(RunSpec("pick_place", 50, seed=4, cameras=False, max_attempts=3), tmp_path / "s",
+    s = generate(RunSpec("pick_place", 50, seed=4, cameras=False, max_attempts=2), tmp_path / "s",
                  workers=2)
-    assert s.attempted == 3 and s.kept == s.successes < 50
-    assert sorted(attempts(tmp_path / "s")) == [0, 1, 2]
+    assert s.attempted == 2 and s.kept == s.successes < 50
+    assert sorted(attempts(tmp_path / "s")) == [0, 1]
