@@ -119,14 +119,11 @@ def cmd_multiply(args: argparse.Namespace) -> int:
 
 
 def _as_dict(report: Any) -> dict[str, Any]:
-    if dataclasses.is_dataclass(report) and not isinstance(report, type):
-        return dataclasses.asdict(report)
-    for name in ("as_dict", "to_dict"):
-        fn = getattr(report, name, None)
-        if callable(fn):
-            out: dict[str, Any] = fn()
-            return out
-    return dict(vars(report))
+    fn = getattr(report, "as_dict", None)
+    if callable(fn):
+        out: dict[str, Any] = fn()
+        return out
+    return dataclasses.asdict(report)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

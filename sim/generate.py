@@ -155,8 +155,13 @@ class Worker:
 
     def warm(self) -> None:
         """Import what attempts and recordings need (MuJoCo, the scene, the operator, the
-        episode writer), once, before the first job."""
+        episode writer) and build one scene, once, before the first job: the first scene
+        of a process costs seconds (the robot's meshes), the next ones a tenth of that."""
         from . import episode, expert, randomize  # noqa: F401
+        from .scenes import Scene
+        from .tasks import TASKS
+
+        Scene(next(iter(TASKS.values())).default_layout()).close()
 
     def run(self, job: AttemptJob | RecordJob) -> AttemptResult | RecordResult:
         """Run one job: an attempt (physics only) or the recording of a kept one."""

@@ -38,7 +38,7 @@ def run_args(out: Path, n: int = 2, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_generate_prints_one_json_summary(tmp_path: Path) -> None:
+def test_generate_prints_one_json_summary_and_its_episode_replays(tmp_path: Path) -> None:
     p = sim(*run_args(tmp_path / "s", 1, "--json"))
     assert p.returncode == 0, p.stderr
     (line,) = p.stdout.strip().splitlines()
@@ -48,6 +48,12 @@ def test_generate_prints_one_json_summary(tmp_path: Path) -> None:
         assert key in s
     assert s["kept"] == 1 and s["attempted"] >= 1 and s["backend"] == "local"
     assert s["demos_per_core_hour"] > 0 and 0 < s["success_rate"] <= 1
+    r = sim("replay", str(tmp_path / "s" / s["episodes"][0]), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["success"] is True and report["sim_episode"] is True
+    # against itself a sim episode drifts by its recorded sensor noise only
+    assert report["max_joint_error_rad"] < 10 * report["sensor_noise_std_rad"] + 1e-9
 
 
 N_RESUME = 2
