@@ -216,7 +216,7 @@ class LocalBackend:
         try:
             if slot.conn.poll():
                 result = slot.conn.recv()
-                slot.key, slot.job = None, None
+                slot.key, slot.job, slot.deaths = None, None, 0
                 return key, result
         except (EOFError, OSError):
             pass
@@ -231,8 +231,9 @@ class LocalBackend:
         self._await_ready(fresh)
         i = self._slots.index(slot)
         self._slots[i] = fresh
-        fresh.deaths = slot.deaths
+        fresh.deaths = slot.deaths  # deaths on this job; a finished job sets them back to 0
         if slot.deaths > self.retries:
+            fresh.deaths = 0
             return key, JobFailed(f"worker process died {slot.deaths} times running this job "
                                   f"(last exit code {code})", worker_died=True)
         fresh.key, fresh.job = key, job

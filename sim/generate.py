@@ -27,6 +27,7 @@ holds, and ends with the same episodes as an uninterrupted run.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import hashlib
@@ -507,6 +508,7 @@ class Driver:
         self.kept: list[int] = []        # decided: the first successes of the complete prefix
         self.written: list[str] = []     # episode files, in kept order
         self.successes = 0
+        self._success_indices: list[int] = []
         self._prefix = 0                 # first attempt index without an outcome
         self._next = 0                   # next attempt index to consider dispatching
         self._in_flight: dict[int, AttemptJob | RecordJob] = {}
@@ -562,6 +564,7 @@ class Driver:
         self.outcomes[rec.index] = rec
         if rec.success:
             self.successes += 1
+            bisect.insort(self._success_indices, rec.index)
         n, m = self.spec.n, self.spec.max_attempts
         while self._prefix in self.outcomes and len(self.kept) < n and \
                 (m is None or self._prefix < m):
@@ -591,10 +594,10 @@ class Driver:
         try:
             with self._bar() as tick:
                 while len(self.written) < self.spec.n:
+                    self._dispatch()     # first, so that no worker waits while we write
                     self._write_ready()
                     if len(self.written) >= self.spec.n:
                         break
-                    self._dispatch()
                     if not self._in_flight:
                         if self._exhausted():
                             break
@@ -628,11 +631,13 @@ class Driver:
                 job: AttemptJob | RecordJob = RecordJob(self.job(i), self.traces.pop(i, None))
                 self._submit(2 * i + 1, job)
                 continue
-            if self.successes >= n:
-                return
             while self._next in self.outcomes or 2 * self._next in self._in_flight:
                 self._next += 1
             if self.spec.max_attempts is not None and self._next >= self.spec.max_attempts:
+                return
+            # attempt j can be kept only while fewer than n successes are known below it
+            # (on a resumed run, attempts lost in flight leave holes below known successes)
+            if bisect.bisect_left(self._success_indices, self._next) >= n:
                 return
             self._submit(2 * self._next, self.job(self._next))
             self._next += 1

@@ -154,6 +154,30 @@ def test_an_episode_cut_short_mid_write_is_dropped_and_written_again(
     assert final is not None and not final.damaged and final.open_episode is None
 
 
+@pytest.mark.slow
+def test_an_attempt_lost_in_flight_below_a_known_success_runs_again(
+        tmp_path: Path, one_worker: tuple[Path, Summary]) -> None:
+    from recorder.contract import STATE_FILE, session_state_yaml
+
+    whole = one_worker[0]
+    out = tmp_path / "hole"
+    shutil.copytree(whole, out)
+    # two workers, killed while attempt 1 ran and after attempt 2 (the success) finished:
+    # the journal holds attempts 0 and 2, and nothing is kept yet
+    state = read_session_state(out)
+    assert state is not None
+    (out / state.episodes[0].file).unlink()
+    (out / STATE_FILE).write_text(session_state_yaml(dataclasses.replace(state, episodes=())))
+    lines = [ln for ln in (out / JOURNAL_FILE).read_text().splitlines()
+             if '"episode"' not in ln and '"index": 1,' not in ln]
+    (out / JOURNAL_FILE).write_text("\n".join(lines) + "\n")
+    assert sorted(attempts(out)) == [0, 2]
+    s = generate(SPEC, out)
+    assert (s.attempted_this_run, s.kept) == (1, 1)
+    assert sorted(attempts(out)) == [0, 1, 2]
+    assert joint_states(out) == joint_states(whole)
+
+
 def test_a_directory_holding_another_run_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "s"
     Driver(RunSpec("pick_place", 2, seed=5, cameras=False), out).open()
