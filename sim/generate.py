@@ -261,9 +261,10 @@ def _sha256(path: Path) -> str:
 
 
 def expand_sources(paths: list[str] | tuple[str, ...]) -> list[Path]:
-    """Source episodes: MCAP files as given, and the ``.mcap`` files of directories
-    (sessions, bags), sorted. Raises ``SimError`` for a path that does not exist or a
-    directory without episodes."""
+    """Source episodes: MCAP files as given, and the ``.mcap`` episodes of directories
+    (sessions, bags), sorted, leaving out those whose episode record says ``failure`` (an
+    operator's failed attempt is no demonstration to multiply). Raises ``SimError`` for a
+    path that does not exist or a directory without episodes to use."""
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
@@ -273,12 +274,33 @@ def expand_sources(paths: list[str] | tuple[str, ...]) -> list[Path]:
             found = sorted(p.glob(f"*{MCAP_SUFFIX}"))
             if not found:
                 raise SimError(f"source {p} is a directory with no {MCAP_SUFFIX} episodes")
-            out.extend(found)
+            good = [f for f in found if _outcome(f) != "failure"]
+            if not good:
+                raise SimError(f"source {p}: all {len(found)} episodes are failures; "
+                               "multiply needs successful demonstrations")
+            out.extend(good)
         else:
             out.append(p)
     if not out:
         raise SimError("multiply needs at least one --source episode")
     return out
+
+
+def _outcome(path: Path) -> str:
+    """The outcome in an episode file's episode record ("" when it has none or cannot be
+    read: ``load_source`` then says what is wrong with it)."""
+    from mcap.reader import make_reader
+
+    from recorder.contract import EPISODE_METADATA
+
+    try:
+        with open(path, "rb") as fh:
+            for md in make_reader(fh).iter_metadata():
+                if md.name == EPISODE_METADATA:
+                    return str(md.metadata.get("outcome", ""))
+    except Exception:  # noqa: BLE001 - any damage: the source loader reports it, named
+        return ""
+    return ""
 
 
 def run_identity(spec: RunSpec, config: RandomizationConfig,

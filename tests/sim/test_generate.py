@@ -223,3 +223,23 @@ def test_max_attempts_ends_a_run_short_with_the_same_prefix(tmp_path: Path) -> N
                  workers=2)
     assert s.attempted == 2 and s.kept == s.successes < 50
     assert sorted(attempts(tmp_path / "s")) == [0, 1]
+
+
+def test_a_session_given_as_source_leaves_out_its_failed_episodes(tmp_path: Path) -> None:
+    from mcap.writer import Writer
+
+    from sim.generate import expand_sources
+
+    for name, outcome in (("episode_0000.mcap", "failure"), ("episode_0001.mcap", "success")):
+        with open(tmp_path / name, "wb") as fh:
+            w = Writer(fh)
+            w.start(profile="ros2")
+            w.add_metadata(EPISODE_METADATA, {"outcome": outcome})
+            w.finish()
+    assert expand_sources([str(tmp_path)]) == [tmp_path / "episode_0001.mcap"]
+    # a file named on its own is taken as it is
+    assert expand_sources([str(tmp_path / "episode_0000.mcap")]) == \
+        [tmp_path / "episode_0000.mcap"]
+    (tmp_path / "episode_0001.mcap").unlink()
+    with pytest.raises(SimError, match="all 1 episodes are failures"):
+        expand_sources([str(tmp_path)])
