@@ -74,6 +74,9 @@ T0_NS = 1_767_225_600 * 1_000_000_000
 ATTEMPT_SLOT_NS = 600 * 1_000_000_000
 #: the kinds of run
 COMMANDS = ("generate", "multiply")
+#: the operator id of multiplied episodes (the simulated operator's is
+#: ``sim.episode.SIM_OPERATOR``)
+MULTIPLY_OPERATOR = "sim-multiply"
 
 
 def attempt_seed(run_seed: int, index: int) -> int:
@@ -700,10 +703,11 @@ class Driver:
                            f"{attempt.index}")
 
     def _write_ready(self) -> None:
-        from .episode import write_episode
+        from .episode import SIM_OPERATOR, write_episode
         from .randomize import draw
 
         session = self.session
+        operator = MULTIPLY_OPERATOR if self.spec.sources else SIM_OPERATOR
         assert session is not None
         while len(self.written) < len(self.kept):
             i = self.kept[len(self.written)]
@@ -716,7 +720,8 @@ class Driver:
                 "command": self.spec.command, "run_seed": self.spec.seed, "attempt": i,
                 "attempt_seed": job.seed}}
             info = write_episode(session, trace, draw(job.task, job.seed, job.config),
-                                 cameras=job.cameras, t0_ns=job.t0_ns, messages=rec.messages)
+                                 cameras=job.cameras, t0_ns=job.t0_ns, operator=operator,
+                                 messages=rec.messages)
             self.written.append(info.file)
             self._kept_now += 1
             self.journal.append({"index": i, "episode": info.file})
@@ -791,7 +796,8 @@ def generate(spec: RunSpec, out: Path | str, *, backend: str = "local", workers:
 
 
 __all__ = [
-    "ATTEMPT_SLOT_NS", "COMMANDS", "JOURNAL_FILE", "JOURNAL_VERSION", "T0_NS", "AttemptJob",
+    "ATTEMPT_SLOT_NS", "COMMANDS", "JOURNAL_FILE", "JOURNAL_VERSION", "MULTIPLY_OPERATOR",
+    "T0_NS", "AttemptJob",
     "AttemptRecord", "AttemptResult", "Driver", "Journal", "JournalState", "RecordJob",
     "RecordResult", "RunSpec", "Summary", "Worker", "attempt_seed", "attempt_t0_ns",
     "expand_sources", "generate", "reason_key", "run_identity",
