@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from mcap.reader import make_reader
 
-from recorder.contract import PART_SUFFIX, read_session_state
+from recorder.contract import EPISODE_METADATA, PART_SUFFIX, SIM_METADATA, read_session_state
 from sim.generate import JOURNAL_FILE
 
 
@@ -38,7 +39,7 @@ def run_args(out: Path, n: int = 2, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_generate_prints_one_json_summary_and_its_episode_replays(tmp_path: Path) -> None:
+def test_generate_prints_one_json_summary_its_episode_replays_and_multiplies(tmp_path: Path) -> None:
     p = sim(*run_args(tmp_path / "s", 1, "--json"))
     assert p.returncode == 0, p.stderr
     (line,) = p.stdout.strip().splitlines()
@@ -54,6 +55,19 @@ def test_generate_prints_one_json_summary_and_its_episode_replays(tmp_path: Path
     assert report["success"] is True and report["sim_episode"] is True
     # against itself a sim episode drifts by its recorded sensor noise only
     assert report["max_joint_error_rad"] < 10 * report["sensor_noise_std_rad"] + 1e-9
+
+    # ... and it is a source to multiply (run seed 1: its attempt 0 succeeds)
+    source = tmp_path / "s" / s["episodes"][0]
+    m = sim("multiply", "--source", str(tmp_path / "s"), "--task", "pick_place", "--n", "1",
+            "--seed", "1", "--no-cameras", "--out", str(tmp_path / "m"), "--json")
+    assert m.returncode == 0, m.stderr
+    ms = json.loads(m.stdout)
+    assert ms["command"] == "multiply" and ms["kept"] == 1
+    with open(tmp_path / "m" / ms["episodes"][0], "rb") as fh:
+        md = {r.name: r.metadata for r in make_reader(fh).iter_metadata()}
+    assert md[EPISODE_METADATA]["operator"] == "sim-multiply"
+    prov = md[SIM_METADATA]["provenance"]
+    assert hashlib.sha256(source.read_bytes()).hexdigest() in prov
 
 
 N_RESUME = 2
