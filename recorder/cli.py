@@ -122,8 +122,10 @@ def cmd_record(args: argparse.Namespace) -> int:
     elif args.source == "dds":
         source = make_source("dds", profile, domain_id=args.domain_id)
     elif args.source == "sim":
+        sim_options: dict[str, Any] = {"operator": args.operator} if args.operator else {}
         source = make_source("sim", profile, task=args.task, seed=args.seed,
-                             config=args.sim_config, cameras=not args.no_cameras)
+                             episodes=args.episodes, config=args.sim_config,
+                             cameras=not args.no_cameras, **sim_options)
     else:
         source = make_source(args.source, profile)
     extended = getattr(source, "profile", None)
