@@ -276,14 +276,14 @@ class AuditLog:
         rows = self._db.execute("SELECT body FROM entries WHERE idx >= ? AND idx < ? "
                                 "ORDER BY idx", (start, end)).fetchall()
         for (body,) in rows:
-            yield Entry.from_body(bytes(body))
+            yield Entry.from_body(_as_bytes(body))
 
     def entry(self, index: int) -> Entry:
         """Entry ``index``."""
         row = self._db.execute("SELECT body FROM entries WHERE idx = ?", (index,)).fetchone()
         if row is None:
             raise VaultError(f"audit log {self.path} has no entry {index} (size {self.size})")
-        return Entry.from_body(bytes(row[0]))
+        return Entry.from_body(_as_bytes(row[0]))
 
     def show(self, dataset: str) -> list[Entry]:
         """Every entry about ``dataset``, in order."""
@@ -350,7 +350,7 @@ class AuditLog:
 
 def _show(db: sqlite3.Connection, dataset: str) -> list[Entry]:
     rows = db.execute("SELECT body FROM entries WHERE dataset = ? ORDER BY idx", (dataset,))
-    found = [Entry.from_body(bytes(body)) for (body,) in rows]
+    found = [Entry.from_body(_as_bytes(body)) for (body,) in rows]
     return [e for e in found if e.dataset == dataset]
 
 
@@ -480,14 +480,14 @@ def _scan(rows: Iterator[tuple[int, bytes, bytes]], stored: list[tuple[int, str]
         if idx != position:
             raise _Bad(f"entry {position} is missing (dropped): the log goes from entry "
                        f"{position - 1} to entry {idx}", position)
-        body = bytes(body)
+        body = _as_bytes(body)
         if not body.startswith(b'{"index":%d,"prev":"%s",' % (position, prev.hex().encode())):
             _bad_head(body, position, prev)
         computed = leaf_hash(body)
-        if computed != bytes(leaf):
+        if computed != leaf:
             raise _Bad(f"entry {position} was edited: its content hashes to "
-                       f"{computed.hex()[:16]}..., the log recorded {bytes(leaf).hex()[:16]}...",
-                       position)
+                       f"{computed.hex()[:16]}..., the log recorded "
+                       f"{_as_bytes(leaf).hex()[:16]}...", position)
         tree.append(computed)
         prev = computed
         while pending and pending[-1][0] == tree.size:
@@ -497,6 +497,17 @@ def _scan(rows: Iterator[tuple[int, bytes, bytes]], stored: list[tuple[int, str]
         raise _Bad(f"entry {tree.size} is missing: a checkpoint was signed for {n} entries "
                    f"and the log holds {tree.size} (rolled back or truncated)", tree.size)
     return tree.size, len(stored)
+
+
+def _as_bytes(value: object) -> bytes:
+    """A BLOB column's value; an edit through SQL may have made it TEXT or a number."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode()
 
 
 def _bad_head(body: bytes, position: int, prev: bytes) -> None:
