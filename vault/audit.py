@@ -31,7 +31,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +61,25 @@ CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL);
 def log_path(root: str | Path) -> Path:
     """Where the audit log of the vault at ``root`` lives."""
     return Path(root) / "audit" / "log.sqlite"
+
+
+def _event(actor: object, action: object, dataset: object, details: object) -> dict[str, Any]:
+    """An entry's fields after the index and the chain hash, checked."""
+    if not isinstance(actor, str) or not actor:
+        raise VaultError(f"an audit entry's actor is a non-empty string, not {actor!r}")
+    if not isinstance(action, str) or not _ACTION_RE.fullmatch(action):
+        raise VaultError(f"an audit action is a lower-case name like 'pull' or "
+                         f"'grant.revoke', not {action!r}")
+    if dataset is not None and not isinstance(dataset, str):
+        raise VaultError(f"an audit entry's dataset is a string or None, not {dataset!r}")
+    if details is not None and not isinstance(details, Mapping):
+        raise VaultError(f"audit details are a mapping, not {type(details).__name__}")
+    info = dict(details or {})
+    try:
+        json.dumps(info, ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise VaultError(f"audit details are JSON (str, numbers, lists, dicts): {exc}") from exc
+    return {"time": "", "actor": actor, "action": action, "dataset": dataset, "details": info}
 
 
 def _format_time(ns: int) -> str:
@@ -202,18 +221,8 @@ class AuditLog:
     def append(self, actor: str, action: str, *, dataset: str | None = None,
                details: Mapping[str, Any] | None = None) -> Entry:
         """Record one event, durable (see the module's note on sync) when this returns."""
-        if not isinstance(actor, str) or not actor:
-            raise VaultError(f"an audit entry's actor is a non-empty string, not {actor!r}")
-        if not isinstance(action, str) or not _ACTION_RE.fullmatch(action):
-            raise VaultError(f"an audit action is a lower-case name like 'pull' or "
-                             f"'grant.revoke', not {action!r}")
-        info = dict(details or {})
-        rest: dict[str, Any] = {"time": "", "actor": actor, "action": action,
-                                "dataset": dataset, "details": info}
-        try:
-            json.dumps(info, ensure_ascii=True, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise VaultError(f"audit details are JSON (str, numbers, lists, dicts): {exc}") from exc
+        rest = _event(actor, action, dataset, details)
+        info = rest["details"]
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -233,6 +242,38 @@ class AuditLog:
             if self.checkpoint_every and (index + 1) % self.checkpoint_every == 0:
                 self.checkpoint()
             return entry
+
+    def append_many(self, events: Iterable[Mapping[str, Any]]) -> int:
+        """Record several events in one transaction (an import, a batch of job events):
+        each is a mapping with ``actor``, ``action`` and optional ``dataset`` and
+        ``details``, and becomes its own entry. The checkpoints due inside the batch are
+        signed with it. Returns the log's new size."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT idx, leaf FROM entries ORDER BY idx DESC LIMIT 1"
+                                 ).fetchone()
+                start, prev = (row[0] + 1, bytes(row[1])) if row else (0, _ZERO)
+                index = start
+                rows = []
+                for event in events:
+                    rest = _event(event.get("actor"), event.get("action"),
+                                  event.get("dataset"), event.get("details"))
+                    rest["time"] = _format_time(self._clock())
+                    body = _body(index, prev, rest)
+                    prev = leaf_hash(body)
+                    rows.append((index, body, prev, rest["dataset"]))
+                    index += 1
+                db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            every = self.checkpoint_every
+            if every and index // every > start // every:
+                self._checkpoint_sizes(range((start // every + 1) * every, index + 1, every))
+            return index
 
     def flush(self) -> None:
         """Make every append so far durable (an fsync of the WAL)."""
@@ -307,27 +348,36 @@ class AuditLog:
         if self.signer is None:
             raise VaultError(f"audit log {self.path} was opened without its signing key: "
                              f"it cannot sign checkpoints")
+        return self._checkpoint_sizes(None)[-1]
+
+    def _checkpoint_sizes(self, sizes: Iterable[int] | None) -> list[str]:
+        """Sign and store checkpoints at ``sizes`` (None: the current size), in one
+        transaction committed with a full sync."""
+        assert self.signer is not None
         with self._lock:
             db = self._db
             db.execute("PRAGMA synchronous = FULL")
+            notes: list[str] = []
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     tree = self._synced_tree()
-                    row = db.execute("SELECT note FROM checkpoints WHERE size = ?",
-                                     (tree.size,)).fetchone()
-                    if row is not None:
-                        db.execute("COMMIT")
-                        return str(row[0])
-                    note = Checkpoint(self.origin, tree.size, tree.root()).sign(self.signer)
-                    db.execute("INSERT INTO checkpoints VALUES (?, ?)", (tree.size, note))
+                    for size in [tree.size] if sizes is None else sizes:
+                        row = db.execute("SELECT note FROM checkpoints WHERE size = ?",
+                                         (size,)).fetchone()
+                        if row is not None:
+                            notes.append(str(row[0]))
+                            continue
+                        cp = Checkpoint(self.origin, size, tree.root(size))
+                        notes.append(cp.sign(self.signer))
+                        db.execute("INSERT INTO checkpoints VALUES (?, ?)", (size, notes[-1]))
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
             finally:
                 db.execute(f"PRAGMA synchronous = {self._sync.upper()}")
-            return note
+            return notes
 
     def latest_checkpoint(self) -> str | None:
         """The newest signed checkpoint, or None."""

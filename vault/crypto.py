@@ -337,6 +337,8 @@ class ObjectReader:
     def __init__(self, path: str | Path, data_key: bytes, ref: ObjectRef) -> None:
         self.path = Path(path)
         self.ref = ref
+        self._raw_buf: memoryview | None = None
+        self._out_buf: memoryview | None = None
         self._f = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         try:
             self._read_header(data_key)
@@ -349,7 +351,8 @@ class ObjectReader:
         head = self._f.read(_PREFIX.size)
         if len(head) < _PREFIX.size or head[:7] != MAGIC:
             raise FormatError(f"{where} is not an encrypted vault object")
-        _, fmt, hlen = _PREFIX.unpack(head)
+        _, fmt, size = _PREFIX.unpack(head)
+        hlen = int(size)
         if fmt != FORMAT:
             raise FormatError(f"{where} has format {fmt}; this vault reads format {FORMAT}")
         if hlen > _MAX_HEADER:
@@ -388,27 +391,55 @@ class ObjectReader:
                              object=str(self.ref), chunk=self.chunks - 1)
         self.size = (self.chunks - 1) * chunk_size + last
 
-    def _raw(self, index: int) -> bytes:
+    def _raw(self, index: int) -> memoryview:
+        """Chunk ``index`` as stored, read into the reader's reused buffer."""
         per = self.chunk_size + TAG_SIZE
-        return os.pread(self._f.fileno(), per, self._body + index * per)
+        if self._raw_buf is None:
+            self._raw_buf = memoryview(bytearray(per))
+        n = os.preadv(self._f.fileno(), [self._raw_buf], self._body + index * per)
+        return self._raw_buf[:n]
 
-    def _open(self, index: int, raw: bytes, last: bool) -> bytes | None:
+    def _open(self, index: int, raw: memoryview | bytes, last: bool,
+              out: memoryview | None = None) -> bytes | int | None:
+        nonce, aad = _nonce(self._prefix, index, last), _aad(self._digest, index, last)
         try:
-            return self._aead.decrypt(_nonce(self._prefix, index, last), raw,
-                                      _aad(self._digest, index, last))
+            if out is not None:
+                return self._aead.decrypt_into(nonce, raw, aad, out[:len(raw) - TAG_SIZE])
+            return self._aead.decrypt(nonce, raw, aad)
         except InvalidTag:
             return None
 
-    def read_chunk(self, index: int) -> bytes:
-        """The plaintext of chunk ``index``, authenticated."""
+    def _check_index(self, index: int) -> bool:
         if not 0 <= index < self.chunks:
             raise VaultError(f"object {self.ref} has chunks 0..{self.chunks - 1}, not {index}")
+        return index == self.chunks - 1
+
+    def read_chunk(self, index: int) -> bytes:
+        """The plaintext of chunk ``index``, authenticated."""
+        last = self._check_index(index)
         raw = self._raw(index)
-        last = index == self.chunks - 1
         plain = self._open(index, raw, last)
         if plain is None:
-            raise self._diagnose(index, raw, last)
+            raise self._diagnose(index, bytes(raw), last)
+        assert isinstance(plain, bytes)
         return plain
+
+    def readinto_chunk(self, index: int, out: memoryview | bytearray) -> int:
+        """Decrypt chunk ``index`` into ``out`` (at least ``chunk_size`` bytes; nothing
+        is allocated); return its plaintext length."""
+        last = self._check_index(index)
+        raw = self._raw(index)
+        if len(raw) < TAG_SIZE:
+            raise self._diagnose(index, bytes(raw), last)
+        view = memoryview(out).cast("B")
+        if len(view) < len(raw) - TAG_SIZE:
+            raise VaultError(f"object {self.ref}: a buffer of {len(view)} bytes cannot hold "
+                             f"chunk {index} ({len(raw) - TAG_SIZE} bytes)")
+        n = self._open(index, raw, last, view)
+        if n is None:
+            raise self._diagnose(index, bytes(raw), last)
+        assert isinstance(n, int)
+        return n
 
     def _diagnose(self, index: int, raw: bytes, last: bool) -> ChunkError:
         where = f"object {self.ref} ({self.path}), chunk {index} of {self.chunks}"
@@ -434,25 +465,54 @@ class ObjectReader:
             return range(0)
         return range(start // self.chunk_size, (stop - 1) // self.chunk_size + 1)
 
-    def iter_range(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+    def iter_range(self, start: int = 0, stop: int | None = None, *,
+                   reuse: bool = False) -> Iterator[bytes | memoryview]:
         """Plaintext bytes ``[start, stop)`` (clipped to the object), piece by piece,
-        decrypting only the chunks that cover them."""
+        decrypting only the chunks that cover them.
+
+        With ``reuse``, the pieces are views of one buffer that the next piece overwrites
+        (write each out before taking the next: nothing is allocated per chunk)."""
         if start < 0 or (stop is not None and stop < 0):
             raise VaultError(f"object {self.ref}: a byte range is >= 0, not {start}..{stop}")
         end = self.size if stop is None else min(stop, self.size)
         cs = self.chunk_size
         for i in self.chunk_span(start, end):
-            plain = self.read_chunk(i)
+            plain: bytes | memoryview
+            if reuse:
+                if self._out_buf is None:
+                    self._out_buf = memoryview(bytearray(cs))
+                plain = self._out_buf[:self.readinto_chunk(i, self._out_buf)]
+            else:
+                plain = self.read_chunk(i)
             lo, hi = max(start - i * cs, 0), min(end - i * cs, len(plain))
             yield plain if (lo, hi) == (0, len(plain)) else plain[lo:hi]
 
     def read_range(self, start: int, stop: int) -> bytes:
-        """Plaintext bytes ``[start, stop)`` (clipped to the object)."""
-        return b"".join(self.iter_range(start, stop))
+        """Plaintext bytes ``[start, stop)`` (clipped to the object); whole chunks are
+        decrypted straight into the result."""
+        if start < 0 or stop < 0:
+            raise VaultError(f"object {self.ref}: a byte range is >= 0, not {start}..{stop}")
+        end = min(stop, self.size)
+        if start >= end:
+            return b""
+        out = bytearray(end - start)
+        view = memoryview(out)
+        at, cs = 0, self.chunk_size
+        for i in self.chunk_span(start, end):
+            lo, hi = max(start - i * cs, 0), min(end - i * cs, cs)
+            if lo == 0 and hi == min(cs, self.size - i * cs):
+                at += self.readinto_chunk(i, view[at:at + hi])
+            else:
+                if self._out_buf is None:
+                    self._out_buf = memoryview(bytearray(cs))
+                self.readinto_chunk(i, self._out_buf)
+                view[at:at + hi - lo] = self._out_buf[lo:hi]
+                at += hi - lo
+        return bytes(out)
 
     def read_all(self) -> bytes:
         """The whole plaintext, every chunk authenticated (truncation included)."""
-        return b"".join(self.iter_range(0, None)) if self.size else self.read_chunk(0)
+        return self.read_range(0, self.size) if self.size else self.read_chunk(0)
 
     def close(self) -> None:
         """Close the file."""

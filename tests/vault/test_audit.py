@@ -318,3 +318,20 @@ def test_appends_from_several_threads_and_handles_form_one_chain(tmp_path: Path,
     report = verify(tmp_path)
     assert report.ok, report.problem
     assert report.size == 160
+
+
+def test_a_batch_becomes_one_entry_per_event_with_its_checkpoints(tmp_path: Path,
+                                                                  signer: Signer) -> None:
+    log = AuditLog.create(tmp_path, signer, checkpoint_every=10, clock=clock)
+    log.append("lab:acme/alice", "login")
+    size = log.append_many({"actor": "job:42", "action": "job.event", "dataset": "kitchen",
+                            "details": {"step": i}} for i in range(24))
+    assert size == 25 == log.size
+    assert [e.details["step"] for e in log.entries(1, 4)] == [0, 1, 2]
+    with pytest.raises(VaultError, match="lower-case name"):
+        log.append_many([{"actor": "x", "action": "ok"}, {"actor": "x", "action": "BAD"}])
+    assert log.size == 25  # all or nothing
+    log.close()
+    report = verify(tmp_path)
+    assert report.ok, report.problem
+    assert (report.checkpoints, report.unsigned) == (2, 5)
