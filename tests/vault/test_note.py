@@ -143,4 +143,4 @@ def test_signer_keys_round_trip_and_check_their_id() -> None:
     assert Signer.from_skey(s.skey()) == s
     with pytest.raises(FormatError, match="does not match"):
         Signer.from_skey(s.skey().replace(f"+{s.verifier().key_id:08x}+", "+00000000+"))
-    assert s.skey().split("+")[-1] not in repr(s)  # the secret stays out of logs
+    assert s.skey().split("+", 4)[-1] not in repr(s)  # the secret stays out of logs
