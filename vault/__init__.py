@@ -1,11 +1,12 @@
-"""The vault: DemoFab's secure data library. This first part holds encryption at rest
-(per-dataset data keys wrapped by the provider's key, chunked AES-256-GCM objects bound to
-their place) and the audit log a provider can verify (an RFC 6962 Merkle log with C2SP
-signed checkpoints and cosignatures)."""
+"""The vault: DemoFab's secure data library.
+
+This first part holds encryption at rest (per-dataset data keys wrapped by the provider's
+key, chunked AES-256-GCM objects bound to their place) and the audit log a provider can
+verify (an RFC 6962 Merkle log with C2SP signed checkpoints and cosignatures)."""
 
 from __future__ import annotations
 
-from .audit import AuditLog, Entry, VerifyReport, show, verify
+from .audit import AuditLog, Entry, VerifyReport, latest_checkpoint, show, verify
 from .crypto import (
     ObjectInfo,
     ObjectReader,
@@ -15,7 +16,15 @@ from .crypto import (
     encrypt_file,
     encrypt_object,
 )
-from .errors import ChunkError, FormatError, KeyFileError, LogTamperError, ProofError, TamperError, VaultError
+from .errors import (
+    ChunkError,
+    FormatError,
+    KeyFileError,
+    LogTamperError,
+    ProofError,
+    TamperError,
+    VaultError,
+)
 from .keys import (
     FileKeyProvider,
     KeyProvider,
@@ -23,6 +32,7 @@ from .keys import (
     create_data_key,
     generate_key_file,
     load_data_key,
+    load_signer,
     unwrap_data_key,
     wrap_data_key,
 )
@@ -34,7 +44,7 @@ __all__ = [
     "KeyFileError", "KeyProvider", "LogTamperError", "MerkleTree", "ObjectInfo", "ObjectReader",
     "ObjectRef", "ObjectWriter", "ProofError", "Signer", "TamperError", "VaultError", "Verifier",
     "VerifyReport", "WrappedKey", "cosign", "create_data_key", "decrypt_object", "encrypt_file",
-    "encrypt_object", "generate_key_file", "generate_signer", "leaf_hash", "load_data_key",
-    "node_hash", "open_note", "show", "unwrap_data_key", "verify", "verify_consistency",
-    "verify_inclusion", "wrap_data_key",
+    "encrypt_object", "generate_key_file", "generate_signer", "latest_checkpoint", "leaf_hash",
+    "load_data_key", "load_signer", "node_hash", "open_note", "show", "unwrap_data_key",
+    "verify", "verify_consistency", "verify_inclusion", "wrap_data_key",
 ]

@@ -44,7 +44,8 @@ from .errors import FormatError, LogTamperError, ProofError, VaultError
 from .merkle import EMPTY_ROOT, MerkleTree, leaf_hash, verify_consistency
 from .note import ED25519, Checkpoint, Signer, Verifier, open_note
 
-__all__ = ["FORMAT", "AuditLog", "Entry", "VerifyReport", "log_path", "show", "verify"]
+__all__ = ["FORMAT", "AuditLog", "Entry", "VerifyReport", "latest_checkpoint", "log_path", "show",
+           "verify"]
 
 FORMAT = 1
 _ZERO = bytes(32)
@@ -402,6 +403,19 @@ def _show(db: sqlite3.Connection, dataset: str) -> list[Entry]:
     rows = db.execute("SELECT body FROM entries WHERE dataset = ? ORDER BY idx", (dataset,))
     found = [Entry.from_body(_as_bytes(body)) for (body,) in rows]
     return [e for e in found if e.dataset == dataset]
+
+
+def latest_checkpoint(root: str | Path) -> str | None:
+    """The newest signed checkpoint of the vault's log at ``root`` (read only), for a
+    provider to check and cosign; None when none was signed yet."""
+    path = log_path(root)
+    db = _connect(path, readonly=True)
+    try:
+        _read_meta(db, path)
+        row = db.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+    finally:
+        db.close()
 
 
 def show(root: str | Path, dataset: str) -> list[Entry]:

@@ -1,4 +1,4 @@
-"""``demofab vault audit verify|show|cosign`` and ``demofab vault key new``.
+"""``demofab vault audit verify|show|checkpoint|cosign`` and ``demofab vault key new``.
 
 ``audit verify`` exits 0 when the log is intact, 1 naming the first bad entry when it is
 not, 2 when it cannot be read (no log, a malformed checkpoint file).
@@ -11,10 +11,10 @@ import json
 import sys
 from pathlib import Path
 
-from .audit import show, verify
+from .audit import latest_checkpoint, show, verify
 from .errors import VaultError
-from .keys import generate_key_file, read_secret_file, write_secret_file
-from .note import COSIGNATURE_V1, ED25519, Signer, cosign, generate_signer
+from .keys import generate_key_file, load_signer, write_secret_file
+from .note import COSIGNATURE_V1, ED25519, cosign, generate_signer
 
 __all__ = ["register"]
 
@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--dataset", required=True)
     q.add_argument("--json", action="store_true", help="one JSON object per line")
     q.set_defaults(func=cmd_show)
+
+    q = asub.add_parser("checkpoint", help="print the log's newest signed checkpoint")
+    q.add_argument("--root", required=True, help="the vault root")
+    q.set_defaults(func=cmd_checkpoint)
 
     q = asub.add_parser("cosign", help="cosign a checkpoint with your own key and keep it")
     q.add_argument("checkpoint", help="the signed checkpoint (file)")
@@ -105,10 +109,25 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    """``demofab vault audit checkpoint``."""
+    try:
+        note = latest_checkpoint(args.root)
+    except VaultError as exc:
+        print(f"demofab vault audit checkpoint: error: {exc}", file=sys.stderr)
+        return 2
+    if note is None:
+        print(f"demofab vault audit checkpoint: the log at {args.root} has no signed "
+              f"checkpoint yet", file=sys.stderr)
+        return 1
+    sys.stdout.write(note)
+    return 0
+
+
 def cmd_cosign(args: argparse.Namespace) -> int:
     """``demofab vault audit cosign``."""
     try:
-        signer = Signer.from_skey(read_secret_file(args.key_file))
+        signer = load_signer(args.key_file)
         note = cosign(Path(args.checkpoint).read_text(encoding="utf-8"), signer)
         out = Path(args.out)
         out.write_text(note, encoding="utf-8")

@@ -25,7 +25,7 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -33,10 +33,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from demofab.durable import atomic_write
 
 from .errors import FormatError, KeyFileError, TamperError, VaultError
+from .note import Signer
+
+if TYPE_CHECKING:
+    from .audit import AuditLog
 
 __all__ = ["DATA_KEY_SIZE", "FileKeyProvider", "KeyProvider", "WrappedKey", "check_dataset_id",
-           "create_data_key", "generate_key_file", "load_data_key", "read_secret_file",
-           "unwrap_data_key", "wrap_data_key", "write_secret_file"]
+           "create_data_key", "generate_key_file", "load_data_key", "load_signer",
+           "read_secret_file", "unwrap_data_key", "wrap_data_key", "write_secret_file"]
 
 DATA_KEY_SIZE = 32
 _KEY_FILE_HEADER = "demofab-vault-key/v1"
@@ -270,23 +274,47 @@ def _record_path(root: Path, dataset: str) -> Path:
     return root / "keys" / f"{check_dataset_id(dataset)}.json"
 
 
-def create_data_key(root: str | Path, provider: KeyProvider, dataset: str) -> bytes:
+def create_data_key(root: str | Path, provider: KeyProvider, dataset: str, *,
+                    audit: AuditLog | None = None, actor: str = "vault") -> bytes:
     """Make a dataset's data key and keep its wrapped record at ``ROOT/keys/<dataset>.json``
-    (written atomically; refused when the dataset has one already)."""
+    (written atomically; refused when the dataset has one already). With ``audit``, the
+    key's creation is an entry (action ``key.create``) by ``actor``."""
     path = _record_path(Path(root), dataset)
     if path.exists():
         raise VaultError(f"dataset {dataset} has a data key already ({path})")
     path.parent.mkdir(parents=True, exist_ok=True)
     key, record = wrap_data_key(provider, dataset)
     atomic_write(path, record.to_json())
+    if audit is not None:
+        audit.append(actor, "key.create", dataset=dataset, details={"key_id": record.key_id})
     return key
 
 
-def load_data_key(root: str | Path, provider: KeyProvider, dataset: str) -> bytes:
-    """Unwrap the data key of ``dataset`` kept under ``root``."""
+def load_data_key(root: str | Path, provider: KeyProvider, dataset: str, *,
+                  audit: AuditLog | None = None, actor: str = "vault",
+                  purpose: str | None = None) -> bytes:
+    """Unwrap the data key of ``dataset`` kept under ``root``. With ``audit``, every use of
+    the key is an entry (action ``key.use``, with the ``purpose``), written before the key
+    is handed out."""
     path = _record_path(Path(root), dataset)
     try:
         text = path.read_text()
     except FileNotFoundError as exc:
         raise VaultError(f"dataset {dataset} has no data key ({path} is missing)") from exc
-    return unwrap_data_key(provider, WrappedKey.from_json(text, where=str(path)), dataset=dataset)
+    record = WrappedKey.from_json(text, where=str(path))
+    key = unwrap_data_key(provider, record, dataset=dataset)
+    if audit is not None:
+        details = {"key_id": record.key_id}
+        if purpose is not None:
+            details["purpose"] = purpose
+        audit.append(actor, "key.use", dataset=dataset, details=details)
+    return key
+
+
+def load_signer(path: str | Path, *, vault_root: str | Path | None = None) -> Signer:
+    """A note signer (the log's key, a provider's cosigner key) from its key file: mode
+    0600, outside ``vault_root``, holding a ``PRIVATE+KEY+...`` line."""
+    try:
+        return Signer.from_skey(read_secret_file(path, vault_root=vault_root))
+    except FormatError as exc:
+        raise KeyFileError(f"key file {path}: {exc}") from exc

@@ -124,3 +124,34 @@ def test_a_wrapped_key_of_an_unknown_format_is_refused(provider: FileKeyProvider
     _, record = wrap_data_key(provider, "kitchen")
     with pytest.raises(FormatError, match="format 2"):
         WrappedKey.from_json(record.to_json().replace('"format": 1', '"format": 2'))
+
+
+def test_creating_and_using_a_data_key_are_audit_entries(tmp_path: Path, root: Path,
+                                                         provider: FileKeyProvider) -> None:
+    from vault.audit import AuditLog
+    from vault.note import generate_signer
+
+    log = AuditLog.create(root, generate_signer("vault.example/log"))
+    create_data_key(root, provider, "kitchen", audit=log, actor="provider:acme")
+    load_data_key(root, provider, "kitchen", audit=log, actor="lab:acme/alice",
+                  purpose="pull kitchen/v1")
+    entries = log.show("kitchen")
+    assert [(e.actor, e.action) for e in entries] == [("provider:acme", "key.create"),
+                                                      ("lab:acme/alice", "key.use")]
+    assert entries[1].details == {"key_id": provider.key_id, "purpose": "pull kitchen/v1"}
+    log.close()
+
+
+def test_a_signer_key_file_is_checked_like_any_key_file(tmp_path: Path, root: Path) -> None:
+    from vault.keys import load_signer, write_secret_file
+    from vault.note import generate_signer
+
+    signer = generate_signer("vault.example/log")
+    write_secret_file(tmp_path / "log.key", signer.skey() + "\n", vault_root=root)
+    assert load_signer(tmp_path / "log.key", vault_root=root) == signer
+    (tmp_path / "log.key").chmod(0o644)
+    with pytest.raises(KeyFileError, match="mode 0644"):
+        load_signer(tmp_path / "log.key")
+    write_secret_file(tmp_path / "bad.key", "not a key\n")
+    with pytest.raises(KeyFileError, match="bad.key: a signer key is"):
+        load_signer(tmp_path / "bad.key")

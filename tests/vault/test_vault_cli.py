@@ -84,6 +84,14 @@ def test_verify_exits_1_when_the_log_was_rolled_back_past_a_kept_checkpoint(
     assert "entry 20 is missing" in capsys.readouterr().err
 
 
+def test_checkpoint_prints_the_newest_signed_checkpoint_for_the_provider_to_cosign(
+        vault: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("audit", "checkpoint", "--root", str(vault)) == 0
+    out = capsys.readouterr().out
+    assert out == (tmp_path / "latest.checkpoint").read_text()
+    assert out.startswith("vault.example/log\n30\n")
+
+
 def test_verify_exits_2_when_there_is_no_log(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert run("audit", "verify", "--root", str(tmp_path)) == 2
