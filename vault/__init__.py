@@ -6,7 +6,15 @@ verify (an RFC 6962 Merkle log with C2SP signed checkpoints and cosignatures).""
 
 from __future__ import annotations
 
-from .audit import AuditLog, Entry, VerifyReport, latest_checkpoint, show, verify
+from .audit import (
+    AuditLog,
+    Entry,
+    VerifyReport,
+    cosign_checkpoint,
+    latest_checkpoint,
+    show,
+    verify,
+)
 from .crypto import (
     ObjectInfo,
     ObjectReader,
@@ -42,9 +50,10 @@ from .note import Checkpoint, Signer, Verifier, cosign, generate_signer, open_no
 __all__ = [
     "AuditLog", "Checkpoint", "ChunkError", "Entry", "FileKeyProvider", "FormatError",
     "KeyFileError", "KeyProvider", "LogTamperError", "MerkleTree", "ObjectInfo", "ObjectReader",
-    "ObjectRef", "ObjectWriter", "ProofError", "Signer", "TamperError", "VaultError", "Verifier",
-    "VerifyReport", "WrappedKey", "cosign", "create_data_key", "decrypt_object", "encrypt_file",
-    "encrypt_object", "generate_key_file", "generate_signer", "latest_checkpoint", "leaf_hash",
-    "load_data_key", "load_signer", "node_hash", "open_note", "show", "unwrap_data_key",
-    "verify", "verify_consistency", "verify_inclusion", "wrap_data_key",
+    "ObjectRef", "ObjectWriter", "ProofError", "Signer", "TamperError", "VaultError",
+    "Verifier", "VerifyReport", "WrappedKey", "cosign", "cosign_checkpoint", "create_data_key",
+    "decrypt_object", "encrypt_file", "encrypt_object", "generate_key_file", "generate_signer",
+    "latest_checkpoint", "leaf_hash", "load_data_key", "load_signer", "node_hash", "open_note",
+    "show", "unwrap_data_key", "verify", "verify_consistency", "verify_inclusion",
+    "wrap_data_key",
 ]

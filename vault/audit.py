@@ -42,10 +42,10 @@ from demofab.durable import atomic_write
 
 from .errors import FormatError, LogTamperError, ProofError, VaultError
 from .merkle import EMPTY_ROOT, MerkleTree, leaf_hash, verify_consistency
-from .note import ED25519, Checkpoint, Signer, Verifier, open_note
+from .note import COSIGNATURE_V1, ED25519, Checkpoint, Signer, Verifier, cosign, open_note
 
-__all__ = ["FORMAT", "AuditLog", "Entry", "VerifyReport", "latest_checkpoint", "log_path", "show",
-           "verify"]
+__all__ = ["FORMAT", "AuditLog", "Entry", "VerifyReport", "cosign_checkpoint", "latest_checkpoint",
+           "log_path", "show", "verify"]
 
 FORMAT = 1
 _ZERO = bytes(32)
@@ -84,7 +84,7 @@ def _event(actor: object, action: object, dataset: object, details: object) -> d
 
 
 def _format_time(ns: int) -> str:
-    dt = datetime.fromtimestamp(ns // 1000 / 1e6, UTC)
+    dt = datetime.fromtimestamp(ns // 10**9, UTC).replace(microsecond=ns // 1000 % 10**6)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -292,7 +292,8 @@ class AuditLog:
     @property
     def size(self) -> int:
         """Number of entries."""
-        row = self._db.execute("SELECT max(idx) FROM entries").fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT max(idx) FROM entries").fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
 
     def _synced_tree(self) -> MerkleTree:
@@ -315,21 +316,24 @@ class AuditLog:
     def entries(self, start: int = 0, stop: int | None = None) -> Iterator[Entry]:
         """Entries ``start..stop-1`` in order."""
         end = (1 << 62) if stop is None else stop
-        rows = self._db.execute("SELECT body FROM entries WHERE idx >= ? AND idx < ? "
-                                "ORDER BY idx", (start, end)).fetchall()
+        with self._lock:
+            rows = self._db.execute("SELECT body FROM entries WHERE idx >= ? AND idx < ? "
+                                    "ORDER BY idx", (start, end)).fetchall()
         for (body,) in rows:
             yield Entry.from_body(_as_bytes(body))
 
     def entry(self, index: int) -> Entry:
         """Entry ``index``."""
-        row = self._db.execute("SELECT body FROM entries WHERE idx = ?", (index,)).fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT body FROM entries WHERE idx = ?", (index,)).fetchone()
         if row is None:
             raise VaultError(f"audit log {self.path} has no entry {index} (size {self.size})")
         return Entry.from_body(_as_bytes(row[0]))
 
     def show(self, dataset: str) -> list[Entry]:
         """Every entry about ``dataset``, in order."""
-        return _show(self._db, dataset)
+        with self._lock:
+            return _show(self._db, dataset)
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """The RFC 6962 audit path of entry ``index`` in the tree of ``size`` entries."""
@@ -382,8 +386,9 @@ class AuditLog:
 
     def latest_checkpoint(self) -> str | None:
         """The newest signed checkpoint, or None."""
-        row = self._db.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1"
-                               ).fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1"
+                                   ).fetchone()
         return None if row is None else str(row[0])
 
     def close(self) -> None:
@@ -608,13 +613,40 @@ def _check_kept(kept: Checkpoint, tree: MerkleTree, stored: list[tuple[int, str]
                    f"entries and the log holds {tree.size} (rolled back)", tree.size)
     root = tree.root(kept.size)
     if kept.root_hash != root:
-        good = max((s for s, _ in stored if s <= kept.size), default=0)
+        good = max((s for s, _ in stored if s < kept.size), default=0)
+        fork = ""
+        if any(s == kept.size for s, _ in stored):
+            fork = (f"; the log also signed another tree of {kept.size} entries, the one it "
+                    f"holds now: it forked")
         raise _Bad(f"entries {good}..{kept.size - 1} are not what the kept checkpoint of "
                    f"{kept.size} entries signed: one of them was changed (the first bad "
-                   f"entry is at or after entry {good})", good)
+                   f"entry is at or after entry {good}){fork}", good)
     try:
         verify_consistency(kept.size, tree.size, kept.root_hash,
                            tree.root() if tree.size else EMPTY_ROOT,
                            tree.consistency_proof(kept.size))
     except ProofError as exc:
         raise _Bad(f"the log is not an extension of the kept checkpoint: {exc}", None) from exc
+
+
+def cosign_checkpoint(root: str | Path, cosigner: Signer, *, checkpoint: str | None = None,
+                      previous: str | None = None, keys: Sequence[str] = ()) -> str:
+    """What a provider does before it cosigns: check the log at ``root`` offline, against
+    ``previous`` (the checkpoint it kept last time, which must carry its own
+    cosignature) when given; check that ``checkpoint`` (default: the log's newest) is
+    signed by the log and is the log's tree at its size, so it extends ``previous``; then
+    cosign it. Returns the cosigned note, to keep. ``keys`` are trusted log keys, as for
+    :func:`verify`. Raises LogTamperError naming the first bad entry when a check fails."""
+    if cosigner.sig_type != COSIGNATURE_V1:
+        raise VaultError(f"key {cosigner.name} is not a cosigner key (type 0x04)")
+    own = cosigner.verifier().vkey()
+    note = latest_checkpoint(root) if checkpoint is None else checkpoint
+    if note is None:
+        raise VaultError(f"the log at {log_path(root)} has no signed checkpoint to cosign")
+    for kept, trusted in ((previous, [*keys, own]), (note, list(keys))):
+        if kept is None:
+            continue
+        report = verify(root, kept, keys=trusted)
+        if not report.ok:
+            raise LogTamperError(f"not cosigned: {report.problem}", entry=report.first_bad)
+    return cosign(note, cosigner)

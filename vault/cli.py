@@ -11,10 +11,12 @@ import json
 import sys
 from pathlib import Path
 
-from .audit import latest_checkpoint, show, verify
-from .errors import VaultError
+from demofab.durable import atomic_write
+
+from .audit import cosign_checkpoint, latest_checkpoint, show, verify
+from .errors import LogTamperError, VaultError
 from .keys import generate_key_file, load_signer, write_secret_file
-from .note import COSIGNATURE_V1, ED25519, cosign, generate_signer
+from .note import COSIGNATURE_V1, ED25519, generate_signer
 
 __all__ = ["register"]
 
@@ -47,10 +49,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--root", required=True, help="the vault root")
     q.set_defaults(func=cmd_checkpoint)
 
-    q = asub.add_parser("cosign", help="cosign a checkpoint with your own key and keep it")
-    q.add_argument("checkpoint", help="the signed checkpoint (file)")
+    q = asub.add_parser("cosign", help="check the log, then cosign its checkpoint with your "
+                                       "own key and keep it")
+    q.add_argument("--root", required=True, help="the vault root")
     q.add_argument("--key-file", required=True, help="your cosigner key file (mode 0600)")
-    q.add_argument("--out", required=True, help="where to keep the cosigned checkpoint")
+    q.add_argument("--out", required=True,
+                   help="the kept checkpoint: if it exists, the log must extend it (and it "
+                        "must carry your cosignature); it is replaced by the new one")
+    q.add_argument("--checkpoint", help="the checkpoint to cosign (default: the log's newest)")
+    q.add_argument("--key", action="append", default=[], metavar="VKEY",
+                   help="the log's verifier key, if you trust it rather than ROOT's")
     q.set_defaults(func=cmd_cosign)
 
     k = vsub.add_parser("key", help="make keys")
@@ -126,16 +134,24 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 def cmd_cosign(args: argparse.Namespace) -> int:
     """``demofab vault audit cosign``."""
+    out = Path(args.out)
     try:
-        signer = load_signer(args.key_file)
-        note = cosign(Path(args.checkpoint).read_text(encoding="utf-8"), signer)
-        out = Path(args.out)
-        out.write_text(note, encoding="utf-8")
+        signer = load_signer(args.key_file, vault_root=args.root)
+        previous = out.read_text(encoding="utf-8") if out.exists() else None
+        checkpoint = (Path(args.checkpoint).read_text(encoding="utf-8")
+                      if args.checkpoint else None)
+        note = cosign_checkpoint(args.root, signer, checkpoint=checkpoint, previous=previous,
+                                 keys=[_key_arg(k) for k in args.key])
+        atomic_write(out, note)
+    except LogTamperError as exc:
+        print(f"demofab vault audit cosign: {exc}", file=sys.stderr)
+        return 1
     except (VaultError, OSError) as exc:
         print(f"demofab vault audit cosign: error: {exc}", file=sys.stderr)
         return 2
-    print(f"cosigned as {signer.name}; kept in {out}; your verifier key: "
-          f"{signer.verifier().vkey()}")
+    size = note.split("\n")[1]
+    print(f"checked and cosigned the checkpoint of {size} entries as {signer.name}; kept in "
+          f"{out}; your verifier key: {signer.verifier().vkey()}")
     return 0
 
 

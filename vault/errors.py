@@ -36,9 +36,10 @@ class ChunkError(TamperError):
 
 
 class LogTamperError(TamperError):
-    """The audit log is not what its checkpoints signed; ``entry`` is the first bad entry."""
+    """The audit log is not what its checkpoints signed; ``entry`` is the first bad entry
+    (None when the fault is in a checkpoint, not in an entry)."""
 
-    def __init__(self, message: str, *, entry: int) -> None:
+    def __init__(self, message: str, *, entry: int | None) -> None:
         super().__init__(message)
         self.entry = entry
 

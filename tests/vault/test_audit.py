@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vault.audit import AuditLog, Entry, log_path, show, verify
-from vault.errors import FormatError, VaultError
+from vault.audit import AuditLog, Entry, cosign_checkpoint, latest_checkpoint, log_path, show, verify
+from vault.errors import FormatError, LogTamperError, VaultError
 from vault.merkle import leaf_hash, verify_consistency, verify_inclusion
 from vault.note import COSIGNATURE_V1, Checkpoint, Signer, cosign, generate_signer, open_note
 
@@ -335,3 +335,24 @@ def test_a_batch_becomes_one_entry_per_event_with_its_checkpoints(tmp_path: Path
     report = verify(tmp_path)
     assert report.ok, report.problem
     assert (report.checkpoints, report.unsigned) == (2, 5)
+
+
+def test_a_provider_cosigns_only_checkpoints_that_extend_what_it_kept(
+        tmp_path: Path, signer: Signer, provider: Signer) -> None:
+    log = make_log(tmp_path, signer, 20)
+    first = cosign_checkpoint(tmp_path, provider)
+    assert Checkpoint.parse(first).size == 20
+    for i in range(10):
+        log.append("lab:acme/bob", "pull", dataset="kitchen", details={"i": i})
+    second = cosign_checkpoint(tmp_path, provider, previous=first)
+    assert Checkpoint.parse(second).size == 30 == Checkpoint.parse(latest_checkpoint(tmp_path) or "").size
+    # a checkpoint of a forked log (same key, other entries) is not cosigned
+    fork = Checkpoint(ORIGIN, 30, bytes(32)).sign(signer)
+    with pytest.raises(LogTamperError, match="not cosigned: entries 20..29 .* it forked"):
+        cosign_checkpoint(tmp_path, provider, checkpoint=fork, previous=second)
+    # a "previous" the provider never cosigned is not trusted
+    with pytest.raises(LogTamperError, match="no cosignature by provider.example/acme"):
+        cosign_checkpoint(tmp_path, provider, previous=log.checkpoint())
+    with pytest.raises(VaultError, match="not a cosigner key"):
+        cosign_checkpoint(tmp_path, signer)
+    log.close()

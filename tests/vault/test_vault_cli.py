@@ -46,9 +46,11 @@ def vault(tmp_path: Path) -> Path:
 def test_verify_exits_0_on_an_intact_log_with_a_kept_cosigned_checkpoint(
         vault: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     kept = tmp_path / "kept.checkpoint"
-    assert run("audit", "cosign", str(tmp_path / "latest.checkpoint"), "--key-file",
+    assert run("audit", "cosign", "--root", str(vault), "--key-file",
                str(tmp_path / "cosigner.key"), "--out", str(kept)) == 0
-    vkey = capsys.readouterr().out.strip().split("your verifier key: ")[1]
+    out = capsys.readouterr().out
+    assert "checked and cosigned the checkpoint of 30 entries as provider.example/acme" in out
+    vkey = out.strip().split("your verifier key: ")[1]
     assert run("audit", "verify", "--root", str(vault)) == 0
     assert "audit log intact: 30 entries" in capsys.readouterr().out
     assert run("audit", "verify", "--root", str(vault), "--checkpoint", str(kept),
@@ -56,6 +58,23 @@ def test_verify_exits_0_on_an_intact_log_with_a_kept_cosigned_checkpoint(
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["kept_size"] == 30
     assert report["cosigners"] == ["provider.example/acme"]
+
+
+def test_cosign_refuses_a_log_that_does_not_extend_the_kept_checkpoint(
+        vault: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kept = tmp_path / "kept.checkpoint"
+    cosign = ["audit", "cosign", "--root", str(vault), "--key-file",
+              str(tmp_path / "cosigner.key"), "--out", str(kept)]
+    assert run(*cosign) == 0
+    before = kept.read_text()
+    db = sqlite3.connect(log_path(vault))  # the operator rolls the log back to 20 entries
+    db.execute("DELETE FROM entries WHERE idx >= 20")
+    db.execute("DELETE FROM checkpoints WHERE size > 20")
+    db.commit()
+    db.close()
+    assert run(*cosign) == 1
+    assert "not cosigned: entry 20 is missing" in capsys.readouterr().err
+    assert kept.read_text() == before  # the provider keeps what it had
 
 
 def test_verify_exits_1_naming_the_first_bad_entry(
