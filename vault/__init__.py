@@ -46,14 +46,15 @@ from .keys import (
 )
 from .merkle import MerkleTree, leaf_hash, node_hash, verify_consistency, verify_inclusion
 from .note import Checkpoint, Signer, Verifier, cosign, generate_signer, open_note
+from .store import ObjectStore
 
 __all__ = [
     "AuditLog", "Checkpoint", "ChunkError", "Entry", "FileKeyProvider", "FormatError",
     "KeyFileError", "KeyProvider", "LogTamperError", "MerkleTree", "ObjectInfo", "ObjectReader",
-    "ObjectRef", "ObjectWriter", "ProofError", "Signer", "TamperError", "VaultError",
-    "Verifier", "VerifyReport", "WrappedKey", "cosign", "cosign_checkpoint", "create_data_key",
-    "decrypt_object", "encrypt_file", "encrypt_object", "generate_key_file", "generate_signer",
-    "latest_checkpoint", "leaf_hash", "load_data_key", "load_signer", "node_hash", "open_note",
-    "show", "unwrap_data_key", "verify", "verify_consistency", "verify_inclusion",
-    "wrap_data_key",
+    "ObjectRef", "ObjectStore", "ObjectWriter", "ProofError", "Signer", "TamperError",
+    "VaultError", "Verifier", "VerifyReport", "WrappedKey", "cosign", "cosign_checkpoint",
+    "create_data_key", "decrypt_object", "encrypt_file", "encrypt_object", "generate_key_file",
+    "generate_signer", "latest_checkpoint", "leaf_hash", "load_data_key", "load_signer",
+    "node_hash", "open_note", "show", "unwrap_data_key", "verify", "verify_consistency",
+    "verify_inclusion", "wrap_data_key",
 ]
