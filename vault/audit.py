@@ -530,6 +530,8 @@ def verify(root: str | Path, checkpoint: str | Path | None = None, *,
                                 bad.entry, str(bad))
         last = stored[-1][0] if stored else 0
         return VerifyReport(True, size, tree.root(), cps, size - last, kept, cosigners)
+    except sqlite3.DatabaseError as exc:
+        raise FormatError(f"{path} cannot be read as an audit log: {exc}") from exc
     finally:
         db.close()
 

@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from vault.audit import AuditLog, Entry, cosign_checkpoint, latest_checkpoint, log_path, show, verify
 from vault.errors import FormatError, LogTamperError, VaultError
@@ -356,3 +358,43 @@ def test_a_provider_cosigns_only_checkpoints_that_extend_what_it_kept(
     with pytest.raises(VaultError, match="not a cosigner key"):
         cosign_checkpoint(tmp_path, signer)
     log.close()
+
+
+def test_a_log_whose_tables_were_dropped_or_overwritten_is_refused_clearly(
+        tmp_path: Path, signer: Signer) -> None:
+    make_log(tmp_path, signer, 3).close()
+    sql(tmp_path, "DROP TABLE entries")
+    with pytest.raises(FormatError, match="cannot be read as an audit log: no such table"):
+        verify(tmp_path)
+    log_path(tmp_path).write_bytes(b"garbage" * 1000)
+    with pytest.raises(FormatError, match="is not an audit log"):
+        verify(tmp_path)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(3, 40), st.sampled_from(["edit", "drop", "swap", "truncate"]), st.data())
+def test_any_single_tampering_is_pinned_to_its_entry(
+        tmp_path_factory: pytest.TempPathFactory, signer: Signer, n: int, kind: str,
+        data: st.DataObject) -> None:
+    root = tmp_path_factory.mktemp("log")
+    make_log(root, signer, n, every=None).close()
+    kept = None
+    if kind == "truncate":
+        with AuditLog(root, signer=signer, checkpoint_every=None) as log:
+            kept = log.checkpoint()
+    at = data.draw(st.integers(0, n - 2), label="entry")
+    if kind == "edit":
+        sql(root, "UPDATE entries SET body = replace(body, '\"i\":', '\"j\":') WHERE idx = ?", at)
+    elif kind == "drop":
+        sql(root, "DELETE FROM entries WHERE idx = ?", at)
+    elif kind == "swap":
+        sql(root, "UPDATE entries SET idx = -1 WHERE idx = ?", at)
+        sql(root, "UPDATE entries SET idx = ? WHERE idx = ?", at, at + 1)
+        sql(root, "UPDATE entries SET idx = ? WHERE idx = -1", at + 1)
+    else:
+        sql(root, "DELETE FROM entries WHERE idx >= ?", at)
+        sql(root, "DELETE FROM checkpoints")
+    report = verify(root, kept)
+    assert not report.ok
+    assert report.first_bad == at, report.problem
