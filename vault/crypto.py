@@ -50,7 +50,7 @@ from .errors import ChunkError, FormatError, TamperError, VaultError
 from .keys import DATA_KEY_SIZE, check_dataset_id
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "FORMAT", "MAGIC", "ObjectInfo", "ObjectReader", "ObjectRef",
-           "ObjectWriter", "Sink", "Source", "decrypt_object", "encrypt_file", "encrypt_object"]
+           "ObjectWriter", "Sink", "Source", "TAG_SIZE", "decrypt_object", "encrypt_file", "encrypt_object"]
 
 MAGIC = b"DFVAULT"
 FORMAT = 1
@@ -67,7 +67,8 @@ class Sink(Protocol):
     socket's file, ``io.BytesIO``)."""
 
     def write(self, data: memoryview, /) -> int | None:
-        """Write some of ``data``; return how much (None: nothing, try again)."""
+        """Write some of ``data`` (blocking until it takes at least one byte); return how
+        much."""
         ...
 
 
@@ -186,8 +187,9 @@ class ObjectWriter:
     def _emit(self, data: memoryview) -> None:
         while len(data):
             n = self._file.write(data)
-            if n is None:  # a non-blocking stream that took nothing
-                continue
+            if not n:
+                raise VaultError(f"object {self.ref}: the destination took no bytes (a "
+                                 f"non-blocking stream, or a full one)")
             self._stored += n
             data = data[n:]
 
