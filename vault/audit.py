@@ -26,6 +26,7 @@ log's head). It reports the FIRST bad entry.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import sqlite3
@@ -508,11 +509,12 @@ def verify(root: str | Path, checkpoint: str | Path | None = None, *,
                          else Path(checkpoint).read_text(encoding="utf-8"))
         stored = db.execute("SELECT size, note FROM checkpoints ORDER BY size").fetchall()
         rows = db.execute("SELECT idx, body, leaf FROM entries ORDER BY idx")
-        tree = MerkleTree()
-        size, cps, kept = 0, 0, None
+        tree, cps, bad = _scan(rows, stored, log_keys, origin)
+        kept: Checkpoint | None = None
         cosigners: tuple[str, ...] = ()
         try:
-            size, cps = _scan(rows, stored, tree, log_keys, origin)
+            if bad is not None:
+                raise bad
             if kept_note is not None:
                 kept, signed = _check_note(kept_note, log_keys + cosigner_keys, origin,
                                            "the kept checkpoint")
@@ -525,49 +527,63 @@ def verify(root: str | Path, checkpoint: str | Path | None = None, *,
                                f"{', '.join(missing)}", None)
                 cosigners = tuple(k.name for k in cosigner_keys)
                 _check_kept(kept, tree, stored)
-        except _Bad as bad:
+        except _Bad as exc:
             return VerifyReport(False, tree.size, tree.root(), cps, 0, kept, cosigners,
-                                bad.entry, str(bad))
+                                exc.entry, str(exc))
         last = stored[-1][0] if stored else 0
-        return VerifyReport(True, size, tree.root(), cps, size - last, kept, cosigners)
+        return VerifyReport(True, tree.size, tree.root(), cps, tree.size - last, kept,
+                            cosigners)
     except sqlite3.DatabaseError as exc:
         raise FormatError(f"{path} cannot be read as an audit log: {exc}") from exc
     finally:
         db.close()
 
 
-def _scan(rows: Iterator[tuple[int, bytes, bytes]], stored: list[tuple[int, str]],
-          tree: MerkleTree, log_keys: Sequence[Verifier], origin: str) -> tuple[int, int]:
-    """Recompute the log entry by entry; check each stored checkpoint when the tree
-    reaches its size. Return (entries, checkpoints checked); raise _Bad at the first
-    fault."""
-    pending = list(stored)
-    pending.reverse()
-    good = 0  # size of the last stored checkpoint that matched
+def _scan(rows: Iterable[tuple[int, bytes, bytes]], stored: list[tuple[int, str]],
+          log_keys: Sequence[Verifier], origin: str) -> tuple[MerkleTree, int, _Bad | None]:
+    """Recompute the log: every entry's place, chain hash and leaf hash up to the first
+    bad entry, then the tree over the good ones and every stored checkpoint within it.
+    Return (tree, checkpoints checked, the first fault or None).
+
+    A checkpoint that does not match comes before a bad entry after it: the checkpoint
+    proves an earlier entry changed."""
+    sha256 = hashlib.sha256
+    leaves: list[bytes] = []
+    bad: _Bad | None = None
     prev = _ZERO
-    while pending and pending[-1][0] == 0:
-        good = _check_stored(pending.pop(), tree, log_keys, origin, good)
-    for position, (idx, body, leaf) in enumerate(rows):
-        if idx != position:
-            raise _Bad(f"entry {position} is missing (dropped): the log goes from entry "
-                       f"{position - 1} to entry {idx}", position)
-        body = _as_bytes(body)
-        if not body.startswith(b'{"index":%d,"prev":"%s",' % (position, prev.hex().encode())):
-            _bad_head(body, position, prev)
-        computed = leaf_hash(body)
-        if computed != leaf:
-            raise _Bad(f"entry {position} was edited: its content hashes to "
-                       f"{computed.hex()[:16]}..., the log recorded "
-                       f"{_as_bytes(leaf).hex()[:16]}...", position)
-        tree.append(computed)
-        prev = computed
-        while pending and pending[-1][0] == tree.size:
-            good = _check_stored(pending.pop(), tree, log_keys, origin, good)
-    if pending:
-        n, _ = pending[-1]
-        raise _Bad(f"entry {tree.size} is missing: a checkpoint was signed for {n} entries "
-                   f"and the log holds {tree.size} (rolled back or truncated)", tree.size)
-    return tree.size, len(stored)
+    try:
+        for position, (idx, body, leaf) in enumerate(rows):
+            if idx != position:
+                raise _Bad(f"entry {position} is missing (dropped): the log goes from entry "
+                           f"{position - 1} to entry {idx}", position)
+            if type(body) is not bytes:
+                body = _as_bytes(body)
+            if not body.startswith(b'{"index":%d,"prev":"%s",' % (position, prev.hex().encode())):
+                _bad_head(body, position, prev)
+            computed = sha256(b"\x00" + body).digest()
+            if computed != leaf:
+                raise _Bad(f"entry {position} was edited: its content hashes to "
+                           f"{computed.hex()[:16]}..., the log recorded "
+                           f"{_as_bytes(leaf).hex()[:16]}...", position)
+            leaves.append(computed)
+            prev = computed
+    except _Bad as exc:
+        bad = exc
+    tree = MerkleTree.from_leaf_hashes(leaves)
+    good = checked = 0  # good: size of the last stored checkpoint that matched
+    try:
+        for size, note in stored:
+            if size > tree.size:
+                if bad is None:
+                    raise _Bad(f"entry {tree.size} is missing: a checkpoint was signed for "
+                               f"{size} entries and the log holds {tree.size} (rolled back or "
+                               f"truncated)", tree.size)
+                break
+            good = _check_stored(size, note, tree, log_keys, origin, good)
+            checked += 1
+    except _Bad as exc:
+        return tree, checked, exc
+    return tree, checked, bad
 
 
 def _as_bytes(value: object) -> bytes:
@@ -596,13 +612,12 @@ def _bad_head(body: bytes, position: int, prev: bytes) -> None:
     raise _Bad(f"entry {position} was edited: its head is not in the log's form", position)
 
 
-def _check_stored(item: tuple[int, str], tree: MerkleTree, log_keys: Sequence[Verifier],
+def _check_stored(size: int, note: str, tree: MerkleTree, log_keys: Sequence[Verifier],
                   origin: str, good: int) -> int:
-    size, note = item
     cp, _ = _check_note(note, log_keys, origin, f"the checkpoint of {size} entries")
     if cp.size != size:
         raise _Bad(f"the checkpoint stored for {size} entries signs {cp.size}", None)
-    if cp.root_hash != tree.root():
+    if cp.root_hash != tree.root(size):
         raise _Bad(f"entries {good}..{size - 1} are not what the checkpoint of {size} entries "
                    f"signed: one of them was changed (the first bad entry is at or after "
                    f"entry {good})", good)

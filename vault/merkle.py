@@ -73,6 +73,21 @@ class MerkleTree:
         for h in leaf_hashes:
             self.append(h)
 
+    @classmethod
+    def from_leaf_hashes(cls, leaves: Sequence[bytes]) -> MerkleTree:
+        """A tree over ``leaves`` built level by level (faster than appending one by one)."""
+        if any(len(h) != HASH_SIZE for h in leaves):
+            raise ProofError(f"a leaf hash has {HASH_SIZE} bytes")
+        tree = cls()
+        level = list(leaves)
+        tree.levels = [level]
+        sha256 = _sha256
+        while len(level) >= 2:
+            level = [sha256(b"\x01" + level[i] + level[i + 1]).digest()
+                     for i in range(0, len(level) - 1, 2)]
+            tree.levels.append(level)
+        return tree
+
     @property
     def size(self) -> int:
         """Number of leaves."""

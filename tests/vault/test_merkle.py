@@ -202,3 +202,16 @@ def test_proofs_outside_the_tree_are_refused(tree: MerkleTree) -> None:
         tree.root(9)
     with pytest.raises(ProofError, match="32 bytes"):
         MerkleTree([b"short"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 200), st.integers(0, 20))
+def test_a_tree_built_in_bulk_is_the_tree_built_leaf_by_leaf_and_keeps_growing(
+        n: int, more: int) -> None:
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(n + more)]
+    bulk = MerkleTree.from_leaf_hashes(leaves[:n])
+    for h in leaves[n:]:
+        bulk.append(h)
+    one_by_one = MerkleTree(leaves)
+    assert bulk.levels == one_by_one.levels
+    assert bulk.root() == root_hash(leaves)
