@@ -41,6 +41,7 @@ from .keys import (
     generate_key_file,
     load_data_key,
     load_signer,
+    rewrap_data_key,
     unwrap_data_key,
     wrap_data_key,
 )
@@ -55,6 +56,6 @@ __all__ = [
     "VaultError", "Verifier", "VerifyReport", "WrappedKey", "cosign", "cosign_checkpoint",
     "create_data_key", "decrypt_object", "encrypt_file", "encrypt_object", "generate_key_file",
     "generate_signer", "latest_checkpoint", "leaf_hash", "load_data_key", "load_signer",
-    "node_hash", "open_note", "show", "unwrap_data_key", "verify", "verify_consistency",
-    "verify_inclusion", "wrap_data_key",
+    "node_hash", "open_note", "rewrap_data_key", "show", "unwrap_data_key", "verify",
+    "verify_consistency", "verify_inclusion", "wrap_data_key",
 ]

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DATA_KEY_SIZE", "FileKeyProvider", "KeyProvider", "WrappedKey", "check_dataset_id",
            "create_data_key", "generate_key_file", "load_data_key", "load_signer",
-           "read_secret_file", "unwrap_data_key", "wrap_data_key", "write_secret_file"]
+           "read_secret_file", "rewrap_data_key", "unwrap_data_key", "wrap_data_key",
+           "write_secret_file"]
 
 DATA_KEY_SIZE = 32
 _KEY_FILE_HEADER = "demofab-vault-key/v1"
@@ -309,6 +310,27 @@ def load_data_key(root: str | Path, provider: KeyProvider, dataset: str, *,
             details["purpose"] = purpose
         audit.append(actor, "key.use", dataset=dataset, details=details)
     return key
+
+
+def rewrap_data_key(root: str | Path, old: KeyProvider, new: KeyProvider, dataset: str, *,
+                    audit: AuditLog | None = None, actor: str = "vault") -> WrappedKey:
+    """Rotate the provider key of ``dataset``: unwrap its data key with ``old``, wrap it
+    with ``new`` and replace the record atomically. The data key, and so every stored
+    object, stays as it is: nothing is re-encrypted. With ``audit``, the rotation is an
+    entry (action ``key.rotate``)."""
+    path = _record_path(Path(root), dataset)
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise VaultError(f"dataset {dataset} has no data key ({path} is missing)") from exc
+    record = WrappedKey.from_json(text, where=str(path))
+    key = unwrap_data_key(old, record, dataset=dataset)
+    _, fresh = wrap_data_key(new, dataset, key)
+    atomic_write(path, fresh.to_json())
+    if audit is not None:
+        audit.append(actor, "key.rotate", dataset=dataset,
+                     details={"from_key_id": record.key_id, "to_key_id": fresh.key_id})
+    return fresh
 
 
 def load_signer(path: str | Path, *, vault_root: str | Path | None = None) -> Signer:

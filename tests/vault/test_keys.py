@@ -155,3 +155,18 @@ def test_a_signer_key_file_is_checked_like_any_key_file(tmp_path: Path, root: Pa
     write_secret_file(tmp_path / "bad.key", "not a key\n")
     with pytest.raises(KeyFileError, match="bad.key: a signer key is"):
         load_signer(tmp_path / "bad.key")
+
+
+def test_rotating_the_provider_key_keeps_the_data_key_and_retires_the_old_one(
+        tmp_path: Path, root: Path, provider: FileKeyProvider) -> None:
+    from vault.keys import rewrap_data_key
+
+    key = create_data_key(root, provider, "kitchen")
+    new = generate_key_file(tmp_path / "new.key", vault_root=root)
+    record = rewrap_data_key(root, provider, new, "kitchen")
+    assert record.key_id == new.key_id
+    assert load_data_key(root, new, "kitchen") == key  # stored objects still decrypt
+    with pytest.raises(TamperError, match="wrapped by provider key"):
+        load_data_key(root, provider, "kitchen")
+    with pytest.raises(TamperError):
+        rewrap_data_key(root, provider, new, "kitchen")  # the old key no longer opens it
