@@ -334,7 +334,9 @@ class ObjectReader:
     ``ref`` is the object the caller expects (from the catalog): the header must name it
     and the key derived for it must match the header's commitment, or TamperError. Each
     chunk that fails authentication raises :class:`~vault.errors.ChunkError` naming the
-    object and the chunk, and saying what it found (swapped, truncated, appended)."""
+    object and the chunk, and saying what it found (swapped, truncated, appended).
+
+    A reader reuses its buffers from chunk to chunk: use one reader per thread."""
 
     def __init__(self, path: str | Path, data_key: bytes, ref: ObjectRef) -> None:
         self.path = Path(path)
