@@ -223,8 +223,9 @@ class AuditLog:
     def append(self, actor: str, action: str, *, dataset: str | None = None,
                details: Mapping[str, Any] | None = None) -> Entry:
         """Record one event, durable (see the module's note on sync) when this returns."""
-        rest = _event(actor, action, dataset, details)
-        info = rest["details"]
+        return self._insert(_event(actor, action, dataset, details))
+
+    def _insert(self, rest: dict[str, Any]) -> Entry:
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -235,15 +236,26 @@ class AuditLog:
                 rest["time"] = _format_time(self._clock())
                 body = _body(index, prev, rest)
                 db.execute("INSERT INTO entries VALUES (?, ?, ?, ?)",
-                           (index, body, leaf_hash(body), dataset))
+                           (index, body, leaf_hash(body), rest["dataset"]))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            entry = Entry(index, str(rest["time"]), actor, action, dataset, info, prev, body)
+            entry = Entry(index, rest["time"], rest["actor"], rest["action"], rest["dataset"],
+                          rest["details"], prev, body)
             if self.checkpoint_every and (index + 1) % self.checkpoint_every == 0:
                 self.checkpoint()
             return entry
+
+    def record(self, event: Mapping[str, Any]) -> Entry:
+        """:meth:`append` of an event mapping (``actor``, ``action``, optional ``dataset``
+        and ``details``): the catalog's ``on_event`` hook is ``log.record``."""
+        extra = set(event) - {"actor", "action", "dataset", "details"}
+        if extra:
+            raise VaultError(f"an audit event has actor, action, dataset and details, not "
+                             f"{sorted(extra)}")
+        return self._insert(_event(event.get("actor"), event.get("action"),
+                                   event.get("dataset"), event.get("details")))
 
     def append_many(self, events: Iterable[Mapping[str, Any]]) -> int:
         """Record several events in one transaction (an import, a batch of job events):

@@ -398,3 +398,18 @@ def test_any_single_tampering_is_pinned_to_its_entry(
     report = verify(root, kept)
     assert not report.ok
     assert report.first_bad == at, report.problem
+
+
+def test_an_event_mapping_from_the_catalogs_hook_is_recorded_as_is(tmp_path: Path,
+                                                                  signer: Signer) -> None:
+    log = AuditLog.create(tmp_path, signer, clock=clock)
+    on_event = log.record
+    entry = on_event({"actor": "lab:acme/alice", "action": "request_submitted",
+                      "dataset": "kitchen", "details": {"request": 7, "purpose": "grasping"}})
+    assert (entry.index, entry.action, entry.details["request"]) == (0, "request_submitted", 7)
+    with pytest.raises(VaultError, match=r"not \['when'\]"):
+        on_event({"actor": "x", "action": "login", "when": 3})
+    with pytest.raises(VaultError, match="non-empty string"):
+        on_event({"action": "login"})
+    assert log.size == 1
+    log.close()
