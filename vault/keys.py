@@ -147,10 +147,11 @@ def _key_id_of(key: bytes) -> str:
 
 class FileKeyProvider:
     """The default key provider: a 256-bit AES key read from a key file outside the vault
-    root, mode 0600. The file holds ``demofab-vault-key/v1``, then ``id <key id>`` and
-    ``key <base64 key>`` lines."""
+    root (``vault_root`` is required, so that the check is never forgotten; None only
+    where there is no vault, e.g. a provider's own tools), mode 0600. The file holds
+    ``demofab-vault-key/v1``, then ``id <key id>`` and ``key <base64 key>`` lines."""
 
-    def __init__(self, path: str | Path, *, vault_root: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path, *, vault_root: str | Path | None) -> None:
         self.path = Path(path)
         text = read_secret_file(self.path, vault_root=vault_root)
         lines = text.splitlines()
@@ -193,7 +194,7 @@ class FileKeyProvider:
         return f"FileKeyProvider({str(self.path)!r}, key_id={self.key_id!r})"
 
 
-def generate_key_file(path: str | Path, *, vault_root: str | Path | None = None) -> FileKeyProvider:
+def generate_key_file(path: str | Path, *, vault_root: str | Path | None) -> FileKeyProvider:
     """Create a new provider key file (mode 0600, outside ``vault_root``) holding a random
     256-bit key, and return its provider."""
     key = AESGCM.generate_key(bit_length=256)
@@ -333,7 +334,7 @@ def rewrap_data_key(root: str | Path, old: KeyProvider, new: KeyProvider, datase
     return fresh
 
 
-def load_signer(path: str | Path, *, vault_root: str | Path | None = None) -> Signer:
+def load_signer(path: str | Path, *, vault_root: str | Path | None) -> Signer:
     """A note signer (the log's key, a provider's cosigner key) from its key file: mode
     0600, outside ``vault_root``, holding a ``PRIVATE+KEY+...`` line."""
     try:

@@ -36,7 +36,7 @@ def provider(tmp_path: Path, root: Path) -> FileKeyProvider:
 def test_a_new_key_file_is_0600_and_reads_back(tmp_path: Path, provider: FileKeyProvider) -> None:
     assert os.stat(tmp_path / "provider.key").st_mode & 0o777 == 0o600
     assert isinstance(provider, KeyProvider)
-    again = FileKeyProvider(tmp_path / "provider.key")
+    again = FileKeyProvider(tmp_path / "provider.key", vault_root=None)
     assert again.key_id == provider.key_id
     assert str(tmp_path) in repr(again) and "key=" not in repr(again)
 
@@ -47,7 +47,7 @@ def test_a_key_file_readable_or_writable_by_others_is_refused(tmp_path: Path, mo
     path = tmp_path / "provider.key"
     path.chmod(mode)
     with pytest.raises(KeyFileError, match=f"mode {mode:04o}.*chmod 600"):
-        FileKeyProvider(path)
+        FileKeyProvider(path, vault_root=None)
 
 
 def test_a_key_file_inside_the_vault_root_is_refused(tmp_path: Path, root: Path) -> None:
@@ -66,20 +66,20 @@ def test_a_symlinked_missing_or_foreign_key_file_is_refused(tmp_path: Path,
     link = tmp_path / "link.key"
     link.symlink_to(provider.path)
     with pytest.raises(KeyFileError, match="symlink"):
-        FileKeyProvider(link)
+        FileKeyProvider(link, vault_root=None)
     with pytest.raises(KeyFileError, match="does not exist"):
-        FileKeyProvider(tmp_path / "nope.key")
+        FileKeyProvider(tmp_path / "nope.key", vault_root=None)
     other = tmp_path / "other.key"
     other.write_text("hello\n")
     other.chmod(0o600)
     with pytest.raises(KeyFileError, match="not a vault key file"):
-        FileKeyProvider(other)
+        FileKeyProvider(other, vault_root=None)
 
 
 def test_a_key_file_is_never_overwritten(tmp_path: Path, provider: FileKeyProvider) -> None:
     before = read_secret_file(provider.path)
     with pytest.raises(KeyFileError, match="exists already"):
-        generate_key_file(provider.path)
+        generate_key_file(provider.path, vault_root=None)
     assert read_secret_file(provider.path) == before
 
 
@@ -94,7 +94,7 @@ def test_a_wrapped_key_unwraps_only_for_its_dataset_and_provider(
     moved = WrappedKey("garage", record.key_id, record.wrapped)
     with pytest.raises(TamperError, match="does not unwrap"):
         unwrap_data_key(provider, moved, dataset="garage")
-    other = generate_key_file(tmp_path / "other.key")
+    other = generate_key_file(tmp_path / "other.key", vault_root=None)
     with pytest.raises(TamperError, match="wrapped by provider key"):
         unwrap_data_key(other, record, dataset="kitchen")
     forged = WrappedKey("kitchen", other.key_id, record.wrapped)
@@ -151,10 +151,10 @@ def test_a_signer_key_file_is_checked_like_any_key_file(tmp_path: Path, root: Pa
     assert load_signer(tmp_path / "log.key", vault_root=root) == signer
     (tmp_path / "log.key").chmod(0o644)
     with pytest.raises(KeyFileError, match="mode 0644"):
-        load_signer(tmp_path / "log.key")
+        load_signer(tmp_path / "log.key", vault_root=root)
     write_secret_file(tmp_path / "bad.key", "not a key\n")
     with pytest.raises(KeyFileError, match="bad.key: a signer key is"):
-        load_signer(tmp_path / "bad.key")
+        load_signer(tmp_path / "bad.key", vault_root=root)
 
 
 def test_rotating_the_provider_key_keeps_the_data_key_and_retires_the_old_one(
