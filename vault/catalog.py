@@ -341,6 +341,8 @@ class Catalog:
         release whose files differ. Importing the same version again (same
         ``release_sha256``) returns the catalogued one; the same version with another
         content is a :class:`Conflict` (published versions never change)."""
+        with self.db.read() as s:
+            dataset_row(s, dataset)  # before hashing a release for a dataset that is not there
         try:
             path = resolve(release_path).resolve()
             attrs = release_attrs(path)

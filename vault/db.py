@@ -35,8 +35,8 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "SCHEMA_VERSION", "SQLITE_NAME", "AuthenticationError", "Base", "CatalogError", "Clock",
     "ConfirmationError", "Conflict", "Database", "EventHook", "ExpiredToken", "Forbidden",
-    "NotFound", "ReviewError", "RevokedToken", "TransitionError", "UnknownToken", "UtcDateTime",
-    "make_event", "utcnow",
+    "NotFound", "ReviewError", "RevokedToken", "SchemaVersion", "TransitionError",
+    "UnknownToken", "UtcDateTime", "make_event", "utcnow",
 ]
 
 SCHEMA_VERSION = 1
