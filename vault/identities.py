@@ -284,15 +284,12 @@ class Identities:
         with self.db.write() as s:
             row = identity_row(s, identity)
             if grant not in roles_of(s, row.id):
-                rr = RoleRow(identity=row, role=grant.role.value, granted_by=by,
-                             created_at=self.db.clock())
-                if grant.provider is not None:
-                    rr.provider = provider_row(s, grant.provider)
-                if grant.dataset is not None:
-                    rr.dataset = dataset_row(s, grant.dataset)
-                if grant.lab is not None:
-                    rr.lab = lab_row(s, grant.lab)
-                s.add(rr)
+                held = (None if grant.provider is None else provider_row(s, grant.provider),
+                        None if grant.dataset is None else dataset_row(s, grant.dataset),
+                        None if grant.lab is None else lab_row(s, grant.lab))
+                s.add(RoleRow(identity=row, role=grant.role.value, provider=held[0],
+                              dataset=held[1], lab=held[2], granted_by=by,
+                              created_at=self.db.clock()))
                 s.flush()
                 self._emit(make_event(by, "role_assigned", grant.dataset, identity=identity,
                                       role=grant.role.value, provider=grant.provider,
