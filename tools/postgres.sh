@@ -21,14 +21,19 @@ data="$dir/data"
 run="$dir/run"
 
 find_bin() {
-  if [ -n "${PG_BIN:-}" ]; then echo "$PG_BIN"; return; fi
-  local d
-  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-  if [ -n "$d" ] && [ -x "$d/pg_ctl" ]; then echo "$d"; return; fi
-  if command -v pg_ctl >/dev/null 2>&1; then dirname "$(command -v pg_ctl)"; return; fi
-  echo "postgres.sh: the PostgreSQL server binaries (initdb, pg_ctl) are not installed; run" \
-       "tools/system-deps.sh as root (it installs the Debian package postgresql), or set" \
-       "PG_BIN to their directory" >&2
+  local d=""
+  if [ -n "${PG_BIN:-}" ]; then
+    d=$PG_BIN
+  else
+    d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+    if { [ -z "$d" ] || [ ! -x "$d/pg_ctl" ]; } && command -v pg_ctl >/dev/null 2>&1; then
+      d=$(dirname "$(command -v pg_ctl)")
+    fi
+  fi
+  if [ -n "$d" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/initdb" ]; then echo "$d"; return; fi
+  echo "postgres.sh: the PostgreSQL server binaries (initdb, pg_ctl) are not installed" \
+       "${PG_BIN:+in PG_BIN=$PG_BIN }- run tools/system-deps.sh as root (it installs the" \
+       "Debian package postgresql), or set PG_BIN to their directory" >&2
   exit 3
 }
 

@@ -24,7 +24,18 @@ from curation.errors import CurationError
 from curation.manifest import MANIFEST, verify
 from curation.release import episode_table, release_attrs, resolve
 
-from .db import Base, CatalogError, Clock, Conflict, Database, NotFound, UtcDateTime, utcnow
+from .db import (
+    Base,
+    CatalogError,
+    Clock,
+    Conflict,
+    Database,
+    EventHook,
+    NotFound,
+    UtcDateTime,
+    make_event,
+    utcnow,
+)
 
 __all__ = [
     "NAME_PATTERN", "Catalog", "DatasetDescription", "EpisodeInfo", "FieldInfo", "ProviderInfo",
@@ -270,11 +281,19 @@ class EpisodeInfo:
 
 class Catalog:
     """The catalog of a vault. ``url_or_root``: the vault root (SQLite at
-    ``ROOT/catalog.sqlite``), a SQLAlchemy URL, or an open :class:`Database`."""
+    ``ROOT/catalog.sqlite``), a SQLAlchemy URL, or an open :class:`Database`. ``on_event``
+    receives one event dict per change (a provider, a dataset, a release imported); ``by``
+    of each change names who made it (the local operator by default)."""
 
-    def __init__(self, url_or_root: str | Path | Database, *, clock: Clock = utcnow) -> None:
+    def __init__(self, url_or_root: str | Path | Database, *, clock: Clock = utcnow,
+                 on_event: EventHook | None = None) -> None:
         self.db = url_or_root if isinstance(url_or_root, Database) else Database(url_or_root,
                                                                                   clock=clock)
+        self._on_event = on_event
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
 
     def __repr__(self) -> str:
         return f"Catalog({self.db!r})"
@@ -284,7 +303,8 @@ class Catalog:
         self.db.dispose()
 
     # -- providers and datasets ----------------------------------------------------------------
-    def create_provider(self, name: str, *, display_name: str = "") -> ProviderInfo:
+    def create_provider(self, name: str, *, display_name: str = "",
+                        by: str = "local") -> ProviderInfo:
         """A new provider (:class:`Conflict` when the name is taken)."""
         check_name("provider", name)
         with self.db.write() as s:
@@ -292,6 +312,8 @@ class Catalog:
                 raise Conflict(f"provider {name!r} already exists")
             p = Provider(name=name, display_name=display_name, created_at=self.db.clock())
             s.add(p)
+            s.flush()
+            self._emit(make_event(by, "provider_created", None, provider=name))
         return ProviderInfo(p.name, p.display_name, p.created_at)
 
     def providers(self) -> list[ProviderInfo]:
@@ -301,7 +323,7 @@ class Catalog:
                     for p in s.scalars(select(Provider).order_by(Provider.name))]
 
     def create_dataset(self, provider: str, name: str, *, title: str = "", summary: str = "",
-                       required_approvals: int = 2) -> DatasetDescription:
+                       required_approvals: int = 2, by: str = "local") -> DatasetDescription:
         """A new, empty dataset of ``provider``; ``required_approvals``: how many distinct
         reviewers must approve an access request (1 or 2; the provider may change it later
         through the review workflow)."""
@@ -315,6 +337,9 @@ class Catalog:
                 raise Conflict(f"dataset {name!r} already exists")
             s.add(Dataset(provider=prov, name=name, title=title, summary=summary,
                           required_approvals=required_approvals, created_at=self.db.clock()))
+            s.flush()
+            self._emit(make_event(by, "dataset_created", name, provider=provider,
+                                  required_approvals=required_approvals))
         return self.describe_dataset(name)
 
     def list_datasets(self, *, provider: str | None = None) -> list[DatasetDescription]:
@@ -332,7 +357,7 @@ class Catalog:
 
     # -- releases ------------------------------------------------------------------------------
     def import_release(self, dataset: str, release_path: str | Path, *,
-                       check_files: bool = True) -> ReleaseInfo:
+                       check_files: bool = True, by: str = "local") -> ReleaseInfo:
         """Catalog a curated release version (a ``vN`` directory, or a release name
         directory: its newest version) into ``dataset``: the release, its episodes and the
         recordings they come from.
@@ -398,6 +423,9 @@ class Catalog:
                         recordings[src] = rec
                 s.add(Episode(release=rel, recording=rec, **ep))
             s.flush()
+            self._emit(make_event(by, "release_imported", dataset, release=version, name=rel.name,
+                                  release_sha256=sha, episodes=len(episodes),
+                                  files_checked=check_files))
             return _release_info(rel)
 
     def releases(self, dataset: str) -> list[ReleaseInfo]:

@@ -20,6 +20,7 @@ The errors of the catalog, identities and reviews are defined here, under one ro
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -163,13 +164,21 @@ def _url(url_or_root: str | Path) -> URL:
         if url.get_backend_name() not in ("sqlite", "postgresql"):
             raise CatalogError(f"database URL {text!r}: backend {url.get_backend_name()!r} is "
                                "not supported (sqlite or postgresql)")
-        if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
-            url = url.set(drivername="postgresql+psycopg")
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")  # the driver the vault extra installs
+        elif url.get_backend_name() == "postgresql" and url.drivername != "postgresql+psycopg":
+            raise CatalogError(f"database URL {text!r}: driver {url.get_driver_name()!r} is not "
+                               "supported; use postgresql+psycopg://")
         return url
     root = Path(text)
     if root.exists() and not root.is_dir():
         raise CatalogError(f"vault root {root} exists and is not a directory")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # readable by its owner only (SQLite gives the -wal and -shm files the same mode)
+        os.close(os.open(root / SQLITE_NAME, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise CatalogError(f"vault root {root}: cannot create the catalog: {exc}") from exc
     return URL.create("sqlite", database=str(root / SQLITE_NAME))
 
 

@@ -23,7 +23,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-__all__ = ["BACKENDS", "ROOT", "database_url", "postgres_server", "release_dir"]
+__all__ = ["BACKENDS", "ROOT", "SCRIPT", "database_url", "postgres_server", "release_dir",
+           "start_server", "stop_server"]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "postgres.sh"
@@ -33,26 +34,37 @@ _SERVER = pytest.StashKey[str]()
 _counter = itertools.count()
 
 
+def start_server(workdir: str, env: dict[str, str] | None = None) -> str:
+    """Start a server in ``workdir`` with tools/postgres.sh and return its URL; the test
+    FAILS (never skips) when it cannot, with the script's reason and what to install."""
+    run = subprocess.run(["bash", str(SCRIPT), "start", workdir], capture_output=True, text=True,
+                         timeout=120, check=False, env=env)
+    if run.returncode != 0:
+        pytest.fail(f"tools/postgres.sh could not start a PostgreSQL server (exit {run.returncode})"
+                    f": {run.stderr.strip()}\nInstall the server with tools/system-deps.sh (as "
+                    "root); the vault's catalog tests need it.", pytrace=False)
+    return run.stdout.strip().splitlines()[-1]
+
+
+def stop_server(workdir: str) -> None:
+    """Stop the server in ``workdir`` (if any) and remove the directory."""
+    subprocess.run(["bash", str(SCRIPT), "stop", workdir], capture_output=True, timeout=120,
+                   check=False)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def _start(config: pytest.Config) -> str:
     if _SERVER in config.stash:
         return config.stash[_SERVER]
     # in /tmp (not pytest's 0700 tree): the server runs as user postgres when we are root
     workdir = tempfile.mkdtemp(prefix="demofab-pg-")
-    run = subprocess.run(["bash", str(SCRIPT), "start", workdir], capture_output=True, text=True,
-                         timeout=120, check=False)
-    if run.returncode != 0:
+    try:
+        url = start_server(workdir)
+    except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
-        pytest.fail(f"tools/postgres.sh could not start a PostgreSQL server (exit {run.returncode})"
-                    f": {run.stderr.strip()}\nInstall the server with tools/system-deps.sh (as "
-                    "root); the vault's catalog tests need it.", pytrace=False)
-
-    def stop() -> None:
-        subprocess.run(["bash", str(SCRIPT), "stop", workdir], capture_output=True, timeout=120,
-                       check=False)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    config.add_cleanup(stop)
-    config.stash[_SERVER] = url = run.stdout.strip().splitlines()[-1]
+        raise
+    config.add_cleanup(lambda: stop_server(workdir))
+    config.stash[_SERVER] = url
     return url
 
 

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.engine import make_url
 
 from curation.manifest import write_manifest
-from tests.vault.pgserver import database_url, postgres_server, release_dir  # noqa: F401
+from tests.vault.pgserver import (  # noqa: F401
+    SCRIPT,
+    database_url,
+    postgres_server,
+    release_dir,
+    start_server,
+)
 from vault.catalog import Catalog, DatasetDescription, ReleaseDescription
 from vault.db import SQLITE_NAME, CatalogError, Conflict, Database, NotFound, SchemaVersion
 
@@ -200,6 +210,65 @@ def test_sqlite_is_the_default_under_the_vault_root_in_wal_mode(tmp_path: Path) 
 def test_unsupported_urls_and_roots_are_refused(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="backend 'mysql' is not supported"):
         Database("mysql://u@localhost/x")
+    with pytest.raises(CatalogError, match="driver 'pg8000' is not supported"):
+        Database("postgresql+pg8000://u@/x")
     (tmp_path / "file").write_text("x")
     with pytest.raises(CatalogError, match="exists and is not a directory"):
         Database(tmp_path / "file")
+
+
+def test_catalog_changes_are_events_for_the_audit_log(tmp_path: Path, release_dir: Path) -> None:  # noqa: F811
+    events: list[dict[str, Any]] = []
+    c = Catalog(tmp_path / "vault", on_event=events.append)
+    c.create_provider("acme", by="admin")
+    c.create_dataset("acme", "pick", by="prov")
+    info = c.import_release("pick", release_dir, by="curator")
+    assert [(e["actor"], e["action"], e["dataset"]) for e in events] == [
+        ("admin", "provider_created", None), ("prov", "dataset_created", "pick"),
+        ("curator", "release_imported", "pick")]
+    assert events[-1]["details"] == {"release": 1, "name": "pick",
+                                     "release_sha256": info.release_sha256, "episodes": 3,
+                                     "files_checked": True}
+    c.import_release("pick", release_dir)  # catalogued already: no change, no event
+    assert len(events) == 3
+
+
+def test_the_sqlite_catalog_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    root = tmp_path / "vault"
+    Catalog(root).create_provider("acme")
+    assert root.stat().st_mode & 0o777 == 0o700
+    for p in root.iterdir():
+        assert p.stat().st_mode & 0o077 == 0, p
+
+
+def test_a_postgresql_url_without_a_driver_uses_psycopg(postgres_server: str) -> None:  # noqa: F811
+    db = Database(postgres_server.replace("postgresql+psycopg://", "postgresql://"))
+    assert db.url.drivername == "postgresql+psycopg" and db.backend == "postgresql"
+    db.dispose()
+
+
+def test_the_test_server_listens_on_its_unix_socket_only(postgres_server: str) -> None:  # noqa: F811
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(postgres_server)
+    with engine.connect() as conn:
+        assert conn.execute(text("SHOW listen_addresses")).scalar() == ""
+        assert conn.execute(text("SHOW fsync")).scalar() == "off"
+    engine.dispose()
+    # starting it again is harmless: the same URL
+    run_dir = Path(make_url(postgres_server).query["host"])  # type: ignore[arg-type]
+    again = subprocess.run(["bash", str(SCRIPT), "start", str(run_dir.parent)],
+                           capture_output=True, text=True, check=True)
+    assert again.stdout.strip() == postgres_server
+
+
+def test_without_postgresql_binaries_the_server_fixture_fails_naming_system_deps(
+        tmp_path: Path) -> None:
+    env = dict(os.environ, PG_BIN=str(tmp_path / "no-bin"))
+    with pytest.raises(pytest.fail.Exception, match=r"not installed .*tools/system-deps.sh"):
+        start_server(str(tmp_path / "pg"), env=env)
+    assert not (tmp_path / "pg").exists()
+    # stopping where nothing runs is fine, and says nothing
+    stop = subprocess.run(["bash", str(SCRIPT), "stop", str(tmp_path / "pg")],
+                          capture_output=True, text=True, check=False)
+    assert (stop.returncode, stop.stderr) == (0, "")

@@ -332,13 +332,14 @@ def test_leaving_the_lab_ends_access_at_the_next_check(world: World) -> None:
 
 def test_a_request_names_real_episodes_streams_a_purpose_and_its_lab(shared: World) -> None:
     alice = shared["alice"]
-    bad = [({"episodes": [0, 3]}, r"has episodes 0..2; requested \[3\]"),
+    bad: list[tuple[dict[str, Any], str]] = [
+           ({"episodes": [0, 3]}, r"has episodes 0..2; requested \[3\]"),
            ({"episodes": []}, "requested none"),
            ({"streams": ["imu", "lidar"]}, r"has no stream\(s\) \['lidar'\]"),
            ({"duration": timedelta(days=400)}, "at most 366 days"),
            ({"purpose": "  "}, "needs a purpose")]
     for kwargs, message in bad:
-        args = {"purpose": "train"} | kwargs
+        args: dict[str, Any] = {"purpose": "train"} | kwargs
         with pytest.raises(ReviewError, match=message):
             shared.review.submit(alice, "pick", 1, **args)
     with pytest.raises(Forbidden, match="'alice' is not a member of lab 'lab-b'"):
