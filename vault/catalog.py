@@ -446,6 +446,25 @@ class Catalog:
                             .order_by(Episode.index))
             return [_episode_info(e) for e in eps]
 
+    def add_recording(self, dataset: str, sha256: str, *, source_file: str = "",
+                      size: int | None = None, by: str = "local") -> RecordingInfo:
+        """Catalog a source recording of ``dataset`` by its sha256 (a recording stored in
+        the vault before any release uses it); adding one the catalog has changes nothing."""
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256 or ""):
+            raise CatalogError(f"recording sha256 {sha256!r} is not 64 lower-case hex digits")
+        with self.db.write() as s:
+            ds = dataset_row(s, dataset)
+            rec = s.scalars(select(Recording).where(Recording.dataset_id == ds.id,
+                                                    Recording.sha256 == sha256)).first()
+            if rec is None:
+                rec = Recording(dataset_id=ds.id, sha256=sha256, source_file=source_file,
+                                size=size, created_at=self.db.clock())
+                s.add(rec)
+                s.flush()
+                self._emit(make_event(by, "recording_added", dataset, sha256=sha256,
+                                      source_file=source_file, size=size))
+            return RecordingInfo(rec.sha256, rec.source_file, rec.size)
+
     def recordings(self, dataset: str) -> list[RecordingInfo]:
         """The source recordings of the dataset's releases, by sha256."""
         with self.db.read() as s:

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, Integer, String, create_engine, event, select
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -229,19 +229,35 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for reading; rolled back at the end (it changes nothing)."""
-        with self._read_sessions() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+        """A session for reading; rolled back at the end (it changes nothing). A database
+        failure is a :class:`CatalogError` naming the database."""
+        try:
+            with self._read_sessions() as session:
+                try:
+                    yield session
+                finally:
+                    session.rollback()
+        except SQLAlchemyError as exc:
+            raise self._failure(exc) from exc
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose changes commit when the block ends without an error and roll
-        back when it raises. On SQLite it holds the database's write lock from its start."""
-        with self._write_sessions() as session, session.begin():
-            yield session
+        back when it raises. On SQLite it holds the database's write lock from its start.
+        A constraint the change breaks (a name taken at the same moment by another writer)
+        is a :class:`Conflict`; any other database failure a :class:`CatalogError`."""
+        try:
+            with self._write_sessions() as session, session.begin():
+                yield session
+        except SQLAlchemyError as exc:
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: SQLAlchemyError) -> CatalogError:
+        where = self.url.render_as_string(hide_password=True)
+        detail = getattr(exc, "orig", None) or exc
+        if isinstance(exc, IntegrityError):
+            return Conflict(f"{where}: the change conflicts with what the database holds: {detail}")
+        return CatalogError(f"{where}: database error: {detail}")
 
     def dispose(self) -> None:
         """Close every pooled connection (the files stay)."""

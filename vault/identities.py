@@ -282,19 +282,21 @@ class Identities:
         (admin). Assigning a role it holds already changes nothing."""
         grant = _role_grant(role, provider, dataset, lab)
         with self.db.write() as s:
-            row = identity_row(s, identity)
-            if grant not in roles_of(s, row.id):
-                held = (None if grant.provider is None else provider_row(s, grant.provider),
-                        None if grant.dataset is None else dataset_row(s, grant.dataset),
-                        None if grant.lab is None else lab_row(s, grant.lab))
-                s.add(RoleRow(identity=row, role=grant.role.value, provider=held[0],
-                              dataset=held[1], lab=held[2], granted_by=by,
-                              created_at=self.db.clock()))
-                s.flush()
-                self._emit(make_event(by, "role_assigned", grant.dataset, identity=identity,
-                                      role=grant.role.value, provider=grant.provider,
-                                      lab=grant.lab))
+            self._assign(s, identity, grant, by)
         return self.get(identity)
+
+    def _assign(self, s: Session, identity: str, grant: RoleGrant, by: str) -> None:
+        row = identity_row(s, identity)
+        if grant in roles_of(s, row.id):
+            return
+        held = (None if grant.provider is None else provider_row(s, grant.provider),
+                None if grant.dataset is None else dataset_row(s, grant.dataset),
+                None if grant.lab is None else lab_row(s, grant.lab))
+        s.add(RoleRow(identity=row, role=grant.role.value, provider=held[0], dataset=held[1],
+                      lab=held[2], granted_by=by, created_at=self.db.clock()))
+        s.flush()
+        self._emit(make_event(by, "role_assigned", grant.dataset, identity=identity,
+                              role=grant.role.value, provider=grant.provider, lab=grant.lab))
 
     def unassign(self, identity: str, role: Role | str, *, provider: str | None = None,
                  dataset: str | None = None, lab: str | None = None, by: str = "local") -> Identity:
@@ -317,16 +319,15 @@ class Identities:
 
     def appoint_reviewer(self, by: Identity, reviewer: str, dataset: str) -> Identity:
         """A provider (or an admin) appoints ``reviewer`` for one of its datasets."""
-        with self.db.read() as s:
-            ds = dataset_row(s, dataset)
-            provider = ds.provider.name
-            actor = identity_row(s, by.name)
-            roles = roles_of(s, actor.id)
-        if RoleGrant(Role.PROVIDER, provider=provider) not in roles and not any(
-                r.role is Role.ADMIN for r in roles):
-            raise Forbidden(f"{by.name!r} may not appoint reviewers for dataset {dataset!r}: only "
-                            f"a provider of {provider!r} or an admin may")
-        return self.assign(reviewer, Role.REVIEWER, dataset=dataset, by=by.name)
+        with self.db.write() as s:
+            provider = dataset_row(s, dataset).provider.name
+            roles = roles_of(s, identity_row(s, by.name).id)
+            if RoleGrant(Role.PROVIDER, provider=provider) not in roles and not any(
+                    r.role is Role.ADMIN for r in roles):
+                raise Forbidden(f"{by.name!r} may not appoint reviewers for dataset {dataset!r}: "
+                                f"only a provider of {provider!r} or an admin may")
+            self._assign(s, reviewer, RoleGrant(Role.REVIEWER, dataset=dataset), by.name)
+        return self.get(reviewer)
 
     # -- tokens --------------------------------------------------------------------------------
     def create_token(self, identity: str, scopes: Iterable[str], *,

@@ -7,6 +7,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -272,3 +273,45 @@ def test_without_postgresql_binaries_the_server_fixture_fails_naming_system_deps
     stop = subprocess.run(["bash", str(SCRIPT), "stop", str(tmp_path / "pg")],
                           capture_output=True, text=True, check=False)
     assert (stop.returncode, stop.stderr) == (0, "")
+
+
+def test_a_recording_is_catalogued_once_by_its_hash(catalog: Catalog, release_dir: Path) -> None:  # noqa: F811
+    sha = "ab" * 32
+    first = catalog.add_recording("pick", sha, source_file="s1/episode_0000.mcap", size=10)
+    assert catalog.add_recording("pick", sha) == first
+    assert [r.sha256 for r in catalog.recordings("pick")] == [sha]
+    with pytest.raises(CatalogError, match="is not 64 lower-case hex digits"):
+        catalog.add_recording("pick", "../../etc/passwd")
+    catalog.import_release("pick", release_dir)
+    assert len(catalog.recordings("pick")) == 4
+
+
+def _at_once(catalogs: tuple[Catalog, ...], name: str) -> list[object]:
+    """Each catalog creates provider ``name`` at the same moment: what each got."""
+    barrier = threading.Barrier(len(catalogs))
+    results: list[object] = []
+
+    def create(c: Catalog) -> None:
+        barrier.wait()
+        try:
+            results.append(c.create_provider(name))
+        except Conflict as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=create, args=(c,)) for c in catalogs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+def test_two_writers_taking_one_name_at_once_get_one_provider_and_one_conflict(
+        database_url: str) -> None:  # noqa: F811
+    pair = (Catalog(database_url), Catalog(database_url))
+    for i in range(3):
+        results = _at_once(pair, f"p{i}")
+        assert sorted(type(r).__name__ for r in results) == ["Conflict", "ProviderInfo"], results
+    assert [p.name for p in pair[0].providers()] == ["p0", "p1", "p2"]
+    for c in pair:
+        c.close()
