@@ -20,6 +20,11 @@ request is approved and a :class:`GrantInfo` made: scoped to the release, episod
 streams requested, expiring, revocable, and checked afresh on every
 :meth:`Grants.check`.
 
+Roles decide who may act (re-read from the database at each call, so a role taken away
+counts at once); the scopes of the token the :class:`~vault.identities.Identity` came
+with decide what it may be used for: ``requests`` for the lab's actions, ``reviews`` for
+the reviewers' and for revoking, ``catalog:write`` for the review rules.
+
 Every change calls ``on_event`` with an event dict (:func:`vault.db.make_event`) inside its
 transaction, so the audit log records each one or the change does not happen.
 """
@@ -280,6 +285,7 @@ class Review:
         release version, or to some of its ``episodes`` (indices) or ``streams``, for
         ``duration`` from approval."""
         with self.db.write() as s:
+            _need_scope(by, "requests", "request access")
             actor = identity_row(s, by.name)
             labs = sorted(g.lab for g in roles_of(s, actor.id)
                           if g.role is Role.LAB_MEMBER and g.lab)
@@ -438,6 +444,7 @@ class Review:
             req = _request(s, request_id, lock=True)
             new = _transition(req, Action.REVOKE)
             _need_reason(req, Action.REVOKE, reason)
+            _need_scope(by, "reviews", "revoke access")
             actor = identity_row(s, by.name)
             roles = roles_of(s, actor.id)
             ds = req.dataset
@@ -462,6 +469,7 @@ class Review:
             raise ReviewError(f"dataset {dataset!r}: required approvals must be 1 or 2, not {n!r}")
         with self.db.write() as s:
             ds = dataset_row(s, dataset, lock=True)
+            _need_scope(by, "catalog:write", "set a dataset's review rules")
             roles = roles_of(s, identity_row(s, by.name).id)
             if RoleGrant(Role.PROVIDER, provider=ds.provider.name) not in roles and not any(
                     r.role is Role.ADMIN for r in roles):
@@ -544,6 +552,7 @@ class Review:
                                       "lab": req.lab.name} | details)))
 
     def _reviewer(self, s: Session, req: AccessRequestRow, by: Identity) -> IdentityRow:
+        _need_scope(by, "reviews", "review")
         actor = identity_row(s, by.name)
         roles = roles_of(s, actor.id)
         if RoleGrant(Role.REVIEWER, dataset=req.dataset.name) not in roles:
@@ -558,6 +567,7 @@ class Review:
         return actor
 
     def _lab_member(self, s: Session, req: AccessRequestRow, by: Identity, what: str) -> None:
+        _need_scope(by, "requests", f"{what} a request")
         roles = roles_of(s, identity_row(s, by.name).id)
         if RoleGrant(Role.LAB_MEMBER, lab=req.lab.name) not in roles:
             raise Forbidden(f"request {req.id}: only a member of lab {req.lab.name!r} may {what} "
@@ -651,6 +661,13 @@ def _transition(req: AccessRequestRow, action: Action) -> RequestState:
         raise TransitionError(f"request {req.id} is {state.value}: {action.value} is not allowed "
                               f"(a {state.value} request allows {what})")
     return allowed[action]
+
+
+def _need_scope(by: Identity, scope: str, what: str) -> None:
+    """Roles say who may act; the token's scopes what it may be used for."""
+    if scope not in by.scopes:
+        raise Forbidden(f"{by.name!r}: token {by.token_id} does not carry the scope {scope!r} "
+                        f"needed to {what}")
 
 
 def _need_reason(req: AccessRequestRow, action: Action, reason: str) -> None:

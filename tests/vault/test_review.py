@@ -433,3 +433,18 @@ def test_two_reviewers_approving_at_once_make_exactly_one_grant(any_world: World
         assert final.state is S.APPROVED and sorted(final.approvals) == ["rev1", "rev2"]
         assert sum(1 for g in w.review.grants.list() if g.request_id == rid) == 1
     assert sum(e["action"] == "grant_created" for e in w.events) == 6
+
+
+def test_a_token_acts_only_within_its_scopes(shared: World) -> None:
+    lab_token = shared.ids.authenticate(shared.ids.create_token("rev1", ["requests"]).token)
+    rid = request_in(shared, S.SUBMITTED)
+    with pytest.raises(Forbidden, match=f"'rev1': token {lab_token.token_id} does not carry the "
+                                        "scope 'reviews' needed to review"):
+        shared.review.start_review(rid, lab_token)
+    reader = shared.ids.authenticate(shared.ids.create_token("alice", ["catalog:read"]).token)
+    with pytest.raises(Forbidden, match="scope 'requests' needed to request access"):
+        shared.review.submit(reader, "pick", 1, purpose="train")
+    with pytest.raises(Forbidden, match="scope 'requests' needed to withdraw a request"):
+        shared.review.withdraw(rid, reader)
+    reviewer = shared.ids.authenticate(shared.ids.create_token("rev1", ["reviews"]).token)
+    assert shared.review.start_review(rid, reviewer).state is S.UNDER_REVIEW
