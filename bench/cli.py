@@ -15,6 +15,8 @@ BENCHES = {
     "ros2": "bench.ros2",
     "curate": "bench.curate",
     "load": "bench.load",
+    "sim": "bench.sim",
+    "vault": "bench.vault",
 }
 
 

@@ -34,6 +34,12 @@ CAMERAS: dict[str, tuple[str, tuple[float, float, float], tuple[float, ...]]] = 
 SIDES = ("left", "right")
 #: the palm: a site on the wrist-yaw link, at the centre of the palm geom
 PALM_OFFSET = (0.08, 0.0, 0.0)
+#: the arms' rest pose at reset: forearms raised, palms to the midline, fingers forward,
+#: the palms about (0.22, ±0.20, 0.97), clear of anything on the table (left arm; the
+#: right mirrors it with roll, yaw and wrist roll and yaw negated)
+HOME_ARM = {"shoulder_pitch": 0.216, "shoulder_roll": 0.188, "shoulder_yaw": 0.194,
+            "elbow": -0.742, "wrist_roll": -0.268, "wrist_pitch": 0.552, "wrist_yaw": -0.071}
+_MIRRORED = ("shoulder_roll", "shoulder_yaw", "wrist_roll", "wrist_yaw")
 HAND_JOINTS = ("thumb_0", "thumb_1", "thumb_2", "middle_0", "middle_1", "index_0", "index_1")
 
 
@@ -67,7 +73,7 @@ class Layout:
 
     objects: tuple[ObjectSpec, ...]
     bin: BinSpec | None = None
-    table_height: float = 0.70
+    table_height: float = 0.80
     table_xy: tuple[float, float] = (0.48, 0.0)
     table_half: tuple[float, float] = (0.25, 0.45)
     light_dir: tuple[float, float, float] = (0.3, 0.2, -1.0)
@@ -200,16 +206,22 @@ class Scene:
         return float(self.data.time)
 
     def reset(self) -> None:
-        """Back to the start: arms down, hands open, objects at their layout poses."""
+        """Back to the start: arms at rest (:data:`HOME_ARM`), hands open, objects at their
+        layout poses."""
         mujoco.mj_resetData(self.model, self.data)
         self.set_ctrl(self.home_ctrl())
         self.data.qpos[self._qadr] = self.data.ctrl[self._act]
         mujoco.mj_forward(self.model, self.data)
 
     def home_ctrl(self) -> np.ndarray:
-        """The standing posture with open hands: zero, clipped to each joint's range."""
-        out: np.ndarray = np.clip(np.zeros(self.model.nu), self.ctrl_range[:, 0],
-                                  self.ctrl_range[:, 1])
+        """The rest posture (profile order): legs and waist at zero, arms at
+        :data:`HOME_ARM`, hands open; clipped to each joint's range."""
+        home = np.zeros(len(self.joint_names))
+        for side, sign in (("left", 1.0), ("right", -1.0)):
+            for j, v in HOME_ARM.items():
+                home[self.joint_names.index(f"{side}_{j}_joint")] = \
+                    sign * v if j in _MIRRORED else v
+        out: np.ndarray = np.clip(home, self.ctrl_range[:, 0], self.ctrl_range[:, 1])
         return out
 
     # -- state ------------------------------------------------------------------------
@@ -235,6 +247,31 @@ class Scene:
         """The current position targets, profile order."""
         out: np.ndarray = self.data.ctrl[self._act].copy()
         return out
+
+    def set_joint_positions(self, q: np.ndarray) -> None:
+        """Put the 43 joints (profile order) at ``q`` directly, velocities zero, and update
+        poses and contacts (a teleport, for tests and checks; physics does not do this)."""
+        self.data.qpos[self._qadr] = q
+        self.data.qvel[self._vadr] = 0.0
+        self.forward()
+
+    def set_object_pose(self, name: str, pos: np.ndarray | tuple[float, ...],
+                        quat: np.ndarray | tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)) -> None:
+        """Put a free object at a world pose (quaternion w, x, y, z), at rest, and update
+        poses and contacts."""
+        if name not in self.object_names:
+            raise SimError(f"scene has no object {name!r}; it has {', '.join(self.object_names)}")
+        m, d = self.model, self.data
+        jid = m.joint(f"{name}_free").id
+        adr, vadr = m.jnt_qposadr[jid], m.jnt_dofadr[jid]
+        d.qpos[adr:adr + 3] = pos
+        d.qpos[adr + 3:adr + 7] = np.asarray(quat, dtype=float) / np.linalg.norm(quat)
+        d.qvel[vadr:vadr + 6] = 0.0
+        self.forward()
+
+    def forward(self) -> None:
+        """Recompute poses and contacts from the current state without stepping."""
+        mujoco.mj_forward(self.model, self.data)
 
     def step(self, n: int = 1) -> None:
         mujoco.mj_step(self.model, self.data, nstep=n)
@@ -328,5 +365,5 @@ def _is_under(m: mujoco.MjModel, body: int, ancestor: int) -> bool:
         body = int(m.body_parentid[body])
 
 
-__all__ = ["CAMERAS", "SIDES", "HAND_JOINTS", "PALM_OFFSET", "ObjectSpec", "BinSpec", "Layout",
+__all__ = ["CAMERAS", "SIDES", "HOME_ARM", "HAND_JOINTS", "PALM_OFFSET", "ObjectSpec", "BinSpec", "Layout",
            "build_spec", "Scene", "profile_joint_names"]

@@ -1,0 +1,428 @@
+"""The simulated operator: palm targets through IK into physics, logged as a :class:`Trace`.
+
+:class:`Executor` is the rig: it moves the palms along interpolated paths (minimum-jerk
+in position, slerp in orientation), solves IK at the control rate (every 10 ms), writes
+the joint targets at every 2 ms physics step, closes the hands by interpolation, and logs
+``ctrl`` and the operator's palm targets step by step with the operator's marks.
+Multiplication executes transformed source segments through it.
+
+:func:`run_expert` is the operator: per task a script of approach, pre-grasp, grasp,
+lift, transport and release, played the way a person plays it (noise on every target,
+pauses, a speed of their own, the odd regrasp), so that some attempts fail in physics
+(a slip, a drop, a miss) and the rest succeed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import SimError
+from .ik import HandIK, Unreachable
+from .scenes import SIDES, Layout, Scene
+from .tasks import Outcome, Task, get_task, lifted_by
+from .trace import Mark, Trace
+
+#: pelvis height in the world: teleop poses are logged in the pelvis frame
+PELVIS_Z = 0.793
+#: per hand joint (profile suffix): (open, closed) targets of the right hand; the left
+#: hand mirrors them (its finger ranges are the right's, negated)
+RIGHT_HAND_SHAPE: dict[str, tuple[float, float]] = {
+    "thumb_0": (0.0, 0.0),
+    "thumb_1": (0.724, -1.05),
+    "thumb_2": (0.0, -0.6),
+    "middle_0": (0.0, 1.5708),
+    "middle_1": (0.0, 1.745),
+    "index_0": (0.0, 1.5708),
+    "index_1": (0.0, 1.745),
+}
+
+Pose = tuple[np.ndarray, np.ndarray]
+
+
+def hand_targets(side: str, closure: float) -> dict[str, float]:
+    """Finger joint targets (MuJoCo joint name -> rad) of one hand at a closure from 0
+    (open, thumb pre-shaped) to 1 (closed)."""
+    c = float(np.clip(closure, 0.0, 1.0))
+    sign = 1.0 if side == "right" else -1.0
+    return {f"{side}_hand_{j}_joint": sign * (o + c * (cl - o))
+            for j, (o, cl) in RIGHT_HAND_SHAPE.items()}
+
+
+def slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
+    """Spherical interpolation of unit quaternions (w, x, y, z), shortest arc."""
+    d = float(np.dot(q0, q1))
+    if d < 0.0:
+        q1, d = -q1, -d
+    if d > 0.9995:
+        out = q0 + t * (q1 - q0)
+    else:
+        th = np.arccos(d)
+        out = (np.sin((1 - t) * th) * q0 + np.sin(t * th) * q1) / np.sin(th)
+    r: np.ndarray = out / np.linalg.norm(out)
+    return r
+
+
+def min_jerk(t: float) -> float:
+    """The minimum-jerk profile 10t³ − 15t⁴ + 6t⁵ on [0, 1]."""
+    t = min(max(t, 0.0), 1.0)
+    return t * t * t * (10 - 15 * t + 6 * t * t)
+
+
+class Executor:
+    """Drives the arms and hands of a scene through IK and physics and logs the trace.
+
+    ``control_dt`` is the IK period (a multiple of the physics step). Palm targets start at
+    the scene's current palm poses, the hands open. Every physics step appends one row to
+    ``ctrl`` and ``teleop``.
+    """
+
+    def __init__(self, scene: Scene, ik: HandIK, *, control_dt: float = 0.01) -> None:
+        self.scene = scene
+        self.ik = ik
+        self.substeps = max(1, round(control_dt / scene.dt))
+        self._q = scene.ctrl()
+        self.targets: dict[str, Pose] = {s: scene.palm_pose(s) for s in SIDES}
+        self.hands: dict[str, float] = {s: 0.0 for s in SIDES}
+        names = scene.joint_names
+        self._hand_idx = {s: [names.index(n) for n in hand_targets(s, 0.0)] for s in SIDES}
+        for s in SIDES:
+            self._apply_hand(s, 0.0)
+        self._ctrl: list[np.ndarray] = []
+        self._teleop: list[np.ndarray] = []
+        self.marks: list[Mark] = []
+
+    @property
+    def step_count(self) -> int:
+        """Physics steps executed (and logged) so far."""
+        return len(self._ctrl)
+
+    def _apply_hand(self, side: str, closure: float) -> None:
+        self._q[self._hand_idx[side]] = list(hand_targets(side, closure).values())
+
+    def _teleop_row(self, targets: Mapping[str, Pose]) -> np.ndarray:
+        row = np.empty((2, 7))
+        for i, s in enumerate(SIDES):
+            pos, quat = targets[s]
+            row[i, :3] = pos - (0.0, 0.0, PELVIS_Z)
+            row[i, 3:] = quat
+        return row
+
+    def move(self, targets: Mapping[str, Pose], duration_s: float, *,
+             hands: Mapping[str, float] | None = None) -> None:
+        """Move the palms of ``targets`` (side -> world position, quaternion w x y z) from
+        the current targets to these along a minimum-jerk path in ``duration_s``, and the
+        hands of ``hands`` (side -> closure 0..1) linearly to their closure. Raises
+        :class:`sim.ik.Unreachable` when IK cannot follow."""
+        bad = (set(targets) | set(hands or {})) - set(SIDES)
+        if bad:
+            raise SimError(f"move: unknown sides {sorted(bad)}; sides: {', '.join(SIDES)}")
+        start = dict(self.targets)
+        goal = {s: (np.asarray(p, dtype=float), np.asarray(q, dtype=float) /
+                    np.linalg.norm(q)) for s, (p, q) in targets.items()}
+        h0 = dict(self.hands)
+        h1 = {s: float(np.clip(c, 0.0, 1.0)) for s, c in (hands or {}).items()}
+        ticks = max(1, round(duration_s / (self.scene.dt * self.substeps)))
+        for k in range(1, ticks + 1):
+            a = min_jerk(k / ticks)
+            cur = dict(start)
+            for s, (p1, q1) in goal.items():
+                p0, q0 = start[s]
+                cur[s] = (p0 + a * (p1 - p0), slerp(q0, q1, a))
+            if goal:
+                self._q = self.ik.solve({s: cur[s] for s in goal}, self._q, max_iters=8,
+                                        check=k == ticks)
+            self.targets = cur
+            row = self._teleop_row(cur)
+            for i in range(self.substeps):
+                f = (k - 1 + (i + 1) / self.substeps) / ticks
+                for s, c1 in h1.items():
+                    self.hands[s] = h0[s] + f * (c1 - h0[s])
+                    self._apply_hand(s, self.hands[s])
+                self.scene.set_ctrl(self._q)
+                self._ctrl.append(self.scene.ctrl())
+                self._teleop.append(row)
+                self.scene.step()
+        for s, c1 in h1.items():
+            self.hands[s] = c1
+
+    def hold(self, duration_s: float) -> None:
+        """Keep the current targets for ``duration_s`` (physics keeps running)."""
+        self.move({}, duration_s)
+
+    def mark(self, label: str, kind: str = "subtask") -> None:
+        """An operator's mark at the current step (a subtask boundary by default)."""
+        self.marks.append(Mark(self.step_count, kind, label))
+
+    def trace(self, task: str, seed: int, layout: Layout, outcome: Any,
+              provenance: dict[str, Any] | None = None) -> Trace:
+        """The trace of everything executed so far; ``outcome`` is a
+        :class:`sim.tasks.Outcome` (``success``, ``failed_subtask``, ``reason``)."""
+        n = len(self._ctrl)
+        ctrl = np.array(self._ctrl) if n else np.empty((0, len(self.scene.joint_names)))
+        teleop = np.array(self._teleop) if n else np.empty((0, 2, 7))
+        return Trace(task=task, seed=seed, layout=layout, ctrl=ctrl, teleop=teleop,
+                     marks=list(self.marks), success=bool(outcome.success),
+                     failed_subtask=str(outcome.failed_subtask), reason=str(outcome.reason),
+                     provenance=dict(provenance or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorStyle:
+    """How an operator plays: speed (1 = nominal), noise on targets (m), chance of a pause
+    at each phase and its length, chance of a regrasp."""
+
+    speed: float = 1.0
+    noise_m: float = 0.006
+    pause_p: float = 0.25
+    pause_s: tuple[float, float] = (0.2, 0.8)
+    regrasp_p: float = 0.1
+
+
+def yaw_quat(yaw: float) -> np.ndarray:
+    """The palm orientation of a side grasp (fingers forward, palm to the midline) turned
+    by ``yaw`` about the world z axis."""
+    return np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+
+
+def _yaw_of(quat: np.ndarray) -> float:
+    w, x, y, z = quat
+    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+def _grasp_yaw(quat: np.ndarray, half: tuple[float, float, float]) -> float:
+    """The object's yaw folded to the symmetry of a box: within ±45° for a square
+    footprint, ±90° otherwise (a hand grasps either face)."""
+    period = np.pi / 2 if abs(half[0] - half[1]) < 1e-6 else np.pi
+    yaw = _yaw_of(quat)
+    return float((yaw + period / 2) % period - period / 2)
+
+
+#: palm in front of the box's near face: the box sits between thumb (behind) and fingers
+GRASP_BACK_M = 0.035
+#: palm face to palm site along the palm normal
+PALM_FACE_M = 0.015
+#: palm site above the table when the fingers grasp near the table (middle finger clear)
+GRASP_Z_M = 0.046
+
+
+def side_grasp(scene: Scene, obj: str, side: str, *, along: float = 0.0) -> Pose:
+    """The palm pose of a side grasp of ``obj`` by ``side``: palm to the midline against
+    the object's outer face (``along`` shifts the palm along the object's y axis, towards
+    the midline when positive), fingers forward around its front, low on the object."""
+    spec = scene.layout.object(obj)
+    pos, quat = scene.object_pose(obj)
+    hx, hy, hz = spec.half_size
+    yaw = _grasp_yaw(quat, spec.half_size)
+    sign = -1.0 if side == "right" else 1.0   # the right hand grasps the -y face
+    local = np.array([-GRASP_BACK_M, sign * (hy + PALM_FACE_M - along), 0.0])
+    c, sn = np.cos(yaw), np.sin(yaw)
+    world = pos + np.array([c * local[0] - sn * local[1], sn * local[0] + c * local[1], 0.0])
+    world[2] = max(pos[2] - hz + GRASP_Z_M, pos[2] - hz + 0.02)
+    return world, yaw_quat(yaw)
+
+
+def offset(pose: Pose, d: tuple[float, float, float], *, side: str = "right") -> Pose:
+    """``pose`` moved by ``d`` (m) in the palm's yaw frame: x forward, y away from the
+    midline (outwards for ``side``), z up."""
+    pos, quat = pose
+    yaw = _yaw_of(quat)
+    out = -1.0 if side == "right" else 1.0
+    c, s = np.cos(yaw), np.sin(yaw)
+    dx, dy = d[0], out * d[1]
+    return pos + np.array([c * dx - s * dy, s * dx + c * dy, d[2]]), quat
+
+
+class _Operator:
+    """One attempt of the simulated operator at a task: the script and its human touch."""
+
+    def __init__(self, task: Task, layout: Layout, seed: int,
+                 style: OperatorStyle | None) -> None:
+        self.task = task
+        self.layout = layout
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        if style is None:
+            style = OperatorStyle(speed=float(self.rng.uniform(0.75, 1.3)),
+                                  noise_m=float(self.rng.uniform(0.003, 0.009)),
+                                  pause_p=float(self.rng.uniform(0.1, 0.4)),
+                                  regrasp_p=0.1)
+        self.style = style
+        self.scene = Scene(layout)
+        self.ik = HandIK(self.scene)
+        self.ex = Executor(self.scene, self.ik)
+        self.failure: Outcome | None = None
+        self.regrasps = 0
+
+    # -- the human touch ------------------------------------------------------------------
+    def noisy(self, pose: Pose, scale: float = 1.0) -> Pose:
+        n = self.rng.normal(0.0, self.style.noise_m * scale, 3)
+        return pose[0] + n, pose[1]
+
+    def dur(self, nominal_s: float) -> float:
+        return float(nominal_s / self.style.speed * self.rng.uniform(0.85, 1.15))
+
+    def maybe_pause(self) -> None:
+        if self.rng.random() < self.style.pause_p:
+            self.ex.hold(float(self.rng.uniform(*self.style.pause_s)))
+
+    def move(self, targets: Mapping[str, Pose], nominal_s: float,
+             hands: Mapping[str, float] | None = None) -> None:
+        self.ex.move(targets, self.dur(nominal_s), hands=hands)
+
+    def fail(self, outcome: Outcome) -> None:
+        if self.failure is None and not outcome.success:
+            self.failure = outcome
+
+    # -- shared phases ----------------------------------------------------------------------
+    def grasp(self, side: str, obj: str, *, along: float = 0.0, tries: int = 2) -> bool:
+        """Approach, pre-grasp, close, lift a little and check that the object came along;
+        on a miss (or, now and then, an untidy grasp) open, back off and try again."""
+        for attempt in range(tries):
+            target = self.noisy(side_grasp(self.scene, obj, side, along=along))
+            pre = offset(target, (-0.05, 0.05, 0.04), side=side)
+            self.move({side: pre}, 1.0)
+            self.maybe_pause()
+            self.move({side: target}, 0.6)
+            self.move({}, 0.7, hands={side: 1.0})
+            self.ex.hold(0.1)
+            untidy = attempt + 1 < tries and self.rng.random() < self.style.regrasp_p
+            if not untidy:
+                self.ex.mark("grasp")
+                lift = offset(self.ex.targets[side], (0.0, 0.0, 0.06), side=side)
+                self.move({side: lift}, 0.6)
+                held = lifted_by(obj, side, 0.03)(self.scene)
+                if held[0]:
+                    return True
+                if attempt + 1 == tries:
+                    self.fail(Outcome(False, "grasp", f"{held[1]} after the lift"))
+                    return False
+            # regrasp: open, back off, look again
+            self.regrasps += 1
+            self.ex.mark("regrasp", kind="intervention")
+            self.move({}, 0.4, hands={side: 0.0})
+            back = offset(self.ex.targets[side], (-0.05, 0.04, 0.05), side=side)
+            self.move({side: back}, 0.6)
+            self.maybe_pause()
+        return False
+
+    def finish(self) -> Outcome:
+        self.ex.hold(self.task.hold_s)
+        final = self.task.check(self.scene)
+        if self.failure is not None and not final.success:
+            return self.failure
+        return final
+
+    # -- the tasks --------------------------------------------------------------------------
+    def pick_place(self) -> Outcome:
+        if not self.grasp("right", "cube"):
+            return self.finish()
+        b = self.layout.bin
+        assert b is not None
+        above = self.scene.layout.table_height + b.wall_height + 0.12
+        drop = offset((np.array([b.xy[0], b.xy[1], above]), self.ex.targets["right"][1]),
+                      (-GRASP_BACK_M, PALM_FACE_M + 0.015, 0.0), side="right")
+        self.ex.mark("lift")
+        self.move({"right": self.noisy(drop, 1.5)}, 1.3)
+        self.maybe_pause()
+        self.move({"right": offset(self.ex.targets["right"], (0, 0, -0.02))}, 0.4)
+        self.move({}, 0.4, hands={"right": 0.0})
+        self.ex.mark("release")
+        self.move({"right": offset(self.ex.targets["right"], (-0.04, 0.03, 0.05))}, 0.6)
+        self.ex.mark("place")
+        return self.finish()
+
+    def handover(self) -> Outcome:
+        if not self.grasp("right", "bar"):
+            return self.finish()
+        self.ex.mark("lift")
+        pos, quat = self.ex.targets["right"]
+        spec = self.layout.object("bar")
+        # bring the bar to the midline, a hand's height above the table
+        mid_y = -(spec.half_size[1] + PALM_FACE_M)
+        present = (np.array([pos[0], mid_y, self.layout.table_height + 0.16]), yaw_quat(0.0))
+        self.move({"right": self.noisy(present)}, 1.2)
+        self.maybe_pause()
+        self.ex.hold(0.2)
+        if not self.grasp_in_air("left", "bar"):
+            return self.finish()
+        self.move({}, 0.4, hands={"right": 0.0})
+        self.ex.mark("release")
+        self.move({"right": offset(self.ex.targets["right"], (-0.03, 0.06, -0.03),
+                                   side="right")}, 0.7)
+        self.ex.mark("handover")
+        return self.finish()
+
+    def grasp_in_air(self, side: str, obj: str) -> bool:
+        """Take an object another hand holds: pre-grasp beside it, close on it."""
+        target = self.noisy(side_grasp(self.scene, obj, side))
+        pos, quat = target
+        spec = self.layout.object(obj)
+        target = (np.array([pos[0], pos[1], self.scene.object_pose(obj)[0][2] -
+                            spec.half_size[2] + GRASP_Z_M]), quat)
+        target = self.noisy(target, 0.5)
+        self.move({side: offset(target, (-0.04, 0.06, 0.03), side=side)}, 1.2)
+        self.maybe_pause()
+        self.move({side: target}, 0.6)
+        self.move({}, 0.7, hands={side: 1.0})
+        self.ex.hold(0.15)
+        return True
+
+    def bimanual_lift(self) -> Outcome:
+        spec = self.layout.object("box")
+        hx, hy, hz = spec.half_size
+        pos, quat = self.scene.object_pose("box")
+        yaw = _grasp_yaw(quat, spec.half_size)
+        targets: dict[str, Pose] = {}
+        for side, sign in (("left", 1.0), ("right", -1.0)):
+            local = (-hx + 0.03, sign * (hy + PALM_FACE_M - 0.012), 0.0)
+            c, s = np.cos(yaw), np.sin(yaw)
+            p = pos + np.array([c * local[0] - s * local[1], s * local[0] + c * local[1], 0.0])
+            targets[side] = self.noisy((p, yaw_quat(yaw)))
+        pre = {side: offset(t, (-0.02, 0.06, 0.03), side=side) for side, t in targets.items()}
+        self.move(pre, 1.2)
+        self.maybe_pause()
+        self.move({side: offset(t, (0, 0.03, 0), side=side) for side, t in targets.items()},
+                  0.6)
+        self.move(targets, 0.5, hands={"left": 0.6, "right": 0.6})
+        self.ex.hold(0.2)
+        self.ex.mark("grasp")
+        self.fail(self.task.subtask_outcome(self.scene, "grasp"))
+        up = {side: offset(self.ex.targets[side], (0, 0, 0.10), side=side) for side in SIDES}
+        self.move(up, 1.0)
+        self.ex.mark("lift")
+        return self.finish()
+
+
+def run_expert(task: str, layout: Layout, seed: int,
+               style: OperatorStyle | None = None) -> Trace:
+    """One attempt of the simulated operator at ``task`` in ``layout``: physics only, no
+    rendering; the same (task, layout, seed, style) gives the same trace bit for bit.
+    ``style`` None draws the operator's speed, noise and habits from the seed."""
+    t = get_task(task)
+    op = _Operator(t, layout, seed, style)
+    try:
+        outcome = getattr(op, t.name)()
+    except Unreachable as exc:
+        outcome = Outcome(False, _current_subtask(t, op.ex.marks), f"IK: {exc}")
+    provenance = {"operator": {"speed": op.style.speed, "noise_m": op.style.noise_m,
+                               "pause_p": op.style.pause_p, "regrasp_p": op.style.regrasp_p,
+                               "regrasps": op.regrasps}}
+    op.scene.close()
+    return op.ex.trace(task, seed, layout, outcome, provenance)
+
+
+def _current_subtask(task: Task, marks: list[Mark]) -> str:
+    done = {m.label for m in marks if m.kind == "subtask"}
+    for s in task.subtasks:
+        if s.name not in done:
+            return s.name
+    return task.subtasks[-1].name
+
+
+__all__ = ["PELVIS_Z", "RIGHT_HAND_SHAPE", "Pose", "hand_targets", "slerp", "min_jerk",
+           "Executor", "OperatorStyle", "Unreachable", "yaw_quat", "side_grasp", "offset",
+           "GRASP_BACK_M", "PALM_FACE_M", "GRASP_Z_M", "run_expert"]

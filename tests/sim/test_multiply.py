@@ -1,0 +1,490 @@
+"""Multiplication (MimicGen-style): the SE(3) carry-over of a source segment onto a new
+object pose, source episodes read from MCAP (simulated or real-rig frame names, events or
+segmentation, no ground-truth topic), the errors a bad source gets, and planning a
+segment in a new scene."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recorder.contract import EventKind
+from recorder.profile import load_profile
+from recorder.session import Session
+from recorder.types import serialize, typestore
+from sim.errors import SimError
+from sim.multiply import (
+    MultiplyOptions,
+    SourceDemo,
+    blend_weights,
+    bridge_steps,
+    hand_closure,
+    interpolate_poses,
+    invert,
+    load_source,
+    mat_to_quat,
+    matrix_pose,
+    object_transform,
+    plan_segment,
+    pose_matrix,
+    quat_to_mat,
+    rotation_angle,
+    slerp,
+    symmetric_pose,
+    transform_segment,
+)
+
+T0 = 1_700_000_000_000_000_000
+PELVIS_Z = 0.793
+
+
+# -- test data: poses and source episodes -------------------------------------------------
+def yaw_quat(yaw: float) -> np.ndarray:
+    return np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+
+
+def random_pose(rng: np.random.Generator) -> np.ndarray:
+    q = rng.normal(size=4)
+    return pose_matrix(rng.uniform(-1, 1, 3), q / np.linalg.norm(q))
+
+
+@dataclass(frozen=True)
+class Sub:
+    """A subtask as ``sim.tasks.Subtask`` describes it."""
+
+    name: str
+    object: str
+    arms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PickPlace:
+    """The pick-and-place task's subtask structure, as ``sim.tasks`` gives it."""
+
+    name: str = "pick_place"
+    subtasks: tuple[Sub, ...] = (Sub("grasp", "cube", ("right",)),
+                                 Sub("place", "bin", ("right",)))
+
+
+PICK_PLACE = PickPlace()
+#: source scene: cube and bin in the world, right palm path (world) and closure over time
+CUBE0 = pose_matrix(np.array([0.42, -0.14, 0.72]), yaw_quat(0.15))
+BIN0 = pose_matrix(np.array([0.45, 0.16, 0.70]), yaw_quat(0.0))
+#: the grasp: palm relative to the cube (beside it, palm toward the midline)
+GRASP = pose_matrix(np.array([0.0, -0.06, 0.02]), np.array([0.7071068, 0.7071068, 0.0, 0.0]))
+HOME = pose_matrix(np.array([0.12, -0.24, 0.55]), np.array([1.0, 0.0, 0.0, 0.0]))
+RELEASE_DROP = 0.12  # the palm over the bin: the cube 12 cm above the bin's floor
+
+
+def source_motion(t: np.ndarray) -> dict[str, np.ndarray]:
+    """World poses (n, 4, 4) of the right palm and the cube, and the closure, at times
+    t (s): reach 0-1.5 s, close 1.5-2.0 s, carry 2.0-3.5 s, open 3.5-3.9 s, rest to 4.2."""
+    grasp_world = CUBE0 @ GRASP
+    cube_over_bin = pose_matrix(BIN0[:3, 3] + [0, 0, RELEASE_DROP + 0.02], yaw_quat(0.15))
+    over_bin = cube_over_bin @ GRASP
+    reach = np.concatenate([HOME[None], interpolate_poses(HOME, grasp_world, 150)])
+    carry = np.concatenate([grasp_world[None], interpolate_poses(grasp_world, over_bin, 150)])
+    palm = np.empty((len(t), 4, 4))
+    cube = np.empty((len(t), 4, 4))
+    closure = np.zeros(len(t))
+    for i, ti in enumerate(t):
+        if ti < 1.5:
+            palm[i] = reach[int(round(ti / 1.5 * 150))]
+        elif ti < 2.0:
+            palm[i] = grasp_world
+        else:
+            palm[i] = carry[int(round(min(1.0, (ti - 2.0) / 1.5) * 150))]
+        closure[i] = np.clip((ti - 1.5) / 0.5, 0, 1) if ti < 3.5 else \
+            np.clip(1 - (ti - 3.5) / 0.4, 0, 1)
+        held = 2.0 <= ti < 3.7
+        cube[i] = palm[i] @ invert(GRASP) if held else (CUBE0 if ti < 2.0 else cube[i - 1])
+    return {"palm": palm, "cube": cube, "closure": closure}
+
+
+FINGERS = ("index_0", "index_1", "middle_0", "middle_1")
+
+
+def _tf(parent: str, child: str, pose: np.ndarray, stamp: int) -> object:
+    T = typestore().types
+    pos, quat = matrix_pose(pose)
+    return T["geometry_msgs/msg/TransformStamped"](
+        header=T["std_msgs/msg/Header"](
+            stamp=T["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9),
+            frame_id=parent),
+        child_frame_id=child,
+        transform=T["geometry_msgs/msg/Transform"](
+            translation=T["geometry_msgs/msg/Vector3"](x=pos[0], y=pos[1], z=pos[2]),
+            rotation=T["geometry_msgs/msg/Quaternion"](w=quat[0], x=quat[1], y=quat[2],
+                                                       z=quat[3])))
+
+
+def write_source(directory: Path, *, palm_frame: str = "right_hand_palm_link",
+                 palm_parent: str = "pelvis", world_to_pelvis: bool = True,
+                 cube_frame: str | None = "cube", bin_frame: str | None = "bin",
+                 marks: tuple[tuple[float, str], ...] = ((2.0, "grasp"), (3.9, "release")),
+                 hand_joints: bool = True, motion: Callable[[np.ndarray], dict[str, np.ndarray]]
+                 = source_motion, duration_s: float = 4.2,
+                 teleop_offset: np.ndarray | None = None) -> Path:
+    """Record one source episode through the recorder's Session: /tf at 100 Hz (palm under
+    ``palm_parent``, objects under world), the hands on /joint_commands at 100 Hz, SUBTASK
+    marks; no ground-truth topic. ``teleop_offset``: also the operator's targets on
+    /teleop/right_hand/pose (pelvis frame), the palm pose shifted by it. Returns the
+    episode file."""
+    profile = load_profile("humanoid")
+    T = typestore().types
+    session = Session(directory, profile)
+    session.start_episode("pick_place", "tester", at_ns=T0)
+    t = np.arange(0.0, duration_s, 0.01)
+    mv = motion(t)
+    pelvis = pose_matrix(np.array([0.0, 0.0, PELVIS_Z]), np.array([1.0, 0, 0, 0]))
+    names = [j.name for j in profile.robot.joints]
+    limits = {j.name: (j.lower, j.upper) for j in profile.robot.joints}
+    for i, ti in enumerate(t):
+        stamp = T0 + int(round(ti * 1e9))
+        palm = mv["palm"][i] if palm_parent == "world" else invert(pelvis) @ mv["palm"][i]
+        tfs = [_tf(palm_parent, palm_frame, palm, stamp)]
+        if world_to_pelvis:
+            tfs.insert(0, _tf("world", "pelvis", pelvis, stamp))
+        if cube_frame:
+            tfs.append(_tf("world", cube_frame, mv["cube"][i], stamp))
+        if bin_frame:
+            tfs.append(_tf("world", bin_frame, BIN0, stamp))
+        session.write("/tf", serialize(T["tf2_msgs/msg/TFMessage"](transforms=tfs),
+                                       "tf2_msgs/msg/TFMessage"), stamp + 1_000_000)
+        if teleop_offset is not None:
+            target = invert(pelvis) @ mv["palm"][i]
+            pos, quat = matrix_pose(target)
+            pos = pos + teleop_offset
+            msg = T["geometry_msgs/msg/PoseStamped"](
+                header=T["std_msgs/msg/Header"](
+                    stamp=T["builtin_interfaces/msg/Time"](sec=stamp // 10**9,
+                                                           nanosec=stamp % 10**9),
+                    frame_id="pelvis"),
+                pose=T["geometry_msgs/msg/Pose"](
+                    position=T["geometry_msgs/msg/Point"](x=pos[0], y=pos[1], z=pos[2]),
+                    orientation=T["geometry_msgs/msg/Quaternion"](w=quat[0], x=quat[1],
+                                                                  y=quat[2], z=quat[3])))
+            session.write("/teleop/right_hand/pose",
+                          serialize(msg, "geometry_msgs/msg/PoseStamped"), stamp + 300_000)
+        if hand_joints:
+            q = np.zeros(len(names))
+            for k, n in enumerate(names):
+                if n.startswith("right_hand_") and any(f in n for f in FINGERS):
+                    lo, hi = limits[n]
+                    q[k] = mv["closure"][i] * (lo if abs(lo) > abs(hi) else hi)
+            msg = T["sensor_msgs/msg/JointState"](
+                header=T["std_msgs/msg/Header"](
+                    stamp=T["builtin_interfaces/msg/Time"](sec=stamp // 10**9,
+                                                           nanosec=stamp % 10**9),
+                    frame_id=""),
+                name=names, position=q, velocity=np.zeros(0), effort=np.zeros(0))
+            session.write("/joint_commands", serialize(msg, "sensor_msgs/msg/JointState"),
+                          stamp + 500_000)
+    for at_s, label in marks:
+        session.mark(EventKind.SUBTASK, label, at_ns=T0 + int(at_s * 1e9))
+    info = session.stop_episode("success", at_ns=T0 + int(duration_s * 1e9))
+    return directory / info.file
+
+
+@pytest.fixture(scope="module")
+def source_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_source(tmp_path_factory.mktemp("src") / "s")
+
+
+@pytest.fixture(scope="module")
+def source(source_file: Path) -> SourceDemo:
+    return load_source(source_file, PICK_PLACE)
+
+
+# -- SE(3) -------------------------------------------------------------------------------
+def test_the_transform_maps_a_source_grasp_onto_the_new_object_pose_exactly() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        obj_src, obj_new = random_pose(rng), random_pose(rng)
+        eef_src = np.stack([random_pose(rng) for _ in range(5)])
+        eef_new = transform_segment(eef_src, obj_src, obj_new)
+        # the grasp relative to the object is unchanged, pose by pose
+        np.testing.assert_allclose(invert(obj_new) @ eef_new, invert(obj_src) @ eef_src,
+                                   atol=1e-12)
+        # and the carry-over is one rigid motion: it takes the source object onto the new one
+        np.testing.assert_allclose(object_transform(obj_src, obj_new) @ obj_src, obj_new,
+                                   atol=1e-12)
+
+
+def test_quaternions_round_trip_through_rotation_matrices_in_wxyz_order() -> None:
+    rng = np.random.default_rng(1)
+    q = rng.normal(size=(200, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    q[q[:, 0] < 0] *= -1
+    np.testing.assert_allclose(mat_to_quat(quat_to_mat(q)), q, atol=1e-12)
+    # a quarter turn about z, w first
+    rz = quat_to_mat(yaw_quat(np.pi / 2))
+    np.testing.assert_allclose(rz @ [1.0, 0, 0], [0, 1.0, 0], atol=1e-12)
+    t = random_pose(rng)
+    np.testing.assert_allclose(invert(t) @ t, np.eye(4), atol=1e-12)
+
+
+def test_interpolation_ends_on_the_target_with_even_steps() -> None:
+    a = pose_matrix(np.array([0.0, 0, 0]), yaw_quat(0.0))
+    b = pose_matrix(np.array([0.3, 0, 0.1]), yaw_quat(1.2))
+    path = interpolate_poses(a, b, 6)
+    assert path.shape == (6, 4, 4)
+    np.testing.assert_allclose(path[-1], b, atol=1e-12)
+    steps = np.linalg.norm(np.diff(np.concatenate([a[None], path])[:, :3, 3], axis=0), axis=1)
+    np.testing.assert_allclose(steps, steps[0], atol=1e-12)
+    angles = [rotation_angle(a, p) for p in path]
+    np.testing.assert_allclose(np.diff([0.0, *angles]), 0.2, atol=1e-9)
+    # slerp takes the short way round even across the double cover
+    half = slerp(yaw_quat(0.1), -yaw_quat(0.3), 0.5)[0]
+    assert rotation_angle(pose_matrix(np.zeros(3), half),
+                          pose_matrix(np.zeros(3), yaw_quat(0.2))) < 1e-9
+
+
+def test_a_square_box_turned_by_a_quarter_turn_is_the_same_box() -> None:
+    src = pose_matrix(np.array([0.4, 0, 0.72]), yaw_quat(0.1))
+    new = pose_matrix(np.array([0.5, 0.1, 0.72]), yaw_quat(0.1 + np.pi / 2 + 0.05))
+    pose, turn = symmetric_pose(new, src, (0.02, 0.02, 0.02))
+    assert turn == pytest.approx(3 * np.pi / 2)
+    assert rotation_angle(pose, src) == pytest.approx(0.05, abs=1e-9)
+    np.testing.assert_allclose(pose[:3, 3], new[:3, 3])
+    # an oblong box only looks the same after half turns
+    _, turn = symmetric_pose(new, src, (0.04, 0.02, 0.02))
+    assert turn == pytest.approx(np.pi)
+    slight = pose_matrix(np.array([0.5, 0.1, 0.72]), yaw_quat(0.1 + 0.6))
+    assert symmetric_pose(slight, src, (0.04, 0.02, 0.02))[1] == 0.0
+
+
+def test_hand_closure_is_zero_open_and_one_at_the_closing_limits() -> None:
+    profile = load_profile("humanoid")
+    names = [j.name for j in profile.robot.joints]
+    limits = {j.name: (j.lower, j.upper) for j in profile.robot.joints}
+    q = np.zeros((3, len(names)))
+    for k, n in enumerate(names):
+        if "_hand_" in n and any(f in n for f in FINGERS):
+            lo, hi = limits[n]
+            far = lo if abs(lo) > abs(hi) else hi
+            q[1, k], q[2, k] = far / 2, far
+    for side in ("left", "right"):
+        np.testing.assert_allclose(hand_closure(names, q, side), [0.0, 0.5, 1.0])
+    assert hand_closure(["waist_yaw_joint"], np.zeros((1, 1)), "left") is None
+
+
+# -- reading sources -----------------------------------------------------------------------
+def test_a_source_gives_palm_and_object_poses_relative_to_the_pelvis(source: SourceDemo,
+                                                                     source_file: Path) -> None:
+    assert source.frame == "pelvis"
+    assert source.frames == {"right": "right_hand_palm_link", "cube": "cube", "bin": "bin"}
+    t = np.arange(0.0, 4.2, 0.01)
+    mv = source_motion(t)
+    pelvis = pose_matrix(np.array([0, 0, PELVIS_Z]), np.array([1.0, 0, 0, 0]))
+    times = T0 + np.round(t * 1e9).astype(np.int64)
+    np.testing.assert_allclose(source.palms["right"].at(times), invert(pelvis) @ mv["palm"],
+                               atol=1e-9)
+    np.testing.assert_allclose(source.objects["cube"].at(times), invert(pelvis) @ mv["cube"],
+                               atol=1e-9)
+    assert source.closure_at("right", times[[0, 200, 340]]) == pytest.approx([0, 1, 1])
+    import hashlib
+    assert source.sha256 == hashlib.sha256(source_file.read_bytes()).hexdigest()
+
+
+def test_subtask_marks_end_the_subtasks_and_the_last_runs_to_the_stop(
+        source: SourceDemo) -> None:
+    grasp, place = source.segments
+    assert (grasp.subtask, grasp.object, grasp.arms) == ("grasp", "cube", ("right",))
+    assert (grasp.start_ns, grasp.end_ns, grasp.boundary) == (T0, T0 + 2 * 10**9, "event")
+    assert (place.subtask, place.object) == ("place", "bin")
+    assert place.start_ns == grasp.end_ns
+    assert place.boundary == "episode_end"
+    assert place.end_ns == T0 + 4_190_000_000  # the last /tf pose before the stop
+
+
+def test_without_marks_the_hands_closing_ends_the_grasp(tmp_path: Path) -> None:
+    path = write_source(tmp_path / "s", marks=())
+    grasp, place = load_source(path, PICK_PLACE).segments
+    assert grasp.boundary == "segmentation"
+    # the fingers pass curation's grasp threshold (0.6 closed) 0.3 s into the closing
+    assert (grasp.end_ns - T0) / 1e9 == pytest.approx(1.8, abs=0.011)
+    assert place.boundary == "episode_end"
+
+
+def test_a_real_rig_recording_with_palms_under_a_pelvis_root_works(tmp_path: Path) -> None:
+    """A real G1: palm frames under the pelvis, objects from a mocap world that the pelvis
+    is tracked in; here the palm's parent is the pelvis and the tree's root is world."""
+    path = write_source(tmp_path / "real", palm_frame="right_hand_palm_link")
+    demo = load_source(path, PICK_PLACE)
+    assert demo.frame == "pelvis"
+    # the sim's naming: palm site frames published under world
+    sim = load_source(write_source(tmp_path / "sim", palm_frame="right_palm",
+                                   palm_parent="world"), PICK_PLACE)
+    t = demo.segments[0].end_ns
+    np.testing.assert_allclose(sim.palms["right"].at(t), demo.palms["right"].at(t), atol=1e-9)
+    # a wrist link instead of a palm frame: the palm is the site 8 cm along the wrist's x
+    wrist = load_source(write_source(tmp_path / "wrist", palm_frame="right_wrist_yaw_link"),
+                        PICK_PLACE)
+    recorded = demo.palms["right"].at(t)[0]
+    got = wrist.palms["right"].at(t)[0]
+    np.testing.assert_allclose(got[:3, 3], recorded[:3, 3] + recorded[:3, 0] * 0.08, atol=1e-9)
+
+
+def test_without_a_pelvis_frame_poses_are_relative_to_the_tree_root(tmp_path: Path) -> None:
+    demo = load_source(write_source(tmp_path / "s", palm_parent="world", palm_frame="right_palm",
+                                    world_to_pelvis=False), PICK_PLACE)
+    assert demo.frame == "world"
+    np.testing.assert_allclose(demo.objects["bin"].at(T0)[0], BIN0, atol=1e-12)
+
+
+def test_a_regrasp_marked_twice_ends_the_grasp_at_the_second_mark(tmp_path: Path) -> None:
+    path = write_source(tmp_path / "s", marks=((1.0, "grasp"), (2.0, "grasp"), (3.9, "place")))
+    grasp, place = load_source(path, PICK_PLACE).segments
+    assert grasp.end_ns == T0 + 2 * 10**9 == place.start_ns
+
+
+def test_the_operators_targets_are_read_beside_the_measured_palm(tmp_path: Path) -> None:
+    shift = np.array([0.01, -0.02, 0.005])
+    demo = load_source(write_source(tmp_path / "s", teleop_offset=shift), PICK_PLACE)
+    t = np.array([T0, T0 + 2 * 10**9])
+    np.testing.assert_allclose(demo.eef("right", "targets").at(t)[:, :3, 3],
+                               demo.palms["right"].at(t)[:, :3, 3] + shift, atol=1e-9)
+    assert demo.eef("right", "auto") is demo.targets["right"]
+    assert demo.eef("right", "palms") is demo.palms["right"]
+    plain = load_source(write_source(tmp_path / "p"), PICK_PLACE)
+    assert plain.eef("right", "auto") is plain.palms["right"]
+    with pytest.raises(SimError, match="no /teleop/right_hand/pose targets"):
+        plain.eef("right", "targets")
+
+
+# -- bad sources ---------------------------------------------------------------------------
+def test_a_source_without_the_objects_pose_names_file_and_object(tmp_path: Path) -> None:
+    path = write_source(tmp_path / "s", cube_frame=None)
+    with pytest.raises(SimError) as err:
+        load_source(path, PICK_PLACE)
+    msg = str(err.value)
+    assert str(path) in msg and "no object poses for object 'cube' on /tf" in msg
+    assert "\n" not in msg
+
+
+def test_a_source_without_marks_or_hand_joints_says_so(tmp_path: Path) -> None:
+    path = write_source(tmp_path / "s", marks=(), hand_joints=False)
+    with pytest.raises(SimError, match="no subtask marks for task pick_place") as err:
+        load_source(path, PICK_PLACE)
+    assert str(path) in str(err.value)
+
+
+def test_a_source_without_the_palm_names_the_arm(tmp_path: Path) -> None:
+    path = write_source(tmp_path / "s", palm_frame="right_tool0")
+    with pytest.raises(SimError, match="no pose of the right palm on /tf") as err:
+        load_source(path, PICK_PLACE)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "missing"])
+def test_a_corrupt_or_missing_file_is_refused_with_its_name(source_file: Path, tmp_path: Path,
+                                                            damage: str) -> None:
+    bad = tmp_path / "bad.mcap"
+    data = source_file.read_bytes()
+    if damage == "garbage":
+        bad.write_bytes(b"not an mcap file at all" * 10)
+    elif damage == "truncated":
+        bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SimError) as err:
+        load_source(bad, PICK_PLACE)
+    msg = str(err.value)
+    assert msg.startswith(str(bad)) and "\n" not in msg
+    assert ("corrupt MCAP" in msg) if damage != "missing" else ("cannot read" in msg)
+
+
+# -- planning a segment --------------------------------------------------------------------
+def test_a_planned_segment_bridges_then_follows_the_source_relative_to_the_new_object(
+        source: SourceDemo) -> None:
+    pelvis = pose_matrix(np.array([0, 0, PELVIS_Z]), np.array([1.0, 0, 0, 0]))
+    cube_new = pose_matrix(np.array([0.48, -0.05, 0.72]), yaw_quat(0.5))
+    opts = MultiplyOptions(symmetric_objects=False)
+    seg = source.segments[0]
+    plan = plan_segment(source, seg, pelvis, cube_new, {"right": HOME}, {"right": 0.0}, opts,
+                        np.random.default_rng(0))
+    wp, cl = plan.waypoints["right"], plan.closure["right"]
+    n_src = int(round(seg.duration_s * opts.rate_hz)) + 1
+    assert len(wp) == plan.bridge + n_src - 1 == len(cl)
+    # the segment's end: the grasp pose relative to the new cube, exactly
+    np.testing.assert_allclose(invert(cube_new) @ wp[-1], GRASP, atol=1e-9)
+    np.testing.assert_allclose(plan.obj_src, CUBE0, atol=1e-9)
+    # the bridge starts next to the current pose and keeps to the speed limit
+    step = np.linalg.norm(np.diff(np.concatenate([HOME[None], wp[:plan.bridge + 1]])[:, :3, 3],
+                                  axis=0), axis=1)
+    assert step.max() <= opts.max_speed / opts.rate_hz + 1e-9
+    assert cl[-1] == pytest.approx(1.0) and cl[0] == pytest.approx(0.0)
+
+
+def test_bridge_steps_follow_mimicgens_minimum_and_the_speed_limit() -> None:
+    opts = MultiplyOptions(interpolation_steps=5, rate_hz=50, max_speed=0.5)
+    a = pose_matrix(np.zeros(3), yaw_quat(0))
+    assert bridge_steps(a, a, opts) == 5
+    far = pose_matrix(np.array([0.3, 0, 0]), yaw_quat(0))
+    assert bridge_steps(a, far, opts) == 30  # 0.3 m at 0.5 m/s = 0.6 s = 30 waypoints
+    assert bridge_steps(a, far, MultiplyOptions(interpolation_steps=40, rate_hz=50,
+                                                max_speed=0.5)) == 40
+    # a turn in place is paced by max_turn: 1.2 rad at 1.5 rad/s = 0.8 s
+    turned = pose_matrix(np.zeros(3), yaw_quat(1.2))
+    assert bridge_steps(a, turned, opts) == 40
+
+
+def test_action_noise_is_seeded_and_zero_noise_is_exact(source: SourceDemo) -> None:
+    pelvis = pose_matrix(np.array([0, 0, PELVIS_Z]), np.array([1.0, 0, 0, 0]))
+    seg = source.segments[0]
+    args = (source, seg, pelvis, CUBE0, {"right": HOME}, {"right": 0.0})
+    noisy = MultiplyOptions(action_noise=0.005)
+    a = plan_segment(*args, noisy, np.random.default_rng(3)).waypoints["right"]
+    b = plan_segment(*args, noisy, np.random.default_rng(3)).waypoints["right"]
+    exact = plan_segment(*args, MultiplyOptions(), np.random.default_rng(3)).waypoints["right"]
+    np.testing.assert_array_equal(a, b)
+    err = np.linalg.norm(a[:, :3, 3] - exact[:, :3, 3], axis=1)
+    assert 0.002 < np.median(err) < 0.02
+    # with the source cube where it was, the carried-over poses are the source's own
+    np.testing.assert_allclose(exact[-1], pelvis @ source.palms["right"].at(seg.end_ns)[0],
+                               atol=1e-9)
+
+
+def test_the_blend_finishes_where_the_hand_starts_to_close() -> None:
+    closure = np.concatenate([np.zeros(60), np.linspace(0, 1, 40)])
+    w = blend_weights(np.linspace(0.3, 0.05, 100), closure)
+    onset = int(np.flatnonzero(closure > 0.05)[0])
+    assert w[0] == 0.0 and w[onset] == 1.0 and (w[onset:] == 1.0).all()
+    assert (np.diff(w) >= 0).all()
+    # a hand that keeps its closure: the blend ends where the palm is nearest the object
+    dist = np.abs(np.linspace(-1, 1, 101)) + 0.1
+    w = blend_weights(dist, np.ones(101))
+    assert w[49] < 1.0 and w[50] == 1.0
+
+
+def test_a_blended_segment_leaves_from_the_previous_carry_over_and_arrives_exactly(
+        source: SourceDemo) -> None:
+    pelvis = pose_matrix(np.array([0, 0, PELVIS_Z]), np.array([1.0, 0, 0, 0]))
+    cube_new = pose_matrix(np.array([0.48, -0.05, 0.72]), yaw_quat(0.5))
+    seg = source.segments[0]
+    opts = MultiplyOptions(symmetric_objects=False)
+    plan = plan_segment(source, seg, pelvis, cube_new, {"right": HOME}, {"right": 0.0}, opts,
+                        np.random.default_rng(0), None, {"right": np.eye(4)})
+    wp = plan.waypoints["right"]
+    # the arm starts on the source's own path (no jump from where it is)...
+    np.testing.assert_allclose(wp[plan.bridge - 1], HOME, atol=1e-9)
+    # ... and is on the transformed path from the moment the hand starts to close on
+    blend_end = plan.blend_end["right"]
+    t_close = T0 + int(1.5e9)
+    assert abs(seg.start_ns + blend_end * 10**7 - t_close) <= 4 * 10**7  # closure 0.05 past 0
+    src = pelvis @ source.palms["right"].at(np.linspace(seg.start_ns, seg.end_ns,
+                                                        len(wp) - plan.bridge + 1)
+                                            .astype(np.int64))
+    np.testing.assert_allclose(wp[plan.bridge - 1 + blend_end:],
+                               transform_segment(src[blend_end:], CUBE0, cube_new), atol=1e-9)
+    np.testing.assert_allclose(invert(cube_new) @ wp[-1], GRASP, atol=1e-9)
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(SimError, match="selection 'best' is not random or nearest"):
+        MultiplyOptions(selection="best")
+    with pytest.raises(SimError, match="rate_hz must be > 0"):
+        MultiplyOptions(rate_hz=0)
