@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import JSON, ForeignKey, Integer, String, select
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
 from .catalog import Catalog, Dataset, Provider, check_name, dataset_row
 from .db import (
@@ -438,7 +438,8 @@ def provider_row(s: Session, name: str) -> Provider:
 def roles_of(s: Session, identity_id: int) -> frozenset[RoleGrant]:
     """The roles an identity holds now."""
     return frozenset(_grant_of(r) for r in s.scalars(
-        select(RoleRow).where(RoleRow.identity_id == identity_id)))
+        select(RoleRow).where(RoleRow.identity_id == identity_id).options(
+            joinedload(RoleRow.provider), joinedload(RoleRow.dataset), joinedload(RoleRow.lab))))
 
 
 def _grant_of(r: RoleRow) -> RoleGrant:

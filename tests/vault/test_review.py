@@ -3,6 +3,7 @@ grants, and reviewers approving at the same moment on SQLite and on PostgreSQL."
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -363,6 +364,18 @@ def test_every_change_is_an_event_for_the_audit_log(world: World) -> None:
         "duration_s": 30 * 86400, "purpose": ""}
     assert world.events[3]["details"]["from"] == "under_review"
     assert world.events[3]["details"]["to"] == "approved"
+    json.dumps(world.events, allow_nan=False)  # the audit log takes JSON only
+
+
+def test_the_events_of_every_kind_of_change_are_json(shared: World) -> None:
+    for state in RequestState:
+        request_in(shared, state)
+    assert {e["action"] for e in shared.events} >= {
+        "request_submitted", "review_started", "approval_prepared", "request_approved",
+        "grant_created", "changes_requested", "request_rejected", "request_withdrawn",
+        "request_revoked", "grant_revoked"}
+    assert all(set(e) == {"actor", "action", "dataset", "details"} for e in shared.events)
+    json.dumps(shared.events, allow_nan=False)
 
 
 def test_a_change_the_audit_hook_cannot_record_does_not_happen(world: World) -> None:
