@@ -41,8 +41,8 @@ from .db import (
 )
 
 __all__ = [
-    "SCOPES", "TOKEN_PREFIX", "Identities", "Identity", "LabInfo", "NewToken", "Role",
-    "RoleGrant", "TokenInfo", "hash_token",
+    "MAX_TOKEN_LIFETIME", "RESERVED_NAMES", "SCOPES", "TOKEN_PREFIX", "Identities", "Identity",
+    "LabInfo", "NewToken", "Role", "RoleGrant", "TokenInfo", "hash_token",
 ]
 
 TOKEN_PREFIX = "dfv1"
@@ -60,6 +60,10 @@ SCOPES: frozenset[str] = frozenset({
 """The scopes a token may carry."""
 
 MAX_TOKEN_LIFETIME = timedelta(days=366)
+"""The longest a token may live (every token expires)."""
+
+RESERVED_NAMES = frozenset({"local", "anonymous"})
+"""Actors of events that no identity made: the local operator, a failed login."""
 
 
 class Role(StrEnum):
@@ -254,6 +258,9 @@ class Identities:
     def create_identity(self, name: str, *, display_name: str = "", by: str = "local") -> Identity:
         """A new identity with no role (:class:`Conflict` when the name is taken)."""
         check_name("identity", name)
+        if name in RESERVED_NAMES:
+            raise CatalogError(f"identity name {name!r} is reserved: the audit log names "
+                               f"{sorted(RESERVED_NAMES)} as actors that are no identity")
         with self.db.write() as s:
             if s.scalars(select(IdentityRow).where(IdentityRow.name == name)).first():
                 raise Conflict(f"identity {name!r} already exists")

@@ -68,7 +68,7 @@ from .identities import (
 )
 
 __all__ = [
-    "CONFIRMATION_LIFETIME", "MAX_GRANT_DURATION", "TRANSITIONS", "UNCHANGED", "Action",
+    "CONFIRMATION_LIFETIME", "MAX_GRANT_DURATION", "MAX_TEXT", "TRANSITIONS", "UNCHANGED", "Action",
     "DecisionInfo", "GrantInfo", "Grants", "RequestState", "RequestView", "Review", "Unchanged",
 ]
 
@@ -76,6 +76,10 @@ CONFIRMATION_LIFETIME = timedelta(minutes=10)
 """How long a prepared approval's code stays valid."""
 
 MAX_GRANT_DURATION = timedelta(days=366)
+"""The longest a grant may last."""
+
+MAX_TEXT = 10_000
+"""The longest purpose or reason, in characters."""
 
 
 class Unchanged(Enum):
@@ -701,6 +705,9 @@ def _need_reason(req: AccessRequestRow, action: Action, reason: str) -> None:
     if not isinstance(reason, str) or not reason.strip():
         raise ReviewError(f"request {req.id}: {action.value} needs a reason (what the lab should "
                           "know)")
+    if len(reason) > MAX_TEXT:
+        raise ReviewError(f"request {req.id}: the reason is {len(reason)} characters; at most "
+                          f"{MAX_TEXT}")
 
 
 def _request(s: Session, request_id: int, *, lock: bool = False) -> AccessRequestRow:
@@ -735,6 +742,9 @@ def _set_scope(req: AccessRequestRow, rel: Release, purpose: str,
     where = f"dataset {rel.dataset.name!r} release {rel.version}"
     if not isinstance(purpose, str) or not purpose.strip():
         raise ReviewError(f"a request for {where} needs a purpose (what the data is for)")
+    if len(purpose) > MAX_TEXT:
+        raise ReviewError(f"a request for {where}: the purpose is {len(purpose)} characters; at "
+                          f"most {MAX_TEXT}")
     eps = None
     if episodes is not None:
         eps = sorted(set(episodes))

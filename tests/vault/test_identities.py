@@ -208,5 +208,7 @@ def test_names_are_unique_and_checked(world: World) -> None:
         world.ids.create_lab("lab-a")
     with pytest.raises(CatalogError, match="identity name 'Alice Smith' is not valid"):
         world.ids.create_identity("Alice Smith")
+    with pytest.raises(CatalogError, match="identity name 'local' is reserved"):
+        world.ids.create_identity("local")
     assert [i.name for i in world.ids.identities()] == ["alice", "prov", "rev"]
     assert [x.name for x in world.ids.labs()] == ["lab-a"]

@@ -338,7 +338,8 @@ def test_a_request_names_real_episodes_streams_a_purpose_and_its_lab(shared: Wor
            ({"episodes": []}, "requested none"),
            ({"streams": ["imu", "lidar"]}, r"has no stream\(s\) \['lidar'\]"),
            ({"duration": timedelta(days=400)}, "at most 366 days"),
-           ({"purpose": "  "}, "needs a purpose")]
+           ({"purpose": "  "}, "needs a purpose"),
+           ({"purpose": "x" * 10_001}, "the purpose is 10001 characters; at most 10000")]
     for kwargs, message in bad:
         args: dict[str, Any] = {"purpose": "train"} | kwargs
         with pytest.raises(ReviewError, match=message):
