@@ -42,7 +42,11 @@ if [ "$(id -u)" -eq 0 ]; then
   id -u postgres >/dev/null 2>&1 || {
     echo "postgres.sh: running as root but there is no user postgres to run the server;" \
          "install PostgreSQL with tools/system-deps.sh" >&2; exit 3; }
-  as() { runuser -u postgres -- "$@"; }
+  if command -v runuser >/dev/null 2>&1; then
+    as() { runuser -u postgres -- "$@"; }
+  else
+    as() { su -s /bin/bash postgres -c "$(printf '%q ' "$@")"; }
+  fi
 else
   user=$(id -un)
   as() { "$@"; }
@@ -65,7 +69,7 @@ case "$cmd" in
     fi
     as mkdir -p "$run"
     as "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 \
-      -o "-k $run -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+      -o "-k '$run' -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
       start >/dev/null || {
         echo "postgres.sh: the server did not start; its log:" >&2; cat "$dir/server.log" >&2; exit 1; }
     url
