@@ -5,7 +5,8 @@
   the PostgreSQL binaries are missing it FAILS (CI installs them with tools/system-deps.sh);
   it never skips.
 * ``database_url``: a fresh, empty database per test on each backend, parametrized:
-  ``sqlite`` (a vault root directory) and ``postgresql`` (a new database on the server).
+  ``sqlite`` (a vault root directory) and ``postgresql`` (a new database on the server,
+  a copy of one where the vault created its empty schema).
 * ``release_dir``: a real release of three episodes, recorded by the synthetic rig and
   curated, shared by the session.
 """
@@ -31,6 +32,7 @@ SCRIPT = ROOT / "tools" / "postgres.sh"
 BACKENDS = ("sqlite", "postgresql")
 
 _SERVER = pytest.StashKey[str]()
+_TEMPLATE = pytest.StashKey[str]()
 _counter = itertools.count()
 
 
@@ -75,6 +77,25 @@ def postgres_server(request: pytest.FixtureRequest) -> str:
     return _start(request.config)
 
 
+def _template(config: pytest.Config, server: str) -> str:
+    """A database holding the vault's empty schema, copied for each test (a copy is much
+    faster than creating the tables again)."""
+    if _TEMPLATE in config.stash:
+        return config.stash[_TEMPLATE]
+    from vault.db import Database
+
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text('CREATE DATABASE "vault_template"'))
+    finally:
+        admin.dispose()
+    Database(make_url(server).set(database="vault_template").render_as_string(
+        hide_password=False)).dispose()
+    config.stash[_TEMPLATE] = "vault_template"
+    return "vault_template"
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database: a vault root directory (SQLite) or a PostgreSQL URL."""
@@ -82,11 +103,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield str(tmp_path / "vault")
         return
     server = request.getfixturevalue("postgres_server")
+    template = _template(request.config, server)
     name = f"t{next(_counter)}_{tmp_path.name.lower().replace('-', '_')}"[:60]
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
         yield make_url(server).set(database=name).render_as_string(hide_password=False)
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
