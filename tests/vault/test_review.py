@@ -256,7 +256,8 @@ def test_only_the_provider_sets_the_number_of_approvals(world: World) -> None:
     assert world.catalog.describe_dataset("pick").required_approvals == 1
 
 
-def test_a_changed_request_starts_a_new_round_without_the_old_approvals(world: World) -> None:
+def test_a_changed_request_starts_a_new_round_without_the_old_approvals(any_world: World) -> None:
+    world = any_world
     world.review.set_required_approvals("pick", 2, world["prov"])
     rid = request_in(world, S.UNDER_REVIEW)
     approve(world, rid, "rev1")
@@ -279,7 +280,8 @@ def test_a_changed_request_starts_a_new_round_without_the_old_approvals(world: W
     assert [d.round for d in done.decisions] == [1, 1, 2, 2]
 
 
-def test_a_grant_covers_its_episodes_and_streams_for_its_lab_only(world: World) -> None:
+def test_a_grant_covers_its_episodes_and_streams_for_its_lab_only(any_world: World) -> None:
+    world = any_world
     streams = [s for s in world.streams if s != HEAD]
     r = submit(world, episodes=[2, 0, 2], streams=streams, duration=timedelta(days=7))
     assert r.episodes == (0, 2)
@@ -307,7 +309,8 @@ def test_a_grant_covers_its_episodes_and_streams_for_its_lab_only(world: World) 
     assert world.review.get(r.id).state is S.APPROVED  # expiry is not a review decision
 
 
-def test_a_revoked_grant_stops_at_the_next_check(world: World) -> None:
+def test_a_revoked_grant_stops_at_the_next_check(any_world: World) -> None:
+    world = any_world
     rid = request_in(world, S.APPROVED)
     grant = world.review.grants.check(world["alice"], "pick", 1)  # the whole release
     with pytest.raises(Forbidden, match="only its provider, its reviewers or an admin may"):
