@@ -465,3 +465,45 @@ def test_a_token_acts_only_within_its_scopes(shared: World) -> None:
         shared.review.withdraw(rid, reader)
     reviewer = shared.ids.authenticate(shared.ids.create_token("rev1", ["reviews"]).token)
     assert shared.review.start_review(rid, reviewer).state is S.UNDER_REVIEW
+
+
+def test_checks_running_while_a_grant_is_revoked_are_refused_from_then_on(any_world: World) -> None:
+    w = any_world
+    rid = request_in(w, S.APPROVED)
+    alice = w["alice"]
+    revoked, stop = threading.Event(), threading.Event()
+    lock = threading.Lock()
+    seen: dict[str, list[bool]] = {"before": [], "after": []}
+
+    def pull() -> None:
+        while not stop.is_set():
+            after = revoked.is_set()  # read before the check starts
+            try:
+                w.review.grants.check(alice, "pick", 1, 0, "imu")
+                ok = True
+            except Forbidden:
+                ok = False
+            with lock:
+                seen["after" if after else "before"].append(ok)
+
+    def wait_for(key: str, n: int) -> None:
+        while True:
+            with lock:
+                if len(seen[key]) >= n:
+                    return
+            stop.wait(0.005)
+
+    threads = [threading.Thread(target=pull) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for("before", 3)
+        w.review.revoke(rid, w["prov"], "the lab broke the terms")
+        revoked.set()
+        wait_for("after", 6)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert all(seen["before"][:3])
+    assert seen["after"] and not any(seen["after"])
