@@ -8,6 +8,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported
 
 import json
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -159,10 +160,11 @@ def test_cameras_off_renders_nothing(trace: Trace, noisy: Draw,
 
 
 def test_sensor_noise_and_latency_come_from_the_draw(trace: Trace) -> None:
-    none = draw("pick_place", 4, no_randomization(), layout=LAYOUT)
-    exact = list(render_episode(with_layout(trace, none), none, cameras=False, t0_ns=T0))
     a = draw("pick_place", 4, layout=LAYOUT)
     b = draw("pick_place", 5, layout=LAYOUT)
+    silent = replace(a, sensor_noise=no_randomization().sensor_noise,
+                     latency_ms=dict.fromkeys(a.latency_ms, 0.0))  # a's scene, exact streams
+    exact = list(render_episode(with_layout(trace, a), silent, cameras=False, t0_ns=T0))
     noisy_a = list(render_episode(with_layout(trace, a), a, cameras=False, t0_ns=T0))
     noisy_b = list(render_episode(with_layout(trace, b), b, cameras=False, t0_ns=T0))
 
@@ -172,9 +174,9 @@ def test_sensor_noise_and_latency_come_from_the_draw(trace: Trace) -> None:
 
     q_exact, q_a, q_b = positions(exact), positions(noisy_a), positions(noisy_b)
     assert not np.array_equal(q_a, q_b)
-    # the noise's spread is the configured one (the arm moves the same in both layouts)
+    # the noise's spread is the configured one (a little less: none past a joint limit)
     assert (q_a - q_exact).std() == pytest.approx(a.sensor_noise.joint_position_std_rad,
-                                                  rel=0.1)
+                                                  rel=0.15)
     cmds = [m.data for m in by_topic(noisy_a)["/joint_commands"]]
     assert cmds == [m.data for m in by_topic(noisy_b)["/joint_commands"]]
     assert all(m.log_time == m.publish_time for m in exact)
