@@ -373,6 +373,7 @@ def joint_state_digest(seed: int) -> str:
     return h.hexdigest()
 
 
+@pytest.mark.slow
 def test_another_process_records_the_same_joint_state_bytes() -> None:
     import multiprocessing
 
