@@ -512,10 +512,11 @@ class _Episode:
 def provenance_record(trace: Trace, draw: Draw) -> dict[str, str]:
     """The sim provenance record (``SIM_METADATA``) of an episode, string values with
     nested data as JSON: ``task``, ``seed``, ``success``, ``failed_subtask``, ``reason``,
-    ``steps``, ``draw`` (``Draw.as_dict()``), ``marks``, ``sources`` (the source episodes a
-    multiplied demo came from, each with its path and sha256; ``[]`` for the simulated
-    operator), the ``mujoco`` and ``demofab`` versions, and every other key of the trace's
-    own provenance (``segments``, transforms, the operator's style ...) under its name."""
+    ``steps``, ``draw`` (``Draw.as_dict()``), ``marks``, ``provenance`` (the trace's own:
+    the operator's style, or a multiplied demo's source, segments and transforms, and what
+    the generator adds), ``sources`` (the source episodes a multiplied demo came from, each
+    with its path and sha256, as curation's episode table lists them; ``[]`` for the
+    simulated operator), and the ``mujoco`` and ``demofab`` versions."""
     import mujoco
 
     from demofab import __version__
@@ -524,7 +525,7 @@ def provenance_record(trace: Trace, draw: Draw) -> dict[str, str]:
     sources = prov.get("sources")
     if sources is None:
         sources = [prov["source"]] if isinstance(prov.get("source"), dict) else []
-    record = {
+    return {
         "format_version": str(SIM_METADATA_VERSION),
         "task": trace.task,
         "seed": str(trace.seed),
@@ -535,13 +536,11 @@ def provenance_record(trace: Trace, draw: Draw) -> dict[str, str]:
         "physics_dt": repr(PHYSICS_DT),
         "draw": _json(draw.as_dict()),
         "marks": _json([[m.step, m.kind, m.label] for m in trace.marks]),
+        "provenance": _json(prov),
         "sources": _json(sources),
         "mujoco": mujoco.__version__,
         "demofab": __version__,
     }
-    for key, value in prov.items():
-        record.setdefault(str(key), value if isinstance(value, str) else _json(value))
-    return record
 
 
 def _json(value: Any) -> str:
