@@ -237,6 +237,8 @@ class OperatorStyle:
     squeeze_m: float = 0.012
     #: hand closure (0..1) at which the lift starts; the hand closes the rest on the way up
     lift_at: float = 1.0
+    #: chance of squeezing again when a palm visibly missed the box
+    resqueeze_p: float = 0.6
     #: drawn from the novices of the pool (for the record; the numbers above say how)
     novice: bool = False
 
@@ -254,6 +256,7 @@ class OperatorStyle:
                    regrasp_p=0.1,
                    squeeze_m=float(rng.uniform(-0.012 * k, 0.015)),
                    lift_at=float(min(1.0, rng.uniform(0.4, 1.3))),
+                   resqueeze_p=0.3 if novice else 0.7,
                    novice=novice)
 
     def as_dict(self) -> dict[str, float | bool | list[float]]:
@@ -261,7 +264,8 @@ class OperatorStyle:
         return {"speed": self.speed, "noise_m": self.noise_m,
                 "depth_bias_m": self.depth_bias_m, "pause_p": self.pause_p,
                 "pause_s": list(self.pause_s), "regrasp_p": self.regrasp_p,
-                "squeeze_m": self.squeeze_m, "lift_at": self.lift_at, "novice": self.novice}
+                "squeeze_m": self.squeeze_m, "lift_at": self.lift_at,
+                "resqueeze_p": self.resqueeze_p, "novice": self.novice}
 
 
 def yaw_quat(yaw: float) -> np.ndarray:
@@ -492,8 +496,19 @@ class _Operator:
                   0.6)
         self.move(targets, 0.5, hands={"left": 1.0, "right": 1.0})
         self.ex.hold(0.2)
+        grasped = self.task.subtask_outcome(self.scene, "grasp")
+        # a hand that visibly missed the box: most operators squeeze again, harder
+        if not grasped.success and self.rng.random() < self.style.resqueeze_p:
+            self.regrasps += 1
+            self.ex.mark("regrasp", kind=INTERVENTION)
+            self.maybe_pause()
+            tighter = {side: offset(self.ex.targets[side], (0.0, -0.015, 0.0), side=side)
+                       for side in SIDES}
+            self.move(tighter, 0.5)
+            self.ex.hold(0.2)
+            grasped = self.task.subtask_outcome(self.scene, "grasp")
         self.ex.mark("grasp")
-        self.fail(self.task.subtask_outcome(self.scene, "grasp"))
+        self.fail(grasped)
         # the two hands do not rise as one: each drifts on its own (apart, out of level)
         up = {side: self.noisy(offset(self.ex.targets[side], (0, 0, 0.10), side=side), 1.5)
               for side in SIDES}
