@@ -206,7 +206,7 @@ def _robot_only_model(scene: Scene) -> mujoco.MjModel:
 
 
 def _compile_robot_only(scene: Scene) -> mujoco.MjModel:
-    spec = build_spec(replace(scene.layout, objects=(), camera_offsets={}))
+    spec = build_spec(replace(scene.layout, objects=(), camera_offsets={}), light_visuals=False)
     keep = {n for side in SIDES for n in arm_joint_names(side)}
     for element in [*spec.actuators, *spec.sensors, *spec.excludes, *spec.equalities]:
         spec.delete(element)
