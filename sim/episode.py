@@ -37,7 +37,6 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -563,21 +562,6 @@ def _event_kind(kind: str, where: str) -> EventKind:
                        f"({', '.join(k.name.lower() for k in EventKind)})") from None
 
 
-def add_metadata_on_close(session: Session, metadata: dict[str, dict[str, str]]) -> None:
-    """The open episode's writer adds ``metadata`` to the records it writes when it is
-    closed: for an episode that the recorder's controller stops (``Command`` carries no
-    metadata; ``Session.stop_episode(metadata=)`` is the way when the caller stops)."""
-    writer = session.writer
-    if writer is None:
-        raise SimError("no episode is recording; the sim metadata goes into an open episode")
-    close = writer.close
-
-    def close_with(records: dict[str, dict[str, str]] | None = None) -> Path:
-        return close({**(records or {}), **metadata})
-
-    writer.close = close_with  # type: ignore[method-assign,assignment]
-
-
 def attach_model_licence(session: Session, at_ns: int) -> None:
     """Attach the robot model's licence to the open episode."""
     from .assets import g1_licence
@@ -675,7 +659,7 @@ __all__ = [
     "JointStateTemplate",
     "PALM_FRAMES", "PELVIS_FRAME", "SIM_EPOCH_NS", "SIM_METADATA_VERSION",
     "SIM_OPERATOR", "SIM_PROFILE_TOPICS", "STEP_NS", "TORSO_FRAME", "WORLD_FRAME",
-    "add_metadata_on_close", "attach_model_licence", "camera_topic", "encode_jpeg",
+    "attach_model_licence", "camera_topic", "encode_jpeg",
     "failure_note", "provenance_record", "quat_conj", "quat_mul", "quat_rotate",
     "relative_pose", "render_episode", "sim_profile", "with_sim_topics", "write_episode",
 ]
