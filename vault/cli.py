@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -25,7 +26,8 @@ __all__ = ["register"]
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``vault`` and its subcommands to the ``demofab`` parser."""
-    p = sub.add_parser("vault", help="the secure data library: audit log, keys")
+    p = sub.add_parser("vault", help="the secure data library: audit log, keys, and (with "
+                                     "the vault extra) running a vault")
     vsub = p.add_subparsers(dest="vault_command", required=True)
 
     a = vsub.add_parser("audit", help="check and read the vault's audit log")
@@ -73,6 +75,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--name", help="the key's name (log, cosigner), e.g. example.com/vault")
     q.add_argument("--root", help="the vault root (refused as the key's location)")
     q.set_defaults(func=_needs_extra(cmd_key_new))
+
+    _add_operating_commands(vsub)
+
+
+# the packages of the vault extra: without them the operating commands are left out
+_EXTRA = {"cryptography", "sqlalchemy", "psycopg", "fastapi", "uvicorn", "httpx", "starlette",
+          "pydantic"}
+
+
+def _add_operating_commands(vsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``demofab vault init|serve|ingest|...`` from vault.admin_cli, where it is installed
+    with the packages it needs."""
+    try:
+        admin = importlib.import_module(f"{__package__}.admin_cli")
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if exc.name == f"{__package__}.admin_cli" or missing in _EXTRA:
+            return
+        raise
+    admin.add_commands(vsub)
 
 
 def _needs_extra(command: Callable[[argparse.Namespace], int],
