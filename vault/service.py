@@ -437,15 +437,19 @@ class Vault:
                 return r.read_all()
 
         if entry["kind"] == "table":
+            if episodes is None:
+                return read(entry["path"])  # as stored
             table = json.loads(read(entry["path"]))
-            if episodes is not None:
-                table["episodes"] = [r for r in table["episodes"] if r.get("index") in episodes]
+            table["episodes"] = [r for r in table["episodes"] if r.get("index") in episodes]
             return json.dumps(table, indent=1).encode()
         if entry["kind"] == "stats":
             stats = json.loads(read(entry["path"]))
-            if streams is not None and isinstance(stats.get("streams"), dict):
-                stats["streams"] = {k: v for k, v in stats["streams"].items() if k in streams}
+            if streams is None or not isinstance(stats.get("streams"), dict):
+                return read(entry["path"])
+            stats["streams"] = {k: v for k, v in stats["streams"].items() if k in streams}
             return json.dumps(stats, indent=1).encode()
+        if any(g.episodes is None and g.streams is None for g in grants):
+            return read(entry["path"])
         manifest = json.loads(read(entry["path"]))
         index = self._index(dataset, f"v{version}", identity.name)
         files = {}
