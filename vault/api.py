@@ -37,7 +37,7 @@ from .identities import Identity
 from .review import RequestView
 from .service import Vault, check_path
 
-__all__ = ["PUBLIC_ROUTES", "ROUTE_SCOPES", "create_app", "parse_range", "require"]
+__all__ = ["AUTH", "PUBLIC_ROUTES", "ROUTE_SCOPES", "create_app", "parse_range", "require"]
 
 PUBLIC_ROUTES = frozenset({"/health", "/openapi.json"})
 """The routes that answer without a token."""
@@ -99,6 +99,12 @@ def require(scope: str) -> Callable[..., Identity]:
 
     dependency.__name__ = f"require_{'_or_'.join(s.replace(':', '_') for s in wanted)}"
     return dependency
+
+
+AUTH: dict[tuple[str, str], Any] = {route: Depends(require(scope))
+                                    for route, scope in ROUTE_SCOPES.items()}
+"""The dependency of each protected route (module level, so that the routes' annotations
+resolve to it)."""
 
 
 def _name(value: str, kind: str = "dataset") -> str:
@@ -219,24 +225,18 @@ def create_app(vault: Vault) -> FastAPI:
         status = 500 if isinstance(exc, TamperError) else 400
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
-    def who(scope: str) -> Any:
-        return Depends(require(scope))
-
-    def scope_of(method: str, path: str) -> Any:
-        return who(ROUTE_SCOPES[(method, path)])
-
     @app.get("/health")
     def health() -> dict[str, str]:
         """Liveness (no token)."""
         return {"status": "ok"}
 
     @app.get("/v1/datasets")
-    def datasets(me: Annotated[Identity, scope_of("GET", "/v1/datasets")]) -> list[dict[str, Any]]:
+    def datasets(me: Annotated[Identity, AUTH[("GET", "/v1/datasets")]]) -> list[dict[str, Any]]:
         """Every dataset's description (streams, rates, shapes, episode count, labels)."""
         return [_dataset_json(d) for d in vault.catalog.list_datasets()]
 
     @app.get("/v1/datasets/{dataset}")
-    def dataset(dataset: str, me: Annotated[Identity, scope_of("GET", "/v1/datasets/{dataset}")]
+    def dataset(dataset: str, me: Annotated[Identity, AUTH[("GET", "/v1/datasets/{dataset}")]]
                 ) -> dict[str, Any]:
         """One dataset's description."""
         return _dataset_json(vault.catalog.describe_dataset(_name(dataset)))
@@ -244,8 +244,8 @@ def create_app(vault: Vault) -> FastAPI:
     @app.get("/v1/datasets/{dataset}/releases/{version}/mock/{path:path}",
              response_class=Response)
     def mock_file(dataset: str, version: int, path: str, request: Request,
-                  me: Annotated[Identity, scope_of(
-                      "GET", "/v1/datasets/{dataset}/releases/{version}/mock/{path:path}")],
+                  me: Annotated[Identity, AUTH[(
+                      "GET", "/v1/datasets/{dataset}/releases/{version}/mock/{path:path}")]],
                   ) -> Response:
         """A file of the release's mock release (simulated content, no grant needed)."""
         reader = vault.open_mock(me, _name(dataset), version, _path(path))
@@ -253,7 +253,7 @@ def create_app(vault: Vault) -> FastAPI:
                        request.headers.get("range"))
 
     @app.post("/v1/requests", status_code=201)
-    def submit(body: RequestBody, me: Annotated[Identity, scope_of("POST", "/v1/requests")]
+    def submit(body: RequestBody, me: Annotated[Identity, AUTH[("POST", "/v1/requests")]]
                ) -> dict[str, Any]:
         """Request access to a release (or some of its episodes or streams)."""
         view = vault.review.submit(me, _name(body.dataset), body.release, purpose=body.purpose,
@@ -262,7 +262,7 @@ def create_app(vault: Vault) -> FastAPI:
         return _request_json(view)
 
     @app.get("/v1/requests")
-    def requests(me: Annotated[Identity, scope_of("GET", "/v1/requests")]) -> list[dict[str, Any]]:
+    def requests(me: Annotated[Identity, AUTH[("GET", "/v1/requests")]]) -> list[dict[str, Any]]:
         """The requests of the caller's labs, and those waiting for the caller's review."""
         seen: dict[int, RequestView] = {}
         if me.has_scope("requests"):
@@ -280,68 +280,68 @@ def create_app(vault: Vault) -> FastAPI:
 
     @app.get("/v1/requests/{request_id}")
     def get_request(request_id: int,
-                    me: Annotated[Identity, scope_of("GET", "/v1/requests/{request_id}")]) -> dict[str, Any]:
+                    me: Annotated[Identity, AUTH[("GET", "/v1/requests/{request_id}")]]) -> dict[str, Any]:
         """One request (its lab's members, the dataset's reviewers and provider)."""
         return _request_json(_visible(request_id, me))
 
     @app.post("/v1/requests/{request_id}/withdraw")
-    def withdraw(request_id: int, me: Annotated[Identity, scope_of(
-            "POST", "/v1/requests/{request_id}/withdraw")]) -> dict[str, Any]:
+    def withdraw(request_id: int, me: Annotated[Identity, AUTH[(
+            "POST", "/v1/requests/{request_id}/withdraw")]]) -> dict[str, Any]:
         """The lab withdraws its request."""
         return _request_json(vault.review.withdraw(request_id, me))
 
     @app.post("/v1/requests/{request_id}/start-review")
-    def start_review(request_id: int, me: Annotated[Identity, scope_of(
-            "POST", "/v1/requests/{request_id}/start-review")]) -> dict[str, Any]:
+    def start_review(request_id: int, me: Annotated[Identity, AUTH[(
+            "POST", "/v1/requests/{request_id}/start-review")]]) -> dict[str, Any]:
         """A reviewer takes up a submitted request."""
         return _request_json(vault.review.start_review(request_id, me))
 
     @app.post("/v1/requests/{request_id}/request-changes")
-    def request_changes(request_id: int, body: ReasonBody, me: Annotated[Identity, scope_of(
-            "POST", "/v1/requests/{request_id}/request-changes")]) -> dict[str, Any]:
+    def request_changes(request_id: int, body: ReasonBody, me: Annotated[Identity, AUTH[(
+            "POST", "/v1/requests/{request_id}/request-changes")]]) -> dict[str, Any]:
         """A reviewer sends the request back, saying what to change."""
         return _request_json(vault.review.request_changes(request_id, me, body.reason))
 
     @app.post("/v1/requests/{request_id}/reject")
-    def reject(request_id: int, body: ReasonBody, me: Annotated[Identity, scope_of(
-            "POST", "/v1/requests/{request_id}/reject")]) -> dict[str, Any]:
+    def reject(request_id: int, body: ReasonBody, me: Annotated[Identity, AUTH[(
+            "POST", "/v1/requests/{request_id}/reject")]]) -> dict[str, Any]:
         """A reviewer rejects the request, saying why."""
         return _request_json(vault.review.reject(request_id, me, body.reason))
 
     @app.post("/v1/requests/{request_id}/approval")
-    def approval(request_id: int, me: Annotated[Identity, scope_of(
-            "POST", "/v1/requests/{request_id}/approval")]) -> dict[str, Any]:
+    def approval(request_id: int, me: Annotated[Identity, AUTH[(
+            "POST", "/v1/requests/{request_id}/approval")]]) -> dict[str, Any]:
         """Step one of an approval: a one-time confirmation code."""
         return {"request": request_id, "code": vault.review.prepare_approval(request_id, me)}
 
     @app.post("/v1/requests/{request_id}/approval/confirm")
-    def confirm(request_id: int, body: CodeBody, me: Annotated[Identity, scope_of(
-            "POST", "/v1/requests/{request_id}/approval/confirm")]) -> dict[str, Any]:
+    def confirm(request_id: int, body: CodeBody, me: Annotated[Identity, AUTH[(
+            "POST", "/v1/requests/{request_id}/approval/confirm")]]) -> dict[str, Any]:
         """Step two: the approval, recorded with the code."""
         return _request_json(vault.review.confirm_approval(request_id, me, body.code))
 
     @app.post("/v1/requests/{request_id}/revoke")
-    def revoke(request_id: int, body: ReasonBody, me: Annotated[Identity, scope_of(
-            "POST", "/v1/requests/{request_id}/revoke")]) -> dict[str, Any]:
+    def revoke(request_id: int, body: ReasonBody, me: Annotated[Identity, AUTH[(
+            "POST", "/v1/requests/{request_id}/revoke")]]) -> dict[str, Any]:
         """Revoke an approved request and its grant (effective on the next pull)."""
         return _request_json(vault.review.revoke(request_id, me, body.reason))
 
     @app.get("/v1/grants")
-    def grants(me: Annotated[Identity, scope_of("GET", "/v1/grants")]) -> list[dict[str, Any]]:
+    def grants(me: Annotated[Identity, AUTH[("GET", "/v1/grants")]]) -> list[dict[str, Any]]:
         """The grants of the caller's labs."""
         labs = sorted(vault.identities.get(me.name).labs)
         return [g.as_dict() for lab in labs for g in vault.grants.list(lab=lab)]
 
     @app.get("/v1/datasets/{dataset}/releases/{version}/files")
-    def files(dataset: str, version: int, me: Annotated[Identity, scope_of(
-            "GET", "/v1/datasets/{dataset}/releases/{version}/files")]) -> list[dict[str, Any]]:
+    def files(dataset: str, version: int, me: Annotated[Identity, AUTH[(
+            "GET", "/v1/datasets/{dataset}/releases/{version}/files")]]) -> list[dict[str, Any]]:
         """The files of a release the caller may pull, with their sizes."""
         return [f.as_dict() for f in vault.list_files(me, _name(dataset), version)]
 
     @app.get("/v1/datasets/{dataset}/releases/{version}/files/{path:path}",
              response_class=Response)
-    def pull(dataset: str, version: int, path: str, request: Request, me: Annotated[Identity, scope_of(
-            "GET", "/v1/datasets/{dataset}/releases/{version}/files/{path:path}")]) -> Response:
+    def pull(dataset: str, version: int, path: str, request: Request, me: Annotated[Identity, AUTH[(
+            "GET", "/v1/datasets/{dataset}/releases/{version}/files/{path:path}")]]) -> Response:
         """A release file's bytes, decrypted (HTTP Range: one range, 206)."""
         f = vault.open_file(me, _name(dataset), version, _path(path))
         try:
@@ -352,13 +352,13 @@ def create_app(vault: Vault) -> FastAPI:
             raise
 
     @app.get("/v1/audit/checkpoint", response_class=PlainTextResponse)
-    def checkpoint(me: Annotated[Identity, scope_of("GET", "/v1/audit/checkpoint")]) -> PlainTextResponse:
+    def checkpoint(me: Annotated[Identity, AUTH[("GET", "/v1/audit/checkpoint")]]) -> PlainTextResponse:
         """The log's newest signed checkpoint (a C2SP signed note)."""
         return PlainTextResponse(vault.audit.checkpoint())
 
     @app.get("/v1/audit/entries")
     def entries(dataset: Annotated[str, Query(max_length=64)],
-                me: Annotated[Identity, scope_of("GET", "/v1/audit/entries")]) -> list[dict[str, Any]]:
+                me: Annotated[Identity, AUTH[("GET", "/v1/audit/entries")]]) -> list[dict[str, Any]]:
         """Every audit entry about ``dataset`` (its provider, auditors, admins)."""
         if not vault.audit_visible(me, _name(dataset)):
             raise Problem(403, f"{me.name!r} may not read the audit entries of {dataset!r}")
