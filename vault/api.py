@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -37,7 +37,8 @@ from .identities import Identity
 from .review import RequestView
 from .service import Vault, check_path
 
-__all__ = ["AUTH", "PUBLIC_ROUTES", "ROUTE_SCOPES", "create_app", "parse_range", "require"]
+__all__ = ["AUTH", "PUBLIC_ROUTES", "ROUTE_SCOPES", "RequestId", "Version", "create_app", "parse_range",
+           "require"]
 
 PUBLIC_ROUTES = frozenset({"/health", "/openapi.json"})
 """The routes that answer without a token."""
@@ -63,6 +64,9 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/v1/audit/entries"): "audit",
 }
 """(method, path) -> the scope the route needs (``a|b``: either)."""
+
+RequestId = Annotated[int, Path(ge=1, le=2**31 - 1, description="an access request's id")]
+Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="a release version")]
 
 _BEARER = re.compile(r"Bearer ([A-Za-z0-9_\-]{1,200})")
 
@@ -243,7 +247,7 @@ def create_app(vault: Vault) -> FastAPI:
 
     @app.get("/v1/datasets/{dataset}/releases/{version}/mock/{path:path}",
              response_class=Response)
-    def mock_file(dataset: str, version: int, path: str, request: Request,
+    def mock_file(dataset: str, version: Version, path: str, request: Request,
                   me: Annotated[Identity, AUTH[(
                       "GET", "/v1/datasets/{dataset}/releases/{version}/mock/{path:path}")]],
                   ) -> Response:
@@ -272,56 +276,56 @@ def create_app(vault: Vault) -> FastAPI:
             seen.update((r.id, r) for r in vault.review.pending(me))
         return [_request_json(seen[k]) for k in sorted(seen)]
 
-    def _visible(request_id: int, me: Identity) -> RequestView:
+    def _visible(request_id: RequestId, me: Identity) -> RequestView:
         view = vault.review.get(request_id)
         if not vault.sees_request(me, view.dataset, view.lab):
             raise Problem(403, f"{me.name!r} may not see request {request_id}")
         return view
 
     @app.get("/v1/requests/{request_id}")
-    def get_request(request_id: int,
+    def get_request(request_id: RequestId,
                     me: Annotated[Identity, AUTH[("GET", "/v1/requests/{request_id}")]]) -> dict[str, Any]:
         """One request (its lab's members, the dataset's reviewers and provider)."""
         return _request_json(_visible(request_id, me))
 
     @app.post("/v1/requests/{request_id}/withdraw")
-    def withdraw(request_id: int, me: Annotated[Identity, AUTH[(
+    def withdraw(request_id: RequestId, me: Annotated[Identity, AUTH[(
             "POST", "/v1/requests/{request_id}/withdraw")]]) -> dict[str, Any]:
         """The lab withdraws its request."""
         return _request_json(vault.review.withdraw(request_id, me))
 
     @app.post("/v1/requests/{request_id}/start-review")
-    def start_review(request_id: int, me: Annotated[Identity, AUTH[(
+    def start_review(request_id: RequestId, me: Annotated[Identity, AUTH[(
             "POST", "/v1/requests/{request_id}/start-review")]]) -> dict[str, Any]:
         """A reviewer takes up a submitted request."""
         return _request_json(vault.review.start_review(request_id, me))
 
     @app.post("/v1/requests/{request_id}/request-changes")
-    def request_changes(request_id: int, body: ReasonBody, me: Annotated[Identity, AUTH[(
+    def request_changes(request_id: RequestId, body: ReasonBody, me: Annotated[Identity, AUTH[(
             "POST", "/v1/requests/{request_id}/request-changes")]]) -> dict[str, Any]:
         """A reviewer sends the request back, saying what to change."""
         return _request_json(vault.review.request_changes(request_id, me, body.reason))
 
     @app.post("/v1/requests/{request_id}/reject")
-    def reject(request_id: int, body: ReasonBody, me: Annotated[Identity, AUTH[(
+    def reject(request_id: RequestId, body: ReasonBody, me: Annotated[Identity, AUTH[(
             "POST", "/v1/requests/{request_id}/reject")]]) -> dict[str, Any]:
         """A reviewer rejects the request, saying why."""
         return _request_json(vault.review.reject(request_id, me, body.reason))
 
     @app.post("/v1/requests/{request_id}/approval")
-    def approval(request_id: int, me: Annotated[Identity, AUTH[(
+    def approval(request_id: RequestId, me: Annotated[Identity, AUTH[(
             "POST", "/v1/requests/{request_id}/approval")]]) -> dict[str, Any]:
         """Step one of an approval: a one-time confirmation code."""
         return {"request": request_id, "code": vault.review.prepare_approval(request_id, me)}
 
     @app.post("/v1/requests/{request_id}/approval/confirm")
-    def confirm(request_id: int, body: CodeBody, me: Annotated[Identity, AUTH[(
+    def confirm(request_id: RequestId, body: CodeBody, me: Annotated[Identity, AUTH[(
             "POST", "/v1/requests/{request_id}/approval/confirm")]]) -> dict[str, Any]:
         """Step two: the approval, recorded with the code."""
         return _request_json(vault.review.confirm_approval(request_id, me, body.code))
 
     @app.post("/v1/requests/{request_id}/revoke")
-    def revoke(request_id: int, body: ReasonBody, me: Annotated[Identity, AUTH[(
+    def revoke(request_id: RequestId, body: ReasonBody, me: Annotated[Identity, AUTH[(
             "POST", "/v1/requests/{request_id}/revoke")]]) -> dict[str, Any]:
         """Revoke an approved request and its grant (effective on the next pull)."""
         return _request_json(vault.review.revoke(request_id, me, body.reason))
@@ -333,14 +337,14 @@ def create_app(vault: Vault) -> FastAPI:
         return [g.as_dict() for lab in labs for g in vault.grants.list(lab=lab)]
 
     @app.get("/v1/datasets/{dataset}/releases/{version}/files")
-    def files(dataset: str, version: int, me: Annotated[Identity, AUTH[(
+    def files(dataset: str, version: Version, me: Annotated[Identity, AUTH[(
             "GET", "/v1/datasets/{dataset}/releases/{version}/files")]]) -> list[dict[str, Any]]:
         """The files of a release the caller may pull, with their sizes."""
         return [f.as_dict() for f in vault.list_files(me, _name(dataset), version)]
 
     @app.get("/v1/datasets/{dataset}/releases/{version}/files/{path:path}",
              response_class=Response)
-    def pull(dataset: str, version: int, path: str, request: Request, me: Annotated[Identity, AUTH[(
+    def pull(dataset: str, version: Version, path: str, request: Request, me: Annotated[Identity, AUTH[(
             "GET", "/v1/datasets/{dataset}/releases/{version}/files/{path:path}")]]) -> Response:
         """A release file's bytes, decrypted (HTTP Range: one range, 206)."""
         f = vault.open_file(me, _name(dataset), version, _path(path))
