@@ -28,6 +28,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory,
     v.close()
 
 
+@pytest.mark.slow
 def test_no_input_makes_the_api_fail(fuzzed: tuple[Any, str]) -> None:
     app, token = fuzzed
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
