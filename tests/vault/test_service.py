@@ -200,3 +200,49 @@ def test_a_revoked_grant_is_refused_on_the_next_pull(tmp_path: Path,
             v.open_file(who(v, "carol"), "pick", 1, "episodes.json")
     finally:
         v.close()
+
+
+# -- the commands ----------------------------------------------------------------------------
+
+def _cli(*argv: str) -> int:
+    import argparse
+
+    from vault.admin_cli import add_commands
+
+    parser = argparse.ArgumentParser(prog="demofab")
+    vsub = parser.add_subparsers(dest="command").add_parser("vault").add_subparsers(
+        dest="vault_command", required=True)
+    add_commands(vsub)
+    args = parser.parse_args(["vault", *argv])
+    code: int = args.func(args)
+    return code
+
+
+def test_the_commands_make_a_vault_and_tokens_shown_once(
+        tmp_path: Path, release_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    root, key = str(tmp_path / "root"), str(tmp_path / "provider.key")
+    assert _cli("init", "--root", root, "--key-file", key) == 0
+    assert _cli("init", "--root", root, "--key-file", key) == 2  # never over an existing vault
+    assert "is a vault already" in capsys.readouterr().err
+    for argv in (("provider", "create", "--root", root, "acme"),
+                 ("dataset", "create", "--root", root, "pick", "--provider", "acme",
+                  "--approvals", "1"),
+                 ("ingest", "--root", root, "--dataset", "pick", str(release_dir)),
+                 ("identity", "create", "--root", root, "alice"),
+                 ("lab", "create", "--root", root, "lab-a"),
+                 ("role", "assign", "--root", root, "alice", "lab_member", "--lab", "lab-a")):
+        assert _cli(*argv) == 0, argv
+    capsys.readouterr()
+    assert _cli("token", "create", "--root", root, "alice", "--scope", "catalog:read") == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("dfv1_")
+    assert _cli("token", "list", "--root", root) == 0
+    listed = capsys.readouterr().out
+    assert token not in listed and token.split("_")[1] in listed
+    with Vault(root) as v:
+        assert v.identities.authenticate(token).name == "alice"
+        assert v.catalog.release("pick", 1).description.episode_count == 3
+    assert _cli("token", "revoke", "--root", root, token.split("_")[1]) == 0
+    os.chmod(key, 0o640)
+    assert _cli("serve", "--root", root, "--port", "1") == 2  # no server without its own key
+    assert "0640" in capsys.readouterr().err
