@@ -312,3 +312,44 @@ def test_concurrent_pulls_by_several_labs_while_a_grant_is_revoked(tmp_path: Pat
     assert set(codes[:first_refused]) == {206} and set(codes[first_refused:]) == {403}
     assert verify(v.root).ok
     assert HEAD  # the head camera stream exists in the release used here
+
+
+# -- a real server ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_demofab_vault_serve_answers_over_http(tmp_path: Path, release_dir: Path) -> None:  # noqa: F811
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    v = make_vault(tmp_path, release_dir)
+    token = v.identities.create_token("alice", ALL).token
+    v.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("import sys; from tests.vault.test_service import _cli; "
+            f"sys.exit(_cli('serve', '--root', {str(tmp_path / 'root')!r}, '--port', '{port}'))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("the server did not come up")
+        plain = (release_dir / VALUES).read_bytes()
+        h = {"Authorization": f"Bearer {token}"}
+        r = httpx.get(f"{base}{FILES}/{VALUES}", headers=h | {"Range": "bytes=100-2000000"})
+        assert r.status_code == 206 and r.content == plain[100:2000001]
+        assert httpx.get(f"{base}{FILES}/{VALUES}").status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
