@@ -42,6 +42,8 @@ def add_commands(vsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _root(q)
     q.add_argument("--dataset", required=True)
     q.add_argument("release", help="a release version directory (or its name directory)")
+    q.add_argument("--no-mock", action="store_true",
+                   help="do not build the mock release (it runs the simulator)")
     q.set_defaults(func=_run(_ingest))
 
     for kind in ("provider", "lab", "identity"):
@@ -131,7 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _ingest(args: argparse.Namespace) -> int:
     with _open(args) as v:
-        info = v.ingest_release(args.dataset, args.release)
+        info = v.ingest_release(args.dataset, args.release, mock=not args.no_mock)
         print(f"release {info.name} v{info.version} ({info.description.episode_count} episodes) "
               f"stored encrypted in dataset {args.dataset}")
     return 0

@@ -262,11 +262,12 @@ class Vault:
                              purpose=purpose)
 
     # -- ingest --------------------------------------------------------------------------
-    def ingest_release(self, dataset: str, release_path: str | Path, *,
-                       by: str = "local") -> ReleaseInfo:
+    def ingest_release(self, dataset: str, release_path: str | Path, *, by: str = "local",
+                       mock: bool = True) -> ReleaseInfo:
         """Catalog a curated release into ``dataset`` and store an encrypted copy of every
-        file (and the file index, encrypted too); then, if ``vault.mock`` can build one,
-        its mock release. Ingesting the same version again fills in what is missing."""
+        file (and the file index, encrypted too); then, with ``mock`` and if
+        ``vault.mock.build_mock`` exists, its mock release (simulated content: it runs the
+        simulator). Ingesting the same version again fills in what is missing."""
         info = self.catalog.import_release(dataset, release_path, by=by)
         version = f"v{info.version}"
         index_ref = ObjectRef(dataset, f"index-{version}", _INDEX_NAME)
@@ -280,7 +281,8 @@ class Vault:
             self.audit.append(by, "release_stored", dataset=dataset, details={
                 "release": info.version, "files": len(index),
                 "bytes": sum(int(e["size"]) for e in index)})
-        self._build_mock(dataset, info, by)
+        if mock:
+            self._build_mock(dataset, info, by)
         return info
 
     def _build_mock(self, dataset: str, info: ReleaseInfo, by: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.vault.pgserver import release_dir  # noqa: F401
-from vault.db import Forbidden
+from vault.db import Forbidden, NotFound
 from vault.errors import KeyFileError, VaultError
 from vault.identities import Identity, Role
 from vault.service import Vault, check_path, init_vault
@@ -51,7 +51,7 @@ def make_vault(tmp: Path, release: Path, clock: Clock | None = None) -> Vault:
     v = Vault(tmp / "root", clock=clock or Clock())
     v.catalog.create_provider("acme")
     v.catalog.create_dataset("acme", "pick", required_approvals=1)
-    v.ingest_release("pick", release)
+    v.ingest_release("pick", release, mock=False)  # the simulator's mock: test_mock_*
     ids = v.identities
     for name in ("prov", "rev1", "alice", "bob", "carol", "dave", "aud"):
         ids.create_identity(name)
@@ -227,7 +227,7 @@ def test_the_commands_make_a_vault_and_tokens_shown_once(
     for argv in (("provider", "create", "--root", root, "acme"),
                  ("dataset", "create", "--root", root, "pick", "--provider", "acme",
                   "--approvals", "1"),
-                 ("ingest", "--root", root, "--dataset", "pick", str(release_dir)),
+                 ("ingest", "--root", root, "--dataset", "pick", "--no-mock", str(release_dir)),
                  ("identity", "create", "--root", root, "alice"),
                  ("lab", "create", "--root", root, "lab-a"),
                  ("role", "assign", "--root", root, "alice", "lab_member", "--lab", "lab-a")):
@@ -246,3 +246,26 @@ def test_the_commands_make_a_vault_and_tokens_shown_once(
     os.chmod(key, 0o640)
     assert _cli("serve", "--root", root, "--port", "1") == 2  # no server without its own key
     assert "0640" in capsys.readouterr().err
+
+
+def test_a_mock_release_is_served_without_a_grant(tmp_path: Path, release_dir: Path) -> None:  # noqa: F811
+    import shutil
+
+    v = make_vault(tmp_path, release_dir)
+    try:
+        bob = who(v, "bob")
+        with pytest.raises(NotFound, match="no mock release"):
+            v.open_mock(bob, "pick", 1, "episodes.json")
+        mock = tmp_path / "mock"
+        shutil.copytree(release_dir, mock, ignore=shutil.ignore_patterns("c"))  # metadata only
+        (mock / "episodes.json").write_text('{"format_version": 1, "episodes": []}')
+        assert v.put_mock("pick", 1, mock) > 10
+        with v.open_mock(bob, "pick", 1, "episodes.json") as r:
+            assert json.loads(r.read_all())["episodes"] == []
+        with pytest.raises(NotFound):
+            v.open_mock(bob, "pick", 1, VALUES)  # not in the mock
+        with pytest.raises(Forbidden):
+            v.open_file(bob, "pick", 1, "episodes.json")  # the real one still needs a grant
+        assert any(e.action == "mock_pull" for e in v.audit.show("pick"))
+    finally:
+        v.close()
