@@ -148,11 +148,14 @@ class PulledFile:
         for lo, hi, e_lo, e_hi in self._entry.get("segments", ()):
             if lo < stop and start < hi and not all(e in self._episodes
                                                     for e in range(e_lo, e_hi)):
-                raise Forbidden(
+                refusal = Forbidden(
                     f"dataset {self.dataset!r} release {self.version} {self.path}: bytes "
                     f"{lo}..{hi} hold rows of episodes {e_lo}..{e_hi - 1}, not all in grant "
                     f"{self._grant.id}; read the shard index and the chunks of your episodes "
                     f"by Range (GET .../files lists the ranges you may read)")
+                self._vault.refused(self._identity, self.dataset, self.version, self.path,
+                                    f"bytes {start}..{stop}: {refusal}")
+                raise refusal
 
     def iter_range(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
         """The plaintext of ``[start, stop)``, checked and audited first."""
@@ -401,7 +404,11 @@ class Vault:
         """Open a release file for ``identity`` (a live grant of one of its labs must
         reach it; see the module's note on subsets). The key use is an audit entry; each
         range read a ``pull`` entry."""
-        entry, grant, episodes = self._select(identity, dataset, version, path)
+        try:
+            entry, grant, episodes = self._select(identity, dataset, version, path)
+        except Forbidden as exc:
+            self.refused(identity, dataset, version, path, str(exc))
+            raise
         reader: ObjectReader | _BytesReader
         if entry["kind"] in ("table", "stats", "manifest"):
             grants = self._live_grants(identity, dataset, version)
@@ -410,6 +417,13 @@ class Vault:
             key = self._data_key(dataset, identity.name, f"pull {path} of release {version}")
             reader = self.store.open(ObjectRef(dataset, f"v{version}", path), key)
         return PulledFile(self, identity, dataset, version, entry, grant, episodes, reader)
+
+    def refused(self, identity: Identity, dataset: str, version: int, path: str,
+                reason: str) -> None:
+        """Record a refused pull (``pull_refused``) so the provider sees who tried what."""
+        self.audit.append(identity.name, "pull_refused", dataset=dataset, details={
+            "release": version, "path": path, "reason": reason[:500],
+            "token_id": identity.token_id})
 
     def open_mock(self, identity: Identity, dataset: str, version: int, path: str) -> ObjectReader:
         """A file of the mock release of ``dataset`` release ``version`` (no grant needed:

@@ -256,9 +256,18 @@ def test_a_lab_requests_a_reviewer_approves_in_two_steps_and_the_lab_pulls(env: 
 
 def test_audit_entries_and_checkpoint(env: Env) -> None:
     c = env.client
-    env.client.get(f"{FILES}/episodes.json", headers=env.h("alice"))
+    before = env.vault.audit.size
+    env.client.get(f"{FILES}/{VALUES}", headers=env.h("alice") | {"Range": "bytes=5-9"})
+    env.client.get(f"{FILES}/episodes.json", headers=env.h("bob"))
+    new = [(e.actor, e.action) for e in env.vault.audit.entries(before)]
+    assert ("alice", "login") in new and ("alice", "key.use") in new
+    assert ("alice", "pull") in new and ("bob", "login") in new
+    assert ("bob", "pull_refused") in new
+    assert ("bob", "pull") not in new  # refused: no pull, no key use
+    assert ("bob", "key.use") not in new
     entries = c.get("/v1/audit/entries?dataset=pick", headers=env.h("aud")).json()
-    assert any(e["action"] == "pull" and e["actor"] == "alice" for e in entries)
+    assert any(e["action"] == "pull" and e["actor"] == "alice"
+               and (e["details"]["start"], e["details"]["stop"]) == (5, 10) for e in entries)
     assert any(e["action"] == "grant_created" for e in entries)
     assert c.get("/v1/audit/entries?dataset=pick", headers=env.h("alice")).status_code == 403
     note = c.get("/v1/audit/checkpoint", headers=env.h("aud"))
