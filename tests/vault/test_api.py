@@ -362,3 +362,24 @@ def test_demofab_vault_serve_answers_over_http(tmp_path: Path, release_dir: Path
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_app_makes_no_outbound_connection(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    tried: list[object] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        tried.append(args)
+        raise OSError("outbound connection attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    c = env.client
+    for path in ("/health", "/openapi.json", "/v1/datasets", "/v1/datasets/pick", FILES,
+                 f"{FILES}/{VALUES}", "/v1/grants", "/v1/requests", "/v1/audit/checkpoint"):
+        assert c.get(path, headers=env.h("alice") if path != "/v1/audit/checkpoint"
+                     else env.h("aud")).status_code == 200, path
+    assert tried == []
