@@ -383,3 +383,32 @@ def test_the_app_makes_no_outbound_connection(env: Env, monkeypatch: pytest.Monk
         assert c.get(path, headers=env.h("alice") if path != "/v1/audit/checkpoint"
                      else env.h("aud")).status_code == 200, path
     assert tried == []
+
+
+@pytest.mark.slow
+def test_ingest_builds_the_mock_release_that_a_lab_reads_without_a_grant(
+        tmp_path: Path, release_dir: Path) -> None:  # noqa: F811
+    pytest.importorskip("vault.mock")
+    import json
+
+    v = make_vault(tmp_path, release_dir)
+    try:
+        v.ingest_release("pick", release_dir)  # same version again: adds the mock
+        token = v.identities.create_token("bob", ["catalog:read"]).token
+        with TestClient(create_app(v)) as c:
+            h = {"Authorization": f"Bearer {token}"}
+            mock = "/v1/datasets/pick/releases/1/mock"
+            r = c.get(f"{mock}/episodes.json", headers=h)
+            assert r.status_code == 200
+            real = json.loads((release_dir / "episodes.json").read_text())["episodes"]
+            assert len(r.json()["episodes"]) == len(real)
+            attrs = c.get(f"{mock}/zarr.json", headers=h).json()["attributes"]["demofab"]
+            assert attrs["streams"] == json.loads((release_dir / "zarr.json").read_text()
+                                                  )["attributes"]["demofab"]["streams"]
+            frames = c.get(f"{mock}/{VALUES}", headers=h)
+            real_frames = (release_dir / VALUES).read_bytes()
+            assert frames.status_code == 200 and frames.content[:2] == b"\xff\xd8"  # JPEG
+            assert real_frames[1000:1048] not in frames.content  # not one byte of the real
+            assert c.get(f"{FILES}/episodes.json", headers=h).status_code == 403
+    finally:
+        v.close()
