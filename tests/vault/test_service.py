@@ -42,16 +42,17 @@ def grant(v: Vault, lab: str, member: str, **scope: object) -> int:
     return r.id
 
 
-def make_vault(tmp: Path, release: Path, clock: Clock | None = None) -> Vault:
+def make_vault(tmp: Path, release: Path, clock: Clock | None = None, *,
+               mock: bool = False) -> Vault:
     """acme's dataset pick (1 approval) with the release; rev1 reviews; labs lab-a (alice,
     all of it), lab-b (bob, nothing), lab-c (carol, without the head camera), lab-d (dave,
-    episodes 0 and 1); aud audits acme."""
+    episodes 0 and 1); aud audits acme. ``mock``: build the mock release too (vault.mock)."""
     (tmp / "keys").mkdir()
     init_vault(tmp / "root", tmp / "keys" / "provider.key")
     v = Vault(tmp / "root", clock=clock or Clock())
     v.catalog.create_provider("acme")
     v.catalog.create_dataset("acme", "pick", required_approvals=1)
-    v.ingest_release("pick", release, mock=False)  # the simulator's mock: test_mock_*
+    v.ingest_release("pick", release, mock=mock)  # mock=True runs the simulator
     ids = v.identities
     for name in ("prov", "rev1", "alice", "bob", "carol", "dave", "aud"):
         ids.create_identity(name)
