@@ -15,7 +15,7 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from tests.vault.pgserver import release_dir  # noqa: F401
+from tests.vault.pgserver import database_url, postgres_server, release_dir  # noqa: F401
 from tests.vault.test_service import HEAD, VALUES, Clock, grant, make_vault
 from vault.api import PUBLIC_ROUTES, ROUTE_SCOPES, create_app, parse_range
 from vault.audit import verify
@@ -277,9 +277,11 @@ def test_audit_entries_and_checkpoint(env: Env) -> None:
 
 # -- concurrency -----------------------------------------------------------------------------
 
-def test_concurrent_pulls_by_several_labs_while_a_grant_is_revoked(tmp_path: Path,
-                                                                  release_dir: Path) -> None:  # noqa: F811
-    v = make_vault(tmp_path, release_dir)
+def test_concurrent_pulls_by_several_labs_while_a_grant_is_revoked(
+        tmp_path: Path, release_dir: Path, database_url: str) -> None:  # noqa: F811
+    """On SQLite and on PostgreSQL."""
+    v = make_vault(tmp_path, release_dir,
+                   catalog_url=database_url if "://" in database_url else None)
     tokens = _tokens(v)
     plain = (release_dir / VALUES).read_bytes()
     imu = (release_dir / "streams/imu/zarr.json").read_bytes()

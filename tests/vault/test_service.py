@@ -43,13 +43,14 @@ def grant(v: Vault, lab: str, member: str, **scope: object) -> int:
 
 
 def make_vault(tmp: Path, release: Path, clock: Clock | None = None, *,
-               mock: bool = False) -> Vault:
+               mock: bool = False, catalog_url: str | None = None) -> Vault:
     """acme's dataset pick (1 approval) with the release; rev1 reviews; labs lab-a (alice,
     all of it), lab-b (bob, nothing), lab-c (carol, without the head camera), lab-d (dave,
-    episodes 0 and 1); aud audits acme. ``mock``: build the mock release too (vault.mock)."""
+    episodes 0 and 1); aud audits acme. ``mock``: build the mock release too (vault.mock);
+    ``catalog_url``: the catalog on PostgreSQL."""
     (tmp / "keys").mkdir()
     init_vault(tmp / "root", tmp / "keys" / "provider.key")
-    v = Vault(tmp / "root", clock=clock or Clock())
+    v = Vault(tmp / "root", clock=clock or Clock(), catalog_url=catalog_url)
     v.catalog.create_provider("acme")
     v.catalog.create_dataset("acme", "pick", required_approvals=1)
     v.ingest_release("pick", release, mock=mock)  # mock=True runs the simulator
