@@ -34,7 +34,7 @@ from .db import (
 )
 from .errors import TamperError, VaultError
 from .identities import Identity
-from .review import RequestView
+from .review import UNCHANGED, RequestView
 from .service import Vault, check_path
 
 __all__ = ["AUTH", "PUBLIC_ROUTES", "ROUTE_SCOPES", "RequestId", "Version", "create_app", "parse_range",
@@ -51,6 +51,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/v1/requests"): "requests|reviews",
     ("GET", "/v1/requests/{request_id}"): "requests|reviews",
     ("POST", "/v1/requests/{request_id}/withdraw"): "requests",
+    ("POST", "/v1/requests/{request_id}/resubmit"): "requests",
     ("POST", "/v1/requests/{request_id}/start-review"): "reviews",
     ("POST", "/v1/requests/{request_id}/request-changes"): "reviews",
     ("POST", "/v1/requests/{request_id}/reject"): "reviews",
@@ -162,6 +163,16 @@ class RequestBody(BaseModel):
     purpose: str = Field(max_length=10000)
     lab: str | None = Field(None, max_length=64)
     duration_days: int = Field(30, ge=1, le=366)
+
+
+class ResubmitBody(BaseModel):
+    """A lab's answer to changes requested: the fields it changes (``episodes`` or
+    ``streams`` given as null ask for all; a field left out stays as it was)."""
+
+    purpose: str | None = Field(None, max_length=10000)
+    episodes: list[Annotated[int, Field(ge=0, le=2**31)]] | None = Field(None, max_length=100000)
+    streams: list[Annotated[str, Field(max_length=200)]] | None = Field(None, max_length=1000)
+    duration_days: int | None = Field(None, ge=1, le=366)
 
 
 class ReasonBody(BaseModel):
@@ -293,6 +304,17 @@ def create_app(vault: Vault) -> FastAPI:
             "POST", "/v1/requests/{request_id}/withdraw")]]) -> dict[str, Any]:
         """The lab withdraws its request."""
         return _request_json(vault.review.withdraw(request_id, me))
+
+    @app.post("/v1/requests/{request_id}/resubmit")
+    def resubmit(request_id: RequestId, body: ResubmitBody, me: Annotated[Identity, AUTH[(
+            "POST", "/v1/requests/{request_id}/resubmit")]]) -> dict[str, Any]:
+        """The lab answers a changes-requested decision: back to submitted, a new round."""
+        given = body.model_fields_set
+        return _request_json(vault.review.resubmit(
+            request_id, me, purpose=body.purpose,
+            episodes=body.episodes if "episodes" in given else UNCHANGED,
+            streams=body.streams if "streams" in given else UNCHANGED,
+            duration=None if body.duration_days is None else timedelta(days=body.duration_days)))
 
     @app.post("/v1/requests/{request_id}/start-review")
     def start_review(request_id: RequestId, me: Annotated[Identity, AUTH[(

@@ -242,6 +242,14 @@ def test_a_lab_requests_a_reviewer_approves_in_two_steps_and_the_lab_pulls(env: 
     assert c.post(f"/v1/requests/{rid}/start-review", headers=env.h("rev1")).status_code == 200
     assert c.post(f"/v1/requests/{rid}/reject", headers=env.h("rev1"),
                   json={"reason": " "}).status_code == 400
+    r = c.post(f"/v1/requests/{rid}/request-changes", headers=env.h("rev1"),
+               json={"reason": "say which policy"})
+    assert r.json()["state"] == "changes_requested"
+    r = c.post(f"/v1/requests/{rid}/resubmit", headers=env.h("erin"),
+               json={"purpose": "a grasp policy for towels"})
+    assert (r.json()["state"], r.json()["round"], r.json()["streams"]) == (
+        "submitted", 2, ["joint_states"])
+    assert c.post(f"/v1/requests/{rid}/start-review", headers=env.h("rev1")).status_code == 200
     code = c.post(f"/v1/requests/{rid}/approval", headers=env.h("rev1")).json()["code"]
     assert c.get(f"{FILES}/episodes.json", headers=env.h("erin")).status_code == 403
     r = c.post(f"/v1/requests/{rid}/approval/confirm", headers=env.h("rev1"), json={"code": code})
