@@ -197,6 +197,11 @@ def test_a_revoked_grant_is_refused_on_the_next_pull(tmp_path: Path,
         v.review.revoke(req.id, who(v, "prov"), "contract ended")
         with pytest.raises(Forbidden, match="revoked"):
             v.open_file(alice, "pick", 1, "episodes.json")
+        dave = who(v, "dave")  # authenticated before leaving the lab
+        v.open_file(dave, "pick", 1, "episodes.json").close()
+        v.identities.unassign("dave", Role.LAB_MEMBER, lab="lab-d")
+        with pytest.raises(Forbidden, match="no lab"):
+            v.open_file(dave, "pick", 1, "episodes.json")  # membership is read at each pull
         clock.now += timedelta(days=31)
         with pytest.raises(Forbidden):  # its grant expired after 30 days
             v.open_file(who(v, "carol"), "pick", 1, "episodes.json")
