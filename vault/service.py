@@ -32,6 +32,7 @@ Enforcing a grant (:meth:`Vault.open_file`):
   rows only; ``stats.json`` is refused (its statistics mix in every episode);
   ``episode_bounds`` is served whole (it reveals the row count of every episode of the
   stream, no content);
+* the root ``zarr.json`` lists the granted streams only (a stream subset);
 * ``manifest.json`` is served listing the files the grant reaches, with the sha256 and
   size of the filtered ``episodes.json`` and ``stats.json`` as served.
 
@@ -80,6 +81,7 @@ __all__ = ["CONFIG", "FileEntry", "PulledFile", "Vault", "check_path", "init_vau
 CONFIG = "vault.json"
 _FORMAT = 1
 _INDEX_NAME = "files.json"
+_DERIVED = ("root", "table", "stats", "manifest")  # served as the grant lets them be seen
 _SEGMENT = struct.Struct("<QQ")
 _EMPTY = 2**64 - 1
 _PATH_PART_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -395,7 +397,7 @@ class Vault:
                 if self._access(entry, g)[0]:
                     eps = None if g.episodes is None else frozenset(g.episodes)
                     size = (len(self._derived(dataset, version, entry, grants, identity))
-                            if entry["kind"] in ("table", "stats", "manifest") else int(entry["size"]))
+                            if entry["kind"] in _DERIVED else int(entry["size"]))
                     out.append(FileEntry(path, size, self._allowed_ranges(entry, eps)))
                     break
         return out
@@ -410,7 +412,7 @@ class Vault:
             self.refused(identity, dataset, version, path, str(exc))
             raise
         reader: ObjectReader | _BytesReader
-        if entry["kind"] in ("table", "stats", "manifest"):
+        if entry["kind"] in _DERIVED:
             grants = self._live_grants(identity, dataset, version)
             reader = _BytesReader(self._derived(dataset, version, entry, grants, identity))
         else:
@@ -458,6 +460,13 @@ class Vault:
             table = json.loads(read(entry["path"]))
             table["episodes"] = [r for r in table["episodes"] if r.get("index") in episodes]
             return json.dumps(table, indent=1).encode()
+        if entry["kind"] == "root":
+            root = json.loads(read(entry["path"]))
+            attrs = (root.get("attributes") or {}).get("demofab")
+            if streams is None or not isinstance(attrs, dict):
+                return read(entry["path"])
+            attrs["streams"] = [x for x in attrs.get("streams", []) if x in streams]
+            return json.dumps(root, indent=1).encode()
         if entry["kind"] == "stats":
             stats = json.loads(read(entry["path"]))
             if streams is None or not isinstance(stats.get("streams"), dict):
@@ -473,7 +482,7 @@ class Vault:
             e = index.get(path)
             if e is None or not any(self._access(e, g)[0] for g in grants):
                 continue
-            if e["kind"] in ("table", "stats"):
+            if e["kind"] in ("table", "stats", "root"):
                 body = self._derived(dataset, version, e, grants, identity)
                 meta = {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}
             files[path] = meta
@@ -540,7 +549,9 @@ def _build_index(base: Path, *, segments: bool = True) -> list[dict[str, Any]]:
         parts = rel.split("/")
         entry: dict[str, Any] = {"path": rel, "size": f.stat().st_size, "kind": "meta",
                                  "streams": []}
-        if rel == "episodes.json":
+        if rel == "zarr.json":
+            entry["kind"] = "root"
+        elif rel == "episodes.json":
             entry["kind"] = "table"
         elif rel == "stats.json":
             entry["kind"] = "stats"

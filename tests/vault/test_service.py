@@ -129,6 +129,9 @@ def test_a_stream_subset_refuses_the_other_streams(vault: Vault, release_dir: Pa
     with vault.open_file(carol, "pick", 1, "stats.json") as f:
         stats = json.loads(f.read_range(0, f.size))
     assert HEAD not in stats["streams"] and "joint_states" in stats["streams"]
+    with vault.open_file(carol, "pick", 1, "zarr.json") as f:
+        listed = json.loads(f.read_range(0, f.size))["attributes"]["demofab"]["streams"]
+    assert HEAD not in listed and "joint_states" in listed
     with vault.open_file(carol, "pick", 1, "manifest.json") as f:
         manifest = json.loads(f.read_range(0, f.size))
     assert set(manifest["files"]) == paths - {"manifest.json"}
