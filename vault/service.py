@@ -31,7 +31,11 @@ Enforcing a grant (:meth:`Vault.open_file`):
   mixes in other episodes' rows is refused. ``episodes.json`` is served with the granted
   rows only; ``stats.json`` is refused (its statistics mix in every episode);
   ``episode_bounds`` is served whole (it reveals the row count of every episode of the
-  stream, no content);
+  stream, no content). The cost of deciding by stored chunk: a chunk (4096 rows, 1 MiB of
+  frames) that holds rows of a granted and of another episode is refused, so rows at the
+  edges of granted episodes are out of reach, and in a release of short episodes that
+  share their chunks nothing numeric is readable at all; a derived release per grant
+  (the granted rows re-encoded, in memory, encrypted into the store) is the way out;
 * the root ``zarr.json`` lists the granted streams only (a stream subset);
 * ``manifest.json`` is served listing the files the grant reaches, with the sha256 and
   size of the filtered ``episodes.json`` and ``stats.json`` as served.
