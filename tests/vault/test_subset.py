@@ -1,0 +1,117 @@
+"""A derived release for an episode-subset grant: the granted episodes' rows re-written as
+a release of the same format, opened by curation's loader, holding nothing of the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from curation.loader import ReleaseDataset, ReleaseReader
+from tests.vault.pgserver import release_dir  # noqa: F401
+from vault.errors import VaultError
+from vault.subset import derive_subset
+
+HEAD = "camera.head.image_raw.compressed"
+
+
+def _files(base: Path) -> list[str]:
+    return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+
+
+def _derive(base: Path, episodes: list[int], streams: list[str] | None = None
+            ) -> dict[str, bytes]:
+    return derive_subset(lambda rel: (base / rel).read_bytes(), _files(base), episodes, streams)
+
+
+def _write(files: dict[str, bytes], out: Path) -> Path:
+    for rel, data in files.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    return out
+
+
+def test_a_derived_release_holds_exactly_the_granted_episodes(
+        release_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    src = ReleaseReader(release_dir)
+    sub = ReleaseReader(_write(_derive(release_dir, [2, 0]), tmp_path / "v1"))
+    assert [r["index"] for r in sub.episodes] == [0, 1]
+    assert [r["source_index"] for r in sub.episodes] == [0, 2]
+    assert [r["episode_id"] for r in sub.episodes] == [src.episodes[0]["episode_id"],
+                                                       src.episodes[2]["episode_id"]]
+    assert sub.attributes["episodes"] == 2 and sub.attributes["stats"] is None
+    assert set(sub.streams) == set(src.streams)
+    for name in src.streams:
+        sb, nb = src.bounds(name), sub.bounds(name)
+        assert nb.shape == (2, 2) and nb[0, 0] == 0
+        for k, e in enumerate((0, 2)):
+            lo, hi = sb[e]
+            nlo, nhi = nb[k]
+            assert nhi - nlo == hi - lo
+            assert np.array_equal(sub.times(name)[nlo:nhi], src.times(name)[lo:hi])
+            for f in src.stream(name).fields:
+                assert np.array_equal(sub.field(name, f).take(np.arange(nlo, nhi), True),
+                                      src.field(name, f).take(np.arange(lo, hi), True),
+                                      equal_nan=True), (name, f)
+            if src.stream(name).is_camera:
+                for i in range(hi - lo):
+                    assert sub.payload(name, nlo + i) == src.payload(name, lo + i)
+    ref = src.sync_reference
+    assert ref is not None and sub.sync_reference == ref
+    for name in src.streams:
+        if name == ref:
+            continue
+        for a, b in ((name, ref), (ref, name)):
+            old, new = src.sync(a, b), sub.sync(a, b)
+            assert old is not None and new is not None
+            for k, e in enumerate((0, 2)):
+                (lo, hi), (nlo, nhi) = src.bounds(a)[e], sub.bounds(a)[k]
+                want = old[lo:hi]
+                got = new[nlo:nhi]
+                shift = int(sub.bounds(b)[k, 0]) - int(src.bounds(b)[e, 0])
+                assert np.array_equal(got, np.where(want >= 0, want + shift, -1)), (a, b)
+                ok = got >= 0  # a synced row is the same sample as the original's
+                assert np.array_equal(sub.times(b)[got[ok]], src.times(b)[want[ok]])
+
+
+def test_the_loader_yields_the_same_samples_from_a_derived_release(
+        release_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    sub = ReleaseDataset(_write(_derive(release_dir, [1]), tmp_path / "v1"),
+                         decode_images=False)
+    full = ReleaseDataset(release_dir, episodes=[1], decode_images=False)
+    assert len(sub) == len(full) > 0
+    for i in (0, len(sub) // 2, len(sub) - 1):
+        a, b = sub[i], full[i]
+        assert a["time_ns"] == b["time_ns"] and a["episode_index"] == 0
+        for key in full.keys:
+            if isinstance(b[key], np.ndarray):
+                assert np.array_equal(a[key], b[key], equal_nan=True), key
+            else:
+                assert a[key] == b[key], key
+
+
+def test_a_stream_and_episode_subset_leaves_out_the_other_streams(
+        release_dir: Path) -> None:  # noqa: F811
+    files = _derive(release_dir, [0], ["joint_states", "imu"])
+    assert not any(HEAD in p for p in files)
+    assert {p.split("/")[1] for p in files if p.startswith("streams/") and p.count("/") > 1} \
+        == {"joint_states", "imu"}
+    assert all(set(p[5:].split("/")[0].split("__to__")) <= {"joint_states", "imu"}
+               for p in files if p.startswith("sync/") and p != "sync/zarr.json")
+
+
+def test_nothing_of_another_episode_is_in_a_derived_release(release_dir: Path) -> None:  # noqa: F811
+    src = ReleaseReader(release_dir)
+    files = _derive(release_dir, [0])
+    blob = b"".join(files.values())
+    lo, hi = src.bounds(HEAD)[1]
+    granted = {src.payload(HEAD, r) for r in range(*src.bounds(HEAD)[0])}
+    frames = [f for f in (src.payload(HEAD, r) for r in range(lo, hi)) if f not in granted]
+    assert frames and not any(f in blob for f in frames)
+    assert src.episodes[1]["episode_id"].encode() not in blob
+
+
+def test_an_unknown_episode_is_refused(release_dir: Path) -> None:  # noqa: F811
+    with pytest.raises(VaultError, match=r"episodes \[7\]"):
+        _derive(release_dir, [0, 7])
