@@ -34,8 +34,16 @@ Enforcing a grant (:meth:`Vault.open_file`):
   stream, no content). The cost of deciding by stored chunk: a chunk (4096 rows, 1 MiB of
   frames) that holds rows of a granted and of another episode is refused, so rows at the
   edges of granted episodes are out of reach, and in a release of short episodes that
-  share their chunks nothing numeric is readable at all; a derived release per grant
-  (the granted rows re-encoded, in memory, encrypted into the store) is the way out;
+  share their chunks nothing numeric is readable at all. So an episode-subset grant is
+  served a **derived release** instead (:mod:`vault.subset`): its episodes' rows of its
+  streams re-written as a release of the same format (episodes renumbered ``0..k-1``,
+  ``source_index`` kept; sync indices remapped; no ``stats.json``), built in memory from
+  the decrypted source on the grant's first pull and stored encrypted as objects
+  ``grant-<id>/<path>`` with its index ``index-grant-<id>/files.json``; every file of it
+  is served whole (no range checks: nothing of another episode is in it). A lab holding
+  several episode-subset grants of a release is served the derived release of the oldest
+  live one. The range-refusal path below remains for stored releases without a derived
+  release (none, since every episode-subset pull derives one);
 * the root ``zarr.json`` lists the granted streams only (a stream subset);
 * ``manifest.json`` is served listing the files the grant reaches, with the sha256 and
   size of the filtered ``episodes.json`` and ``stats.json`` as served.
@@ -54,6 +62,7 @@ import json
 import stat
 import struct
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +88,7 @@ from .keys import (
 from .note import ED25519, Signer, generate_signer
 from .review import GrantInfo, Grants, Review
 from .store import ObjectStore
+from .subset import derive_subset
 
 __all__ = ["CONFIG", "FileEntry", "PulledFile", "Vault", "check_path", "init_vault"]
 
@@ -245,6 +255,7 @@ class Vault:
         self.grants: Grants = self.review.grants
         self.store = ObjectStore(self.root)
         self._indexes: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self._deriving = threading.Lock()
 
     def _record(self, event: dict[str, Any]) -> None:
         """The catalog's, identities' and review's event hook: one audit entry each."""
@@ -398,6 +409,10 @@ class Vault:
         """The files ``identity`` may pull from a release, with their sizes (as served)
         and, under an episode subset, the byte ranges it may read."""
         grants = self._live_grants(identity, dataset, version)
+        sub = _subset_grant(grants)
+        if sub is not None:
+            derived = self.grant_release(sub, identity.name)
+            return [FileEntry(p, int(e["size"])) for p, e in sorted(derived.items())]
         index = self._index(dataset, f"v{version}", identity.name)
         out = []
         for path, entry in index.items():
@@ -415,6 +430,10 @@ class Vault:
         reach it; see the module's note on subsets). The key use is an audit entry; each
         range read a ``pull`` entry."""
         try:
+            check_path(path)
+            sub = _subset_grant(self._live_grants(identity, dataset, version))
+            if sub is not None:
+                return self._open_derived(identity, sub, path)
             entry, grant, episodes = self._select(identity, dataset, version, path)
         except Forbidden as exc:
             self.refused(identity, dataset, version, path, str(exc))
@@ -427,6 +446,56 @@ class Vault:
             key = self._data_key(dataset, identity.name, f"pull {path} of release {version}")
             reader = self.store.open(ObjectRef(dataset, f"v{version}", path), key)
         return PulledFile(self, identity, dataset, version, entry, grant, episodes, reader)
+
+    def grant_release(self, grant: GrantInfo, actor: str = "vault") -> dict[str, dict[str, Any]]:
+        """The file index (path -> entry) of the derived release of an episode-subset
+        ``grant``, made on first use: the source decrypted file by file, the subset built
+        in memory (:func:`vault.subset.derive_subset`), every file encrypted into the store
+        as ``grant-<id>/<path>``, the index last (an interrupted derivation is redone).
+        Checks nothing about the grant's liveness: callers do (every pull does)."""
+        dataset, version, name = grant.dataset, grant.release, f"grant-{grant.id}"
+        with self._deriving:
+            if (dataset, name) in self._indexes or self.store.exists(
+                    ObjectRef(dataset, f"index-{name}", _INDEX_NAME)):
+                return self._index(dataset, name, actor)
+            source = self._index(dataset, f"v{version}", actor)
+            key = self._data_key(dataset, actor, f"derive release {version} for grant "
+                                                 f"{grant.id}")
+
+            def read(path: str) -> bytes:
+                if path not in source:
+                    raise FileNotFoundError(path)
+                with self.store.open(ObjectRef(dataset, f"v{version}", path), key) as r:
+                    return r.read_all()
+
+            files = derive_subset(read, sorted(source), grant.episodes or (), grant.streams,
+                                  source={"dataset": dataset, "release": version,
+                                          "grant": grant.id})
+            index = []
+            for path, data in sorted(files.items()):
+                self.store.put(ObjectRef(dataset, name, path), key, data, replace=True)
+                index.append(_derived_entry(path, len(data)))
+            self.store.put(ObjectRef(dataset, f"index-{name}", _INDEX_NAME), key,
+                           json.dumps({"files": index}).encode(), replace=True)
+            self.audit.append(actor, "grant_release_stored", dataset=dataset, details={
+                "release": version, "grant": grant.id, "files": len(index),
+                "bytes": sum(len(d) for d in files.values()),
+                "episodes": list(grant.episodes or ())})
+            del files
+            self._indexes[(dataset, name)] = {str(e["path"]): e for e in index}
+            return self._indexes[(dataset, name)]
+
+    def _open_derived(self, identity: Identity, grant: GrantInfo, path: str) -> PulledFile:
+        index = self.grant_release(grant, identity.name)
+        entry = index.get(path)
+        if entry is None:
+            raise NotFound(f"dataset {grant.dataset!r} release {grant.release} as grant "
+                           f"{grant.id} serves it has no file {path!r}")
+        key = self._data_key(grant.dataset, identity.name,
+                             f"pull {path} of release {grant.release} (grant {grant.id})")
+        reader = self.store.open(ObjectRef(grant.dataset, f"grant-{grant.id}", path), key)
+        return PulledFile(self, identity, grant.dataset, grant.release, entry, grant, None,
+                          reader)
 
     def refused(self, identity: Identity, dataset: str, version: int, path: str,
                 reason: str) -> None:
@@ -517,6 +586,31 @@ class Vault:
 
 
 # -- the file index ------------------------------------------------------------------------
+
+def _subset_grant(grants: list[GrantInfo]) -> GrantInfo | None:
+    """The episode-subset grant whose derived release is served (the oldest), None when
+    a grant holds every episode."""
+    if not grants or any(g.episodes is None for g in grants):
+        return None
+    return min(grants, key=lambda g: g.id)
+
+
+def _derived_entry(rel: str, size: int) -> dict[str, Any]:
+    """A derived release's file as the index lists it (kind and streams as
+    :func:`_build_index` says; no segments: every file is served whole)."""
+    parts = rel.split("/")
+    kinds = {"zarr.json": "root", "episodes.json": "table", "stats.json": "stats",
+             "manifest.json": "manifest"}
+    entry: dict[str, Any] = {"path": rel, "size": size, "kind": kinds.get(rel, "meta"),
+                             "streams": []}
+    if parts[0] == "streams" and len(parts) > 2:
+        entry["streams"] = [parts[1]]
+    elif parts[0] == "sync" and len(parts) > 1 and "__to__" in parts[1]:
+        entry["streams"] = sorted(set(parts[1].split("__to__", 1)))
+    if entry["streams"] and parts[-1] != "zarr.json":
+        entry["kind"] = "data"
+    return entry
+
 
 def _regular_files(base: Path) -> list[Path]:
     if not base.is_dir():
