@@ -146,6 +146,7 @@ class VaultClient:
                  http: httpx.Client | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.timeout = timeout
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if http is None:
             self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
@@ -158,6 +159,13 @@ class VaultClient:
 
     def __repr__(self) -> str:
         return f"VaultClient({self.base_url!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a DataLoader worker gets its own connection pool (to the same base URL)
+        return {"base_url": self.base_url, "token": self.token, "timeout": self.timeout}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["base_url"], state["token"], timeout=state["timeout"])  # type: ignore[misc]
 
     def close(self) -> None:
         """Close the connection pool (when this client created it)."""
@@ -390,9 +398,19 @@ class VaultRelease:
         self._sizes: dict[str, int] | None = None
         self._docs: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"VaultRelease({self.url!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __str__(self) -> str:
         return self.url
@@ -402,6 +420,10 @@ class VaultRelease:
         self.client.close()
 
     def _get(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        if self._pid != os.getpid():  # forked (a DataLoader worker): a pool of its own
+            self.client = VaultClient(self.client.base_url, self.client.token,
+                                      timeout=self.client.timeout)
+            self._pid = os.getpid()
         if self.mock:
             return self.client.mock_file(self.dataset, self.version, path, start, end)
         return self.client.read(self.dataset, self.version, path, start, end)
