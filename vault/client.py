@@ -24,6 +24,7 @@ import json
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -388,7 +389,8 @@ class VaultRelease:
     fetched once; JSON documents are cached after their first read."""
 
     def __init__(self, client: VaultClient, dataset: str, version: int, *, mock: bool = False,
-                 url: str | None = None) -> None:
+                 url: str | None = None, block_size: int = 1 << 20,
+                 cache_mb: float = 64) -> None:
         self.client = client
         self.dataset = dataset
         self.version = int(version)
@@ -399,6 +401,12 @@ class VaultRelease:
         self._docs: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        #: ranges are read in aligned blocks of ``block_size`` bytes kept in an LRU of
+        #: ``cache_mb`` (neighbouring camera frames and chunks come with one request)
+        self.block_size = int(block_size)
+        self._blocks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._block_bytes = 0
+        self._block_budget = int(cache_mb * (1 << 20))
 
     def __repr__(self) -> str:
         return f"VaultRelease({self.url!r})"
@@ -406,6 +414,7 @@ class VaultRelease:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["_lock"]
+        state["_blocks"], state["_block_bytes"] = OrderedDict(), 0
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -479,10 +488,37 @@ class VaultRelease:
         doc = self._docs.get(path)
         if doc is not None:
             return doc[offset:offset + nbytes]
+        size = self.size(path)
+        bs = self.block_size
         try:
-            return self._get(path, offset, offset + nbytes)
+            if size is None or bs <= 0 or nbytes > bs or self._block_budget < bs:
+                return self._get(path, offset, offset + nbytes)
+            end = min(offset + nbytes, size)
+            pieces = [self._block(path, b, size)
+                      for b in range(offset // bs, max(offset, end - 1) // bs + 1)]
         except NotFound as exc:
             raise FileNotFoundError(f"{self.url}: no file {path!r}: {exc.detail}") from exc
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        start = offset - (offset // bs) * bs
+        return data[start:start + (end - offset)]
+
+    def _block(self, path: str, index: int, size: int) -> bytes:
+        key = (path, index)
+        with self._lock:
+            hit = self._blocks.get(key)
+            if hit is not None:
+                self._blocks.move_to_end(key)
+                return hit
+        lo = index * self.block_size
+        data = self._get(path, lo, min(lo + self.block_size, size))
+        with self._lock:
+            if key not in self._blocks:
+                self._blocks[key] = data
+                self._block_bytes += len(data)
+                while self._block_bytes > self._block_budget and self._blocks:
+                    _, old = self._blocks.popitem(last=False)
+                    self._block_bytes -= len(old)
+        return data
 
     def json(self, path: str) -> Any:
         """A JSON file of the release, parsed."""
