@@ -272,3 +272,62 @@ def test_loader_reads_the_same_samples_from_vault(server: str, release: Path,
         assert sorted(a) == sorted(b)
         for k in a:
             np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (_has("vault.api") and _has("tests.vault.test_service")),
+                    reason="vault.api / vault.service (the api helper's branch) not merged yet")
+def test_a_lab_goes_from_the_mock_to_a_grant_through_the_api(tmp_path: Path,
+                                                             release: Path) -> None:
+    from fastapi.testclient import TestClient
+    from tests.vault.test_service import make_vault
+    from vault.api import create_app
+
+    from vault.identities import SCOPES
+
+    v = make_vault(tmp_path, release)
+    try:
+        tokens = {n: v.identities.create_token(n, sorted(SCOPES)).token
+                  for n in ("bob", "rev1", "aud")}
+        app = create_app(v)
+
+        def client(who: str) -> VaultClient:
+            return VaultClient("http://testserver", tokens[who], http=TestClient(app))
+
+        bob, rev = client("bob"), client("rev1")
+        assert "pick" in {d["name"] for d in bob.datasets()}
+        described = bob.describe("pick")["releases"][0]
+        # before any grant: the mock release, with the real layout, opens as zarr
+        mock = open_vault_release("vault://testserver/pick/1/mock", token=tokens["bob"],
+                                  http=TestClient(app))
+        g = mock.open_group()
+        assert g.attrs["demofab"]["mock"]["of"] == {"name": "towels", "version": 1}
+        real = zarr.open_group(str(release), mode="r")
+        for s in described["streams"]:
+            name = s["name"]
+            assert g[f"streams/{name}/time_ns"].shape == real[f"streams/{name}/time_ns"].shape
+        with pytest.raises(AccessDenied, match="no grant"):
+            bob.read("pick", 1, "episodes.json")
+        # request, two-step approval, pull, revoke
+        req = bob.request_access("pick", 1, purpose="train a folding policy", lab="lab-b")
+        rev.start_review(req["id"])
+        code = rev.prepare_approval(req["id"])
+        assert rev.confirm_approval(req["id"], code)["state"] == "approved"
+        assert any(gr.get("dataset") == "pick" for gr in bob.grants())
+        remote = open_vault_release("vault://testserver/pick/1", token=tokens["bob"],
+                                    http=TestClient(app))
+        pos = "streams/joint_states/position"
+        np.testing.assert_array_equal(remote.open_group()[pos][...], real[pos][...])
+        rev.revoke(req["id"], "the project ended")
+        with pytest.raises(AccessDenied):
+            bob.read("pick", 1, "episodes.json")
+        assert "\n\n\u2014 " in client("aud").checkpoint()
+    finally:
+        v.close()
