@@ -29,6 +29,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field as _field
@@ -112,10 +113,14 @@ def simulate_signals(cameras: list[tuple[str, int, int]], *, seed: int = 0,
     from sim.tasks import get_task
 
     rng = np.random.default_rng([seed, 0x6D6F636B])
-    try:
-        scene = Scene(get_task("pick_place").default_layout())
-    except SimError as exc:
-        raise MockError(f"mock release: the sim scene does not build: {exc}") from exc
+    with _SCENE_LOCK:
+        scene = _SCENES.pop() if _SCENES else None
+    if scene is None:
+        try:
+            scene = Scene(get_task("pick_place").default_layout())
+        except SimError as exc:
+            raise MockError(f"mock release: the sim scene does not build: {exc}") from exc
+    scene.reset()
     try:
         steps = max(2, int(round(seconds / scene.dt)))
         nj = len(scene.joint_names)
@@ -156,12 +161,18 @@ def simulate_signals(cameras: list[tuple[str, int, int]], *, seed: int = 0,
                     frames[(cam, w, h)].append(encode_jpeg(scene.render(cam, w, h),
                                                            _JPEG_QUALITY))
     except SimError as exc:
-        raise MockError(f"mock release: simulation failed: {exc}") from exc
-    finally:
         scene.close()
+        raise MockError(f"mock release: simulation failed: {exc}") from exc
+    with _SCENE_LOCK:  # kept for the next mock of this process (compiling takes seconds)
+        _SCENES.append(scene)
     vel = np.gradient(pos, scene.dt, axis=0)
     return MockSignals(scene.dt, tuple(scene.joint_names), q, qd, tau, ctrl,
                        np.concatenate([pos, vel], axis=1), quat, frame_steps, frames)
+
+
+#: compiled scenes of this process, reset and reused by the next mock
+_SCENES: list[Any] = []
+_SCENE_LOCK = threading.Lock()
 
 
 def _has_body(scene: Any, name: str) -> bool:

@@ -136,3 +136,18 @@ def test_the_loader_reads_the_mock_like_the_real_release(real_release: Path,
             w = b[k]
             if isinstance(v, np.ndarray):
                 assert w.shape == v.shape and w.dtype == v.dtype, k
+
+
+def test_a_seed_gives_the_same_mock_and_another_seed_another(
+        real_release: Path, mock_release: Path, tmp_path: Path) -> None:
+    from vault.mock import build_mock
+
+    again = build_mock(real_release, tmp_path / "again", seed=1, frames_per_camera=2)
+    other = build_mock(real_release, tmp_path / "other", seed=2, frames_per_camera=2)
+    m, a, o = (ReleaseReader(p) for p in (mock_release, again, other))
+    q = m.field("joint_states", "position").read()
+    np.testing.assert_array_equal(a.field("joint_states", "position").read(), q)
+    assert a.payload("camera.head.image_raw.compressed", 0) == \
+        m.payload("camera.head.image_raw.compressed", 0)
+    assert not np.array_equal(o.field("joint_states", "position").read(), q)
+    assert again.name == "v1" and (again / "manifest.json").is_file()
