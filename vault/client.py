@@ -6,8 +6,9 @@ the server's own message: :class:`AuthenticationFailed` for 401 (token missing, 
 revoked), :class:`AccessDenied` for 403 (no grant or scope), :class:`NotFound` for 404, and
 so on.
 
-A release in the vault is addressed as ``vault://HOST:PORT/DATASET[/VERSION][/mock]``:
-``VERSION`` is ``N``, ``vN`` or ``latest`` (the default); ``/mock`` opens the release's
+A release in the vault is addressed as ``vault://HOST:PORT/DATASET[/RELEASE][/VERSION][/mock]``
+(``vault+https://`` for TLS): ``RELEASE`` is the release's name (checked against the
+catalog), ``VERSION`` is ``N``, ``vN`` or ``latest`` (the default); ``/mock`` opens the release's
 mock release (simulated content; no grant needed). The token comes from the ``token``
 argument or ``$DEMOFAB_VAULT_TOKEN``. :func:`open_vault_release` returns a
 :class:`VaultRelease`: the release's files read over HTTP (whole files, or byte ranges for
@@ -345,12 +346,14 @@ _VERSION = re.compile(r"^v?(\d+)$")
 
 @dataclass(frozen=True)
 class VaultURL:
-    """A parsed ``vault://HOST:PORT/DATASET[/VERSION][/mock]``; ``version`` None = latest."""
+    """A parsed ``vault://HOST:PORT/DATASET[/RELEASE][/VERSION][/mock]``: ``release`` the
+    release's name (None: any), ``version`` None = the newest."""
 
     base_url: str
     dataset: str
     version: int | None
     mock: bool
+    release: str | None = None
 
 
 def parse_vault_url(url: str) -> VaultURL:
@@ -368,15 +371,21 @@ def parse_vault_url(url: str) -> VaultURL:
     mock = bool(segs) and segs[-1] == "mock"
     if mock:
         segs = segs[:-1]
-    if not 1 <= len(segs) <= 2:
-        raise VaultError(f"{url!r}: expected /DATASET[/VERSION][/mock] after the host")
+    if not 1 <= len(segs) <= 3:
+        raise VaultError(f"{url!r}: expected /DATASET[/RELEASE][/VERSION][/mock] after the host")
     version: int | None = None
-    if len(segs) == 2 and segs[1] != "latest":
-        m = _VERSION.match(segs[1])
-        if m is None:
-            raise VaultError(f"{url!r}: release version {segs[1]!r} is not N, vN or latest")
-        version = int(m.group(1))
-    return VaultURL(f"{schemes[parts.scheme]}://{parts.netloc}", segs[0], version, mock)
+    release: str | None = None
+    rest = segs[1:]
+    if rest and (rest[-1] == "latest" or _VERSION.match(rest[-1])):
+        m = _VERSION.match(rest[-1])
+        version = int(m.group(1)) if m else None
+        rest = rest[:-1]
+    elif len(rest) == 2:
+        raise VaultError(f"{url!r}: release version {rest[-1]!r} is not N, vN or latest")
+    if rest:
+        release = rest[0]
+    return VaultURL(f"{schemes[parts.scheme]}://{parts.netloc}", segs[0], version, mock,
+                    release)
 
 
 class VaultRelease:
@@ -546,15 +555,26 @@ class VaultRelease:
 
 def open_vault_release(url: str, token: str | None = None, *, timeout: float = 60.0,
                        http: httpx.Client | None = None) -> VaultRelease:
-    """Open ``vault://HOST:PORT/DATASET[/VERSION][/mock]`` with ``token`` (default:
+    """Open ``vault://HOST:PORT/DATASET[/RELEASE][/VERSION][/mock]`` with ``token`` (default:
     ``$DEMOFAB_VAULT_TOKEN``). The opener curation calls for the ``vault`` scheme."""
     where = parse_vault_url(url)
     tok = token if token is not None else os.environ.get(TOKEN_ENV)
     if not tok:
         raise VaultError(f"{url}: no token: pass token= or set ${TOKEN_ENV}")
     client = VaultClient(where.base_url, tok, timeout=timeout, http=http)
-    version = where.version if where.version is not None else client.latest_version(
-        where.dataset)
+    if where.release is None:
+        version = where.version if where.version is not None else client.latest_version(
+            where.dataset)
+    else:
+        named = [int(r["version"]) for r in client.describe(where.dataset).get("releases") or []
+                 if r.get("name") == where.release
+                 and (where.version is None or int(r["version"]) == where.version)]
+        if not named:
+            raise NotFound(f"{url}: dataset {where.dataset!r} has no release {where.release!r}"
+                           + (f" version {where.version}" if where.version is not None else ""),
+                           status=404, detail="no such release", method="GET",
+                           path=f"/v1/datasets/{where.dataset}")
+        version = max(named)
     release = VaultRelease(client, where.dataset, version, mock=where.mock, url=url)
     release.sizes  # noqa: B018 - fail now (401/403/404) rather than at the first sample
     return release

@@ -82,7 +82,8 @@ def _app(releases: dict[tuple[str, int], Path], grants: dict[str, set[str]]) -> 
     @app.get("/v1/datasets/{dataset}")
     def describe(dataset: str, authorization: str | None = Header(None)) -> dict[str, Any]:
         who(authorization)
-        return {"name": dataset, "releases": [{"version": v} for d, v in releases if d == dataset]}
+        return {"name": dataset, "releases": [{"name": root.parent.name, "version": v}
+                                              for (d, v), root in releases.items() if d == dataset]}
 
     @app.get("/v1/datasets/{dataset}/releases/{version}/files")
     def files(dataset: str, version: int, authorization: str | None = Header(None)
@@ -203,8 +204,11 @@ def test_vault_urls_parse() -> None:
                                                           False)
     assert parse_vault_url("vault+https://h:1/towels/latest/mock").version is None
     assert parse_vault_url("vault://h:1/towels/2/mock").mock
-    for bad in ("http://h/towels", "vault://h:1/", "vault://h:1/towels/x3",
-                "vault://u:pw@h:1/towels", "vault://h:1/towels?token=x"):
+    named = parse_vault_url("vault://h:1/pick/towels/v2")
+    assert (named.dataset, named.release, named.version) == ("pick", "towels", 2)
+    assert parse_vault_url("vault://h:1/pick/towels").release == "towels"
+    for bad in ("http://h/towels", "vault://h:1/", "vault://h:1/pick/towels/x3",
+                "vault://u:pw@h:1/towels", "vault://h:1/towels?token=x", "vault://h:1/a/b/c/d"):
         with pytest.raises(VaultError):
             parse_vault_url(bad)
 
@@ -213,6 +217,9 @@ def test_release_over_vault_reads_as_the_local_one(server: str, release: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(TOKEN_ENV, LAB)
     remote = open_vault_release(f"vault://{server}/towels")  # latest = 1
+    assert open_vault_release(f"vault://{server}/towels/towels/v1").version == 1  # by name
+    with pytest.raises(NotFound, match="no release 'pick'"):
+        open_vault_release(f"vault://{server}/towels/pick")
     assert remote.version == 1 and remote.size("zarr.json") == (release / "zarr.json").stat().st_size
     g_remote = remote.open_group()
     g_local = zarr.open_group(str(release), mode="r")
