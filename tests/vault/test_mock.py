@@ -19,13 +19,20 @@ from curation.pipeline import curate
 _CONFTEST = Path(__file__).resolve().parents[1] / "curation" / "conftest.py"
 
 
+def _conftest() -> Any:
+    """tests/curation/conftest.py (record_session, write_foreign_bag), loaded once."""
+    name = "_curation_conftest_for_mock"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, _CONFTEST)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
 def _record_session(out: Path, **kwargs: Any) -> Path:
-    spec = importlib.util.spec_from_file_location("_curation_conftest_for_mock", _CONFTEST)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    path: Path = mod.record_session(out, **kwargs)
+    path: Path = _conftest().record_session(out, **kwargs)
     return path
 
 
@@ -151,3 +158,24 @@ def test_a_seed_gives_the_same_mock_and_another_seed_another(
         m.payload("camera.head.image_raw.compressed", 0)
     assert not np.array_equal(o.field("joint_states", "position").read(), q)
     assert again.name == "v1" and (again / "manifest.json").is_file()
+
+
+def test_a_foreign_robots_release_gets_a_mock_of_its_own_layout(tmp_path: Path) -> None:
+    """A rosbag2 recording of another robot (3 joints at 100 Hz, no cameras, no events):
+    joints the G1 lacks take simulated joints of the G1, the layout stays the release's."""
+    from vault.mock import build_mock
+
+    bag = _conftest().write_foreign_bag(tmp_path / "bag", pattern=[(0.3, False), (0.6, True),
+                                                           (0.3, False), (0.6, True)])
+    real = curate([bag], tmp_path / "rel", "arm").release
+    mock = build_mock(real, tmp_path / "mock", frames_per_camera=1)
+    assert sorted(_tree(real)) == sorted(_tree(mock))
+    r, m = ReleaseReader(real), ReleaseReader(mock)
+    (name,) = r.streams
+    assert m.streams[name].attributes["joint_names"] == r.streams[name].attributes["joint_names"]
+    for k in r.streams[name].fields:
+        a, b = r.field(name, k).read(), m.field(name, k).read()
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert not {row.tobytes() for row in a if np.any(row != 0)} & {row.tobytes() for row in b}
+    assert len(m.episodes) == len(r.episodes) >= 1
+    assert ReleaseDataset(mock, keys=[f"{name}/position"])[0][f"{name}/position"].shape == (3,)
