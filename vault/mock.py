@@ -350,9 +350,9 @@ def _build(real: Path, attrs: dict[str, Any], table: list[dict[str, Any]], out: 
         st.time_ns = np.concatenate(ts) if ts else np.zeros(0, np.int64)
         st.clip_step = np.concatenate(steps) if steps else np.zeros(0, np.int64)
 
-    stats: dict[str, dict[str, Any]] = {}
     real_stats = _json(real / str(attrs.get("stats", "stats.json")))
     described = {s: set(f) for s, f in (real_stats.get("streams") or {}).items()}
+    stats: dict[str, dict[str, Any]] = {s: {} for s in described}
     for rel, doc in nodes:
         path = out / rel if rel else out
         if doc.get("node_type") == "group":

@@ -81,6 +81,8 @@ def test_layout_is_the_real_release_layout(real_release: Path, mock_release: Pat
         assert list(me) == list(re_)
         assert me["duration_s"] == pytest.approx(re_["duration_s"], abs=1e-6)
         assert me["streams"] == re_["streams"]
+    assert {s: sorted(f) for s, f in m.stats["streams"].items()} == \
+        {s: sorted(f) for s, f in r.stats["streams"].items()}
     assert m.attributes["sync_reference"] == r.attributes["sync_reference"]
     assert m.attributes["mock"]["of"] == {"name": "towels", "version": 1}
     assert verify(mock_release) == []
