@@ -9,6 +9,7 @@ a curated release from disk."""
 from __future__ import annotations
 
 import importlib.util
+import pickle
 import socket
 import sys
 import threading
@@ -236,6 +237,10 @@ def test_release_over_vault_reads_as_the_local_one(server: str, release: Path,
     vals = "streams/camera.head.image_raw.compressed/data/values"
     np.testing.assert_array_equal(g_remote[vals][1000:1500], g_local[vals][1000:1500])
     assert remote.read("episodes.json") is remote.read("episodes.json")  # cached document
+    # a DataLoader worker gets a copy with a connection pool of its own
+    copy = pickle.loads(pickle.dumps(remote))
+    assert copy.client is not remote.client and copy.client.token == LAB
+    assert copy.read_range(vals + "/c/0", 10, 99) == (release / vals / "c" / "0").read_bytes()[10:109]
     with pytest.raises(FileNotFoundError, match="no file 'streams/nope/zarr.json'"):
         remote.read("streams/nope/zarr.json")
 
