@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TOKEN_ENV",
+    "UNCHANGED",
     "AccessDenied",
     "AuthenticationFailed",
     "ClientError",
@@ -58,6 +59,8 @@ __all__ = [
 
 #: the environment variable a ``vault://`` URL takes its token from
 TOKEN_ENV = "DEMOFAB_VAULT_TOKEN"
+#: :meth:`VaultClient.resubmit`: leave this field of the request as it is
+UNCHANGED: object = object()
 _CACHED_SUFFIXES = ("zarr.json", ".json")
 
 
@@ -282,6 +285,23 @@ class VaultClient:
         """The lab withdraws its request."""
         return self._action(request_id, "withdraw")
 
+    def resubmit(self, request_id: int, *, purpose: str | None = None,
+                 episodes: list[int] | None | object = UNCHANGED,
+                 streams: list[str] | None | object = UNCHANGED,
+                 duration_days: int | None = None) -> dict[str, Any]:
+        """The lab answers a changes-requested decision (back to submitted, a new round).
+        A field left :data:`UNCHANGED` stays; ``episodes``/``streams`` None ask for all."""
+        body: dict[str, Any] = {}
+        if purpose is not None:
+            body["purpose"] = purpose
+        if episodes is None or isinstance(episodes, list):
+            body["episodes"] = None if episodes is None else [int(e) for e in episodes]
+        if streams is None or isinstance(streams, list):
+            body["streams"] = None if streams is None else [str(x) for x in streams]
+        if duration_days is not None:
+            body["duration_days"] = int(duration_days)
+        return self._action(request_id, "resubmit", body)
+
     def start_review(self, request_id: int) -> dict[str, Any]:
         """A reviewer takes up a submitted request."""
         return self._action(request_id, "start-review")
@@ -413,7 +433,9 @@ class VaultRelease:
         #: ranges are read in aligned blocks of ``block_size`` bytes kept in an LRU of
         #: ``cache_mb`` (neighbouring camera frames and chunks come with one request)
         self.block_size = int(block_size)
-        self._blocks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._blocks: OrderedDict[tuple[str, int, int, int], tuple[int, bytes]] = OrderedDict()
+        #: per file, the byte ranges an episode-subset grant may read (absent: all of it)
+        self._ranges: dict[str, list[tuple[int, int]]] = {}
         self._block_bytes = 0
         self._block_budget = int(cache_mb * (1 << 20))
 
@@ -455,8 +477,10 @@ class VaultRelease:
                 sizes = {str(p): int(m["size"]) for p, m in manifest.get("files", {}).items()}
                 sizes["manifest.json"] = len(self._docs["manifest.json"])
             else:
-                sizes = {str(f["path"]): int(f["size"])
-                         for f in self.client.files(self.dataset, self.version)}
+                listed = self.client.files(self.dataset, self.version)
+                sizes = {str(f["path"]): int(f["size"]) for f in listed}
+                self._ranges = {str(f["path"]): [(int(a), int(b)) for a, b in f["ranges"]]
+                                for f in listed if f.get("ranges") is not None}
             self._sizes = sizes
         return self._sizes
 
@@ -490,7 +514,11 @@ class VaultRelease:
         return data
 
     def read_range(self, path: str, offset: int, nbytes: int) -> bytes:
-        """``nbytes`` bytes of ``path`` from ``offset`` (fewer only at the end of the file)."""
+        """``nbytes`` bytes of ``path`` from ``offset`` (fewer only at the end of the file).
+
+        Read through aligned blocks, clipped to the byte ranges an episode-subset grant
+        allows in this file; a span outside them is asked for as it is (the vault answers
+        403, :class:`AccessDenied`)."""
         path = path.lstrip("/")
         if nbytes <= 0:
             return b""
@@ -503,31 +531,39 @@ class VaultRelease:
             if size is None or bs <= 0 or nbytes > bs or self._block_budget < bs:
                 return self._get(path, offset, offset + nbytes)
             end = min(offset + nbytes, size)
-            pieces = [self._block(path, b, size)
+            lo, hi = 0, size
+            allowed = self._ranges.get(path)
+            if allowed is not None:
+                span = next(((a, b) for a, b in allowed if a <= offset and end <= b), None)
+                if span is None:
+                    return self._get(path, offset, offset + nbytes)
+                lo, hi = span
+            pieces = [self._block(path, b, lo, hi)
                       for b in range(offset // bs, max(offset, end - 1) // bs + 1)]
         except NotFound as exc:
             raise FileNotFoundError(f"{self.url}: no file {path!r}: {exc.detail}") from exc
-        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        start = offset - (offset // bs) * bs
+        data = pieces[0][1] if len(pieces) == 1 else b"".join(p[1] for p in pieces)
+        start = offset - pieces[0][0]
         return data[start:start + (end - offset)]
 
-    def _block(self, path: str, index: int, size: int) -> bytes:
-        key = (path, index)
+    def _block(self, path: str, index: int, lo: int, hi: int) -> tuple[int, bytes]:
+        """(first byte, bytes) of block ``index`` of ``path`` clipped to ``[lo, hi)``."""
+        key = (path, index, lo, hi)
         with self._lock:
             hit = self._blocks.get(key)
             if hit is not None:
                 self._blocks.move_to_end(key)
                 return hit
-        lo = index * self.block_size
-        data = self._get(path, lo, min(lo + self.block_size, size))
+        first = max(index * self.block_size, lo)
+        data = self._get(path, first, min(index * self.block_size + self.block_size, hi))
         with self._lock:
             if key not in self._blocks:
-                self._blocks[key] = data
+                self._blocks[key] = (first, data)
                 self._block_bytes += len(data)
                 while self._block_bytes > self._block_budget and self._blocks:
-                    _, old = self._blocks.popitem(last=False)
+                    _, (_, old) = self._blocks.popitem(last=False)
                     self._block_bytes -= len(old)
-        return data
+        return first, data
 
     def json(self, path: str) -> Any:
         """A JSON file of the release, parsed."""

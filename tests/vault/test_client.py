@@ -9,6 +9,7 @@ a curated release from disk."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import pickle
 import socket
 import sys
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import uvicorn
@@ -42,6 +44,8 @@ from vault.client import (
 _CONFTEST = Path(__file__).resolve().parents[1] / "curation" / "conftest.py"
 LAB = "dfv1_lab-token"
 OTHER = "dfv1_other-lab"
+SUBSET = "dfv1_subset"  # may read only the first half of the head camera's frame bytes
+HEAD_VALUES = "streams/camera.head.image_raw.compressed/data/values/c/0"
 
 
 def _record_session(out: Path, **kwargs: Any) -> Path:
@@ -89,11 +93,15 @@ def _app(releases: dict[tuple[str, int], Path], grants: dict[str, set[str]]) -> 
     @app.get("/v1/datasets/{dataset}/releases/{version}/files")
     def files(dataset: str, version: int, authorization: str | None = Header(None)
               ) -> list[dict[str, Any]]:
-        root = allowed(who(authorization), dataset, version)
-        return [{"path": p.relative_to(root).as_posix(), "size": p.stat().st_size, "ranges": None}
-                for p in sorted(root.rglob("*")) if p.is_file()]
+        token = who(authorization)
+        root = allowed(token, dataset, version)
+        return [{"path": rel, "size": p.stat().st_size, "ranges": (
+                    [[0, p.stat().st_size // 2]] if token == SUBSET and rel == HEAD_VALUES
+                    else None)}
+                for p in sorted(root.rglob("*")) if p.is_file()
+                and (rel := p.relative_to(root).as_posix())]
 
-    def serve(root: Path, path: str, rng: str | None) -> Response:
+    def serve(root: Path, path: str, rng: str | None, token: str = "") -> Response:
         f = (root / path).resolve()
         if root.resolve() not in f.parents or not f.is_file():
             raise _Problem(404, f"no file {path!r}")
@@ -108,14 +116,20 @@ def _app(releases: dict[tuple[str, int], Path], grants: dict[str, set[str]]) -> 
         if start >= len(data):
             raise _Problem(416, f"Range {rng!r} is outside the file's {len(data)} bytes")
         stop = min(stop, len(data))
+        if token == SUBSET and path == HEAD_VALUES and stop > len(data) // 2:
+            raise _Problem(403, f"bytes {start}-{stop - 1} of {path} reach episodes the grant "
+                                "does not cover")
         return Response(data[start:stop], status_code=206, headers={
             "Content-Range": f"bytes {start}-{stop - 1}/{len(data)}"})
 
     @app.get("/v1/datasets/{dataset}/releases/{version}/files/{path:path}")
     def pull(dataset: str, version: int, path: str, request: Request,
              authorization: str | None = Header(None)) -> Response:
-        root = allowed(who(authorization), dataset, version)
-        return serve(root, path, request.headers.get("range"))
+        token = who(authorization)
+        if token == SUBSET and path == HEAD_VALUES and "range" not in request.headers:
+            raise _Problem(403, f"{path}: the grant covers part of this file; ask for a range")
+        return serve(allowed(token, dataset, version), path, request.headers.get("range"),
+                     token)
 
     @app.get("/v1/datasets/{dataset}/releases/{version}/mock/{path:path}")
     def mock(dataset: str, version: int, path: str, request: Request,
@@ -145,7 +159,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(release: Path) -> Iterator[str]:
     app = _app({("towels", 1): release, ("secret", 1): release},
-               {LAB: {"towels"}, OTHER: set()})
+               {LAB: {"towels"}, OTHER: set(), SUBSET: {"towels"}})
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -304,7 +318,7 @@ def test_a_lab_goes_from_the_mock_to_a_grant_through_the_api(tmp_path: Path,
 
     from vault.identities import SCOPES
 
-    v = make_vault(tmp_path, release)
+    v = make_vault(tmp_path, release, mock=True)
     try:
         tokens = {n: v.identities.create_token(n, sorted(SCOPES)).token
                   for n in ("bob", "rev1", "aud")}
@@ -343,3 +357,35 @@ def test_a_lab_goes_from_the_mock_to_a_grant_through_the_api(tmp_path: Path,
         assert "\n\n\u2014 " in client("aud").checkpoint()
     finally:
         v.close()
+
+
+def test_block_reads_stay_inside_an_episode_subset_grants_ranges(server: str,
+                                                                 release: Path) -> None:
+    remote = open_vault_release(f"vault://{server}/towels/1", token=SUBSET)
+    local = (release / HEAD_VALUES).read_bytes()
+    half = len(local) // 2
+    assert remote.read_range(HEAD_VALUES, 100, 900) == local[100:1000]
+    assert remote.read_range(HEAD_VALUES, half - 50, 50) == local[half - 50:half]
+    with pytest.raises(AccessDenied, match="the grant does not cover"):
+        remote.read_range(HEAD_VALUES, half - 10, 20)
+    # other files are read in whole blocks as before
+    meta = "streams/imu/time_ns/c/0"
+    assert remote.read_range(meta, 0, 16) == (release / meta).read_bytes()[:16]
+
+
+def test_resubmit_sends_only_the_fields_given() -> None:
+    seen: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/requests/7/resubmit"
+        assert request.headers["Authorization"] == f"Bearer {LAB}"
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json={"id": 7, "state": "submitted"})
+
+    http = httpx.Client(base_url="http://vault.test", transport=httpx.MockTransport(handler))
+    c = VaultClient("http://vault.test", LAB, http=http)
+    assert c.resubmit(7, purpose="only the wrist cameras",
+                      streams=["camera.left_wrist.image_raw.compressed"])["state"] == "submitted"
+    c.resubmit(7, episodes=None)
+    assert seen == [{"purpose": "only the wrist cameras",
+                     "streams": ["camera.left_wrist.image_raw.compressed"]}, {"episodes": None}]
