@@ -91,6 +91,7 @@ class MockSignals:
 
     @property
     def steps(self) -> int:
+        """Physics steps in the clip."""
         return int(self.q.shape[0])
 
     @property
