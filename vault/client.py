@@ -473,9 +473,11 @@ class VaultRelease:
         """Every file of the release this caller may read -> its size in bytes."""
         if self._sizes is None:
             if self.mock:
-                manifest = json.loads(self.read("manifest.json"))
+                raw = self._get("manifest.json")  # NotFound: no mock release (yet)
+                self._docs["manifest.json"] = raw
+                manifest = json.loads(raw)
                 sizes = {str(p): int(m["size"]) for p, m in manifest.get("files", {}).items()}
-                sizes["manifest.json"] = len(self._docs["manifest.json"])
+                sizes["manifest.json"] = len(raw)
             else:
                 listed = self.client.files(self.dataset, self.version)
                 sizes = {str(f["path"]): int(f["size"]) for f in listed}
