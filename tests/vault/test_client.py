@@ -324,9 +324,9 @@ def _has(module: str) -> bool:
 def test_a_lab_goes_from_the_mock_to_a_grant_through_the_api(tmp_path: Path,
                                                              release: Path) -> None:
     from fastapi.testclient import TestClient
+
     from tests.vault.test_service import make_vault
     from vault.api import create_app
-
     from vault.identities import SCOPES
 
     v = make_vault(tmp_path, release, mock=True)
