@@ -95,10 +95,11 @@ def source_motion(t: np.ndarray) -> dict[str, np.ndarray]:
 
 # the pick_place scene as a real rig would see it: the task's default layout, the palm
 # from the robot's rest pose through a side grasp (palm toward the midline, fingers
-# forward, 3 cm outside the cube's face, 1.6 cm above its centre) to a drop over the bin
+# forward, 3.5 cm behind and outside the cube's centre, 1.6 cm above it) to a drop over
+# the bin
 RIG_CUBE = pose_matrix(np.array([0.35, -0.17, 0.83]), yaw_quat(0.0))
 RIG_BIN = pose_matrix(np.array([0.36, 0.03, 0.80]), yaw_quat(0.0))
-RIG_GRASP = pose_matrix(np.array([-0.045, -0.03, 0.016]), yaw_quat(0.0))
+RIG_GRASP = pose_matrix(np.array([-0.035, -0.035, 0.016]), yaw_quat(0.0))
 RIG_REST = pose_matrix(np.array([0.22, -0.20, 0.97]), yaw_quat(0.0))
 
 
@@ -114,7 +115,7 @@ def rig_motion(t: np.ndarray) -> dict[str, np.ndarray]:
     from sim.multiply import blend_poses
 
     grasp = RIG_CUBE @ RIG_GRASP
-    drop = pose_matrix(RIG_BIN[:3, 3] + [-0.045, -0.03, 0.12], yaw_quat(0.0))
+    drop = pose_matrix(RIG_BIN[:3, 3] + [-0.035, -0.035, 0.14], yaw_quat(0.0))
     keys = [(0.0, RIG_REST, 0.0), (1.0, _at(grasp, (-0.05, -0.05, 0.04)), 0.0),
             (1.6, grasp, 0.0), (2.3, grasp, 1.0), (2.4, grasp, 1.0),
             (3.0, _at(grasp, (0, 0, 0.06)), 1.0), (4.3, drop, 1.0),
@@ -305,6 +306,25 @@ def test_hand_closure_is_zero_open_and_one_at_the_closing_limits() -> None:
     for side in ("left", "right"):
         np.testing.assert_allclose(hand_closure(names, q, side), [0.0, 0.5, 1.0])
     assert hand_closure(["waist_yaw_joint"], np.zeros((1, 1)), "left") is None
+
+
+def test_a_hand_closed_in_the_tasks_grip_reads_as_closed() -> None:
+    """The closure is measured against the grip the executor will close the hand in: a
+    hand fully closed in the flat grip (fingers only half bent) reads 1, not 0.3."""
+    from sim.expert import hand_targets
+    from sim.multiply import grip_limits
+
+    names = [j.name for j in load_profile("humanoid").robot.joints]
+    for grip in ("pinch", "flat"):
+        for side in ("left", "right"):
+            q = np.zeros((3, len(names)))
+            for row, c in enumerate((0.0, 0.4, 1.0)):
+                for joint, v in hand_targets(side, c, grip).items():
+                    q[row, names.index(joint)] = v
+            np.testing.assert_allclose(hand_closure(names, q, side, grip_limits(grip)),
+                                       [0.0, 0.4, 1.0], atol=1e-9)
+    with pytest.raises(SimError, match="unknown grip 'fist'"):
+        grip_limits("fist")
 
 
 # -- reading sources -----------------------------------------------------------------------
