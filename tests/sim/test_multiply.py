@@ -743,7 +743,7 @@ def test_bimanual_segments_take_both_arms_from_one_source(tmp_path: Path) -> Non
     sources = [load_source(p, "bimanual_lift") for p in paths]
     traces = [generate_attempt(sources, "bimanual_lift",
                                randomize.draw("bimanual_lift", s).layout, s)
-              for s in (1001, 1002)]
+              for s in (1002, 1003, 1004)]
     for trace in traces:
         segs = trace.provenance["segments"]
         assert [g["arms"] for g in segs] == [["left", "right"], ["left", "right"]]
