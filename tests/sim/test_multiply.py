@@ -1,7 +1,8 @@
 """Multiplication (MimicGen-style): the SE(3) carry-over of a source segment onto a new
 object pose, source episodes read from MCAP (simulated or real-rig frame names, events or
-segmentation, no ground-truth topic), the errors a bad source gets, and planning a
-segment in a new scene."""
+segmentation, no ground-truth topic), the errors a bad source gets, planning a segment in
+a new scene (bridge, blend, noise, handover modes), and multiplied attempts in physics
+(a rig-like recording and the simulated operator's, bimanual and handover tasks)."""
 
 from __future__ import annotations
 
@@ -750,4 +751,20 @@ def test_bimanual_segments_take_both_arms_from_one_source(tmp_path: Path) -> Non
         src = sources[trace.provenance["source"]["index"]]
         assert [(g["source_start_ns"], g["source_end_ns"]) for g in segs] == \
             [(g.start_ns, g.end_ns) for g in src.segments]
+    assert any(t.success for t in traces), [(t.failed_subtask, t.reason) for t in traces]
+
+
+@pytest.mark.slow
+def test_a_handover_is_multiplied_with_the_taker_tracking_the_object(tmp_path: Path) -> None:
+    (path,) = record_expert_sources(tmp_path / "s", "handover", 1)
+    demo = load_source(path, "handover")
+    traces = [generate_attempt([demo], "handover", randomize.draw("handover", s).layout, s)
+              for s in (6000, 6001)]
+    for trace in traces:
+        grasp, handover = trace.provenance["segments"]
+        assert grasp["modes"] == {"right": "object"}
+        # the right hand holds the bar: it presents it where the operator did; the left
+        # hand goes for the bar where it is, and closes with the transform it tracked
+        assert handover["modes"] == {"left": "track", "right": "robot"}
+        assert np.asarray(handover["tracked_transforms"]["left"]).shape == (4, 4)
     assert any(t.success for t in traces), [(t.failed_subtask, t.reason) for t in traces]
