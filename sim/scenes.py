@@ -22,6 +22,7 @@ import numpy as np
 
 from .assets import g1_with_hands_xml
 from .errors import SimError
+from .meshes import lighten_visuals
 
 #: cameras of the humanoid profile: name -> (body, position in the body, xyaxes)
 CAMERAS: dict[str, tuple[str, tuple[float, float, float], tuple[float, ...]]] = {
@@ -110,10 +111,14 @@ def _rot_xyaxes(xyaxes: tuple[float, ...], rpy: tuple[float, ...]) -> list[float
     return [*(rot @ x), *(rot @ y)]
 
 
-def build_spec(layout: Layout) -> mujoco.MjSpec:
+def build_spec(layout: Layout, *, light_visuals: bool = True) -> mujoco.MjSpec:
     """The scene as an ``MjSpec``: G1 with hands, pelvis fixed, table, objects, bin,
-    palm sites and cameras."""
+    palm sites and cameras. ``light_visuals``: the visual geoms draw decimated copies of
+    their meshes (``sim.meshes``; frames render several times faster on the CPU, the
+    physics is the same bit for bit)."""
     spec = mujoco.MjSpec.from_file(str(g1_with_hands_xml()))
+    if light_visuals:
+        lighten_visuals(spec, g1_with_hands_xml().parent / "assets")
     spec.delete(spec.joint("floating_base_joint"))
     for key in list(spec.keys):
         spec.delete(key)
