@@ -1,8 +1,12 @@
 """The vault: DemoFab's secure data library.
 
-This first part holds encryption at rest (per-dataset data keys wrapped by the provider's
-key, chunked AES-256-GCM objects bound to their place) and the audit log a provider can
-verify (an RFC 6962 Merkle log with C2SP signed checkpoints and cosignatures).
+The catalog (SQLite, or PostgreSQL by URL) of providers, datasets, releases and episodes;
+identities, roles and hashed API tokens; review before viewing (access requests, reviews,
+two-step approval, scoped grants); mock releases made by the simulator; encryption at rest
+(per-dataset data keys wrapped by the provider's key, chunked AES-256-GCM objects bound to
+their place); the audit log a provider can verify (an RFC 6962 Merkle log with C2SP signed
+checkpoints and cosignatures); the HTTP API (FastAPI) and its Python client, through which
+curation's loader opens ``vault://HOST:PORT/DATASET/VERSION``.
 
 The names but the errors load on first use, so that ``import vault`` (and ``demofab
 --help``) works where the ``vault`` extra (``cryptography``) is not installed."""
@@ -15,7 +19,10 @@ from typing import TYPE_CHECKING, Any
 from .errors import ChunkError, FormatError, KeyFileError, LogTamperError, ProofError, TamperError, VaultError
 
 if TYPE_CHECKING:
+    from .api import create_app
     from .audit import AuditLog, Entry, VerifyReport, cosign_checkpoint, latest_checkpoint, show, verify
+    from .catalog import Catalog
+    from .client import VaultClient, open_vault_release
     from .crypto import (
         ObjectInfo,
         ObjectReader,
@@ -25,6 +32,8 @@ if TYPE_CHECKING:
         encrypt_file,
         encrypt_object,
     )
+    from .db import Database
+    from .identities import Identities, Identity, Role
     from .keys import (
         FileKeyProvider,
         KeyProvider,
@@ -38,10 +47,26 @@ if TYPE_CHECKING:
         wrap_data_key,
     )
     from .merkle import MerkleTree, leaf_hash, node_hash, verify_consistency, verify_inclusion
+    from .mock import build_mock
     from .note import Checkpoint, Signer, Verifier, cosign, generate_signer, open_note
+    from .review import Grants, Review
+    from .service import Vault, init_vault
     from .store import ObjectStore
 
 _WHERE = {
+    "Catalog": "catalog",
+    "Database": "db",
+    "Grants": "review",
+    "Identities": "identities",
+    "Identity": "identities",
+    "Review": "review",
+    "Role": "identities",
+    "Vault": "service",
+    "VaultClient": "client",
+    "build_mock": "mock",
+    "create_app": "api",
+    "init_vault": "service",
+    "open_vault_release": "client",
     "AuditLog": "audit",
     "Checkpoint": "note",
     "Entry": "audit",
@@ -81,6 +106,8 @@ _WHERE = {
 }
 
 __all__ = [
+    "Catalog", "Database", "Grants", "Identities", "Identity", "Review", "Role", "Vault",
+    "VaultClient", "build_mock", "create_app", "init_vault", "open_vault_release",
     "AuditLog", "Checkpoint", "ChunkError", "Entry", "FileKeyProvider", "FormatError",
     "KeyFileError", "KeyProvider", "LogTamperError", "MerkleTree", "ObjectInfo", "ObjectReader",
     "ObjectRef", "ObjectStore", "ObjectWriter", "ProofError", "Signer", "TamperError",
