@@ -3,14 +3,25 @@ a release of the same format, opened by curation's loader, holding nothing of th
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import uvicorn
 
 from curation.loader import ReleaseDataset, ReleaseReader
 from tests.vault.pgserver import release_dir  # noqa: F401
+from tests.vault.test_service import make_vault
+from vault.api import create_app
+from vault.client import TOKEN_ENV
+from vault.db import Forbidden, NotFound
 from vault.errors import VaultError
+from vault.identities import SCOPES
+from vault.service import Vault
 from vault.subset import derive_subset
 
 HEAD = "camera.head.image_raw.compressed"
@@ -115,3 +126,87 @@ def test_nothing_of_another_episode_is_in_a_derived_release(release_dir: Path) -
 def test_an_unknown_episode_is_refused(release_dir: Path) -> None:  # noqa: F811
     with pytest.raises(VaultError, match=r"episodes \[7\]"):
         _derive(release_dir, [0, 7])
+
+
+# -- served by the vault ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, release_dir: Path  # noqa: F811
+           ) -> Iterator[tuple[Vault, str, dict[str, str]]]:
+    """The vault of test_service.make_vault (dave: episodes 0 and 1) behind vault.api,
+    served by uvicorn on 127.0.0.1 in a thread."""
+    v = make_vault(tmp_path_factory.mktemp("subset"), release_dir)
+    tokens = {n: v.identities.create_token(n, sorted(SCOPES)).token for n in ("dave", "prov")}
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = uvicorn.Server(uvicorn.Config(create_app(v), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert srv.started
+    yield v, f"127.0.0.1:{sock.getsockname()[1]}", tokens
+    srv.should_exit = True
+    thread.join(5)
+    sock.close()
+    v.close()
+
+
+def test_an_episode_subset_grant_loads_through_the_loader_over_vault(
+        served: tuple[Vault, str, dict[str, str]], release_dir: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    v, host, tokens = served
+    monkeypatch.setenv(TOKEN_ENV, tokens["dave"])
+    keys = ["joint_states/position", "imu/orientation", f"{HEAD}/data"]
+    delta = {"joint_states/position": [-0.01, 0.0]}
+    remote = ReleaseDataset(f"vault://{host}/pick/1", keys=keys, delta_timestamps=delta)
+    local = ReleaseDataset(release_dir, keys=keys, delta_timestamps=delta, episodes=[0, 1])
+    assert [r["source_index"] for r in remote.release.episodes] == [0, 1]
+    assert len(remote) == len(local) > 0
+    for i in range(0, len(local), max(1, len(local) // 20)):
+        a, b = local[i], remote[i]
+        for k in keys + ["time_ns", "joint_states/position_is_pad"]:
+            np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)
+
+
+def test_nothing_served_or_stored_holds_what_the_grant_does_not(
+        served: tuple[Vault, str, dict[str, str]], release_dir: Path) -> None:  # noqa: F811
+    v, _, _ = served
+    dave = v.identities.get("dave")
+    src = ReleaseReader(release_dir)
+    served_bytes = []
+    for f in v.list_files(dave, "pick", 1):
+        assert f.ranges is None
+        with v.open_file(dave, "pick", 1, f.path) as r:
+            served_bytes.append(r.read_range(0, r.size))
+    blob = b"".join(served_bytes)
+    granted = {src.payload(HEAD, r) for r in range(int(src.bounds(HEAD)[0, 0]),
+                                                     int(src.bounds(HEAD)[1, 1]))}
+    other = [p for p in (src.payload(HEAD, r) for r in range(*src.bounds(HEAD)[2]))
+             if p not in granted]
+    assert other and not any(p in blob for p in other)
+    assert src.episodes[2]["episode_id"].encode() not in blob
+    with pytest.raises(NotFound):
+        v.open_file(dave, "pick", 1, "stats.json")
+    # no plaintext under the root: neither a served frame nor the derived table
+    frames = sorted(granted, key=len)[-3:]
+    with v.open_file(dave, "pick", 1, "episodes.json") as r:
+        table = r.read_range(0, r.size)
+    for path in v.root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(fr[100:400] in data for fr in frames), path
+            assert table[:200] not in data, path
+
+
+def test_a_revoked_subset_grant_serves_nothing(
+        served: tuple[Vault, str, dict[str, str]]) -> None:
+    v, _, _ = served
+    dave = v.identities.get("dave")
+    (g,) = v.grants.list(lab="lab-d", dataset="pick", live=True)
+    v.grants.revoke(g.id, v.identities.get("prov"), "study over")
+    with pytest.raises(Forbidden):
+        v.open_file(dave, "pick", 1, "episodes.json")
+    with pytest.raises(Forbidden):
+        v.list_files(dave, "pick", 1)
