@@ -406,8 +406,9 @@ class Vault:
                         f"{[g.id for g in grants]} of {identity.name!r}")
 
     def list_files(self, identity: Identity, dataset: str, version: int) -> list[FileEntry]:
-        """The files ``identity`` may pull from a release, with their sizes (as served)
-        and, under an episode subset, the byte ranges it may read."""
+        """The files ``identity`` may pull from a release, with their sizes (as served);
+        under an episode subset, the files of the grant's derived release (made on first
+        use, :meth:`grant_release`), each readable whole."""
         grants = self._live_grants(identity, dataset, version)
         sub = _subset_grant(grants)
         if sub is not None:

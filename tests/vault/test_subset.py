@@ -189,6 +189,8 @@ def test_nothing_served_or_stored_holds_what_the_grant_does_not(
     assert src.episodes[2]["episode_id"].encode() not in blob
     with pytest.raises(NotFound):
         v.open_file(dave, "pick", 1, "stats.json")
+    stored = [e for e in v.audit.entries(0) if e.action == "grant_release_stored"]
+    assert len(stored) == 1 and stored[0].details["episodes"] == [0, 1]  # derived once
     # no plaintext under the root: neither a served frame nor the derived table
     frames = sorted(granted, key=len)[-3:]
     with v.open_file(dave, "pick", 1, "episodes.json") as r:
