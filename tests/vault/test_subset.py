@@ -3,6 +3,8 @@ a release of the same format, opened by curation's loader, holding nothing of th
 
 from __future__ import annotations
 
+import hashlib
+import json
 import socket
 import threading
 import time
@@ -212,3 +214,35 @@ def test_a_revoked_subset_grant_serves_nothing(
         v.open_file(dave, "pick", 1, "episodes.json")
     with pytest.raises(Forbidden):
         v.list_files(dave, "pick", 1)
+
+
+def test_derived_arrays_keep_the_source_codecs_and_read_with_zarr_python(
+        release_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    import zarr
+
+    files = _derive(release_dir, [1, 2])
+    out = _write(files, tmp_path / "v1")
+    src = ReleaseReader(release_dir)
+    arrays = [p[:-len("/zarr.json")] for p in files if p.endswith("/zarr.json")
+              and json.loads(files[p]).get("node_type") == "array"]
+    assert arrays
+    for rel in arrays:
+        mine, theirs = json.loads(files[f"{rel}/zarr.json"]), json.loads(
+            (release_dir / rel / "zarr.json").read_bytes())
+        assert mine["codecs"] == theirs["codecs"] and mine["chunk_grid"] == theirs["chunk_grid"]
+        data = zarr.open_array(str(out / rel), mode="r")[:]
+        assert list(data.shape) == mine["shape"]
+    lo = int(src.bounds("joint_states")[1, 0])
+    hi = int(src.bounds("joint_states")[2, 1])
+    got = zarr.open_array(str(out / "streams/joint_states/position"), mode="r")[:]
+    assert np.array_equal(got, src.field("joint_states", "position").take(np.arange(lo, hi), True))
+    manifest = json.loads(files["manifest.json"])["files"]
+    assert set(manifest) == set(files) - {"manifest.json"}
+    assert all(manifest[p]["sha256"] == hashlib.sha256(files[p]).hexdigest() for p in manifest)
+
+
+def test_a_grant_of_no_episode_derives_an_empty_release(
+        release_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    sub = ReleaseReader(_write(_derive(release_dir, []), tmp_path / "v1"))
+    assert sub.episodes == [] and sub.attributes["episodes"] == 0
+    assert all(sub.bounds(s).shape == (0, 2) and len(sub.times(s)) == 0 for s in sub.streams)
