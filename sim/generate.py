@@ -466,8 +466,11 @@ class Summary:
     physics_s: float
     record_s: float
     episodes: list[str]
+    #: half-written episodes of an interrupted earlier run that this one dropped
+    dropped_partial: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        """The summary as JSON-able data (``--json``)."""
         return dataclasses.asdict(self)
 
 
@@ -542,6 +545,7 @@ class Driver:
         self._physics_s = 0.0
         self._record_s = 0.0
         self.resumed = 0
+        self.dropped = 0
         self.session: Session | None = None
         self.backend: Backend | None = None
 
@@ -571,7 +575,7 @@ class Driver:
                 raise SimError(f"--out {out} holds another run ({'; '.join(diffs)}); rerun "
                                "the same command to continue it, or give a new directory")
         if state is not None:
-            _drop_interrupted(out, state)
+            self.dropped = _drop_interrupted(out, state)
         profile = sim_profile(cameras=self.spec.cameras)  # no silent camera topics
         self.session = Session(out, profile, robot_description=(
             ROBOT_DESCRIPTION, "application/xml", urdf_from_profile(profile)))
@@ -778,7 +782,8 @@ class Driver:
             attempted_steps=steps_all, recorded_steps=kept_steps,
             resumed_episodes=self.resumed, attempted_this_run=self._attempted_now,
             kept_this_run=self._kept_now, physics_s=round(self._physics_s, 3),
-            record_s=round(self._record_s, 3), episodes=list(self.written))
+            record_s=round(self._record_s, 3), episodes=list(self.written),
+            dropped_partial=self.dropped)
 
 
 def generate(spec: RunSpec, out: Path | str, *, backend: str = "local", workers: int = 1,

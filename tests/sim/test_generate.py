@@ -148,6 +148,7 @@ def test_an_episode_cut_short_mid_write_is_dropped_and_written_again(
     assert list(out.glob("*.mcap.part"))
     s = generate(SPEC, out)
     assert s.kept == 1 and s.attempted_this_run == 0 and s.kept_this_run == 1
+    assert s.dropped_partial == 1
     assert not list(out.glob("*.mcap.part"))
     assert joint_states(out) == joint_states(whole)
     final = read_session_state(out)
