@@ -20,15 +20,20 @@ Stamps are nominal times from ``t0_ns`` (no wall clock); log times add the draw'
 latency per stream. Each stream's noise and jitter come from a stream of the draw's seed of
 its own, so the same trace and draw give the same bytes, with or without cameras.
 
-:func:`write_episode` writes one episode into a ``recorder.session.Session``: the start
-event, the messages, the operator's marks as subtask events, the stop event with the
-outcome, and the sim provenance record (task, seed, draw, trace provenance, versions).
+An episode as recorded (:func:`episode_messages`) goes on ``STOP_AFTER_S`` past the
+attempt, the robot holding its last command, and stops there (:func:`episode_end_ns`), so
+every stream runs up to the stop. :func:`write_episode` writes one into a
+``recorder.session.Session``: the start event, the messages, the operator's marks as
+subtask events, a note with the reason of a failure, the stop event with the outcome, the
+robot model's licence as an attachment, and the sim provenance record
+(``recorder.contract.SIM_METADATA``: task, seed, draw, source episodes, versions).
 """
 
 from __future__ import annotations
 
 import heapq
 import json
+import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -66,6 +71,11 @@ TORSO_FRAME = "torso_link"
 PALM_FRAMES = {"left": "left_hand_palm_link", "right": "right_hand_palm_link"}
 IMU_FRAME = "imu_link"
 BIN_FRAME = "bin"
+#: the operator stops the recording this long after the attempt's last command (the robot
+#: holding its last pose meanwhile: every stream runs up to the stop)
+STOP_AFTER_S = 0.1
+#: how long the robot is simulated past the attempt, so that streams reach the stop
+HOLD_S = 0.2
 #: the default first stamp of a sim episode: 2026-01-01T00:00:00Z
 SIM_EPOCH_NS = 1_767_225_600 * NS
 #: the operator id of episodes the simulated operator recorded
@@ -160,6 +170,11 @@ class _Msgs:
             effort=effort)
         return serialize(msg, "sensor_msgs/msg/JointState")
 
+    def joint_state_template(self, names: list[str], velocities: bool,
+                             efforts: bool) -> JointStateTemplate:
+        """A fast builder of JointStates with these names (see ``JointStateTemplate``)."""
+        return JointStateTemplate(self, names, velocities, efforts)
+
     def transform(self, stamp: int, parent: str, child: str, pos: np.ndarray,
                   quat: np.ndarray) -> Any:
         T = self.T
@@ -206,6 +221,45 @@ class _Msgs:
             header=self.header(stamp, frame), format="jpeg",
             data=np.frombuffer(jpeg, dtype=np.uint8))
         return serialize(msg, "sensor_msgs/msg/CompressedImage")
+
+
+class JointStateTemplate:
+    """``sensor_msgs/JointState`` CDR bytes for fixed joint names, made by writing the
+    stamp and the values into the bytes that rosbags serialized once for these names (the
+    layout of a message with fixed names and array lengths does not change): the same
+    bytes as ``serialize``, some 40 times faster, for the 500 Hz joint streams."""
+
+    _STAMP = struct.Struct("<iI")
+
+    def __init__(self, msgs: _Msgs, names: list[str], velocities: bool, efforts: bool) -> None:
+        n = len(names)
+        self.n = n
+        markers = [np.full(n, v) for v in (1.25, 2.5, 3.75)]
+        probe = msgs.joint_state(0, names, markers[0],
+                                 markers[1] if velocities else np.zeros(0),
+                                 markers[2] if efforts else np.zeros(0))
+        if probe[:2] != b"\x00\x01":  # CDR little endian is what rosbags writes
+            raise SimError("JointState template: rosbags did not write little-endian CDR")
+        self.template = bytes(probe)
+        self.offsets: list[int | None] = []
+        for marker, used in zip(markers, (True, velocities, efforts), strict=True):
+            at = probe.find(marker.astype("<f8").tobytes()) if used else -1
+            if used and at < 0:
+                raise SimError("JointState template: the value arrays were not found")
+            self.offsets.append(at if used else None)
+
+    def build(self, stamp: int, position: np.ndarray, velocity: np.ndarray | None = None,
+              effort: np.ndarray | None = None) -> bytes:
+        """The message at ``stamp`` (ns) with these values (``n`` each)."""
+        buf = bytearray(self.template)
+        self._STAMP.pack_into(buf, 4, stamp // NS, stamp % NS)
+        for at, values in zip(self.offsets, (position, velocity, effort), strict=True):
+            if at is None:
+                continue
+            if values is None or len(values) != self.n:
+                raise SimError(f"JointState template: {self.n} values expected")
+            buf[at:at + 8 * self.n] = np.asarray(values, dtype="<f8").tobytes()
+        return bytes(buf)
 
 
 @dataclass(slots=True)
@@ -290,6 +344,11 @@ class _Episode:
         self.noise = draw.sensor_noise
         self.m = _Msgs()
         self.names = list(scene.joint_names)
+        self.js = self.m.joint_state_template(self.names, True, True)
+        self.cmd = self.m.joint_state_template(self.names, False, False)
+        limits = {j.name: (j.lower, j.upper) for j in load_profile("humanoid").robot.joints}
+        self.lower = np.array([limits.get(n, (-np.inf, np.inf))[0] for n in self.names])
+        self.upper = np.array([limits.get(n, (-np.inf, np.inf))[1] for n in self.names])
         self.objects = [o.name for o in trace.layout.objects]
         self.jpeg_quality = jpeg_quality
         self.hold_steps = 0
@@ -364,22 +423,25 @@ class _Episode:
         k = len(self.names)
         q, dq, tau = sc.qpos(), sc.qvel(), sc.effort()
         if n.joint_position_std_rad:
-            q = q + rng.normal(0.0, n.joint_position_std_rad, k)
+            # an encoder reads inside the joint's range: the noise does not carry a joint at
+            # its limit (an open hand) past it
+            noisy = q + rng.normal(0.0, n.joint_position_std_rad, k)
+            q = np.clip(noisy, np.minimum(self.lower, q), np.maximum(self.upper, q))
         if n.joint_velocity_std_rad_s:
             dq = dq + rng.normal(0.0, n.joint_velocity_std_rad_s, k)
         if n.joint_effort_std_nm:
             tau = tau + rng.normal(0.0, n.joint_effort_std_nm, k)
-        return self.m.joint_state(stamp, self.names, q, dq, tau)
+        return self.js.build(stamp, q, dq, tau)
 
     def _joint_commands(self, stamp: int, step: int, rng: np.random.Generator) -> bytes:
         i = min(step, self.trace.steps - 1)
-        return self.m.joint_state(stamp, self.names, np.asarray(self.trace.ctrl[i],
-                                                                dtype=np.float64),
-                                  np.zeros(0), np.zeros(0))
+        return self.cmd.build(stamp, self.trace.ctrl[i])
 
     def _imu(self, stamp: int, step: int, rng: np.random.Generator) -> bytes:
         quat, gyro, accel = self.scene.imu()
         n = self.noise
+        if n.imu_orientation_std_rad:
+            quat = quat_mul(_rotvec_quat(rng.normal(0.0, n.imu_orientation_std_rad, 3)), quat)
         if n.imu_gyro_std_rad_s:
             gyro = gyro + rng.normal(0.0, n.imu_gyro_std_rad_s, 3)
         if n.imu_accel_std_m_s2:
@@ -388,8 +450,14 @@ class _Episode:
 
     def _teleop(self, index: int) -> Callable[[int, int, np.random.Generator], bytes]:
         def build(stamp: int, step: int, rng: np.random.Generator) -> bytes:
-            i = min(step, self.trace.steps - 1)
-            return self.m.pose(stamp, PELVIS_FRAME, self.trace.teleop[i, index])
+            pose = self.trace.teleop[min(step, self.trace.steps - 1), index]
+            n = self.noise
+            if n.teleop_position_std_m or n.teleop_rotation_std_rad:  # tracking jitter
+                pos = pose[:3] + rng.normal(0.0, n.teleop_position_std_m, 3)
+                quat = quat_mul(_rotvec_quat(rng.normal(0.0, n.teleop_rotation_std_rad, 3)),
+                                pose[3:7])
+                pose = np.concatenate([pos, quat])
+            return self.m.pose(stamp, PELVIS_FRAME, pose)
 
         return build
 
@@ -442,14 +510,21 @@ class _Episode:
 
 # -- writing an episode -----------------------------------------------------------------
 def provenance_record(trace: Trace, draw: Draw) -> dict[str, str]:
-    """The sim provenance record (``SIM_METADATA``) of an episode: string values, nested
-    data as JSON (``draw``: ``Draw.as_dict()``; ``provenance``: the trace's, with the source
-    episodes, segments and transforms of a multiplied demo)."""
+    """The sim provenance record (``SIM_METADATA``) of an episode, string values with
+    nested data as JSON: ``task``, ``seed``, ``success``, ``failed_subtask``, ``reason``,
+    ``steps``, ``draw`` (``Draw.as_dict()``), ``marks``, ``sources`` (the source episodes a
+    multiplied demo came from, each with its path and sha256; ``[]`` for the simulated
+    operator), the ``mujoco`` and ``demofab`` versions, and every other key of the trace's
+    own provenance (``segments``, transforms, the operator's style ...) under its name."""
     import mujoco
 
     from demofab import __version__
 
-    return {
+    prov = trace.provenance
+    sources = prov.get("sources")
+    if sources is None:
+        sources = [prov["source"]] if isinstance(prov.get("source"), dict) else []
+    record = {
         "format_version": str(SIM_METADATA_VERSION),
         "task": trace.task,
         "seed": str(trace.seed),
@@ -458,12 +533,19 @@ def provenance_record(trace: Trace, draw: Draw) -> dict[str, str]:
         "reason": trace.reason,
         "steps": str(trace.steps),
         "physics_dt": repr(PHYSICS_DT),
-        "draw": json.dumps(draw.as_dict(), sort_keys=True),
-        "provenance": json.dumps(trace.provenance, sort_keys=True, default=_json_default),
-        "marks": json.dumps([[m.step, m.kind, m.label] for m in trace.marks]),
+        "draw": _json(draw.as_dict()),
+        "marks": _json([[m.step, m.kind, m.label] for m in trace.marks]),
+        "sources": _json(sources),
         "mujoco": mujoco.__version__,
         "demofab": __version__,
     }
+    for key, value in prov.items():
+        record.setdefault(str(key), value if isinstance(value, str) else _json(value))
+    return record
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:
@@ -506,18 +588,44 @@ def attach_model_licence(session: Session, at_ns: int) -> None:
                                       g1_licence().encode(), at_ns)
 
 
+def episode_end_ns(trace: Trace, t0_ns: int) -> int:
+    """When the episode of ``trace`` starting at ``t0_ns`` stops: ``STOP_AFTER_S`` after
+    the attempt's last command."""
+    return t0_ns + trace.steps * STEP_NS + round(STOP_AFTER_S * NS)
+
+
+def episode_messages(trace: Trace, draw: Draw, *, cameras: bool = True,
+                     profile: Profile | None = None, t0_ns: int = SIM_EPOCH_NS,
+                     image_size: tuple[int, int] | None = None,
+                     jpeg_quality: int = JPEG_QUALITY) -> Iterator[RawMessage]:
+    """The messages of the episode as recorded (what ``write_episode`` writes): the
+    attempt, then the robot holding its last pose until the stop (:func:`episode_end_ns`),
+    so every stream runs up to the stop; what is received after it is not part of it.
+    A worker renders these and the driver passes them to ``write_episode(messages=)``."""
+    end = episode_end_ns(trace, t0_ns)
+    for msg in render_episode(trace, draw, cameras=cameras, profile=profile, t0_ns=t0_ns,
+                              image_size=image_size, jpeg_quality=jpeg_quality,
+                              hold_s=HOLD_S):
+        if msg.log_time >= end:
+            return
+        yield msg
+
+
 def _write_messages(session: Session, trace: Trace, marks: list[Mark], kinds: list[EventKind],
                     messages: Iterable[RawMessage], t0_ns: int) -> int:
     """The episode's messages and marks into the open episode; returns the stop time."""
     attach_model_licence(session, t0_ns)
     k, last = 0, t0_ns
+    stop = episode_end_ns(trace, t0_ns)
     for msg in messages:
+        if msg.log_time >= stop:
+            break
         while k < len(marks) and t0_ns + marks[k].step * STEP_NS <= msg.log_time:
             session.mark(kinds[k], marks[k].label, at_ns=t0_ns + marks[k].step * STEP_NS)
             k += 1
         session.write(msg.topic, msg.data, msg.log_time, msg.publish_time, msg.sequence)
         last = msg.log_time
-    end = max(last, t0_ns + trace.steps * STEP_NS)
+    end = max(last, stop)
     for j in range(k, len(marks)):
         session.mark(kinds[j], marks[j].label, at_ns=min(end, t0_ns + marks[j].step * STEP_NS))
     if not trace.success:
@@ -533,8 +641,8 @@ def write_episode(session: Session, trace: Trace, draw: Draw, *, cameras: bool =
     """Write ``trace`` as one episode of ``session`` (its profile decides the topics):
     start at ``t0_ns``, the messages, the marks, a note with the reason of a failure,
     stop with outcome ``success``/``failure`` and the sim provenance record.
-    ``messages``: the episode's messages already rendered (``render_episode`` of the same
-    trace, draw and ``t0_ns``, e.g. by a worker process), written as they are."""
+    ``messages``: the episode's messages already rendered (:func:`episode_messages` of the
+    same trace, draw and ``t0_ns``, e.g. by a worker process), written as they are."""
     where = f"trace of task {trace.task!r}, seed {trace.seed}"
     _check_layout(trace, draw)
     _check_trace(trace)
@@ -543,9 +651,9 @@ def write_episode(session: Session, trace: Trace, draw: Draw, *, cameras: bool =
     session.start_episode(trace.task, operator, at_ns=t0_ns)
     try:
         if messages is None:
-            messages = render_episode(trace, draw, cameras=cameras, profile=session.profile,
-                                      t0_ns=t0_ns, image_size=image_size,
-                                      jpeg_quality=jpeg_quality)
+            messages = episode_messages(trace, draw, cameras=cameras, profile=session.profile,
+                                        t0_ns=t0_ns, image_size=image_size,
+                                        jpeg_quality=jpeg_quality)
         end = _write_messages(session, trace, marks, kinds, messages, t0_ns)
     except SimError:
         # a trace that cannot be recorded leaves no half episode behind: it is discarded
@@ -563,7 +671,9 @@ def failure_note(trace: Trace) -> str:
 
 
 __all__ = [
-    "BIN_FRAME", "GROUND_TRUTH_TOPIC", "IMU_FRAME", "JPEG_QUALITY", "MODEL_LICENCE_ATTACHMENT",
+    "BIN_FRAME", "GROUND_TRUTH_TOPIC", "HOLD_S", "IMU_FRAME", "STOP_AFTER_S",
+    "episode_end_ns", "episode_messages", "JPEG_QUALITY", "MODEL_LICENCE_ATTACHMENT",
+    "JointStateTemplate",
     "PALM_FRAMES", "PELVIS_FRAME", "SIM_EPOCH_NS", "SIM_METADATA_VERSION",
     "SIM_OPERATOR", "SIM_PROFILE_TOPICS", "STEP_NS", "TORSO_FRAME", "WORLD_FRAME",
     "add_metadata_on_close", "attach_model_licence", "camera_topic", "encode_jpeg",

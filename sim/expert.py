@@ -14,11 +14,14 @@ pauses, a speed of their own, the odd regrasp), so that some attempts fail in ph
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from recorder.contract import EventKind
 
 from .errors import SimError
 from .ik import HandIK, Unreachable
@@ -28,28 +31,37 @@ from .trace import Mark, Trace
 
 #: pelvis height in the world: teleop poses are logged in the pelvis frame
 PELVIS_Z = 0.793
-#: per hand joint (profile suffix): (open, closed) targets of the right hand; the left
-#: hand mirrors them (its finger ranges are the right's, negated)
-RIGHT_HAND_SHAPE: dict[str, tuple[float, float]] = {
-    "thumb_0": (0.0, 0.0),
-    "thumb_1": (0.724, -1.05),
-    "thumb_2": (0.0, -0.6),
-    "middle_0": (0.0, 1.5708),
-    "middle_1": (0.0, 1.745),
-    "index_0": (0.0, 1.5708),
-    "index_1": (0.0, 1.745),
+#: per grip, per hand joint (profile suffix): (open, closed) targets of the right hand;
+#: the left hand mirrors them (its finger ranges are the right's, negated). ``pinch``:
+#: thumb pre-shaped back, closing against index and middle (a small object between them);
+#: ``flat``: thumb folded flush with the palm, fingers pressing (squeezing a big box
+#: between two palms)
+GRIPS: dict[str, dict[str, tuple[float, float]]] = {
+    "pinch": {"thumb_0": (0.0, 0.0), "thumb_1": (0.724, -1.05), "thumb_2": (0.0, -0.6),
+              "middle_0": (0.0, 1.5708), "middle_1": (0.0, 1.745),
+              "index_0": (0.0, 1.5708), "index_1": (0.0, 1.745)},
+    "flat": {"thumb_0": (0.0, 0.0), "thumb_1": (-1.05, -1.05), "thumb_2": (-1.3, -1.3),
+             "middle_0": (0.0, 0.5), "middle_1": (0.0, 0.3),
+             "index_0": (0.0, 0.5), "index_1": (0.0, 0.3)},
 }
+RIGHT_HAND_SHAPE = GRIPS["pinch"]
 
 Pose = tuple[np.ndarray, np.ndarray]
+#: mark kinds (``Mark.kind``): the recorder's event kinds, in lower case
+SUBTASK = EventKind.SUBTASK.name.lower()
+INTERVENTION = EventKind.INTERVENTION.name.lower()
 
 
-def hand_targets(side: str, closure: float) -> dict[str, float]:
+def hand_targets(side: str, closure: float, grip: str = "pinch") -> dict[str, float]:
     """Finger joint targets (MuJoCo joint name -> rad) of one hand at a closure from 0
-    (open, thumb pre-shaped) to 1 (closed)."""
+    (open) to 1 (closed) in one of :data:`GRIPS`."""
+    try:
+        shape = GRIPS[grip]
+    except KeyError:
+        raise SimError(f"unknown grip {grip!r}; grips: {', '.join(GRIPS)}") from None
     c = float(np.clip(closure, 0.0, 1.0))
     sign = 1.0 if side == "right" else -1.0
-    return {f"{side}_hand_{j}_joint": sign * (o + c * (cl - o))
-            for j, (o, cl) in RIGHT_HAND_SHAPE.items()}
+    return {f"{side}_hand_{j}_joint": sign * (o + c * (cl - o)) for j, (o, cl) in shape.items()}
 
 
 def slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
@@ -75,14 +87,22 @@ def min_jerk(t: float) -> float:
 class Executor:
     """Drives the arms and hands of a scene through IK and physics and logs the trace.
 
-    ``control_dt`` is the IK period (a multiple of the physics step). Palm targets start at
-    the scene's current palm poses, the hands open. Every physics step appends one row to
-    ``ctrl`` and ``teleop``.
+    ``control_dt`` is the IK period (a multiple of the physics step); ``grip`` the hand
+    shape (one of :data:`GRIPS`, the task's ``grip``). ``strict``: a target the arm cannot
+    reach raises :class:`sim.ik.Unreachable` at the end of its move; otherwise the arm
+    gets as close as it can, as a teleoperation rig's IK does, and physics decides. Palm
+    targets start at the scene's current palm poses, the hands open. Every physics step
+    appends one row to ``ctrl`` and ``teleop``.
     """
 
-    def __init__(self, scene: Scene, ik: HandIK, *, control_dt: float = 0.01) -> None:
+    def __init__(self, scene: Scene, ik: HandIK, *, control_dt: float = 0.01,
+                 grip: str = "pinch", strict: bool = True) -> None:
+        if grip not in GRIPS:
+            raise SimError(f"unknown grip {grip!r}; grips: {', '.join(GRIPS)}")
         self.scene = scene
         self.ik = ik
+        self.grip = grip
+        self.strict = strict
         self.substeps = max(1, round(control_dt / scene.dt))
         self._q = scene.ctrl()
         self.targets: dict[str, Pose] = {s: scene.palm_pose(s) for s in SIDES}
@@ -101,7 +121,7 @@ class Executor:
         return len(self._ctrl)
 
     def _apply_hand(self, side: str, closure: float) -> None:
-        self._q[self._hand_idx[side]] = list(hand_targets(side, closure).values())
+        self._q[self._hand_idx[side]] = list(hand_targets(side, closure, self.grip).values())
 
     def _teleop_row(self, targets: Mapping[str, Pose]) -> np.ndarray:
         row = np.empty((2, 7))
@@ -116,7 +136,7 @@ class Executor:
         """Move the palms of ``targets`` (side -> world position, quaternion w x y z) from
         the current targets to these along a minimum-jerk path in ``duration_s``, and the
         hands of ``hands`` (side -> closure 0..1) linearly to their closure. Raises
-        :class:`sim.ik.Unreachable` when IK cannot follow."""
+        :class:`sim.ik.Unreachable` when IK cannot follow (if ``strict``)."""
         bad = (set(targets) | set(hands or {})) - set(SIDES)
         if bad:
             raise SimError(f"move: unknown sides {sorted(bad)}; sides: {', '.join(SIDES)}")
@@ -134,7 +154,7 @@ class Executor:
                 cur[s] = (p0 + a * (p1 - p0), slerp(q0, q1, a))
             if goal:
                 self._q = self.ik.solve({s: cur[s] for s in goal}, self._q, max_iters=8,
-                                        check=k == ticks)
+                                        check=self.strict and k == ticks)
             self.targets = cur
             row = self._teleop_row(cur)
             for i in range(self.substeps):
@@ -153,33 +173,65 @@ class Executor:
         """Keep the current targets for ``duration_s`` (physics keeps running)."""
         self.move({}, duration_s)
 
-    def mark(self, label: str, kind: str = "subtask") -> None:
+    def mark(self, label: str, kind: str = SUBTASK) -> None:
         """An operator's mark at the current step (a subtask boundary by default)."""
         self.marks.append(Mark(self.step_count, kind, label))
 
-    def trace(self, task: str, seed: int, layout: Layout, outcome: Any,
+    def trace(self, task: str, seed: int, layout: Layout, outcome: Outcome,
               provenance: dict[str, Any] | None = None) -> Trace:
-        """The trace of everything executed so far; ``outcome`` is a
-        :class:`sim.tasks.Outcome` (``success``, ``failed_subtask``, ``reason``)."""
+        """The trace of everything executed so far, with the task's verdict (``success``,
+        ``failed_subtask``, ``reason``) and the provenance to record."""
         n = len(self._ctrl)
         ctrl = np.array(self._ctrl) if n else np.empty((0, len(self.scene.joint_names)))
         teleop = np.array(self._teleop) if n else np.empty((0, 2, 7))
         return Trace(task=task, seed=seed, layout=layout, ctrl=ctrl, teleop=teleop,
-                     marks=list(self.marks), success=bool(outcome.success),
-                     failed_subtask=str(outcome.failed_subtask), reason=str(outcome.reason),
+                     marks=list(self.marks), success=outcome.success,
+                     failed_subtask=outcome.failed_subtask, reason=outcome.reason,
                      provenance=dict(provenance or {}))
 
 
 @dataclass(frozen=True, slots=True)
 class OperatorStyle:
-    """How an operator plays: speed (1 = nominal), noise on targets (m), chance of a pause
-    at each phase and its length, chance of a regrasp."""
+    """How an operator plays: speed (1 = nominal), noise on every target (m), a depth
+    misjudgement of objects along the line of sight (x, m, the same for the whole
+    attempt), chance of a pause at each phase and its length, chance of tidying a grasp
+    (open, back off, retry), how firmly the palms squeeze a box (m past its faces), and at
+    what closure of the hand the lift starts."""
 
     speed: float = 1.0
     noise_m: float = 0.006
+    depth_bias_m: float = 0.0
     pause_p: float = 0.25
     pause_s: tuple[float, float] = (0.2, 0.8)
     regrasp_p: float = 0.1
+    squeeze_m: float = 0.012
+    #: hand closure (0..1) at which the lift starts; the hand closes the rest on the way up
+    lift_at: float = 1.0
+    #: drawn from the novices of the pool (for the record; the numbers above say how)
+    novice: bool = False
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, novice_p: float = 0.3) -> OperatorStyle:
+        """An operator drawn at random from a pool of teleoperators: trained ones, and with
+        probability ``novice_p`` a novice (shakier, misjudges depth more, squeezes less
+        evenly)."""
+        novice = bool(rng.random() < novice_p)
+        k = 2.5 if novice else 1.0
+        return cls(speed=float(rng.uniform(0.75, 1.35)),
+                   noise_m=float(rng.uniform(0.003, 0.010) * k),
+                   depth_bias_m=float(rng.normal(0.0, 0.008 * k)),
+                   pause_p=float(rng.uniform(0.1, 0.4)),
+                   regrasp_p=0.1,
+                   squeeze_m=float(rng.uniform(-0.012 * k, 0.015)),
+                   lift_at=float(min(1.0, rng.uniform(0.4, 1.3))),
+                   novice=novice)
+
+    def as_dict(self) -> dict[str, float | bool | list[float]]:
+        """JSON-able, for the trace's provenance."""
+        return {"speed": self.speed, "noise_m": self.noise_m,
+                "depth_bias_m": self.depth_bias_m, "pause_p": self.pause_p,
+                "pause_s": list(self.pause_s), "regrasp_p": self.regrasp_p,
+                "squeeze_m": self.squeeze_m, "lift_at": self.lift_at, "novice": self.novice}
 
 
 def yaw_quat(yaw: float) -> np.ndarray:
@@ -205,20 +257,22 @@ def _grasp_yaw(quat: np.ndarray, half: tuple[float, float, float]) -> float:
 GRASP_BACK_M = 0.035
 #: palm face to palm site along the palm normal
 PALM_FACE_M = 0.015
+#: in the flat grip the folded thumb's base stands out of the palm: it meets the box here
+FLAT_FACE_M = 0.04
 #: palm site above the table when the fingers grasp near the table (middle finger clear)
 GRASP_Z_M = 0.046
 
 
-def side_grasp(scene: Scene, obj: str, side: str, *, along: float = 0.0) -> Pose:
+def side_grasp(scene: Scene, obj: str, side: str) -> Pose:
     """The palm pose of a side grasp of ``obj`` by ``side``: palm to the midline against
-    the object's outer face (``along`` shifts the palm along the object's y axis, towards
-    the midline when positive), fingers forward around its front, low on the object."""
+    the object's outer face, fingers forward around its front, low on the object (as low
+    as the fingers clear the table when it rests there)."""
     spec = scene.layout.object(obj)
     pos, quat = scene.object_pose(obj)
     hx, hy, hz = spec.half_size
     yaw = _grasp_yaw(quat, spec.half_size)
     sign = -1.0 if side == "right" else 1.0   # the right hand grasps the -y face
-    local = np.array([-GRASP_BACK_M, sign * (hy + PALM_FACE_M - along), 0.0])
+    local = np.array([-GRASP_BACK_M, sign * (hy + PALM_FACE_M), 0.0])
     c, sn = np.cos(yaw), np.sin(yaw)
     world = pos + np.array([c * local[0] - sn * local[1], sn * local[0] + c * local[1], 0.0])
     world[2] = max(pos[2] - hz + GRASP_Z_M, pos[2] - hz + 0.02)
@@ -245,29 +299,35 @@ class _Operator:
         self.layout = layout
         self.seed = seed
         self.rng = np.random.default_rng(seed)
-        if style is None:
-            style = OperatorStyle(speed=float(self.rng.uniform(0.75, 1.3)),
-                                  noise_m=float(self.rng.uniform(0.003, 0.009)),
-                                  pause_p=float(self.rng.uniform(0.1, 0.4)),
-                                  regrasp_p=0.1)
-        self.style = style
+        self.style = OperatorStyle.draw(self.rng) if style is None else style
         self.scene = Scene(layout)
         self.ik = HandIK(self.scene)
-        self.ex = Executor(self.scene, self.ik)
+        # the operator's rig never refuses a pose: out of reach, the arm stops short
+        self.ex = Executor(self.scene, self.ik, grip=task.grip, strict=False)
         self.failure: Outcome | None = None
         self.regrasps = 0
 
     # -- the human touch ------------------------------------------------------------------
     def noisy(self, pose: Pose, scale: float = 1.0) -> Pose:
+        """A target as this operator hits it: jitter, and the depth misjudgement."""
         n = self.rng.normal(0.0, self.style.noise_m * scale, 3)
+        n[0] += self.style.depth_bias_m
         return pose[0] + n, pose[1]
 
     def dur(self, nominal_s: float) -> float:
+        """How long this operator takes for a motion of nominal length."""
         return float(nominal_s / self.style.speed * self.rng.uniform(0.85, 1.15))
 
     def maybe_pause(self) -> None:
+        """Now and then the operator hesitates."""
         if self.rng.random() < self.style.pause_p:
             self.ex.hold(float(self.rng.uniform(*self.style.pause_s)))
+
+    def above_table(self, pose: Pose) -> Pose:
+        """The operator feels the table: a palm target no lower than a grasp next to it."""
+        pos = pose[0].copy()
+        pos[2] = max(pos[2], self.layout.table_height + GRASP_Z_M)
+        return pos, pose[1]
 
     def move(self, targets: Mapping[str, Pose], nominal_s: float,
              hands: Mapping[str, float] | None = None) -> None:
@@ -278,22 +338,25 @@ class _Operator:
             self.failure = outcome
 
     # -- shared phases ----------------------------------------------------------------------
-    def grasp(self, side: str, obj: str, *, along: float = 0.0, tries: int = 2) -> bool:
+    def grasp(self, side: str, obj: str, *, tries: int = 2) -> bool:
         """Approach, pre-grasp, close, lift a little and check that the object came along;
         on a miss (or, now and then, an untidy grasp) open, back off and try again."""
         for attempt in range(tries):
-            target = self.noisy(side_grasp(self.scene, obj, side, along=along))
+            target = self.above_table(self.noisy(side_grasp(self.scene, obj, side)))
             pre = offset(target, (-0.05, 0.05, 0.04), side=side)
             self.move({side: pre}, 1.0)
             self.maybe_pause()
             self.move({side: target}, 0.6)
-            self.move({}, 0.7, hands={side: 1.0})
-            self.ex.hold(0.1)
+            # an impatient operator starts lifting before the hand has closed
+            early = self.style.lift_at
+            self.move({}, 0.7 * early, hands={side: early})
+            if early >= 1.0:
+                self.ex.hold(0.1)
             untidy = attempt + 1 < tries and self.rng.random() < self.style.regrasp_p
             if not untidy:
                 self.ex.mark("grasp")
                 lift = offset(self.ex.targets[side], (0.0, 0.0, 0.06), side=side)
-                self.move({side: lift}, 0.6)
+                self.move({side: lift}, 0.6, hands={side: 1.0})
                 held = lifted_by(obj, side, 0.03)(self.scene)
                 if held[0]:
                     return True
@@ -302,7 +365,7 @@ class _Operator:
                     return False
             # regrasp: open, back off, look again
             self.regrasps += 1
-            self.ex.mark("regrasp", kind="intervention")
+            self.ex.mark("regrasp", kind=INTERVENTION)
             self.move({}, 0.4, hands={side: 0.0})
             back = offset(self.ex.targets[side], (-0.05, 0.04, 0.05), side=side)
             self.move({side: back}, 0.6)
@@ -310,6 +373,8 @@ class _Operator:
         return False
 
     def finish(self) -> Outcome:
+        """Hold the end state, then judge it; an earlier subtask's failure takes
+        precedence when the end state fails too."""
         self.ex.hold(self.task.hold_s)
         final = self.task.check(self.scene)
         if self.failure is not None and not final.success:
@@ -321,7 +386,8 @@ class _Operator:
         if not self.grasp("right", "cube"):
             return self.finish()
         b = self.layout.bin
-        assert b is not None
+        if b is None:
+            raise SimError(f"task {self.task.name!r}: the layout has no bin to place in")
         above = self.scene.layout.table_height + b.wall_height + 0.12
         drop = offset((np.array([b.xy[0], b.xy[1], above]), self.ex.targets["right"][1]),
                       (-GRASP_BACK_M, PALM_FACE_M + 0.015, 0.0), side="right")
@@ -354,20 +420,26 @@ class _Operator:
         self.move({"right": offset(self.ex.targets["right"], (-0.03, 0.06, -0.03),
                                    side="right")}, 0.7)
         self.ex.mark("handover")
+        # the left hand takes the bar away to its side
+        self.move({"left": offset(self.ex.targets["left"], (-0.02, 0.05, 0.03),
+                                  side="left")}, 0.7)
         return self.finish()
 
     def grasp_in_air(self, side: str, obj: str) -> bool:
-        """Take an object another hand holds: pre-grasp beside it, close on it."""
+        """Take an object another hand holds: pre-grasp beside it, look again (it may have
+        moved in the other hand), close on it."""
         target = self.noisy(side_grasp(self.scene, obj, side))
-        pos, quat = target
-        spec = self.layout.object(obj)
-        target = (np.array([pos[0], pos[1], self.scene.object_pose(obj)[0][2] -
-                            spec.half_size[2] + GRASP_Z_M]), quat)
-        target = self.noisy(target, 0.5)
         self.move({side: offset(target, (-0.04, 0.06, 0.03), side=side)}, 1.2)
         self.maybe_pause()
-        self.move({side: target}, 0.6)
-        self.move({}, 0.7, hands={side: 1.0})
+        # a trained operator looks again on the way in; a novice often goes by the first look
+        relook = not self.style.novice or self.rng.random() < 0.5
+        if relook:
+            target = self.noisy(side_grasp(self.scene, obj, side), 0.5)
+        self.move({side: offset(target, (0.0, 0.03, 0.0), side=side)}, 0.4)
+        if relook:
+            target = self.noisy(side_grasp(self.scene, obj, side), 0.3)
+        self.move({side: target}, 0.3)
+        self.move({}, 0.6, hands={side: 1.0})
         self.ex.hold(0.15)
         return True
 
@@ -378,23 +450,30 @@ class _Operator:
         yaw = _grasp_yaw(quat, spec.half_size)
         targets: dict[str, Pose] = {}
         for side, sign in (("left", 1.0), ("right", -1.0)):
-            local = (-hx + 0.03, sign * (hy + PALM_FACE_M - 0.012), 0.0)
+            local = (-hx + 0.01, sign * (hy + FLAT_FACE_M - self.style.squeeze_m), 0.0)
             c, s = np.cos(yaw), np.sin(yaw)
             p = pos + np.array([c * local[0] - s * local[1], s * local[0] + c * local[1], 0.0])
-            targets[side] = self.noisy((p, yaw_quat(yaw)))
+            targets[side] = self.above_table(self.noisy((p, yaw_quat(yaw))))
         pre = {side: offset(t, (-0.02, 0.06, 0.03), side=side) for side, t in targets.items()}
         self.move(pre, 1.2)
         self.maybe_pause()
         self.move({side: offset(t, (0, 0.03, 0), side=side) for side, t in targets.items()},
                   0.6)
-        self.move(targets, 0.5, hands={"left": 0.6, "right": 0.6})
+        self.move(targets, 0.5, hands={"left": 1.0, "right": 1.0})
         self.ex.hold(0.2)
         self.ex.mark("grasp")
         self.fail(self.task.subtask_outcome(self.scene, "grasp"))
-        up = {side: offset(self.ex.targets[side], (0, 0, 0.10), side=side) for side in SIDES}
+        # the two hands do not rise as one: each drifts on its own (apart, out of level)
+        up = {side: self.noisy(offset(self.ex.targets[side], (0, 0, 0.10), side=side), 1.5)
+              for side in SIDES}
         self.move(up, 1.0)
         self.ex.mark("lift")
         return self.finish()
+
+
+_SCRIPTS: dict[str, Callable[[_Operator], Outcome]] = {
+    "pick_place": _Operator.pick_place, "handover": _Operator.handover,
+    "bimanual_lift": _Operator.bimanual_lift}
 
 
 def run_expert(task: str, layout: Layout, seed: int,
@@ -404,25 +483,78 @@ def run_expert(task: str, layout: Layout, seed: int,
     ``style`` None draws the operator's speed, noise and habits from the seed."""
     t = get_task(task)
     op = _Operator(t, layout, seed, style)
+    script = _SCRIPTS.get(t.name)
+    if script is None:
+        raise SimError(f"the simulated operator has no script for task {t.name!r}; "
+                       f"scripts: {', '.join(_SCRIPTS)}")
     try:
-        outcome = getattr(op, t.name)()
+        outcome = script(op)
     except Unreachable as exc:
         outcome = Outcome(False, _current_subtask(t, op.ex.marks), f"IK: {exc}")
-    provenance = {"operator": {"speed": op.style.speed, "noise_m": op.style.noise_m,
-                               "pause_p": op.style.pause_p, "regrasp_p": op.style.regrasp_p,
-                               "regrasps": op.regrasps}}
+    provenance = {"operator": {**op.style.as_dict(), "regrasps": op.regrasps}}
     op.scene.close()
     return op.ex.trace(task, seed, layout, outcome, provenance)
 
 
 def _current_subtask(task: Task, marks: list[Mark]) -> str:
-    done = {m.label for m in marks if m.kind == "subtask"}
+    done = {m.label for m in marks if m.kind == SUBTASK}
     for s in task.subtasks:
         if s.name not in done:
             return s.name
     return task.subtasks[-1].name
 
 
-__all__ = ["PELVIS_Z", "RIGHT_HAND_SHAPE", "Pose", "hand_targets", "slerp", "min_jerk",
-           "Executor", "OperatorStyle", "Unreachable", "yaw_quat", "side_grasp", "offset",
-           "GRASP_BACK_M", "PALM_FACE_M", "GRASP_Z_M", "run_expert"]
+def success_rates(tasks: list[str], seeds: range) -> dict[str, dict[str, Any]]:
+    """Run the operator on each task's default layout for each seed: success rate, CPU
+    seconds and simulated seconds per attempt, attempts with a regrasp, failures by
+    subtask and predicate."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in tasks:
+        layout = get_task(name).default_layout()
+        ok = regrasped = 0
+        cpu = sim_s = 0.0
+        failures: dict[str, int] = {}
+        for seed in seeds:
+            t0 = time.process_time()
+            tr = run_expert(name, layout, seed)
+            cpu += time.process_time() - t0
+            sim_s += tr.duration_s
+            ok += tr.success
+            regrasped += tr.provenance["operator"]["regrasps"] > 0
+            if not tr.success:
+                key = f"{tr.failed_subtask}: {tr.reason.split(' (')[0][:70]}"
+                failures[key] = failures.get(key, 0) + 1
+        n = max(1, len(seeds))
+        out[name] = {"attempts": len(seeds), "success_rate": ok / n,
+                     "cpu_s_per_attempt": round(cpu / n, 3),
+                     "sim_s_per_attempt": round(sim_s / n, 2),
+                     "with_regrasp": regrasped, "failures": failures}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sim.expert [--task T ...] [--seeds N] [--first S]``: the operator's
+    success rates on the default layouts, one JSON object."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m sim.expert", description=main.__doc__)
+    ap.add_argument("--task", action="append", help="task (repeatable; default: all)")
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--first", type=int, default=0, help="first seed")
+    args = ap.parse_args(argv)
+    from .tasks import TASKS
+
+    tasks = args.task or list(TASKS)
+    print(json.dumps(success_rates(tasks, range(args.first, args.first + args.seeds))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["PELVIS_Z", "SUBTASK", "INTERVENTION", "GRIPS", "RIGHT_HAND_SHAPE", "Pose",
+           "hand_targets", "slerp", "min_jerk", "Executor", "OperatorStyle", "Unreachable",
+           "yaw_quat", "side_grasp", "offset", "GRASP_BACK_M", "PALM_FACE_M", "FLAT_FACE_M",
+           "GRASP_Z_M", "run_expert", "success_rates", "main"]

@@ -33,7 +33,7 @@ NOMINAL_ARM = {"left": (0.2, 0.2, 0.0, 0.3, 0.0, 0.0, 0.0),
                "right": (0.2, -0.2, 0.0, 0.3, 0.0, 0.0, 0.0)}
 #: bodies whose subtree makes up a hand for collision avoidance (wrist and fingers)
 _HAND_ROOT = "{side}_wrist_roll_link"
-_FOREARM = "{side}_elbow_link"
+_ARM_LINKS = ("{side}_elbow_link", "{side}_shoulder_yaw_link")
 
 
 class Unreachable(SimError):
@@ -58,15 +58,17 @@ class HandIK:
     """Palm-pose IK for a scene's G1 (arm joints only; legs, waist and fingers held).
 
     ``tolerance_m`` is the position error above which :meth:`solve` raises
-    :class:`Unreachable`; ``max_iters`` bounds the QP iterations of one call. Successive
-    calls start from the previous solution, as a teleoperation loop does.
+    :class:`Unreachable`; ``max_iters`` bounds the QP iterations of one call and
+    ``max_step_rad`` each joint's move per iteration (small steps keep the collision
+    constraints valid; a far target takes more iterations). Successive calls start from
+    the previous solution, as a teleoperation loop does.
     """
 
-    def __init__(self, scene: Scene, *, tolerance_m: float = 0.01, max_iters: int = 60,
+    def __init__(self, scene: Scene, *, tolerance_m: float = 0.01, max_iters: int = 200,
                  position_cost: float = 1.0, orientation_cost: float = 0.2,
                  posture_cost: float = 5e-3, collision_margin_m: float = 0.01,
                  table_margin_m: float = 0.005,
-                 solver: str = "daqp") -> None:
+                 max_step_rad: float = 0.03, solver: str = "daqp") -> None:
         self.scene = scene
         self.tolerance_m = tolerance_m
         self.max_iters = max_iters
@@ -91,8 +93,12 @@ class HandIK:
                 lo, hi = m.joint(jn).range
                 nominal[m.joint(jn).qposadr[0]] = np.clip(v, lo, hi)
         self.posture_task.set_target(nominal)
+        # a bound on each iteration's step keeps the linearized collision constraints
+        # valid (one long step could pass a hand through the table or the other hand)
         self.limits: list[mink.Limit] = [
             mink.ConfigurationLimit(m),
+            mink.VelocityLimit(m, {m.joint(j).name: max_step_rad / self.dt
+                                   for j in range(m.njnt)}),
         ]
         world_pairs, body_pairs = _collision_pairs(m)
         # the fingers pass close to the table and the bin when they grasp: a small margin
@@ -181,9 +187,24 @@ class HandIK:
         return float(np.linalg.norm(self._palm(side)[0] - np.asarray(target)))
 
 
+_MODELS: dict[tuple[object, ...], mujoco.MjModel] = {}
+
+
 def _robot_only_model(scene: Scene) -> mujoco.MjModel:
-    """The scene's spec without objects and with only the 14 arm joints left."""
-    spec = build_spec(replace(scene.layout, objects=()))
+    """The scene's spec without objects and with only the 14 arm joints left; compiled
+    once per obstacle layout (table and bin) in a process (the model is only read)."""
+    lay = scene.layout
+    key = (lay.table_height, lay.table_xy, lay.table_half, lay.bin)
+    model = _MODELS.get(key)
+    if model is None:
+        if len(_MODELS) >= 64:
+            _MODELS.clear()
+        model = _MODELS[key] = _compile_robot_only(scene)
+    return model
+
+
+def _compile_robot_only(scene: Scene) -> mujoco.MjModel:
+    spec = build_spec(replace(scene.layout, objects=(), camera_offsets={}), light_visuals=False)
     keep = {n for side in SIDES for n in arm_joint_names(side)}
     for element in [*spec.actuators, *spec.sensors, *spec.excludes, *spec.equalities]:
         spec.delete(element)
@@ -221,15 +242,20 @@ def _has_body(m: mujoco.MjModel, name: str) -> bool:
 
 def _collision_pairs(m: mujoco.MjModel) -> tuple[list[tuple[list[int], list[int]]],
                                                   list[tuple[list[int], list[int]]]]:
-    """Hands (wrist and fingers) and forearms vs table and bin; the same vs torso and
-    pelvis, and the two hands vs each other."""
+    """Hands (wrist and fingers), forearms and upper arms vs table and bin; the same vs
+    torso and pelvis, and the two wrists and palms vs each other."""
     hands = {s: _subtree_geoms(m, _HAND_ROOT.format(side=s)) for s in SIDES}
-    arms = {s: hands[s] + _body_geoms(m, (_FOREARM.format(side=s),)) for s in SIDES}
+    arms = {s: hands[s] + _body_geoms(m, tuple(b.format(side=s) for b in _ARM_LINKS))
+            for s in SIDES}
     world = [m.geom("table_top").id] + [g for g in range(m.ngeom)
                                         if m.geom(g).name.startswith("bin_")]
     body = _body_geoms(m, ("torso_link", "pelvis"))
     world_pairs = [(arms[s], world) for s in SIDES]
-    body_pairs = [(arms[s], body) for s in SIDES] + [(hands["left"], hands["right"])]
+    # the fingers of the IK model stay at zero (the thumb straight out to the midline),
+    # not in the grip they have: the hands keep apart palm to palm only
+    palms = {s: _body_geoms(m, tuple(f"{s}_wrist_{j}_link" for j in ("roll", "pitch", "yaw")))
+             for s in SIDES}
+    body_pairs = [(arms[s], body) for s in SIDES] + [(palms["left"], palms["right"])]
     return world_pairs, body_pairs
 
 

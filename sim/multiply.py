@@ -17,12 +17,15 @@ the palm poses of the segment are carried over to the new scene by
 where ``T_obj_src`` is the object's pose in the source at the segment's start and
 ``T_obj_new`` the object's pose in the new scene when the segment starts (so a segment
 relative to an object that the robot carries, or that an earlier segment moved, uses
-where it actually is). Between segments the palm is interpolated from where it is to the
-first transformed pose; the segment is then executed through IK and the position
-controllers in physics (``sim.expert.Executor``), the hands closing as they closed in the
-source. Bimanual segments take both arms from the same source demonstration
-(DexMimicGen), so the two hands stay coordinated. The task's predicates decide success;
-a failed attempt names the subtask and the predicate.
+where it actually is). The arm is bridged from where it is to the segment's first
+waypoint (MimicGen's interpolation steps) and, by default, the carry-over itself is blended
+from the previous segment's transform into this one's along the approach, so that the arm
+leaves by the source's own path and is on the object's before the hand closes or opens.
+The segment is executed through IK and the position controllers in physics
+(``sim.expert.Executor``), the hands closing as they closed in the source. Bimanual
+segments take both arms from the same source demonstration (DexMimicGen), so the two
+hands stay coordinated. The task's predicates decide success; a failed attempt names the
+subtask and the predicate.
 
 Conventions: poses are (position, quaternion w, x, y, z) or 4x4 homogeneous matrices;
 a SUBTASK mark labelled with a subtask's name ends that subtask (MimicGen's subtask
@@ -32,7 +35,6 @@ termination signal); the last subtask runs to the end of the episode.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,12 +48,15 @@ from curation.decode import JOINT_STATE, TF_MESSAGE, StreamData, decode_channel
 from curation.ingest import FileRecord, event_name
 from curation.mcapread import McapContent, read_mcap
 from curation.segment import Segment, detect_marks
-from recorder.contract import EPISODE_EVENT_TYPE, EPISODE_METADATA, EVENTS_TOPIC, EventKind
+from recorder.contract import EPISODE_EVENT_TYPE, EVENTS_TOPIC, EventKind
 from recorder.errors import RecorderError
 from recorder.types import schema_store
 
 from .errors import SimError
-from .scenes import PALM_OFFSET, SIDES, Layout
+from .expert import Executor
+from .ik import HandIK, Unreachable
+from .scenes import PALM_OFFSET, SIDES, Layout, Scene
+from .tasks import Outcome, Subtask, Task, get_task
 from .trace import Trace
 
 # -- SE(3) -----------------------------------------------------------------------------
@@ -224,6 +229,7 @@ class SourceSegment:
 
     @property
     def duration_s(self) -> float:
+        """The segment's length in seconds."""
         return (self.end_ns - self.start_ns) / 1e9
 
 
@@ -270,16 +276,15 @@ class SourceDemo:
         return out
 
     def segment(self, subtask: str) -> SourceSegment:
+        """The segment of ``subtask``; SimError naming the file when there is none."""
         for s in self.segments:
             if s.subtask == subtask:
                 return s
         raise SimError(f"{self.path}: source has no segment for subtask {subtask!r}")
 
 
-def _resolve_task(task: str | Any) -> Any:
-    if isinstance(task, str):
-        return importlib.import_module("sim.tasks").get_task(task)
-    return task
+def _resolve_task(task: str | Task) -> Task:
+    return get_task(task) if isinstance(task, str) else task
 
 
 #: palm frames on /tf, in order of preference; the wrist-yaw link is used with the palm
@@ -534,7 +539,7 @@ def _find_frame(tree: _TfTree, patterns: Sequence[str], **names: str) -> str | N
     return None
 
 
-def load_source(path: str | Path, task: str | Any) -> SourceDemo:
+def load_source(path: str | Path, task: str | Task) -> SourceDemo:
     """Read one source episode (an MCAP file from the simulator or from a real rig) for
     ``task`` (a name or a ``sim.tasks.Task``).
 
@@ -617,14 +622,13 @@ def load_source(path: str | Path, task: str | Any) -> SourceDemo:
     if end_ns <= start_ns:
         raise SimError(f"{p}: the episode's /tf poses span no time between its start and "
                        f"stop events")
-    md = content.metadata.get(EPISODE_METADATA, {})
-    segments = _segments(p, t, events, streams, start_ns, end_ns, md)
+    segments = _segments(p, t, events, streams, start_ns, end_ns)
     return SourceDemo(str(p), sha, t.name, reference, start_ns, end_ns, palms, tracks,
                       closure, segments, frames, targets)
 
 
-def _segments(path: Path, task: Any, events: list[dict[str, Any]], streams: list[StreamData],
-              start_ns: int, end_ns: int, md: dict[str, str]) -> tuple[SourceSegment, ...]:
+def _segments(path: Path, task: Task, events: list[dict[str, Any]], streams: list[StreamData],
+              start_ns: int, end_ns: int) -> tuple[SourceSegment, ...]:
     subtasks = list(task.subtasks)
     marks = [e for e in events if e["kind"] == event_name(EventKind.SUBTASK)
              and start_ns <= e["time_ns"] <= end_ns]
@@ -666,7 +670,7 @@ def _segments(path: Path, task: Any, events: list[dict[str, Any]], streams: list
     return tuple(out)
 
 
-def _segment_by_hands(path: Path, subtasks: list[Any], streams: list[StreamData],
+def _segment_by_hands(path: Path, subtasks: list[Subtask], streams: list[StreamData],
                       start_ns: int, end_ns: int) -> list[tuple[int, str]]:
     """Subtask ends from curation's grasp and release detection on each arm's fingers:
     a subtask ends at the first grasp or release of one of its arms after the previous
@@ -723,10 +727,10 @@ class MultiplyOptions:
       ``generate_attempt``), which saves the rest of a failed attempt.
     - ``ik_tolerance_m``: how far IK may leave a palm from its waypoint before the
       waypoint counts as missed (a squeeze puts the targets inside the object, the
-      collision limits hold a hand off the table); ``max_misses``: missed waypoints in a
-      row (each is skipped) before the attempt fails.
-    - ``settle_s``: the hold before the final check when the task names none (its
-      ``hold_s``)."""
+      collision limits hold a hand off the table), and ``approach_tolerance_m`` while it
+      moves in free space (bridges and approaches, before the hand closes or opens: the
+      arm does its best and catches up, as a teleoperated arm does); ``max_misses``:
+      missed waypoints in a row (each is skipped) before the attempt fails."""
 
     rate_hz: float = 100.0
     interpolation_steps: int = 5
@@ -739,11 +743,11 @@ class MultiplyOptions:
     nn_k: int = 3
     symmetric_objects: bool = True
     check_subtasks: bool = True
-    settle_s: float = 0.5
     max_misses: int = 10
     eef: str = "palms"
     blend: bool = True
     ik_tolerance_m: float = 0.03
+    approach_tolerance_m: float = 0.08
 
     def __post_init__(self) -> None:
         if self.rate_hz <= 0 or self.interpolation_steps < 0 or self.fixed_steps < 0:
@@ -784,14 +788,20 @@ def symmetric_pose(obj_new: np.ndarray, obj_src: np.ndarray, half_size: Sequence
 
 
 def select_source(sources: Sequence[SourceDemo], first_object: np.ndarray,
-                  rng: np.random.Generator, options: MultiplyOptions) -> int:
-    """The index of the source demonstration to use (seeded by ``rng``)."""
+                  rng: np.random.Generator, options: MultiplyOptions,
+                  pelvis: np.ndarray | None = None) -> int:
+    """The index of the source demonstration to use (seeded by ``rng``): at random, or
+    (``nearest``) at random among the ``nn_k`` sources whose first segment's object
+    started nearest ``first_object`` (its world pose in the new scene; ``pelvis``, the
+    scene's pelvis pose, places sources recorded relative to the pelvis)."""
     if options.selection == "random" or len(sources) == 1:
         return int(rng.integers(len(sources)))
     dists = []
     for s in sources:
         seg = s.segments[0]
         src = s.objects[seg.object].at(seg.start_ns)[0]
+        if s.frame == PELVIS_FRAME and pelvis is not None:
+            src = pelvis @ src
         dists.append(float(np.linalg.norm(src[:3, 3] - first_object[:3, 3])))
     order = np.argsort(dists, kind="stable")[: max(1, options.nn_k)]
     return int(order[int(rng.integers(len(order)))])
@@ -822,6 +832,38 @@ def bridge_steps(start: np.ndarray, end: np.ndarray, options: MultiplyOptions) -
 
 
 @dataclass(frozen=True, slots=True)
+class TrackedArm:
+    """What a ``track`` arm's waypoints are made of while the segment runs: waypoint ``i``
+    (from ``first`` + 1 on) is the source pose ``src[i - first]`` carried by the object's
+    pose now times the source object's inverse at that time, blended from ``previous``
+    by ``weights`` (all world poses, (k, 4, 4))."""
+
+    src: np.ndarray
+    obj_src: np.ndarray
+    weights: np.ndarray
+    previous: np.ndarray
+    first: int
+    half_size: tuple[float, ...] | None = None
+
+    def waypoint(self, i: int, obj_now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The world pose of waypoint ``i`` with the object at ``obj_now``, and the
+        carry-over transform it used."""
+        j = min(i - self.first, len(self.src) - 1)
+        if self.half_size is not None:
+            obj_now = symmetric_pose(obj_now, self.obj_src[j], self.half_size)[0]
+        transform = object_transform(self.obj_src[j], obj_now)
+        pose = blend_poses(self.previous @ self.src[j:j + 1], transform @ self.src[j:j + 1],
+                           self.weights[j:j + 1])[0]
+        return pose, transform
+
+    def carried(self, i: int, transform: np.ndarray) -> np.ndarray:
+        """Waypoint ``i`` carried by a fixed ``transform`` (the one the hand closed with)."""
+        j = min(i - self.first, len(self.src) - 1)
+        out: np.ndarray = transform @ self.src[j]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedSegment:
     """One segment carried onto the new scene: per arm its waypoints (k, 4, 4) in the
     world and hand closures (k,), ``bridge`` of them interpolated (then ``fixed`` held)
@@ -836,8 +878,24 @@ class PlannedSegment:
     obj_src: np.ndarray
     obj_new: np.ndarray
     symmetry_turn: float
-    #: per arm, the source waypoint from which the carry-over is this segment's own
+    #: per arm, the source waypoint where the approach ends (the hand starts to close or
+    #: open, or comes nearest the object): the blend is done there, and the waypoints
+    #: before it (and the bridge) are free-space motion
     blend_end: dict[str, int] = field(default_factory=dict)
+    #: per arm, how its poses are carried over: ``object`` (by the object's pose at the
+    #: segment's start), ``robot`` (kept where the source had them relative to the robot:
+    #: the arm that holds the object another arm takes) or ``track`` (relative to the
+    #: object where it is at each waypoint: the arm that takes it)
+    modes: dict[str, str] = field(default_factory=dict)
+    #: the ``track`` arms' source poses, computed into waypoints while the segment runs
+    track: dict[str, TrackedArm] = field(default_factory=dict)
+    object: str = ""
+
+    @property
+    def free_waypoints(self) -> int:
+        """Waypoints from the start that move in free space (bridge, held steps and the
+        approach of every arm)."""
+        return self.bridge + self.fixed + min(self.blend_end.values(), default=0)
 
 
 def blend_weights(dist: np.ndarray, closure: np.ndarray, *, threshold: float = 0.05
@@ -872,7 +930,8 @@ def plan_segment(demo: SourceDemo, seg: SourceSegment, to_world: np.ndarray,
                  obj_new: np.ndarray, current: dict[str, np.ndarray],
                  current_closure: dict[str, float], options: MultiplyOptions,
                  rng: np.random.Generator, half_size: Sequence[float] | None = None,
-                 previous: dict[str, np.ndarray] | None = None) -> PlannedSegment:
+                 previous: dict[str, np.ndarray] | None = None,
+                 holding: Sequence[str] = ()) -> PlannedSegment:
     """The waypoints of one segment in the new scene: the source palm poses of
     ``seg`` (resampled at ``options.rate_hz``), mapped to the world by ``to_world`` (the
     demonstration's reference frame in the scene), carried by
@@ -883,7 +942,15 @@ def plan_segment(demo: SourceDemo, seg: SourceSegment, to_world: np.ndarray,
     turns into this segment's along the approach (``blend_weights``): the arm leaves from
     where it is, by the source's own path, and is on the transformed path before it nears
     the object. Without, the bridge interpolates straight to the first transformed pose
-    (MimicGen)."""
+    (MimicGen).
+
+    ``holding``: the arms that hold the segment's object as it starts. In a segment where
+    one arm holds the object and another comes to take it (a handover), the holding arm
+    keeps its source poses relative to the robot (where the source presented the object,
+    a place both arms reached) and the taking arm tracks the object (``TrackedArm``): its
+    poses are relative to the object where it is at each waypoint, as they were to the
+    source object at that time, until its hand starts to close; from there the transform
+    it closed with is kept (a hand that holds on does not chase the object)."""
     n = max(2, int(round(seg.duration_s * options.rate_hz)) + 1)
     times = np.linspace(seg.start_ns, seg.end_ns, n).astype(np.int64)
     obj_src = to_world @ demo.objects[seg.object].at(seg.start_ns)[0]
@@ -893,13 +960,22 @@ def plan_segment(demo: SourceDemo, seg: SourceSegment, to_world: np.ndarray,
     transform = object_transform(obj_src, obj_new)
     src = {a: to_world @ demo.eef(a, options.eef).at(times) for a in seg.arms}
     eef = {a: transform @ src[a] for a in seg.arms}
-    ramp = {a: 0 for a in seg.arms}
     closure = {a: demo.closure_at(a, times) for a in seg.arms}
-    if options.blend and previous is not None:
-        for a in seg.arms:
-            w = blend_weights(np.linalg.norm(src[a][:, :3, 3] - obj_src[:3, 3], axis=1),
-                              closure[a])
-            ramp[a] = int(np.argmax(w >= 1.0))
+    modes = {a: "object" for a in seg.arms}
+    holders = [a for a in seg.arms if a in holding]
+    if holders and len(holders) < len(seg.arms):
+        modes = {a: "robot" if a in holders else "track" for a in seg.arms}
+    obj_track = to_world @ demo.objects[seg.object].at(times) if "track" in modes.values() \
+        else None
+    ramp, weights = {}, {}
+    for a in seg.arms:
+        w = blend_weights(np.linalg.norm(src[a][:, :3, 3] - obj_src[:3, 3], axis=1),
+                          closure[a])
+        ramp[a] = int(np.argmax(w >= 1.0))
+        weights[a] = w if options.blend and previous is not None else np.ones(len(w))
+        if modes[a] == "robot":
+            eef[a] = src[a].copy()
+        if options.blend and previous is not None:
             eef[a] = blend_poses(previous.get(a, np.eye(4)) @ src[a], eef[a], w)
     bridge = max(bridge_steps(current[a], eef[a][0], options) for a in seg.arms)
     waypoints, closures = {}, {}
@@ -914,11 +990,20 @@ def plan_segment(demo: SourceDemo, seg: SourceSegment, to_world: np.ndarray,
         waypoints[a] = np.concatenate([b, held, body[1:]])
         closures[a] = np.concatenate([bc, np.full(options.fixed_steps, closure[a][0]),
                                       closure[a][1:]])
+    track = {}
+    if obj_track is not None:
+        for a in seg.arms:
+            if modes[a] == "track":
+                prev = previous.get(a, np.eye(4)) if previous is not None else np.eye(4)
+                track[a] = TrackedArm(src[a], obj_track, weights[a], prev,
+                                      bridge + options.fixed_steps - 1,
+                                      tuple(half_size) if options.symmetric_objects and
+                                      half_size is not None else None)
     return PlannedSegment(seg.subtask, waypoints, closures, bridge, options.fixed_steps,
-                          transform, obj_src, obj_new, turn, ramp)
+                          transform, obj_src, obj_new, turn, ramp, modes, track, seg.object)
 
 
-def _scene_object_pose(scene: Any, name: str) -> np.ndarray:
+def _scene_object_pose(scene: Scene, name: str) -> np.ndarray:
     pos, quat = scene.body_pose(name)
     return pose_matrix(pos, quat)
 
@@ -932,7 +1017,7 @@ def _half_size(layout: Layout, name: str) -> tuple[float, ...] | None:
     return None
 
 
-def _to_world(scene: Any, demo: SourceDemo) -> np.ndarray:
+def _to_world(scene: Scene, demo: SourceDemo) -> np.ndarray:
     if demo.frame == PELVIS_FRAME:
         return _scene_object_pose(scene, PELVIS_FRAME)
     return np.eye(4)
@@ -942,7 +1027,7 @@ def _list(m: np.ndarray) -> list[list[float]]:
     return [[float(x) for x in row] for row in np.asarray(m)]
 
 
-def generate_attempt(sources: Sequence[SourceDemo], task: str | Any, layout: Layout,
+def generate_attempt(sources: Sequence[SourceDemo], task: str | Task, layout: Layout,
                      seed: int, options: MultiplyOptions | None = None) -> Trace:
     """One multiplied demonstration attempt in a scene built from ``layout``.
 
@@ -953,9 +1038,15 @@ def generate_attempt(sources: Sequence[SourceDemo], task: str | Any, layout: Lay
     predicate failed; ``trace.provenance`` holds the source file (path, sha256), each
     segment's source times and transform, the seed, the task and the options.
 
+    One source serves the whole attempt, so the arms of a bimanual segment move as they
+    moved together in it (DexMimicGen). An arm whose hand ends a segment closed on a free
+    object holds it; a later segment on that object in which another arm takes it is
+    planned as a handover (``plan_segment``'s ``holding``).
+
     A subtask's predicate is checked from the end of its segment on: one that does not
     hold there yet (a grasp marked before the lift) must hold before the next segment
-    ends, else the attempt stops there, naming that subtask and its predicate."""
+    ends, else the attempt stops there, naming that subtask and its predicate. The same
+    sources, task, layout, seed and options give the same trace, step by step."""
     if not sources:
         raise SimError("multiply: no source demonstrations given")
     opts = options or MultiplyOptions()
@@ -963,42 +1054,50 @@ def generate_attempt(sources: Sequence[SourceDemo], task: str | Any, layout: Lay
     for s in sources:
         if s.task != t.name:
             raise SimError(f"{s.path}: source was loaded for task {s.task}, not {t.name}")
-    scenes = importlib.import_module("sim.scenes")
-    ik_mod = importlib.import_module("sim.ik")
-    expert = importlib.import_module("sim.expert")
     rng = np.random.default_rng(seed)
-    scene = scenes.Scene(layout)
+    scene = Scene(layout)
     try:
-        executor = expert.Executor(scene, ik_mod.HandIK(scene, tolerance_m=opts.ik_tolerance_m))
+        executor = Executor(scene, HandIK(scene, tolerance_m=opts.ik_tolerance_m))
         first = t.subtasks[0]
-        pick = select_source(sources, _scene_object_pose(scene, first.object), rng, opts)
+        pick = select_source(sources, _scene_object_pose(scene, first.object), rng, opts,
+                             _scene_object_pose(scene, PELVIS_FRAME))
         demo = sources[pick]
         to_world = _to_world(scene, demo)
+        layout_objects = {o.name for o in layout.objects}
         closure_now: dict[str, float] = {side: 0.0 for side in SIDES}
         records: list[dict[str, Any]] = []
         outcome = None
         pending: list[str] = []  # subtasks whose predicate has not held since their end
         previous: dict[str, np.ndarray] = {side: np.eye(4) for side in SIDES}
+        holding: dict[str, str] = {}  # arm -> the object its hand closed on
         for sub in t.subtasks:
             seg = demo.segment(sub.name)
             current = {side: pose_matrix(*executor.targets[side]) for side in SIDES}
             plan = plan_segment(demo, seg, to_world, _scene_object_pose(scene, seg.object),
                                 current, closure_now, opts, rng,
-                                _half_size(layout, seg.object), previous)
+                                _half_size(layout, seg.object), previous,
+                                [a for a in seg.arms if holding.get(a) == seg.object])
             start_step = int(executor.step_count)
             late = list(pending)
-            failure = _execute(executor, plan, opts, t, scene, pending)
+            live: dict[str, np.ndarray] = {}
+            failure = _execute(executor, plan, opts, t, scene, pending, live)
             records.append({
                 "subtask": sub.name, "object": seg.object, "arms": list(seg.arms),
                 "source_start_ns": seg.start_ns, "source_end_ns": seg.end_ns,
                 "boundary": seg.boundary, "transform": _list(plan.transform),
                 "object_source": _list(plan.obj_src), "object_new": _list(plan.obj_new),
                 "symmetry_turn_rad": plan.symmetry_turn, "bridge_waypoints": plan.bridge,
-                "blend_waypoints": dict(plan.blend_end),
+                "blend_waypoints": dict(plan.blend_end), "modes": dict(plan.modes),
+                "tracked_transforms": {a: _list(m) for a, m in live.items()},
                 "start_step": start_step, "end_step": int(executor.step_count)})
             for a in seg.arms:
                 closure_now[a] = float(plan.closure[a][-1])
-                previous[a] = plan.transform
+                previous[a] = live.get(a, np.eye(4) if plan.modes[a] == "robot"
+                                       else plan.transform)
+                if closure_now[a] > HELD_CLOSURE and seg.object in layout_objects:
+                    holding[a] = seg.object
+                elif closure_now[a] <= HELD_CLOSURE:
+                    holding.pop(a, None)
             if failure:
                 outcome = _outcome(sub.name, failure)
                 break
@@ -1014,7 +1113,7 @@ def generate_attempt(sources: Sequence[SourceDemo], task: str | Any, layout: Lay
                 if sub is not t.subtasks[-1] and not t.check_subtask(scene, sub.name):
                     pending.append(sub.name)
         if outcome is None:
-            executor.hold(float(getattr(t, "hold_s", opts.settle_s)))
+            executor.hold(t.hold_s)
             outcome = t.check(scene)
             if not outcome.success and pending:
                 why = t.subtask_outcome(scene, pending[0]).reason
@@ -1032,49 +1131,67 @@ def generate_attempt(sources: Sequence[SourceDemo], task: str | Any, layout: Lay
         scene.close()
 
 
-def _outcome(subtask: str, reason: str) -> Any:
-    tasks = importlib.import_module("sim.tasks")
-    return tasks.Outcome(False, subtask, reason)
+def _outcome(subtask: str, reason: str) -> Outcome:
+    return Outcome(False, subtask, reason)
 
 
+#: a hand closed at least this far at a segment's end holds the segment's object
+HELD_CLOSURE = 0.5
 #: waypoints between checks of the predicates still pending during a segment
 _CHECK_EVERY = 10
 
 
-def _execute(executor: Any, plan: PlannedSegment, opts: MultiplyOptions, task: Any,
-             scene: Any, pending: list[str]) -> str:
+def _execute(executor: Executor, plan: PlannedSegment, opts: MultiplyOptions, task: Task,
+             scene: Scene, pending: list[str], live: dict[str, np.ndarray]) -> str:
     """Run a planned segment waypoint by waypoint; the reason it stopped, "" if it ran.
-    A waypoint IK cannot reach is skipped (the arm goes on to the next); ``max_misses``
+    ``track`` arms get their waypoints from the object's pose as it runs (the transform
+    they used when their hand started to close goes into ``live``). A waypoint IK cannot
+    reach is skipped (the arm goes on to the next); ``max_misses``
     in a row, or a missed last waypoint, end the attempt. Pending predicates are checked
     every few waypoints and dropped once they hold."""
-    ik_mod = importlib.import_module("sim.ik")
     dt = 1.0 / opts.rate_hz
     arms = list(plan.waypoints)
     k = len(plan.waypoints[arms[0]])
     misses = 0
-    for i in range(k):
-        targets = {a: matrix_pose(plan.waypoints[a][i]) for a in arms}
-        hands = {a: float(plan.closure[a][i]) for a in arms}
-        try:
-            executor.move(targets, dt, hands=hands)
-            misses = 0
-        except ik_mod.Unreachable as exc:
-            misses += 1
-            if misses > opts.max_misses or i == k - 1:
-                return f"IK: {exc} (waypoint {i + 1} of {k})"
-        if pending and i % _CHECK_EVERY == 0:
-            pending[:] = [n for n in pending if not task.check_subtask(scene, n)]
+    ik = executor.ik
+    strict = ik.tolerance_m
+    try:
+        for i in range(k):
+            ik.tolerance_m = opts.approach_tolerance_m if i < plan.free_waypoints else strict
+            poses = {a: plan.waypoints[a][i] for a in arms}
+            for a, tracked in plan.track.items():
+                if i <= tracked.first:
+                    continue
+                if a in live:  # the hand has closed: no chasing the object from here
+                    poses[a] = tracked.carried(i, live[a])
+                    continue
+                poses[a], transform = tracked.waypoint(i, _scene_object_pose(scene, plan.object))
+                if i - tracked.first >= max(plan.blend_end[a], 1):
+                    live[a] = transform  # the carry-over when the hand starts to close
+            targets = {a: matrix_pose(p) for a, p in poses.items()}
+            hands = {a: float(plan.closure[a][i]) for a in arms}
+            try:
+                executor.move(targets, dt, hands=hands)
+                misses = 0
+            except Unreachable as exc:
+                misses += 1
+                if misses > opts.max_misses or i == k - 1:
+                    return f"IK: {exc} (waypoint {i + 1} of {k})"
+            if pending and i % _CHECK_EVERY == 0:
+                pending[:] = [n for n in pending if not task.check_subtask(scene, n)]
+    finally:
+        ik.tolerance_m = strict
     if pending:
         pending[:] = [n for n in pending if not task.check_subtask(scene, n)]
     return ""
 
 
 __all__ = [
-    "FINGER_JOINTS", "MultiplyOptions", "OBJECT_FRAMES", "PALM_FRAMES", "PELVIS_FRAME",
-    "PlannedSegment", "PoseTrack", "SourceDemo", "SourceSegment", "WRIST_FRAME", "bridge_steps",
-    "generate_attempt", "hand_closure", "interpolate_poses",
-    "invert", "load_source", "mat_to_quat", "matrix_pose", "object_transform",
-    "plan_segment", "pose_matrix", "blend_poses", "blend_weights", "quat_to_mat",
-    "rotation_angle", "select_source",
-    "slerp", "symmetric_pose", "transform_segment",
+    "FINGER_JOINTS", "HELD_CLOSURE", "MultiplyOptions", "OBJECT_FRAMES", "PALM_FRAMES",
+    "PELVIS_FRAME", "PlannedSegment", "PoseTrack", "SourceDemo", "SourceSegment",
+    "TrackedArm", "WRIST_FRAME", "blend_poses", "blend_weights", "bridge_steps",
+    "generate_attempt", "hand_closure", "interpolate_poses", "invert", "load_source",
+    "mat_to_quat", "matrix_pose", "object_transform", "plan_segment", "pose_matrix",
+    "quat_to_mat", "rotation_angle", "select_source", "slerp", "symmetric_pose",
+    "transform_segment",
 ]

@@ -40,8 +40,8 @@ class ObjectRandomization:
     """How the task's objects vary: centre and yaw jitter, size, mass and friction scales,
     colour jitter."""
 
-    xy_jitter_m: float = 0.04
-    yaw_jitter_rad: float = 0.6
+    xy_jitter_m: float = 0.03
+    yaw_jitter_rad: float = 0.4
     size_scale: Range = (0.9, 1.1)
     mass_scale: Range = (0.8, 1.2)
     friction_scale: Range = (0.8, 1.2)
@@ -85,10 +85,13 @@ class SensorNoise:
     joint_position_std_rad: float = 0.0005
     joint_velocity_std_rad_s: float = 0.005
     joint_effort_std_nm: float = 0.05
+    imu_orientation_std_rad: float = 0.001
     imu_gyro_std_rad_s: float = 0.002
     imu_accel_std_m_s2: float = 0.02
     mocap_position_std_m: float = 0.001
     mocap_rotation_std_rad: float = 0.005
+    teleop_position_std_m: float = 0.0005
+    teleop_rotation_std_rad: float = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +106,7 @@ class LatencyRandomization:
     teleop_ms: Range = (5.0, 15.0)
     tf_ms: Range = (2.0, 5.0)
     mocap_ms: Range = (8.0, 20.0)
-    camera_ms: Range = (20.0, 40.0)
+    camera_ms: Range = (5.0, 15.0)
     jitter_ms: float = 0.3
 
 
@@ -345,11 +348,9 @@ def _rng(task: str, seed: int, part: str, *key: int) -> np.random.Generator:
 
 
 def _default_layout(task: str) -> Layout:
-    import importlib
+    from .tasks import get_task
 
-    tasks = importlib.import_module("sim.tasks")  # imported when drawing, not at import
-    layout: Layout = tasks.get_task(task).default_layout()
-    return layout
+    return get_task(task).default_layout()
 
 
 def draw(task: str, seed: int, config: RandomizationConfig | None = None, *,
@@ -363,24 +364,33 @@ def draw(task: str, seed: int, config: RandomizationConfig | None = None, *,
     def rng(part: str) -> np.random.Generator:
         return _rng(task, seed, part)
 
-    oc, g = cfg.objects, rng("objects")
-    objects = []
-    for o in base.objects:
-        dx, dy = g.uniform(-oc.xy_jitter_m, oc.xy_jitter_m, 2)
-        yaw = float(g.uniform(-oc.yaw_jitter_rad, oc.yaw_jitter_rad))
-        size = float(g.uniform(*oc.size_scale))
-        mass = float(g.uniform(*oc.mass_scale))
-        friction = float(g.uniform(*oc.friction_scale))
-        colour = g.uniform(-oc.colour_jitter, oc.colour_jitter, 3)
-        objects.append(replace(
-            o, xy=(o.xy[0] + float(dx), o.xy[1] + float(dy)), yaw=o.yaw + yaw,
-            half_size=tuple(h * size for h in o.half_size),  # type: ignore[arg-type]
-            mass=o.mass * mass, friction=o.friction * friction,
-            rgba=_jitter_rgba(o.rgba, colour)))
     bin_spec = base.bin
     if bin_spec is not None:
         dx, dy = rng("bin").uniform(-cfg.bin.xy_jitter_m, cfg.bin.xy_jitter_m, 2)
         bin_spec = replace(bin_spec, xy=(bin_spec.xy[0] + float(dx), bin_spec.xy[1] + float(dy)))
+    oc, g = cfg.objects, rng("objects")
+    objects: list[ObjectSpec] = []
+    for o in base.objects:
+        size = float(g.uniform(*oc.size_scale))
+        mass = float(g.uniform(*oc.mass_scale))
+        friction = float(g.uniform(*oc.friction_scale))
+        colour = g.uniform(-oc.colour_jitter, oc.colour_jitter, 3)
+        new = replace(o, half_size=tuple(h * size for h in o.half_size),  # type: ignore[arg-type]
+                      mass=o.mass * mass, friction=o.friction * friction,
+                      rgba=_jitter_rgba(o.rgba, colour))
+        # where it goes: drawn again while it would overlap what its default place does not
+        # (another object, the bin) or leave the table
+        for _ in range(_PLACE_TRIES):
+            dx, dy = g.uniform(-oc.xy_jitter_m, oc.xy_jitter_m, 2)
+            yaw = float(g.uniform(-oc.yaw_jitter_rad, oc.yaw_jitter_rad))
+            placed = replace(new, xy=(o.xy[0] + float(dx), o.xy[1] + float(dy)), yaw=o.yaw + yaw)
+            if _fits(placed, o, objects, base, bin_spec):
+                break
+        else:
+            raise SimError(f"task {task!r}, seed {seed}: no place for object {o.name!r} within "
+                           f"+-{oc.xy_jitter_m} m of its default that keeps it on the table "
+                           "and clear of the others; lower objects.xy_jitter_m")
+        objects.append(placed)
     g = rng("lighting")
     lx, ly = g.uniform(-cfg.lighting.direction_jitter, cfg.lighting.direction_jitter, 2)
     light_dir = (base.light_dir[0] + float(lx), base.light_dir[1] + float(ly), base.light_dir[2])
@@ -401,6 +411,41 @@ def draw(task: str, seed: int, config: RandomizationConfig | None = None, *,
     return Draw(task=task, seed=seed, layout=new_layout, sensor_noise=cfg.sensor_noise,
                 latency_ms=latency, latency_jitter_ms=lc.jitter_ms,
                 action_noise_rad=cfg.action_noise.std_rad)
+
+
+_PLACE_TRIES = 100
+
+
+def _radius(o: ObjectSpec) -> float:
+    return float(np.hypot(o.half_size[0], o.half_size[1]))
+
+
+def _clear_of_bin(o: ObjectSpec, b: BinSpec | None) -> bool:
+    if b is None:
+        return True
+    outer = (b.half_size[0] + b.wall, b.half_size[1] + b.wall)
+    r = _radius(o)
+    return abs(o.xy[0] - b.xy[0]) > outer[0] + r or abs(o.xy[1] - b.xy[1]) > outer[1] + r
+
+
+def _fits(o: ObjectSpec, default: ObjectSpec, placed: list[ObjectSpec], base: Layout,
+          bin_spec: BinSpec | None) -> bool:
+    """Whether ``o`` stays on the table and clear of the objects already placed and of the
+    bin, wherever its default place (``default``) was clear of them."""
+    r = _radius(o)
+    (tx, ty), (hx, hy) = base.table_xy, base.table_half
+    if abs(o.xy[0] - tx) > hx - r or abs(o.xy[1] - ty) > hy - r:
+        return False
+    if _clear_of_bin(default, base.bin) and not _clear_of_bin(o, bin_spec):
+        return False
+    defaults = {d.name: d for d in base.objects}
+    for p in placed:
+        d = defaults[p.name]
+        was_clear = np.hypot(default.xy[0] - d.xy[0], default.xy[1] - d.xy[1]) > \
+            _radius(default) + _radius(d)
+        if was_clear and np.hypot(o.xy[0] - p.xy[0], o.xy[1] - p.xy[1]) <= r + _radius(p):
+            return False
+    return True
 
 
 def _jitter_rgba(rgba: tuple[float, float, float, float],

@@ -22,14 +22,19 @@ import numpy as np
 
 from .assets import g1_with_hands_xml
 from .errors import SimError
+from .meshes import lighten_visuals
 
 #: cameras of the humanoid profile: name -> (body, position in the body, xyaxes)
 CAMERAS: dict[str, tuple[str, tuple[float, float, float], tuple[float, ...]]] = {
     # on the head, looking forward and 50 degrees down at the table
     "head": ("torso_link", (0.08, 0.0, 0.46), (0.0, -1.0, 0.0, 0.766, 0.0, 0.643)),
-    # behind each palm, looking along the fingers
-    "left_wrist": ("left_wrist_yaw_link", (0.02, 0.0, 0.06), (0.0, -1.0, 0.0, 0.5, 0.0, 0.866)),
-    "right_wrist": ("right_wrist_yaw_link", (0.02, 0.0, 0.06), (0.0, -1.0, 0.0, 0.5, 0.0, 0.866)),
+    # above each palm, on its inner side, looking along the fingers and 45 degrees down
+    # at what the hand holds (the palm faces the midline: +y of the right wrist, -y of the
+    # left)
+    "left_wrist": ("left_wrist_yaw_link", (0.06, -0.03, 0.08),
+                   (0.0, -1.0, 0.0, 0.707, 0.0, 0.707)),
+    "right_wrist": ("right_wrist_yaw_link", (0.06, 0.03, 0.08),
+                    (0.0, -1.0, 0.0, 0.707, 0.0, 0.707)),
 }
 SIDES = ("left", "right")
 #: the palm: a site on the wrist-yaw link, at the centre of the palm geom
@@ -106,14 +111,22 @@ def _rot_xyaxes(xyaxes: tuple[float, ...], rpy: tuple[float, ...]) -> list[float
     return [*(rot @ x), *(rot @ y)]
 
 
-def build_spec(layout: Layout) -> mujoco.MjSpec:
+def build_spec(layout: Layout, *, light_visuals: bool = True) -> mujoco.MjSpec:
     """The scene as an ``MjSpec``: G1 with hands, pelvis fixed, table, objects, bin,
-    palm sites and cameras."""
+    palm sites and cameras. ``light_visuals``: the visual geoms draw decimated copies of
+    their meshes (``sim.meshes``; frames render several times faster on the CPU, the
+    physics is the same bit for bit)."""
     spec = mujoco.MjSpec.from_file(str(g1_with_hands_xml()))
+    if light_visuals:
+        lighten_visuals(spec, g1_with_hands_xml().parent / "assets")
     spec.delete(spec.joint("floating_base_joint"))
     for key in list(spec.keys):
         spec.delete(key)
     spec.option.timestep = 0.002
+    # grasping: elliptic friction cones and a high impedance ratio keep a pinched object
+    # from creeping out of the fingers (MuJoCo's advice for manipulation)
+    spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    spec.option.impratio = 10.0
     vis = spec.visual
     vis.quality.offsamples = 0
     vis.quality.shadowsize = 0

@@ -18,7 +18,6 @@ what lets the recorder apply the stop. Without ``bind`` the source only yields m
 
 from __future__ import annotations
 
-import importlib
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
@@ -32,11 +31,13 @@ from recorder.profile import Profile
 from recorder.sources import RawMessage, register_source
 
 from .episode import (
+    HOLD_S,
     JPEG_QUALITY,
     NS,
     SIM_EPOCH_NS,
     SIM_OPERATOR,
     STEP_NS,
+    STOP_AFTER_S,
     add_metadata_on_close,
     attach_model_licence,
     failure_note,
@@ -49,10 +50,6 @@ from .randomize import RandomizationConfig, draw, load
 from .scenes import Layout
 from .trace import Trace
 
-#: the operator presses stop this long after the attempt's last command
-STOP_AFTER_S = 0.1
-#: the robot publishes this long after the attempt (the stop falls inside it)
-HOLD_S = 0.2
 #: time between the end of one episode's stream and the start of the next
 GAP_S = 1.0
 
@@ -70,9 +67,9 @@ def episode_seed(seed: int, index: int) -> int:
 
 def expert_runner(task: str, layout: Layout, seed: int) -> Trace:
     """The simulated operator (``sim.expert.run_expert``) doing ``task`` in ``layout``."""
-    expert = importlib.import_module("sim.expert")
-    trace: Trace = expert.run_expert(task, layout, seed)
-    return trace
+    from .expert import run_expert  # IK and mink: imported when the first attempt runs
+
+    return run_expert(task, layout, seed)
 
 
 class SimSource:
@@ -99,7 +96,8 @@ class SimSource:
         self.image_size, self.jpeg_quality = image_size, jpeg_quality
         self.runner: Runner = runner or expert_runner
         self.controller: Any = None
-        self.traces: list[Trace] = []   # the attempts recorded so far, in order
+        #: the episodes streamed so far: (seed, success, reason of a failure)
+        self.attempts: list[tuple[int, bool, str]] = []
         self._closed = False
 
     def bind(self, controller: Any) -> None:
@@ -130,7 +128,7 @@ class SimSource:
             if trace.layout != d.layout:
                 raise SimError(f"the attempt of task {self.task!r}, seed {seed} ran in "
                                "another layout than its draw")
-            self.traces.append(trace)
+            self.attempts.append((seed, trace.success, trace.reason))
             end = t0 + trace.steps * STEP_NS
             stop_at = end + round(STOP_AFTER_S * NS)
             marks = sorted(trace.marks, key=lambda m: m.step)
@@ -151,7 +149,7 @@ class SimSource:
                 last = msg.log_time
                 if not opened:
                     opened = True
-                    self._opened(t0)
+                    self._opened(msg.log_time)
             if not stopped:  # a hold too short to reach the stop: stop at the last message
                 self._finish(trace, d, marks[k:], t0)
             t0 = max(last, stop_at) + round(GAP_S * NS)
@@ -213,5 +211,5 @@ def register() -> None:
     register_source("sim", _factory)
 
 
-__all__ = ["GAP_S", "HOLD_S", "STOP_AFTER_S", "Runner", "SimSource", "episode_seed",
+__all__ = ["GAP_S", "Runner", "SimSource", "episode_seed",
            "expert_runner", "register"]

@@ -8,10 +8,10 @@ or both arms, with a predicate that holds at the segment's end:
 - ``pick_place``: the right hand picks a light box (4 x 4 x 6 cm, 50 g) and places it in the bin:
   ``grasp`` (the box is held by the right hand, lifted off the table), ``place`` (the box
   rests inside the bin, the hand has let go).
-- ``handover``: the right hand picks a bar (4 x 14 x 6 cm, 60 g) by one end, the left hand takes
+- ``handover``: the right hand picks a bar (4 x 12 x 6 cm, 40 g) by one end, the left hand takes
   it by the other: ``grasp`` (held by the right hand, lifted), ``handover`` (held by the left
   hand only, in the air).
-- ``bimanual_lift``: both hands squeeze a box (10 x 16 x 10 cm, 200 g) from its sides,
+- ``bimanual_lift``: both hands squeeze a box (13 x 16 x 10 cm, 400 g) from its sides,
   lift it above a height and hold it: ``grasp`` (both palms on it), ``lift`` (both still on
   it, its bottom ``lift_m`` above the table, not tilted); the operator holds it for
   ``hold_s`` before the check.
@@ -62,6 +62,9 @@ class Task:
     predicates: dict[str, Predicate] = field(repr=False)
     #: seconds the operator holds the final state before it is checked
     hold_s: float = 0.5
+    #: the hand shape the task is done with (``sim.expert.GRIPS``): ``pinch`` (thumb
+    #: against two fingers) or ``flat`` (thumb folded, palms squeezing)
+    grip: str = "pinch"
 
     def default_layout(self) -> Layout:
         """The layout the task is demonstrated in before any randomization."""
@@ -192,7 +195,7 @@ TABLE_HEIGHT = 0.80
 def _pick_place() -> Task:
     layout = Layout(
         objects=(ObjectSpec("cube", (0.35, -0.17), (0.02, 0.02, 0.03), mass=0.05),),
-        bin=BinSpec((0.36, 0.03), (0.06, 0.06), wall_height=0.04),
+        bin=BinSpec((0.36, 0.03), (0.045, 0.045), wall_height=0.04),
         table_height=TABLE_HEIGHT)
     return Task(
         "pick_place", "the right hand picks the cube and places it in the bin", layout,
@@ -202,7 +205,7 @@ def _pick_place() -> Task:
 
 def _handover() -> Task:
     layout = Layout(
-        objects=(ObjectSpec("bar", (0.35, -0.10), (0.02, 0.07, 0.03), mass=0.06,
+        objects=(ObjectSpec("bar", (0.35, -0.12), (0.02, 0.06, 0.03), mass=0.04,
                             rgba=(0.2, 0.6, 0.25, 1.0)),),
         table_height=TABLE_HEIGHT)
     return Task(
@@ -214,14 +217,15 @@ def _handover() -> Task:
 
 def _bimanual_lift() -> Task:
     layout = Layout(
-        objects=(ObjectSpec("box", (0.34, 0.0), (0.05, 0.08, 0.05), mass=0.2,
+        objects=(ObjectSpec("box", (0.33, 0.0), (0.065, 0.08, 0.05), mass=0.4, friction=0.7,
                             rgba=(0.85, 0.65, 0.2, 1.0)),),
         table_height=TABLE_HEIGHT)
     return Task(
         "bimanual_lift", "both hands squeeze the box from its sides, lift it and hold it",
         layout,
         (Subtask("grasp", "box", ("left", "right")), Subtask("lift", "box", ("left", "right"))),
-        {"grasp": squeezed("box", -0.01), "lift": squeezed("box", 0.06)}, hold_s=1.0)
+        {"grasp": squeezed("box", -0.01), "lift": squeezed("box", 0.06)}, hold_s=1.0,
+        grip="flat")
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (_pick_place(), _handover(), _bimanual_lift())}

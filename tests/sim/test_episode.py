@@ -24,6 +24,9 @@ from sim.episode import (
     PALM_FRAMES,
     STEP_NS,
     camera_topic,
+    episode_end_ns,
+    episode_messages,
+    provenance_record,
     relative_pose,
     render_episode,
     sim_profile,
@@ -37,7 +40,7 @@ from sim.trace import Mark, Trace
 T0 = 1_800_000_000 * 1_000_000_000
 LAYOUT = Layout(objects=(ObjectSpec("cube", (0.40, -0.15)),), bin=BinSpec((0.45, 0.15)))
 SMALL = (64, 48)
-STEPS = 250  # 0.5 s
+STEPS = 100  # 0.2 s
 
 
 def scripted_trace(layout: Layout = LAYOUT, steps: int = 500, *, seed: int = 0,
@@ -64,7 +67,7 @@ def scripted_trace(layout: Layout = LAYOUT, steps: int = 500, *, seed: int = 0,
     return Trace("pick_place", seed, layout, ctrl, teleop, marks, success=success,
                  failed_subtask="" if success else "lift",
                  reason="" if success else "cube below 0.75 m",
-                 provenance={"source": "scripted"})
+                 provenance={"origin": "scripted"})
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +98,10 @@ def with_cameras(trace: Trace, noisy: Draw) -> list[RawMessage]:
 
 
 def test_every_topic_comes_at_its_profile_rate(with_cameras: list[RawMessage]) -> None:
-    counts = Counter(m.topic for m in with_cameras)  # 250 steps = 0.5 s
-    want = {"/joint_states": 250, "/joint_commands": 250, "/imu": 250, "/tf": 50,
-            "/teleop/left_hand/pose": 45, "/teleop/right_hand/pose": 45,
-            GROUND_TRUTH_TOPIC: 50, **{camera_topic(c): 15 for c in CAMERAS}}
+    counts = Counter(m.topic for m in with_cameras)  # 100 steps = 0.2 s
+    want = {"/joint_states": 100, "/joint_commands": 100, "/imu": 100, "/tf": 20,
+            "/teleop/left_hand/pose": 18, "/teleop/right_hand/pose": 18,
+            GROUND_TRUTH_TOPIC: 20, **{camera_topic(c): 6 for c in CAMERAS}}
     assert dict(counts) == want
     assert EVENTS_TOPIC not in counts  # events are the session's
 
@@ -194,7 +197,7 @@ def test_joint_commands_carry_the_trace_ctrl_in_profile_order(trace: Trace) -> N
 def test_tf_holds_robot_links_and_mocap_objects_ground_truth_is_exact(
         with_cameras: list[RawMessage], noisy: Draw) -> None:
     topics = by_topic(with_cameras)
-    tf = deserialize(topics["/tf"][30].data, "tf2_msgs/msg/TFMessage")
+    tf = deserialize(topics["/tf"][15].data, "tf2_msgs/msg/TFMessage")
     children = {t.child_frame_id: t for t in tf.transforms}
     assert {"pelvis", "torso_link", *PALM_FRAMES.values(), "cube", "bin"} <= set(children)
     stamp = tf.transforms[0].header.stamp
@@ -228,7 +231,7 @@ def test_the_sim_profile_is_the_humanoid_profile_with_ground_truth() -> None:
 
 def test_a_malformed_trace_is_refused(trace: Trace, noisy: Draw) -> None:
     bad = Trace(**{**_fields(trace), "ctrl": trace.ctrl[:, :40]})
-    with pytest.raises(SimError, match=r"seed 0: ctrl has shape \(250, 40\)"):
+    with pytest.raises(SimError, match=r"seed 0: ctrl has shape \(100, 40\)"):
         next(render_episode(bad, noisy, t0_ns=T0))
     elsewhere = draw("pick_place", 9, layout=LAYOUT)
     with pytest.raises(SimError, match="executed in another layout than the draw of seed 9"):
@@ -251,20 +254,23 @@ def test_write_episode_records_events_marks_outcome_and_provenance(
         tmp_path: Path, trace: Trace) -> None:
     d = draw("pick_place", 4, layout=LAYOUT)
     session = Session(tmp_path / "s", sim_profile(cameras=False))
-    info = write_episode(session, trace, d, cameras=False, t0_ns=T0)  # 250 steps
+    info = write_episode(session, trace, d, cameras=False, t0_ns=T0)  # 100 steps
     assert info.outcome == "success" and info.task == "pick_place"
     assert not info.flagged, info.flags
     metadata, events, counts = read_episode(tmp_path / "s" / info.file)
     kinds = [(EventKind(e.kind).name, e.label) for e in events]  # type: ignore[attr-defined]
     assert kinds == [("START", ""), ("SUBTASK", "grasp"), ("SUBTASK", "lift"), ("STOP", "")]
     stamps = [e.header.stamp for e in events]  # type: ignore[attr-defined]
-    assert (stamps[1].nanosec, stamps[2].nanosec) == (62 * STEP_NS, 125 * STEP_NS)
+    assert (stamps[1].nanosec, stamps[2].nanosec) == (25 * STEP_NS, 50 * STEP_NS)
     assert events[-1].outcome == "success"  # type: ignore[attr-defined]
-    assert counts["/joint_states"] == 250 and counts[GROUND_TRUTH_TOPIC] == 50
+    # the attempt, then the robot holding its pose until the stop, 0.1 s later
+    assert STEPS + 48 <= counts["/joint_states"] <= STEPS + 50
+    assert 29 <= counts[GROUND_TRUTH_TOPIC] <= 30
     sim = metadata[SIM_METADATA]
     assert (sim["task"], sim["seed"], sim["success"]) == ("pick_place", "0", "true")
     assert Draw.from_dict(json.loads(sim["draw"])) == d
-    assert json.loads(sim["provenance"]) == {"source": "scripted"}
+    assert sim["origin"] == "scripted"  # the trace's own provenance, key by key
+    assert json.loads(sim["sources"]) == []
     assert sim["mujoco"] and sim["demofab"]
 
 
@@ -299,10 +305,76 @@ def test_a_trace_that_cannot_be_rendered_leaves_no_open_episode(
 def test_messages_rendered_elsewhere_are_written_as_they_are(tmp_path: Path) -> None:
     d = draw("pick_place", 2, layout=LAYOUT)
     trace = scripted_trace(d.layout, 60)
-    msgs = list(render_episode(trace, d, cameras=False, t0_ns=T0,
-                               profile=sim_profile(cameras=False)))
+    msgs = list(episode_messages(trace, d, cameras=False, t0_ns=T0,
+                                 profile=sim_profile(cameras=False)))
+    assert max(m.log_time for m in msgs) < episode_end_ns(trace, T0)
     session = Session(tmp_path / "s", sim_profile(cameras=False))
     info = write_episode(session, trace, d, cameras=False, t0_ns=T0, messages=msgs)
+    assert not info.flagged, info.flags
+    assert info.end_ns == episode_end_ns(trace, T0)
     content = read_mcap((tmp_path / "s" / info.file).read_bytes())
     ch = next(c for c in content.channels.values() if c.topic == "/joint_states")
     assert [bytes(x) for x in ch.data] == [m.data for m in msgs if m.topic == "/joint_states"]
+
+
+def test_a_multiplied_demo_names_its_source_episodes(tmp_path: Path) -> None:
+    from curation.cli import provenance_line
+
+    d = draw("pick_place", 2, layout=LAYOUT)
+    trace = scripted_trace(d.layout, 30)
+    source = {"path": "/data/real/episode_0002.mcap", "sha256": "ab" * 32}
+    trace.provenance = {"method": "mimicgen", "source": source,
+                        "segments": [{"subtask": "grasp", "transform": np.eye(4)}]}
+    record = provenance_record(trace, d)
+    assert json.loads(record["sources"]) == [source]
+    assert record["method"] == "mimicgen"
+    assert json.loads(record["segments"])[0]["transform"][0] == [1.0, 0.0, 0.0, 0.0]
+    assert record["task"] == "pick_place"  # the record's own keys are not overridden
+    row = {"kind": "sim", "sim": {k: json.loads(v) if v.startswith(("[", "{")) else v
+                                  for k, v in record.items()}}
+    assert provenance_line(row) == "sim seed 0 from episode_0002.mcap"
+
+
+@pytest.mark.parametrize(("velocities", "efforts"), [(True, True), (False, False)])
+def test_the_joint_state_template_writes_what_rosbags_writes(velocities: bool,
+                                                             efforts: bool) -> None:
+    from recorder.types import serialize, typestore
+
+    names = sim_profile().robot.joint_names
+    T = typestore().types
+    rng = np.random.default_rng(0)
+    from sim.episode import _Msgs
+
+    template = _Msgs().joint_state_template(names, velocities, efforts)
+    for stamp in (T0, T0 + 123_456_789, T0 + 2_000_000_001):
+        q, dq, tau = (rng.normal(size=43) for _ in range(3))
+        msg = T["sensor_msgs/msg/JointState"](
+            header=T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](
+                sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id=""),
+            name=names, position=q, velocity=dq if velocities else np.zeros(0),
+            effort=tau if efforts else np.zeros(0))
+        want = serialize(msg, "sensor_msgs/msg/JointState")
+        got = template.build(stamp, q, dq if velocities else None, tau if efforts else None)
+        assert got == want
+
+
+def joint_state_digest(seed: int) -> str:
+    """sha256 of an episode's /joint_states bytes and log times (run in a child process)."""
+    import hashlib
+
+    d = draw("pick_place", seed, layout=LAYOUT)
+    h = hashlib.sha256()
+    for m in render_episode(scripted_trace(d.layout, 80), d, cameras=False, t0_ns=T0):
+        if m.topic == "/joint_states":
+            h.update(m.data)
+            h.update(m.log_time.to_bytes(8, "little"))
+    return h.hexdigest()
+
+
+def test_another_process_records_the_same_joint_state_bytes() -> None:
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        theirs = pool.apply(joint_state_digest, (6,))
+    assert theirs == joint_state_digest(6)
+    assert joint_state_digest(7) != theirs

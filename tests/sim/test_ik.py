@@ -78,3 +78,25 @@ def test_bad_targets_are_refused(pick_place_scene: Scene) -> None:
         ik.solve({"middle": (np.zeros(3), FORWARD)})
     with pytest.raises(SimError, match="shape \\(3,\\); expected \\(43,\\)"):
         ik.solve({"left": (np.array([0.3, 0.1, 0.9]), FORWARD)}, np.zeros(3))
+
+
+def test_the_palms_keep_apart(pick_place_scene: Scene) -> None:
+    """Both palms sent to one point: IK reports it, and its best effort keeps the palms
+    (wrist and palm, not the fingers: those stay as the grip has them) from touching."""
+    scene = pick_place_scene
+    ik = HandIK(scene)
+    same = np.array([0.30, 0.0, 0.92])
+    with pytest.raises(Unreachable):
+        ik.solve({"left": (same, FORWARD), "right": (same, FORWARD)})
+    q = ik.solve({"left": (same, FORWARD), "right": (same, FORWARD)}, check=False)
+    scene.set_joint_positions(q)
+    gap = np.linalg.norm(scene.palm_pose("left")[0] - scene.palm_pose("right")[0])
+    assert gap > 0.03
+    assert not _bodies_touch(scene, "left_wrist_yaw_link", "right_wrist_yaw_link")
+
+
+def _bodies_touch(scene: Scene, a: str, b: str) -> bool:
+    m, d = scene.model, scene.data
+    ids = {m.body(a).id, m.body(b).id}
+    return any({int(m.geom_bodyid[c.geom1]), int(m.geom_bodyid[c.geom2])} == ids
+               for c in d.contact[:d.ncon])

@@ -6,22 +6,25 @@ segment in a new scene."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from curation.mcapread import read_mcap
 from recorder.contract import EventKind
-from recorder.profile import load_profile
+from recorder.profile import Profile, load_profile
 from recorder.session import Session
 from recorder.types import serialize, typestore
+from sim import episode, expert, randomize
 from sim.errors import SimError
 from sim.multiply import (
     MultiplyOptions,
     SourceDemo,
     blend_weights,
     bridge_steps,
+    generate_attempt,
     hand_closure,
     interpolate_poses,
     invert,
@@ -37,6 +40,9 @@ from sim.multiply import (
     symmetric_pose,
     transform_segment,
 )
+from sim.scenes import Scene
+from sim.tasks import get_task
+from sim.trace import Trace
 
 T0 = 1_700_000_000_000_000_000
 PELVIS_Z = 0.793
@@ -52,25 +58,7 @@ def random_pose(rng: np.random.Generator) -> np.ndarray:
     return pose_matrix(rng.uniform(-1, 1, 3), q / np.linalg.norm(q))
 
 
-@dataclass(frozen=True)
-class Sub:
-    """A subtask as ``sim.tasks.Subtask`` describes it."""
-
-    name: str
-    object: str
-    arms: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PickPlace:
-    """The pick-and-place task's subtask structure, as ``sim.tasks`` gives it."""
-
-    name: str = "pick_place"
-    subtasks: tuple[Sub, ...] = (Sub("grasp", "cube", ("right",)),
-                                 Sub("place", "bin", ("right",)))
-
-
-PICK_PLACE = PickPlace()
+PICK_PLACE = get_task("pick_place")
 #: source scene: cube and bin in the world, right palm path (world) and closure over time
 CUBE0 = pose_matrix(np.array([0.42, -0.14, 0.72]), yaw_quat(0.15))
 BIN0 = pose_matrix(np.array([0.45, 0.16, 0.70]), yaw_quat(0.0))
@@ -104,6 +92,52 @@ def source_motion(t: np.ndarray) -> dict[str, np.ndarray]:
         cube[i] = palm[i] @ invert(GRASP) if held else (CUBE0 if ti < 2.0 else cube[i - 1])
     return {"palm": palm, "cube": cube, "closure": closure}
 
+
+# the pick_place scene as a real rig would see it: the task's default layout, the palm
+# from the robot's rest pose through a side grasp (palm toward the midline, fingers
+# forward, 3 cm outside the cube's face, 1.6 cm above its centre) to a drop over the bin
+RIG_CUBE = pose_matrix(np.array([0.35, -0.17, 0.83]), yaw_quat(0.0))
+RIG_BIN = pose_matrix(np.array([0.36, 0.03, 0.80]), yaw_quat(0.0))
+RIG_GRASP = pose_matrix(np.array([-0.045, -0.03, 0.016]), yaw_quat(0.0))
+RIG_REST = pose_matrix(np.array([0.22, -0.20, 0.97]), yaw_quat(0.0))
+
+
+def _at(pose: np.ndarray, d: tuple[float, float, float]) -> np.ndarray:
+    out = pose.copy()
+    out[:3, 3] += d
+    return out
+
+
+def rig_motion(t: np.ndarray) -> dict[str, np.ndarray]:
+    """A teleoperated pick-and-place in the default layout, by keyframes (time s, world
+    palm pose, closure): pre-grasp, grasp, close, lift, carry, lower, open, retreat."""
+    from sim.multiply import blend_poses
+
+    grasp = RIG_CUBE @ RIG_GRASP
+    drop = pose_matrix(RIG_BIN[:3, 3] + [-0.045, -0.03, 0.12], yaw_quat(0.0))
+    keys = [(0.0, RIG_REST, 0.0), (1.0, _at(grasp, (-0.05, -0.05, 0.04)), 0.0),
+            (1.6, grasp, 0.0), (2.3, grasp, 1.0), (2.4, grasp, 1.0),
+            (3.0, _at(grasp, (0, 0, 0.06)), 1.0), (4.3, drop, 1.0),
+            (4.7, _at(drop, (0, 0, -0.02)), 1.0), (5.1, _at(drop, (0, 0, -0.02)), 0.0),
+            (5.7, _at(drop, (-0.04, -0.03, 0.05)), 0.0), (6.2, _at(drop, (-0.04, -0.03, 0.05)),
+                                                          0.0)]
+    kt = np.array([k[0] for k in keys])
+    j = np.clip(np.searchsorted(kt, t, "right") - 1, 0, len(keys) - 2)
+    a = np.clip((t - kt[j]) / (kt[j + 1] - kt[j]), 0, 1)
+    a = a * a * (3 - 2 * a)
+    palm = blend_poses(np.stack([keys[i][1] for i in j]), np.stack([keys[i + 1][1] for i in j]),
+                       a)
+    closure = np.array([keys[i][2] + ai * (keys[i + 1][2] - keys[i][2])
+                        for i, ai in zip(j, a, strict=True)])
+    held = (t >= 2.3) & (t < 5.1)
+    cube = np.where(held[:, None, None], palm @ invert(RIG_GRASP), RIG_CUBE)
+    after = t >= 5.1
+    if after.any():
+        cube[after] = cube[np.flatnonzero(after)[0] - 1]
+    return {"palm": palm, "cube": cube, "closure": closure, "bin": RIG_BIN}
+
+
+RIG_MARKS = ((2.4, "grasp"), (3.0, "lift"), (5.1, "release"), (5.7, "place"))
 
 FINGERS = ("index_0", "index_1", "middle_0", "middle_1")
 
@@ -152,7 +186,7 @@ def write_source(directory: Path, *, palm_frame: str = "right_hand_palm_link",
         if cube_frame:
             tfs.append(_tf("world", cube_frame, mv["cube"][i], stamp))
         if bin_frame:
-            tfs.append(_tf("world", bin_frame, BIN0, stamp))
+            tfs.append(_tf("world", bin_frame, mv.get("bin", BIN0), stamp))
         session.write("/tf", serialize(T["tf2_msgs/msg/TFMessage"](transforms=tfs),
                                        "tf2_msgs/msg/TFMessage"), stamp + 1_000_000)
         if teleop_offset is not None:
@@ -483,8 +517,217 @@ def test_a_blended_segment_leaves_from_the_previous_carry_over_and_arrives_exact
     np.testing.assert_allclose(invert(cube_new) @ wp[-1], GRASP, atol=1e-9)
 
 
+def _shifted(demo: SourceDemo, dx: float) -> SourceDemo:
+    """``demo`` with its cube (and everything) moved ``dx`` along x."""
+    from sim.multiply import PoseTrack
+
+    def moved(tr: PoseTrack) -> PoseTrack:
+        return PoseTrack(tr.times_ns, tr.pos + [dx, 0.0, 0.0], tr.quat)
+
+    return replace(demo, path=f"{demo.path}+{dx}",
+                   objects={k: moved(v) for k, v in demo.objects.items()},
+                   palms={k: moved(v) for k, v in demo.palms.items()})
+
+
+def test_sources_are_picked_at_random_or_nearest_the_new_object(source: SourceDemo) -> None:
+    from sim.multiply import select_source
+
+    sources = [_shifted(source, dx) for dx in (-0.1, 0.0, 0.1)]
+    pelvis = pose_matrix(np.array([0, 0, PELVIS_Z]), np.array([1.0, 0, 0, 0]))
+    new_cube = pose_matrix(np.array([0.5, -0.14, 0.72]), yaw_quat(0.0))  # world
+    near = MultiplyOptions(selection="nearest", nn_k=1)
+    assert {select_source(sources, new_cube, np.random.default_rng(i), near, pelvis)
+            for i in range(10)} == {2}
+    two = MultiplyOptions(selection="nearest", nn_k=2)
+    assert {select_source(sources, new_cube, np.random.default_rng(i), two, pelvis)
+            for i in range(30)} == {1, 2}
+    picks = [select_source(sources, new_cube, np.random.default_rng(i), MultiplyOptions())
+             for i in range(30)]
+    assert set(picks) == {0, 1, 2}
+    assert picks == [select_source(sources, new_cube, np.random.default_rng(i),
+                                   MultiplyOptions()) for i in range(30)]
+
+
+def test_in_a_handover_the_holder_keeps_its_path_and_the_taker_tracks_the_object() -> None:
+    from sim.multiply import PoseTrack, SourceSegment
+
+    t = np.arange(0.0, 2.0, 0.01)
+    times = T0 + np.round(t * 1e9).astype(np.int64)
+    a = t[:, None] / 2.0
+    bar_pos = np.array([0.35, -0.10, 0.90]) + a * [0.0, 0.10, 0.05]   # carried to the midline
+    bar = pose_matrix(bar_pos, np.tile(yaw_quat(0.0), (len(t), 1)))
+    right = bar @ pose_matrix(np.array([-0.045, -0.09, 0.0]), yaw_quat(0.0))
+    left_start = pose_matrix(np.array([0.22, 0.20, 0.97]), yaw_quat(0.0))
+    left_end = bar[-1] @ pose_matrix(np.array([-0.045, 0.09, 0.0]), yaw_quat(0.0))
+    left = interpolate_poses(left_start, left_end, len(t) - 1)
+    left = np.concatenate([left_start[None], left])
+
+    def track(m: np.ndarray) -> PoseTrack:
+        pos, quat = matrix_pose(m)
+        return PoseTrack(times, pos, quat)
+
+    seg = SourceSegment("handover", "bar", ("left", "right"), int(times[0]), int(times[-1]),
+                        "episode_end")
+    demo = SourceDemo("memory", "", "handover", "world", seg.start_ns, seg.end_ns,
+                      {"left": track(left), "right": track(right)}, {"bar": track(bar)},
+                      {"left": (times, np.clip(a[:, 0] * 2 - 1.6, 0, 1)),
+                       "right": (times, np.ones(len(t)))}, (seg,))
+    moved = pose_matrix(np.array([0.02, 0.01, -0.03]), yaw_quat(0.1))
+    opts = MultiplyOptions(rate_hz=100.0, symmetric_objects=False)
+    plan = plan_segment(demo, seg, np.eye(4), moved @ bar[0], {"left": left_start,
+                        "right": right[0]}, {}, opts, np.random.default_rng(0),
+                        holding=["right"])
+    assert plan.modes == {"left": "track", "right": "robot"}
+    # the holder presents the object where the source did, relative to the robot
+    np.testing.assert_allclose(plan.waypoints["right"][plan.bridge:], right[1:], atol=1e-9)
+    # the taker goes to the object where it is now, as it went to the source object then
+    tracked = plan.track["left"]
+    for j in (40, 120, 199):
+        obj_now = moved @ bar[j]
+        pose, transform = tracked.waypoint(tracked.first + j, obj_now)
+        np.testing.assert_allclose(invert(obj_now) @ pose, invert(bar[j]) @ left[j], atol=1e-9)
+        np.testing.assert_allclose(transform, moved, atol=1e-9)
+
+
 def test_options_are_checked() -> None:
     with pytest.raises(SimError, match="selection 'best' is not random or nearest"):
         MultiplyOptions(selection="best")
     with pytest.raises(SimError, match="rate_hz must be > 0"):
         MultiplyOptions(rate_hz=0)
+
+
+# -- end to end: multiplied in physics ------------------------------------------------------
+@pytest.fixture(scope="module")
+def rig_source(tmp_path_factory: pytest.TempPathFactory) -> SourceDemo:
+    """A teleoperated pick-and-place as a real rig records it: palms under the pelvis,
+    cube and bin from motion capture, hand joints, the operator's marks; no ground truth."""
+    path = write_source(tmp_path_factory.mktemp("rig") / "s", motion=rig_motion,
+                        marks=RIG_MARKS, duration_s=6.2)
+    return load_source(path, PICK_PLACE)
+
+
+def _replay(trace: Trace) -> bool:
+    """Re-execute a trace's commands from the scene's reset; the task's verdict."""
+    with Scene(trace.layout) as scene:
+        for row in trace.ctrl:
+            scene.set_ctrl(row)
+            scene.step()
+        return get_task(trace.task).check(scene).success
+
+
+@pytest.mark.slow
+def test_a_rig_recording_without_ground_truth_multiplies_into_new_layouts(
+        rig_source: SourceDemo) -> None:
+    traces = [generate_attempt([rig_source], "pick_place",
+                               randomize.draw("pick_place", seed).layout, seed)
+              for seed in (3000, 3001, 3003)]
+    assert [t.success for t in traces] == [True, True, True], \
+        [(t.failed_subtask, t.reason) for t in traces]
+    for t in traces:
+        prov = t.provenance
+        assert (prov["task"], prov["seed"], prov["method"]) == ("pick_place", t.seed, "mimicgen")
+        assert prov["source"] == {"path": rig_source.path, "sha256": rig_source.sha256,
+                                  "frame": "pelvis", "index": 0,
+                                  "frames": {"right": "right_hand_palm_link", "cube": "cube",
+                                             "bin": "bin"}}
+        for rec, seg in zip(prov["segments"], rig_source.segments, strict=True):
+            assert (rec["subtask"], rec["source_start_ns"], rec["source_end_ns"]) == \
+                (seg.subtask, seg.start_ns, seg.end_ns)
+            # the recorded transform takes the source object onto the new one
+            np.testing.assert_allclose(np.array(rec["transform"]) @ rec["object_source"],
+                                       rec["object_new"], atol=1e-9)
+        cube = t.layout.object("cube")  # where the new scene put it, at the grasp's start
+        np.testing.assert_allclose(np.array(prov["segments"][0]["object_new"])[:3, 3],
+                                   [*cube.xy, t.layout.table_height + cube.half_size[2]],
+                                   atol=3e-3)
+        assert [m.label for m in t.marks] == ["grasp", "place"]
+        # a kept demo is what it says: its commands, replayed, do the task
+        assert _replay(t)
+
+
+@pytest.mark.slow
+def test_the_same_seed_gives_the_same_attempt(rig_source: SourceDemo) -> None:
+    layout = randomize.draw("pick_place", 3004).layout
+    opts = MultiplyOptions(action_noise=0.002)
+    a = generate_attempt([rig_source], "pick_place", layout, 7, opts)
+    b = generate_attempt([rig_source], "pick_place", layout, 7, opts)
+    np.testing.assert_array_equal(a.ctrl, b.ctrl)
+    c = generate_attempt([rig_source], "pick_place", layout, 8, opts)
+    assert c.ctrl.shape != a.ctrl.shape or not np.array_equal(c.ctrl, a.ctrl)
+
+
+@pytest.mark.slow
+def test_a_failed_attempt_names_the_subtask_and_its_predicate(tmp_path: Path) -> None:
+    # the operator's hand never closes: the grasp never holds
+    path = write_source(tmp_path / "s", motion=rig_motion, marks=RIG_MARKS, duration_s=6.2,
+                        hand_joints=False)
+    trace = generate_attempt([load_source(path, PICK_PLACE)], "pick_place",
+                             PICK_PLACE.default_layout(), 0)
+    assert not trace.success
+    assert trace.failed_subtask == "grasp"
+    assert "cube not in the right hand" in trace.reason and "grasp predicate" in trace.reason
+    assert trace.provenance["segments"][-1]["subtask"] == "place"
+
+
+def test_sources_of_another_task_are_refused(source: SourceDemo) -> None:
+    with pytest.raises(SimError, match="loaded for task pick_place, not handover"):
+        generate_attempt([source], "handover", get_task("handover").default_layout(), 0)
+    with pytest.raises(SimError, match="no source demonstrations"):
+        generate_attempt([], "pick_place", PICK_PLACE.default_layout(), 0)
+    with pytest.raises(SimError, match="unknown task 'stack'"):
+        load_source(source.path, "stack")
+
+
+# -- end to end: the simulated operator's episodes, recorded without ground truth -------
+def _rig_profile() -> Profile:
+    """The humanoid profile as a rig without cameras records it (no ground truth)."""
+    profile = load_profile("humanoid")
+    return replace(profile, topics=tuple(t for t in profile.topics if t.role != "camera"))
+
+
+def record_expert_sources(directory: Path, task: str, count: int, *, first_seed: int = 0,
+                          max_tries: int = 12) -> list[Path]:
+    """``count`` successful episodes of the simulated operator at ``task`` in randomized
+    layouts, written by ``sim.episode.write_episode`` with the rig's profile."""
+    session = Session(directory, _rig_profile())
+    out: list[Path] = []
+    for seed in range(first_seed, first_seed + max_tries):
+        draw = randomize.draw(task, seed)
+        trace = expert.run_expert(task, draw.layout, seed)
+        if trace.success:
+            out.append(directory / episode.write_episode(session, trace, draw,
+                                                         cameras=False).file)
+            if len(out) == count:
+                return out
+    raise AssertionError(f"the operator succeeded {len(out)} times in {max_tries} tries "
+                         f"at {task}")
+
+
+@pytest.mark.slow
+def test_the_simulated_operators_recordings_multiply(tmp_path: Path) -> None:
+    (path,) = record_expert_sources(tmp_path / "s", "pick_place", 1, first_seed=1)
+    topics = {c.topic for c in read_mcap(path.read_bytes()).channels.values()}
+    assert "/tf" in topics and not any("ground_truth" in t for t in topics)
+    demo = load_source(path, "pick_place")
+    assert [(s.subtask, s.boundary) for s in demo.segments] == [("grasp", "event"),
+                                                                ("place", "episode_end")]
+    traces = [generate_attempt([demo], "pick_place", randomize.draw("pick_place", s).layout, s)
+              for s in (2003, 2004, 2005)]
+    assert sum(t.success for t in traces) >= 2, [(t.failed_subtask, t.reason) for t in traces]
+    assert all(t.reason for t in traces if not t.success)
+
+
+@pytest.mark.slow
+def test_bimanual_segments_take_both_arms_from_one_source(tmp_path: Path) -> None:
+    paths = record_expert_sources(tmp_path / "s", "bimanual_lift", 2, first_seed=2)
+    sources = [load_source(p, "bimanual_lift") for p in paths]
+    traces = [generate_attempt(sources, "bimanual_lift",
+                               randomize.draw("bimanual_lift", s).layout, s)
+              for s in (1001, 1002)]
+    for trace in traces:
+        segs = trace.provenance["segments"]
+        assert [g["arms"] for g in segs] == [["left", "right"], ["left", "right"]]
+        src = sources[trace.provenance["source"]["index"]]
+        assert [(g["source_start_ns"], g["source_end_ns"]) for g in segs] == \
+            [(g.start_ns, g.end_ns) for g in src.segments]
+    assert any(t.success for t in traces), [(t.failed_subtask, t.reason) for t in traces]

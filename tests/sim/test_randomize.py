@@ -170,3 +170,22 @@ def test_the_config_loads_from_its_class_too(tmp_path: Path) -> None:
     path = write(tmp_path, "action_noise:\n  std_rad: 0.0\n")
     assert RandomizationConfig.load(path) == load(path)
     assert RandomizationConfig.load(None) == load()
+
+
+def test_objects_stay_on_the_table_and_clear_of_the_bin_and_each_other(tmp_path: Path) -> None:
+    near = Layout(objects=(ObjectSpec("a", (0.40, 0.0)), ObjectSpec("b", (0.40, 0.07))),
+                  bin=BinSpec((0.40, 0.20)))
+    cfg = load(write(tmp_path, "objects:\n  xy_jitter_m: 0.06\n"))
+    for seed in range(30):
+        d = draw("pick_place", seed, cfg, layout=near)
+        a, b = d.layout.objects
+        assert np.hypot(a.xy[0] - b.xy[0], a.xy[1] - b.xy[1]) > 2 * np.hypot(0.02, 0.02) * 0.9
+        assert d.layout.bin is not None
+        assert abs(b.xy[1] - d.layout.bin.xy[1]) > 0.07 + 0.006 or \
+            abs(b.xy[0] - d.layout.bin.xy[0]) > 0.07 + 0.006
+
+
+def test_an_impossible_placement_is_named(tmp_path: Path) -> None:
+    wall = Layout(objects=(ObjectSpec("a", (0.40, 0.0)),), table_half=(0.25, 0.02))
+    with pytest.raises(SimError, match="seed 3: no place for object 'a'"):
+        draw("pick_place", 3, layout=wall)

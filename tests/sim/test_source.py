@@ -106,7 +106,7 @@ def test_without_bind_the_source_only_yields_messages(monkeypatch: pytest.Monkey
     counts = Counter(m.topic for m in source.messages())
     hold = round(0.2 / 0.002)
     assert counts["/joint_states"] == 2 * (STEPS + hold)
-    assert len(source.traces) == 2
+    assert [a[0] for a in source.attempts] == [episode_seed(0, 0), episode_seed(0, 1)]
 
 
 def test_the_source_is_found_through_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,3 +159,34 @@ def test_the_real_expert_records_an_episode(tmp_path: Path) -> None:
     state = read_session_state(tmp_path / "s")
     assert state is not None and len(state.episodes) == 1
     assert state.episodes[0].outcome in ("success", "failure")
+
+
+def test_without_an_episode_count_the_source_runs_until_closed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sim.randomize._default_layout", lambda task: LAYOUT)
+    source = SimSource(sim_profile(cameras=False), cameras=False, runner=runner)
+    seen = 0
+    for m in source.messages():
+        seen += m.topic == "/joint_states"
+        if seen == 2 * (STEPS + 100) + 10:  # in the third episode (0.2 s hold each)
+            source.close()
+    assert len(source.attempts) == 3
+    assert source.is_closed()
+
+
+def test_cameras_are_recorded_up_to_the_stop(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from recorder.session import Session
+
+    monkeypatch.setattr("sim.randomize._default_layout", lambda task: LAYOUT)
+    profile = sim_profile()
+    session = Session(tmp_path / "s", profile)
+
+    def short(task: str, layout: Layout, seed: int) -> Trace:
+        return scripted_trace(layout, 60, seed=seed)
+
+    source = SimSource(profile, episodes=1, runner=short, image_size=(64, 48))
+    done = Recorder(session, source, Plan(episodes=1)).run(handle_signals=False)
+    assert len(done) == 1 and not done[0].flagged, done[0].flags
+    for cam in ("head", "left_wrist", "right_wrist"):
+        assert done[0].counts[f"/camera/{cam}/image_raw/compressed"] >= 6  # 0.22 s at 30 Hz

@@ -31,6 +31,8 @@ def test_the_three_tasks_are_registered_with_object_centric_subtasks() -> None:
         ("grasp", "cube", ("right",)), ("place", "bin", ("right",))]
     assert [s.name for s in get_task("handover").subtasks] == ["grasp", "handover"]
     assert get_task("bimanual_lift").subtask("lift").arms == ("left", "right")
+    assert (pp.grip, get_task("bimanual_lift").grip) == ("pinch", "flat")
+    assert get_task("bimanual_lift").hold_s >= 1.0
 
 
 def test_an_unknown_task_is_refused_with_the_list_of_tasks() -> None:
