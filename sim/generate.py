@@ -8,7 +8,8 @@ that a backend's worker runs in two phases:
    (``sim.expert.run_expert``) or a multiplied source demo (``sim.multiply
    .generate_attempt``) runs without cameras and returns a :class:`sim.trace.Trace`;
 2. only for a success that will be kept, a :class:`RecordJob` re-executes the trace with
-   the cameras (``sim.episode.render_episode``), so failed attempts cost no rendering.
+   the cameras (``sim.episode.episode_messages``: the attempt and the robot holding its
+   pose up to the stop), so failed attempts cost no rendering.
 
 The driver keeps the first ``n`` successes in attempt order, so what is kept does not
 depend on the number of workers, the backend or the order in which attempts finish
@@ -140,7 +141,8 @@ class AttemptResult:
 
 @dataclass(slots=True)
 class RecordResult:
-    """A kept attempt, rendered: the trace and the episode's messages in log-time order."""
+    """A kept attempt, rendered: the trace and the episode's messages in log-time order
+    (what ``sim.episode.write_episode(messages=)`` writes)."""
 
     index: int
     trace: Trace
@@ -213,7 +215,7 @@ class Worker:
 
     def record(self, job: RecordJob) -> RecordResult:
         """Phase two: re-execute a successful trace with rendering; the episode's messages."""
-        from .episode import render_episode, sim_profile
+        from .episode import episode_messages, sim_profile
         from .randomize import draw
 
         a = job.attempt
@@ -223,9 +225,9 @@ class Worker:
             raise SimError(f"attempt {a.index} (task {a.task}, seed {a.seed}) succeeded before "
                            f"and failed when run again ({trace.failed_subtask}: "
                            f"{trace.reason}): the simulation is not deterministic here")
-        messages = list(render_episode(trace, draw(a.task, a.seed, a.config),
-                                       cameras=a.cameras, t0_ns=a.t0_ns,
-                                       profile=sim_profile(cameras=a.cameras)))
+        messages = list(episode_messages(trace, draw(a.task, a.seed, a.config),
+                                         cameras=a.cameras, t0_ns=a.t0_ns,
+                                         profile=sim_profile(cameras=a.cameras)))
         return RecordResult(a.index, trace, messages, time.perf_counter() - t)
 
 
