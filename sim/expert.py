@@ -15,7 +15,7 @@ pauses, a speed of their own, the odd regrasp), so that some attempts fail in ph
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 from recorder.contract import EventKind
 
 from .errors import SimError
-from .ik import HandIK, Unreachable
+from .ik import HandIK, Unreachable, arm_joint_names
 from .scenes import SIDES, Layout, Scene
 from .tasks import Outcome, Task, get_task, lifted_by
 from .trace import Mark, Trace
@@ -47,6 +47,9 @@ GRIPS: dict[str, dict[str, tuple[float, float]]] = {
 RIGHT_HAND_SHAPE = GRIPS["pinch"]
 
 Pose = tuple[np.ndarray, np.ndarray]
+#: joint targets stay this far inside each joint's range (a target on the limit pushes the
+#: joint into its soft limit, past the range a curation check allows)
+LIMIT_MARGIN_RAD = 0.01
 #: mark kinds (``Mark.kind``): the recorder's event kinds, in lower case
 SUBTASK = EventKind.SUBTASK.name.lower()
 INTERVENTION = EventKind.INTERVENTION.name.lower()
@@ -92,11 +95,16 @@ class Executor:
     reach raises :class:`sim.ik.Unreachable` at the end of its move; otherwise the arm
     gets as close as it can, as a teleoperation rig's IK does, and physics decides. Palm
     targets start at the scene's current palm poses, the hands open. Every physics step
-    appends one row to ``ctrl`` and ``teleop``.
+    appends one row to ``ctrl`` and ``teleop``: the IK solution of each control period is
+    approached linearly over its physics steps, every target stays ``LIMIT_MARGIN_RAD``
+    inside its joint's range, and ``action_noise_rad`` (drawn from ``noise_seed``, one
+    draw per control period, interpolated like the targets) is added to the arm and hand
+    joints' commands.
     """
 
     def __init__(self, scene: Scene, ik: HandIK, *, control_dt: float = 0.01,
-                 grip: str = "pinch", strict: bool = True) -> None:
+                 grip: str = "pinch", strict: bool = True, action_noise_rad: float = 0.0,
+                 noise_seed: int | Sequence[int] | None = None) -> None:
         if grip not in GRIPS:
             raise SimError(f"unknown grip {grip!r}; grips: {', '.join(GRIPS)}")
         self.scene = scene
@@ -104,13 +112,22 @@ class Executor:
         self.grip = grip
         self.strict = strict
         self.substeps = max(1, round(control_dt / scene.dt))
-        self._q = scene.ctrl()
-        self.targets: dict[str, Pose] = {s: scene.palm_pose(s) for s in SIDES}
-        self.hands: dict[str, float] = {s: 0.0 for s in SIDES}
         names = scene.joint_names
         self._hand_idx = {s: [names.index(n) for n in hand_targets(s, 0.0)] for s in SIDES}
-        for s in SIDES:
-            self._apply_hand(s, 0.0)
+        #: the joints the operator drives (arms and hands): action noise goes there
+        self._operated = np.array(sorted(
+            {names.index(n) for s in SIDES for n in arm_joint_names(s)}
+            | {i for idx in self._hand_idx.values() for i in idx}))
+        lo, hi = scene.ctrl_range[:, 0], scene.ctrl_range[:, 1]
+        margin = np.minimum(LIMIT_MARGIN_RAD, (hi - lo) / 4)
+        self._lo, self._hi = lo + margin, hi - margin
+        self.action_noise_rad = float(action_noise_rad)
+        self._rng = np.random.default_rng(noise_seed)
+        self._noise = np.zeros(len(names))
+        self._q = scene.ctrl()
+        self._cmd = self._q.copy()
+        self.targets: dict[str, Pose] = {s: scene.palm_pose(s) for s in SIDES}
+        self.hands: dict[str, float] = {s: 0.0 for s in SIDES}
         self._ctrl: list[np.ndarray] = []
         self._teleop: list[np.ndarray] = []
         self.marks: list[Mark] = []
@@ -120,8 +137,8 @@ class Executor:
         """Physics steps executed (and logged) so far."""
         return len(self._ctrl)
 
-    def _apply_hand(self, side: str, closure: float) -> None:
-        self._q[self._hand_idx[side]] = list(hand_targets(side, closure, self.grip).values())
+    def _hand(self, side: str, closure: float) -> list[float]:
+        return list(hand_targets(side, closure, self.grip).values())
 
     def _teleop_row(self, targets: Mapping[str, Pose]) -> np.ndarray:
         row = np.empty((2, 7))
@@ -157,15 +174,28 @@ class Executor:
                                         check=self.strict and k == ticks)
             self.targets = cur
             row = self._teleop_row(cur)
+            # the arm targets of one IK solve are reached over the control period, step
+            # by step (no steps in the commands), and so is the action noise
+            q0, q1 = self._cmd, self._q.copy()
+            n0 = self._noise
+            n1 = np.zeros_like(n0)
+            if self.action_noise_rad > 0.0:
+                n1[self._operated] = self._rng.normal(0.0, self.action_noise_rad,
+                                                      len(self._operated))
             for i in range(self.substeps):
-                f = (k - 1 + (i + 1) / self.substeps) / ticks
-                for s, c1 in h1.items():
-                    self.hands[s] = h0[s] + f * (c1 - h0[s])
-                    self._apply_hand(s, self.hands[s])
-                self.scene.set_ctrl(self._q)
+                f_tick = (i + 1) / self.substeps
+                cmd = q0 + f_tick * (q1 - q0)
+                f = (k - 1 + f_tick) / ticks
+                for s in SIDES:
+                    if s in h1:
+                        self.hands[s] = h0[s] + f * (h1[s] - h0[s])
+                    cmd[self._hand_idx[s]] = self._hand(s, self.hands[s])
+                self._cmd = cmd
+                self.scene.set_ctrl(np.clip(cmd + n0 + f_tick * (n1 - n0), self._lo, self._hi))
                 self._ctrl.append(self.scene.ctrl())
                 self._teleop.append(row)
                 self.scene.step()
+            self._noise = n1
         for s, c1 in h1.items():
             self.hands[s] = c1
 
@@ -207,6 +237,8 @@ class OperatorStyle:
     squeeze_m: float = 0.012
     #: hand closure (0..1) at which the lift starts; the hand closes the rest on the way up
     lift_at: float = 1.0
+    #: chance of squeezing again when a palm visibly missed the box
+    resqueeze_p: float = 0.6
     #: drawn from the novices of the pool (for the record; the numbers above say how)
     novice: bool = False
 
@@ -224,6 +256,7 @@ class OperatorStyle:
                    regrasp_p=0.1,
                    squeeze_m=float(rng.uniform(-0.012 * k, 0.015)),
                    lift_at=float(min(1.0, rng.uniform(0.4, 1.3))),
+                   resqueeze_p=0.3 if novice else 0.7,
                    novice=novice)
 
     def as_dict(self) -> dict[str, float | bool | list[float]]:
@@ -231,7 +264,8 @@ class OperatorStyle:
         return {"speed": self.speed, "noise_m": self.noise_m,
                 "depth_bias_m": self.depth_bias_m, "pause_p": self.pause_p,
                 "pause_s": list(self.pause_s), "regrasp_p": self.regrasp_p,
-                "squeeze_m": self.squeeze_m, "lift_at": self.lift_at, "novice": self.novice}
+                "squeeze_m": self.squeeze_m, "lift_at": self.lift_at,
+                "resqueeze_p": self.resqueeze_p, "novice": self.novice}
 
 
 def yaw_quat(yaw: float) -> np.ndarray:
@@ -294,7 +328,7 @@ class _Operator:
     """One attempt of the simulated operator at a task: the script and its human touch."""
 
     def __init__(self, task: Task, layout: Layout, seed: int,
-                 style: OperatorStyle | None) -> None:
+                 style: OperatorStyle | None, action_noise_rad: float = 0.0) -> None:
         self.task = task
         self.layout = layout
         self.seed = seed
@@ -303,7 +337,8 @@ class _Operator:
         self.scene = Scene(layout)
         self.ik = HandIK(self.scene)
         # the operator's rig never refuses a pose: out of reach, the arm stops short
-        self.ex = Executor(self.scene, self.ik, grip=task.grip, strict=False)
+        self.ex = Executor(self.scene, self.ik, grip=task.grip, strict=False,
+                           action_noise_rad=action_noise_rad, noise_seed=[seed, 1])
         self.failure: Outcome | None = None
         self.regrasps = 0
 
@@ -461,8 +496,19 @@ class _Operator:
                   0.6)
         self.move(targets, 0.5, hands={"left": 1.0, "right": 1.0})
         self.ex.hold(0.2)
+        grasped = self.task.subtask_outcome(self.scene, "grasp")
+        # a hand that visibly missed the box: most operators squeeze again, harder
+        if not grasped.success and self.rng.random() < self.style.resqueeze_p:
+            self.regrasps += 1
+            self.ex.mark("regrasp", kind=INTERVENTION)
+            self.maybe_pause()
+            tighter = {side: offset(self.ex.targets[side], (0.0, -0.015, 0.0), side=side)
+                       for side in SIDES}
+            self.move(tighter, 0.5)
+            self.ex.hold(0.2)
+            grasped = self.task.subtask_outcome(self.scene, "grasp")
         self.ex.mark("grasp")
-        self.fail(self.task.subtask_outcome(self.scene, "grasp"))
+        self.fail(grasped)
         # the two hands do not rise as one: each drifts on its own (apart, out of level)
         up = {side: self.noisy(offset(self.ex.targets[side], (0, 0, 0.10), side=side), 1.5)
               for side in SIDES}
@@ -476,13 +522,15 @@ _SCRIPTS: dict[str, Callable[[_Operator], Outcome]] = {
     "bimanual_lift": _Operator.bimanual_lift}
 
 
-def run_expert(task: str, layout: Layout, seed: int,
-               style: OperatorStyle | None = None) -> Trace:
+def run_expert(task: str, layout: Layout, seed: int, style: OperatorStyle | None = None,
+               *, action_noise_rad: float = 0.0) -> Trace:
     """One attempt of the simulated operator at ``task`` in ``layout``: physics only, no
-    rendering; the same (task, layout, seed, style) gives the same trace bit for bit.
-    ``style`` None draws the operator's speed, noise and habits from the seed."""
+    rendering; the same (task, layout, seed, style, noise) gives the same trace bit for
+    bit. ``style`` None draws the operator's speed, noise and habits from the seed;
+    ``action_noise_rad`` is the randomization draw's action noise (on the arm and hand
+    commands, drawn from the seed on a stream of its own: the operator plays the same)."""
     t = get_task(task)
-    op = _Operator(t, layout, seed, style)
+    op = _Operator(t, layout, seed, style, action_noise_rad)
     script = _SCRIPTS.get(t.name)
     if script is None:
         raise SimError(f"the simulated operator has no script for task {t.name!r}; "
@@ -491,7 +539,8 @@ def run_expert(task: str, layout: Layout, seed: int,
         outcome = script(op)
     except Unreachable as exc:
         outcome = Outcome(False, _current_subtask(t, op.ex.marks), f"IK: {exc}")
-    provenance = {"operator": {**op.style.as_dict(), "regrasps": op.regrasps}}
+    provenance = {"operator": {**op.style.as_dict(), "regrasps": op.regrasps},
+                  "action_noise_rad": action_noise_rad}
     op.scene.close()
     return op.ex.trace(task, seed, layout, outcome, provenance)
 

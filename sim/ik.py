@@ -155,8 +155,10 @@ class HandIK:
             self.frame_tasks[side].set_target(
                 mink.SE3.from_rotation_and_translation(mink.SO3(quat), pos))
             tasks.append(self.frame_tasks[side])
-        for _ in range(max_iters or self.max_iters):
-            if all(np.linalg.norm(self._palm(s)[0] - goals[s]) < 5e-4 for s in goals) and \
+        # at least one step: a target that moved a little still moves the arm (a control
+        # loop that skips small changes commands in steps)
+        for it in range(max_iters or self.max_iters):
+            if it and all(np.linalg.norm(self._palm(s)[0] - goals[s]) < 5e-4 for s in goals) and \
                     all(np.linalg.norm(self.frame_tasks[s].compute_error(cfg)[3:]) < 5e-3
                         for s in goals):
                 break

@@ -14,7 +14,7 @@ The schema carries a version (table ``vault_schema``); a database written by ano
 schema version is refused, never migrated silently.
 
 The errors of the catalog, identities and reviews are defined here, under one root,
-:class:`CatalogError`.
+:class:`CatalogError`, itself a :class:`~vault.errors.VaultError`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from .errors import VaultError
+
 __all__ = [
     "SCHEMA_VERSION", "SQLITE_NAME", "AuthenticationError", "Base", "CatalogError", "Clock",
     "ConfirmationError", "Conflict", "Database", "EventHook", "ExpiredToken", "Forbidden",
@@ -49,8 +51,9 @@ Clock = Callable[[], datetime]
 
 # -- errors --------------------------------------------------------------------------------
 
-class CatalogError(Exception):
-    """Root of the errors of the vault's database: the catalog, identities and reviews."""
+class CatalogError(VaultError):
+    """Root of the errors of the vault's database: the catalog, identities and reviews (a
+    :class:`~vault.errors.VaultError`)."""
 
 
 class NotFound(CatalogError, LookupError):
@@ -97,10 +100,11 @@ class ConfirmationError(ReviewError):
 
 # -- events -------------------------------------------------------------------------------
 
-EventHook = Callable[[dict[str, Any]], None]
-"""Receives one event dict per change (the audit log records it). It runs inside the
-change's transaction, after the change is flushed and before it commits: a hook that
-raises undoes the change, so no change goes unrecorded."""
+EventHook = Callable[[dict[str, Any]], object]
+"""Receives one event dict per change (``vault.audit.AuditLog.record`` records it; what the
+hook returns is ignored). It runs inside the change's transaction, after the change is
+flushed and before it commits: a hook that raises undoes the change, so no change goes
+unrecorded."""
 
 
 def make_event(actor: str, action: str, dataset: str | None, **details: Any) -> dict[str, Any]:

@@ -184,3 +184,35 @@ def test_an_attempt_in_a_fresh_process_matches_one_after_others(tmp_path: Path) 
             f"np.save({str(out)!r}, t.ctrl)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     assert np.load(out).tobytes() == here.ctrl.tobytes()
+
+
+def test_commands_are_smooth_and_inside_the_joint_ranges(pick_place_scene: Scene) -> None:
+    scene = pick_place_scene
+    trace = _short_demo(scene).trace("pick_place", 0, scene.layout, Outcome(True))
+    lo, hi = scene.ctrl_range[:, 0], scene.ctrl_range[:, 1]
+    assert (trace.ctrl >= lo + 0.009).all() and (trace.ctrl <= hi - 0.009).all()
+    # the arm moves at every physics step of a motion, not once per IK solve
+    i = scene.joint_names.index("right_elbow_joint")
+    steps = np.diff(trace.ctrl[30:220, i])
+    assert (np.abs(steps) > 0).mean() > 0.95
+    assert np.abs(np.diff(steps)).max() < 0.01
+
+
+def test_action_noise_is_seeded_and_leaves_the_operator_as_it_was() -> None:
+    layout = get_task("pick_place").default_layout()
+    style = OperatorStyle(speed=1.6, pause_p=0.0, regrasp_p=0.0)
+    quiet = run_expert("pick_place", layout, 2, style)
+    noisy = run_expert("pick_place", layout, 2, style, action_noise_rad=0.01)
+    again = run_expert("pick_place", layout, 2, style, action_noise_rad=0.01)
+    assert noisy.ctrl.tobytes() == again.ctrl.tobytes()
+    assert noisy.provenance["action_noise_rad"] == 0.01
+    n = min(quiet.steps, noisy.steps, 400)
+    with Scene(layout) as scene:
+        names = scene.joint_names
+    legs = [names.index(j) for j in names if "hip" in j or "knee" in j or "ankle" in j]
+    elbow = names.index("right_elbow_joint")
+    diff = noisy.ctrl[:n] - quiet.ctrl[:n]
+    assert np.array_equal(diff[:, legs], np.zeros((n, len(legs))))
+    assert 0.003 < float(np.std(diff[:, elbow])) < 0.02
+    # the operator's own targets before the hands diverge in physics are the same
+    assert np.array_equal(noisy.teleop[:50], quiet.teleop[:50])

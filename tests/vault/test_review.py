@@ -507,3 +507,39 @@ def test_checks_running_while_a_grant_is_revoked_are_refused_from_then_on(any_wo
             t.join(timeout=60)
     assert all(seen["before"][:3])
     assert seen["after"] and not any(seen["after"])
+
+
+def test_the_review_of_a_request_lands_in_the_verifiable_audit_log(tmp_path: Path,
+                                                                   release_dir: Path) -> None:  # noqa: F811
+    from vault.audit import AuditLog, show, verify
+    from vault.note import generate_signer
+
+    root = tmp_path / "vault"
+    log = AuditLog.create(root, generate_signer("vault.example/log"), checkpoint_every=None)
+    catalog = Catalog(root, on_event=log.record)
+    ids = Identities(catalog, on_event=log.record)
+    review = Review(catalog, log.record)
+    catalog.create_provider("acme", by="admin")
+    catalog.create_dataset("acme", "pick", required_approvals=1, by="admin")
+    catalog.import_release("pick", release_dir, by="admin")
+    ids.create_lab("lab-a")
+    for name in ("prov", "rev", "alice"):
+        ids.create_identity(name)
+    ids.assign("prov", Role.PROVIDER, provider="acme")
+    ids.appoint_reviewer(ids.get("prov"), "rev", "pick")
+    ids.assign("alice", Role.LAB_MEMBER, lab="lab-a")
+    alice = ids.authenticate(ids.create_token("alice", ["requests", "pull"]).token)
+    rev = ids.get("rev")
+    r = review.submit(alice, "pick", 1, purpose="train", streams=["imu"])
+    review.start_review(r.id, rev)
+    review.confirm_approval(r.id, rev, review.prepare_approval(r.id, rev))
+    review.revoke(r.id, ids.get("prov"), "the contract ended")
+    log.checkpoint()
+    log.close()
+    catalog.close()
+    report = verify(root)
+    assert report.ok, report.summary()
+    actions = [e.action for e in show(root, "pick")]
+    assert actions == ["dataset_created", "release_imported", "role_assigned", "request_submitted",
+                       "review_started", "approval_prepared", "request_approved",
+                       "grant_created", "request_revoked", "grant_revoked"]
