@@ -81,13 +81,14 @@ MULTIPLY_OPERATOR = "sim-multiply"
 
 
 def attempt_seed(run_seed: int, index: int) -> int:
-    """The seed of attempt ``index`` of a run seeded ``run_seed``: numpy's ``SeedSequence``
-    of the run seed, spawned child ``index`` (independent streams, reproducible anywhere)."""
+    """The seed of attempt ``index`` of a run seeded ``run_seed``: 32 bits of numpy's
+    ``SeedSequence([run_seed, index])`` (independent streams, reproducible anywhere; the
+    same mix as ``sim.source.episode_seed``, so attempt ``i`` of ``sim generate --seed S``
+    draws the scene of episode ``i`` of ``record --source sim --seed S``)."""
     if run_seed < 0 or index < 0:
         raise SimError(f"seeds and attempt indices are non-negative, not seed {run_seed} "
                        f"attempt {index}")
-    state = np.random.SeedSequence(run_seed, spawn_key=(index,)).generate_state(1)
-    return int(state[0])
+    return int(np.random.SeedSequence([run_seed, index]).generate_state(1)[0])
 
 
 def attempt_t0_ns(index: int) -> int:
@@ -187,18 +188,18 @@ class Worker:
         return self._sources[key]
 
     def physics(self, job: AttemptJob) -> Trace:
-        """The attempt without cameras: draw the scene, then the operator or a multiplied
-        source demo performs the task in physics."""
+        """The attempt without cameras: draw the scene, then the operator (with the draw's
+        action noise) or a multiplied source demo performs the task in physics."""
         from .randomize import draw
 
-        layout = draw(job.task, job.seed, job.config).layout
+        d = draw(job.task, job.seed, job.config)
         if job.sources:
             from .multiply import generate_attempt
 
-            return generate_attempt(self.sources(job), job.task, layout, job.seed)
+            return generate_attempt(self.sources(job), job.task, d.layout, job.seed)
         from .expert import run_expert
 
-        return run_expert(job.task, layout, job.seed)
+        return run_expert(job.task, d.layout, job.seed, action_noise_rad=d.action_noise_rad)
 
     def attempt(self, job: AttemptJob) -> AttemptResult:
         """Phase one: physics only. An attempt that raises ``SimError`` (a scene that does
