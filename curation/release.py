@@ -11,6 +11,46 @@ from .errors import ReleaseError
 from .writer import FORMAT, FORMAT_VERSION
 
 _VERSION = re.compile(r"^v(\d+)$")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+#: entry point group of the openers of ``scheme://`` releases (e.g. ``vault``)
+OPENERS_GROUP = "demofab.release_openers"
+
+
+def url_scheme(path: object) -> str | None:
+    """The scheme of a ``scheme://...`` release URL (not ``file``), None for a local path."""
+    if isinstance(path, str) and (m := _SCHEME.match(path)) and m.group(1).lower() != "file":
+        return m.group(1).lower()
+    return None
+
+
+def open_url(url: str) -> Any:
+    """The release files object an opener registered in :data:`OPENERS_GROUP` returns for
+    ``url`` (``.url``, ``.read(rel) -> bytes``, ``.read_range(rel, offset, nbytes)``,
+    ``.size(rel) -> int | None``, ``.zarr_store()``); the entry point's name is the scheme
+    (``vault+https`` falls back to ``vault``)."""
+    from importlib.metadata import entry_points
+
+    scheme = url_scheme(url)
+    if scheme is None:
+        raise ReleaseError(f"{url!r} is not a release URL (scheme://...)")
+    eps = {ep.name: ep for ep in entry_points(group=OPENERS_GROUP)}
+    ep = eps.get(scheme) or eps.get(scheme.split("+", 1)[0])
+    if ep is None:
+        raise ReleaseError(f"{url}: no release opener for scheme {scheme!r} (entry point group "
+                           f"{OPENERS_GROUP}; installed: {', '.join(sorted(eps)) or 'none'})")
+    return ep.load()(url)
+
+
+def check_attrs(meta: dict[str, Any], where: str) -> dict[str, Any]:
+    """``attributes.demofab`` of a root ``zarr.json`` document (format and version checked)."""
+    attrs = (meta.get("attributes") or {}).get("demofab")
+    if not isinstance(attrs, dict) or attrs.get("format") != FORMAT:
+        raise ReleaseError(f"{where}: not a DemoFab release (no attributes.demofab.format)")
+    if attrs.get("format_version") != FORMAT_VERSION:
+        raise ReleaseError(f"{where}: release format_version {attrs.get('format_version')} is not "
+                           f"supported (this DemoFab reads {FORMAT_VERSION})")
+    return attrs
 
 
 def release_versions(name_dir: Path | str) -> list[tuple[int, Path]]:
@@ -41,13 +81,7 @@ def release_attrs(path: Path | str) -> dict[str, Any]:
         meta = json.loads((p / "zarr.json").read_text())
     except (OSError, ValueError) as exc:
         raise ReleaseError(f"{p / 'zarr.json'}: cannot read: {exc}") from exc
-    attrs = (meta.get("attributes") or {}).get("demofab")
-    if not isinstance(attrs, dict) or attrs.get("format") != FORMAT:
-        raise ReleaseError(f"{p}: not a DemoFab release (no attributes.demofab.format)")
-    if attrs.get("format_version") != FORMAT_VERSION:
-        raise ReleaseError(f"{p}: release format_version {attrs.get('format_version')} is not "
-                           f"supported (this DemoFab reads {FORMAT_VERSION})")
-    return attrs
+    return check_attrs(meta, str(p))
 
 
 def open_release(path: Path | str) -> Any:

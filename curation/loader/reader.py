@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ReleaseError
-from ..release import release_attrs
+from ..release import check_attrs, open_url, release_attrs, url_scheme
 from ..release import resolve as resolve_release
 from .errors import LoaderError
 from .zarrread import ChunkCache, ShardedArrayReader
@@ -54,10 +54,17 @@ class ReleaseReader:
     """
 
     def __init__(self, path: str | Path, cache_mb: float = 256) -> None:
-        self.path = resolve_release(path)
-        attrs = release_attrs(self.path)  # refuses other formats and unknown versions
+        #: the release files of a ``scheme://`` release (see ``release.open_url``), else None
+        self.files: Any = None
+        if url_scheme(path) is not None:
+            self.files = open_url(str(path))
+            self.path = Path(str(path).split("://", 1)[1])  # for messages and array keys
+            attrs = check_attrs(self._json("zarr.json"), str(path))
+        else:
+            self.path = resolve_release(path)
+            attrs = release_attrs(self.path)  # refuses other formats and unknown versions
         self.attributes: dict[str, Any] = attrs
-        table = _read_json(self.path / str(attrs.get("episode_table", "episodes.json")))
+        table = self._json(str(attrs.get("episode_table", "episodes.json")))
         if table.get("format_version") not in KNOWN_TABLE_VERSIONS:
             raise ReleaseError(
                 f"{self.path}: episode table format_version {table.get('format_version')!r} unknown"
@@ -65,8 +72,13 @@ class ReleaseReader:
         self.episodes: list[dict[str, Any]] = list(table["episodes"])
         self.cache_mb = cache_mb
         self.streams: dict[str, StreamInfo] = {}
+        #: streams of the release that a remote release's grant does not reach
+        self.withheld: list[str] = []
         for name in attrs.get("streams") or []:
-            meta = _read_json(self.path / "streams" / name / "zarr.json")
+            if self.files is not None and self.files.size(f"streams/{name}/zarr.json") is None:
+                self.withheld.append(name)
+                continue
+            meta = self._json(f"streams/{name}/zarr.json")
             self.streams[name] = StreamInfo(name, dict(meta.get("attributes") or {}))
         self._init_process_state()
 
@@ -102,9 +114,21 @@ class ReleaseReader:
     def sync_reference(self) -> str | None:
         return self.attributes.get("sync_reference")
 
+    def _json(self, rel: str) -> dict[str, Any]:
+        if self.files is None:
+            return _read_json(self.path / rel)
+        where = f"{self.files.url}/{rel}"
+        try:
+            doc: dict[str, Any] = json.loads(self.files.read(rel))
+            return doc
+        except FileNotFoundError as exc:
+            raise ReleaseError(f"{where}: missing from the release") from exc
+        except ValueError as exc:
+            raise ReleaseError(f"{where}: unreadable: {exc}") from exc
+
     @property
     def stats(self) -> dict[str, Any]:
-        return _read_json(self.path / str(self.attributes.get("stats", "stats.json")))
+        return self._json(str(self.attributes.get("stats", "stats.json")))
 
     def stream(self, name: str) -> StreamInfo:
         try:
@@ -118,7 +142,8 @@ class ReleaseReader:
         """The reader of the array at ``relpath`` (e.g. ``streams/imu/orientation``)."""
         reader = self._arrays.get(relpath)
         if reader is None:
-            reader = ShardedArrayReader(self.path / relpath, self._cache)
+            reader = ShardedArrayReader(self.path / relpath, self._cache, files=self.files,
+                                        rel=relpath)
             self._arrays[relpath] = reader
         return reader
 
@@ -157,7 +182,9 @@ class ReleaseReader:
     def sync(self, a: str, b: str) -> np.ndarray | None:
         """``sync/<a>__to__<b>`` (for each row of a, the latest row of b at or before it)."""
         rel = f"sync/{a}__to__{b}"
-        if not (self.path / rel / "zarr.json").is_file():
+        exists = (self.files.size(f"{rel}/zarr.json") is not None if self.files is not None
+                  else (self.path / rel / "zarr.json").is_file())
+        if not exists:
             return None
         return self._memoized(("s", a, b), rel)
 

@@ -199,11 +199,15 @@ class ShardedArrayReader:
     data type, nested sharding) goes through zarr-python.
     """
 
-    def __init__(self, path: str | Path, cache: ChunkCache | None = None) -> None:
+    def __init__(self, path: str | Path, cache: ChunkCache | None = None, *,
+                 files: Any = None, rel: str | None = None) -> None:
+        #: ``files``/``rel``: the array is ``rel`` of a remote release (``release.open_url``)
         self.path = Path(path)
+        self.files, self._rel = files, rel
         meta_path = self.path / "zarr.json"
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(files.read(f"{rel}/zarr.json")
+                              if files is not None else meta_path.read_text())
         except FileNotFoundError as exc:
             raise ReleaseError(f"{meta_path}: no such Zarr array") from exc
         except (OSError, ValueError) as exc:
@@ -318,6 +322,8 @@ class ShardedArrayReader:
     def close(self) -> None:
         if self._gen == _FORK_GENERATION[0]:
             for fd in self._fds.values():
+                if fd < 0:
+                    continue
                 try:
                     os.close(fd)
                 except OSError:
@@ -331,9 +337,18 @@ class ShardedArrayReader:
         except Exception:  # noqa: BLE001, S110 - interpreter shutdown
             pass
 
+    def _size(self, fd: int, key: str) -> int:
+        if self.files is not None:
+            return int(self.files.size(f"{self._rel}/{key}"))
+        return os.fstat(fd).st_size
+
     def _fd(self, key: str) -> int | None:
         fd = self._fds.get(key)
-        if fd is None:
+        if fd is None and self.files is not None:
+            if self.files.size(f"{self._rel}/{key}") is None:
+                return None
+            self._fds[key] = fd = -1  # no descriptor: reads go through ``files``
+        elif fd is None:
             try:
                 fd = os.open(self.path / key, os.O_RDONLY)
             except FileNotFoundError:
@@ -342,7 +357,8 @@ class ShardedArrayReader:
         return fd
 
     def _pread(self, fd: int, nbytes: int, offset: int, key: str) -> bytes:
-        data = os.pread(fd, nbytes, offset)
+        data = (self.files.read_range(f"{self._rel}/{key}", offset, nbytes)
+                if self.files is not None else os.pread(fd, nbytes, offset))
         if len(data) != nbytes:
             raise ReleaseError(
                 f"{self.path / key}: short read, {len(data)} of {nbytes} bytes at offset {offset}"
@@ -353,7 +369,9 @@ class ShardedArrayReader:
         if self._zarr is None:
             import zarr
 
-            self._zarr = zarr.open_array(store=str(self.path), mode="r")
+            self._zarr = (zarr.open_array(store=self.files.zarr_store(), path=self._rel or "", mode="r")
+                          if self.files is not None
+                          else zarr.open_array(store=str(self.path), mode="r"))
         return self._zarr
 
     # -- chunks --------------------------------------------------------------------
@@ -370,7 +388,7 @@ class ShardedArrayReader:
         fd = self._fd(key)
         index: np.ndarray | None = None
         if fd is not None:
-            size = os.fstat(fd).st_size
+            size = self._size(fd, key)
             if size < self._index_nbytes:
                 raise ReleaseError(
                     f"{self.path / key}: shard of {size} bytes is shorter than its index "
@@ -394,7 +412,7 @@ class ShardedArrayReader:
             fd = self._fd(key)
             if fd is None:
                 return None
-            return key, 0, os.fstat(fd).st_size
+            return key, 0, self._size(fd, key)
         cps = self.chunks_per_shard
         shard = [c // n for c, n in zip(chunk, cps, strict=True)]
         local = [c % n for c, n in zip(chunk, cps, strict=True)]
