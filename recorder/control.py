@@ -42,13 +42,15 @@ class Plan:
 @dataclass(frozen=True, slots=True)
 class Command:
     """One episode-control command: start, stop, discard, rerecord, mark, quit.
-    ``mark`` takes the event kind (subtask, intervention, note) as ``outcome``."""
+    ``mark`` takes the event kind (subtask, intervention, note) as ``outcome``; ``stop``
+    may carry extra Metadata records for the episode (a sim episode's provenance)."""
 
     name: str
     outcome: str = "success"
     task: str | None = None
     operator: str | None = None
     label: str = ""
+    metadata: dict[str, dict[str, str]] | None = None
 
 
 class Controller:
@@ -91,7 +93,7 @@ class Controller:
         if cmd.name == "start":
             return self._start(now)
         if cmd.name == "stop":
-            return self._stop(cmd.outcome, now)
+            return self._stop(cmd.outcome, now, metadata=cmd.metadata)
         if cmd.name == "discard":
             info = s.discard_episode(at_ns=now, reset_s=self.plan.reset_seconds)
             return self._event(EventKind.DISCARD, now, info)
@@ -119,9 +121,10 @@ class Controller:
         self.error = None
         return self._event(EventKind.START, now, info)
 
-    def _stop(self, outcome: str, now: int, ended_by: str = "stop") -> EpisodeInfo:
+    def _stop(self, outcome: str, now: int, ended_by: str = "stop", *,
+              metadata: dict[str, dict[str, str]] | None = None) -> EpisodeInfo:
         info = self.session.stop_episode(outcome, at_ns=now, ended_by=ended_by,
-                                         reset_s=self.plan.reset_seconds)
+                                         reset_s=self.plan.reset_seconds, metadata=metadata)
         self.finished.append(info)
         return self._event(EventKind.STOP, now, info)
 

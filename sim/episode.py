@@ -37,7 +37,6 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -512,10 +511,11 @@ class _Episode:
 def provenance_record(trace: Trace, draw: Draw) -> dict[str, str]:
     """The sim provenance record (``SIM_METADATA``) of an episode, string values with
     nested data as JSON: ``task``, ``seed``, ``success``, ``failed_subtask``, ``reason``,
-    ``steps``, ``draw`` (``Draw.as_dict()``), ``marks``, ``sources`` (the source episodes a
-    multiplied demo came from, each with its path and sha256; ``[]`` for the simulated
-    operator), the ``mujoco`` and ``demofab`` versions, and every other key of the trace's
-    own provenance (``segments``, transforms, the operator's style ...) under its name."""
+    ``steps``, ``draw`` (``Draw.as_dict()``), ``marks``, ``provenance`` (the trace's own:
+    the operator's style, or a multiplied demo's source, segments and transforms, and what
+    the generator adds), ``sources`` (the source episodes a multiplied demo came from, each
+    with its path and sha256, as curation's episode table lists them; ``[]`` for the
+    simulated operator), and the ``mujoco`` and ``demofab`` versions."""
     import mujoco
 
     from demofab import __version__
@@ -524,7 +524,7 @@ def provenance_record(trace: Trace, draw: Draw) -> dict[str, str]:
     sources = prov.get("sources")
     if sources is None:
         sources = [prov["source"]] if isinstance(prov.get("source"), dict) else []
-    record = {
+    return {
         "format_version": str(SIM_METADATA_VERSION),
         "task": trace.task,
         "seed": str(trace.seed),
@@ -535,13 +535,11 @@ def provenance_record(trace: Trace, draw: Draw) -> dict[str, str]:
         "physics_dt": repr(PHYSICS_DT),
         "draw": _json(draw.as_dict()),
         "marks": _json([[m.step, m.kind, m.label] for m in trace.marks]),
+        "provenance": _json(prov),
         "sources": _json(sources),
         "mujoco": mujoco.__version__,
         "demofab": __version__,
     }
-    for key, value in prov.items():
-        record.setdefault(str(key), value if isinstance(value, str) else _json(value))
-    return record
 
 
 def _json(value: Any) -> str:
@@ -562,21 +560,6 @@ def _event_kind(kind: str, where: str) -> EventKind:
     except KeyError:
         raise SimError(f"{where}: mark kind {kind!r} is not an event kind "
                        f"({', '.join(k.name.lower() for k in EventKind)})") from None
-
-
-def add_metadata_on_close(session: Session, metadata: dict[str, dict[str, str]]) -> None:
-    """The open episode's writer adds ``metadata`` to the records it writes when it is
-    closed: for an episode that the recorder's controller stops (``Command`` carries no
-    metadata; ``Session.stop_episode(metadata=)`` is the way when the caller stops)."""
-    writer = session.writer
-    if writer is None:
-        raise SimError("no episode is recording; the sim metadata goes into an open episode")
-    close = writer.close
-
-    def close_with(records: dict[str, dict[str, str]] | None = None) -> Path:
-        return close({**(records or {}), **metadata})
-
-    writer.close = close_with  # type: ignore[method-assign,assignment]
 
 
 def attach_model_licence(session: Session, at_ns: int) -> None:
@@ -676,7 +659,7 @@ __all__ = [
     "JointStateTemplate",
     "PALM_FRAMES", "PELVIS_FRAME", "SIM_EPOCH_NS", "SIM_METADATA_VERSION",
     "SIM_OPERATOR", "SIM_PROFILE_TOPICS", "STEP_NS", "TORSO_FRAME", "WORLD_FRAME",
-    "add_metadata_on_close", "attach_model_licence", "camera_topic", "encode_jpeg",
+    "attach_model_licence", "camera_topic", "encode_jpeg",
     "failure_note", "provenance_record", "quat_conj", "quat_mul", "quat_rotate",
     "relative_pose", "render_episode", "sim_profile", "with_sim_topics", "write_episode",
 ]

@@ -53,7 +53,7 @@ from recorder.errors import RecorderError
 from recorder.types import schema_store
 
 from .errors import SimError
-from .expert import Executor
+from .expert import GRIPS, Executor
 from .ik import HandIK, Unreachable
 from .scenes import PALM_OFFSET, SIDES, Layout, Scene
 from .tasks import Outcome, Subtask, Task, get_task
@@ -410,6 +410,25 @@ def _hand_limits() -> dict[str, tuple[float, float]]:
     return {j.name: (j.lower, j.upper) for j in load_profile("humanoid").robot.joints}
 
 
+def grip_limits(grip: str) -> dict[str, tuple[float, float]]:
+    """The finger joints' (low, high) ends of travel in one of ``sim.expert.GRIPS``, both
+    hands: open (0 rad) at one end, closed at the other. Measuring a recorded hand's
+    closure against these gives the closure that makes the executor's hand (in the task's
+    grip) close as far as the recorded one did."""
+    try:
+        shape = GRIPS[grip]
+    except KeyError:
+        raise SimError(f"unknown grip {grip!r}; grips: {', '.join(GRIPS)}") from None
+    out: dict[str, tuple[float, float]] = {}
+    for side, sign in (("left", -1.0), ("right", 1.0)):
+        for joint, (o, c) in shape.items():
+            name = f"{side}_hand_{joint}_joint"
+            if re.match(FINGER_JOINTS.format(side=side), name) and abs(c - o) > 1e-9:
+                ends = sorted((sign * o, sign * c))
+                out[name] = (ends[0], ends[1])
+    return out
+
+
 def hand_closure(names: Sequence[str], positions: np.ndarray, side: str,
                  limits: dict[str, tuple[float, float]] | None = None) -> np.ndarray | None:
     """The closure (0 open .. 1 closed) of one hand over time: the mean, over its index and
@@ -548,7 +567,8 @@ def load_source(path: str | Path, task: str | Task) -> SourceDemo:
     object its subtasks are relative to (a frame named after the object); the tree is
     composed up to the pelvis. Subtask ends come from SUBTASK marks labelled with the
     subtask names, else from the hand closing or opening (curation's segmentation of the
-    hand joints on ``/joint_commands`` or ``/joint_states``). Raises ``SimError`` naming
+    hand joints on ``/joint_commands`` or ``/joint_states``); the closure is measured
+    against the task's grip (``grip_limits``). Raises ``SimError`` naming
     the file and what is missing."""
     p = Path(path)
     t = _resolve_task(task)
@@ -602,7 +622,7 @@ def load_source(path: str | Path, task: str | Task) -> SourceDemo:
 
     events = _events(p, content)
     streams = _joint_streams(p, content)
-    limits = _hand_limits()
+    limits = grip_limits(t.grip)
     closure: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     ref_stream = streams[0] if streams else None
     if ref_stream is not None:
@@ -622,13 +642,14 @@ def load_source(path: str | Path, task: str | Task) -> SourceDemo:
     if end_ns <= start_ns:
         raise SimError(f"{p}: the episode's /tf poses span no time between its start and "
                        f"stop events")
-    segments = _segments(p, t, events, streams, start_ns, end_ns)
+    segments = _segments(p, t, events, streams, start_ns, end_ns, limits)
     return SourceDemo(str(p), sha, t.name, reference, start_ns, end_ns, palms, tracks,
                       closure, segments, frames, targets)
 
 
 def _segments(path: Path, task: Task, events: list[dict[str, Any]], streams: list[StreamData],
-              start_ns: int, end_ns: int) -> tuple[SourceSegment, ...]:
+              start_ns: int, end_ns: int, limits: dict[str, tuple[float, float]]
+              ) -> tuple[SourceSegment, ...]:
     subtasks = list(task.subtasks)
     marks = [e for e in events if e["kind"] == event_name(EventKind.SUBTASK)
              and start_ns <= e["time_ns"] <= end_ns]
@@ -652,7 +673,7 @@ def _segments(path: Path, task: Task, events: list[dict[str, Any]], streams: lis
             cur = before[-1] if before else later[0]
             ends.append((cur, "event"))
     if len(ends) != len(names) - 1:
-        ends = _segment_by_hands(path, subtasks, streams, start_ns, end_ns)
+        ends = _segment_by_hands(path, subtasks, streams, start_ns, end_ns, limits)
     if len(ends) != len(names) - 1:
         labels = ", ".join(sorted(by_label)) or "none"
         raise SimError(
@@ -671,7 +692,8 @@ def _segments(path: Path, task: Task, events: list[dict[str, Any]], streams: lis
 
 
 def _segment_by_hands(path: Path, subtasks: list[Subtask], streams: list[StreamData],
-                      start_ns: int, end_ns: int) -> list[tuple[int, str]]:
+                      start_ns: int, end_ns: int, limits: dict[str, tuple[float, float]]
+                      ) -> list[tuple[int, str]]:
     """Subtask ends from curation's grasp and release detection on each arm's fingers:
     a subtask ends at the first grasp or release of one of its arms after the previous
     end."""
@@ -680,7 +702,6 @@ def _segment_by_hands(path: Path, subtasks: list[Subtask], streams: list[StreamD
     rec = FileRecord(str(path), "", "", 0, {s.topic: s for s in streams})
     seg = Segment(0, start_ns, end_ns, "events")
     per_side: dict[str, list[int]] = {}
-    limits = _hand_limits()
     for side in SIDES:
         cfg = SegmentConfig(gripper_joints=FINGER_JOINTS.format(side=side))
         per_side[side] = sorted(m["time_ns"] for m in detect_marks(rec, seg, cfg, limits)
@@ -1057,7 +1078,8 @@ def generate_attempt(sources: Sequence[SourceDemo], task: str | Task, layout: La
     rng = np.random.default_rng(seed)
     scene = Scene(layout)
     try:
-        executor = Executor(scene, HandIK(scene, tolerance_m=opts.ik_tolerance_m))
+        executor = Executor(scene, HandIK(scene, tolerance_m=opts.ik_tolerance_m),
+                            grip=t.grip)
         first = t.subtasks[0]
         pick = select_source(sources, _scene_object_pose(scene, first.object), rng, opts,
                              _scene_object_pose(scene, PELVIS_FRAME))
@@ -1190,7 +1212,7 @@ __all__ = [
     "FINGER_JOINTS", "HELD_CLOSURE", "MultiplyOptions", "OBJECT_FRAMES", "PALM_FRAMES",
     "PELVIS_FRAME", "PlannedSegment", "PoseTrack", "SourceDemo", "SourceSegment",
     "TrackedArm", "WRIST_FRAME", "blend_poses", "blend_weights", "bridge_steps",
-    "generate_attempt", "hand_closure", "interpolate_poses", "invert", "load_source",
+    "generate_attempt", "grip_limits", "hand_closure", "interpolate_poses", "invert", "load_source",
     "mat_to_quat", "matrix_pose", "object_transform", "plan_segment", "pose_matrix",
     "quat_to_mat", "rotation_angle", "select_source", "slerp", "symmetric_pose",
     "transform_segment",

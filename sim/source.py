@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,6 @@ from .episode import (
     SIM_OPERATOR,
     STEP_NS,
     STOP_AFTER_S,
-    add_metadata_on_close,
     attach_model_licence,
     failure_note,
     provenance_record,
@@ -53,8 +52,8 @@ from .trace import Trace
 #: time between the end of one episode's stream and the start of the next
 GAP_S = 1.0
 
-#: runs one attempt: (task, layout, seed) -> Trace, physics only
-Runner = Callable[[str, Layout, int], Trace]
+#: runs one attempt: (task, layout, seed, action noise in rad) -> Trace, physics only
+Runner = Callable[[str, Layout, int, float], Trace]
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -65,11 +64,12 @@ def episode_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def expert_runner(task: str, layout: Layout, seed: int) -> Trace:
-    """The simulated operator (``sim.expert.run_expert``) doing ``task`` in ``layout``."""
+def expert_runner(task: str, layout: Layout, seed: int, action_noise_rad: float = 0.0) -> Trace:
+    """The simulated operator (``sim.expert.run_expert``) doing ``task`` in ``layout``, its
+    commands with the draw's action noise."""
     from .expert import run_expert  # IK and mink: imported when the first attempt runs
 
-    return run_expert(task, layout, seed)
+    return run_expert(task, layout, seed, action_noise_rad=action_noise_rad)
 
 
 class SimSource:
@@ -124,7 +124,7 @@ class SimSource:
                 return
             seed = episode_seed(self.seed, index)
             d = draw(self.task, seed, self.config)
-            trace = self.runner(self.task, d.layout, seed)
+            trace = self.runner(self.task, d.layout, seed, d.action_noise_rad)
             if trace.layout != d.layout:
                 raise SimError(f"the attempt of task {self.task!r}, seed {seed} ran in "
                                "another layout than its draw")
@@ -174,15 +174,7 @@ class SimSource:
             self._command("mark", outcome="note", label=failure_note(trace))
         metadata = {SIM_METADATA: provenance_record(trace, d)}
         outcome = "success" if trace.success else "failure"
-        from recorder.control import Command
-
-        if "metadata" in {f.name for f in fields(Command)}:
-            self._command("stop", outcome=outcome, metadata=metadata)
-            return
-        session = getattr(self.controller, "session", None)
-        if session is not None and session.writer is not None:
-            add_metadata_on_close(session, metadata)
-        self._command("stop", outcome=outcome)
+        self._command("stop", outcome=outcome, metadata=metadata)
 
     def is_closed(self) -> bool:
         """Whether ``close`` was called (the stream then ends at the next message)."""

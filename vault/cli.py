@@ -7,23 +7,27 @@ not, 2 when it cannot be read (no log, a malformed checkpoint file).
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from demofab.durable import atomic_write
 
-from .audit import cosign_checkpoint, latest_checkpoint, show, verify
 from .errors import LogTamperError, VaultError
-from .keys import generate_key_file, load_signer, write_secret_file
-from .note import COSIGNATURE_V1, ED25519, generate_signer
+
+# the commands import the vault's modules when they run: without the vault extra
+# (cryptography), `demofab --help` still works and a vault command says what is missing
 
 __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``vault`` and its subcommands to the ``demofab`` parser."""
-    p = sub.add_parser("vault", help="the secure data library: audit log, keys")
+    p = sub.add_parser("vault", help="the secure data library: audit log, keys, and (with "
+                                     "the vault extra) running a vault")
     vsub = p.add_subparsers(dest="vault_command", required=True)
 
     a = vsub.add_parser("audit", help="check and read the vault's audit log")
@@ -37,17 +41,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "or a cosigner's, whose cosignature the kept checkpoint must carry "
                         "(repeatable; a file holding the key works too)")
     q.add_argument("--json", action="store_true", help="print the report as JSON")
-    q.set_defaults(func=cmd_verify)
+    q.set_defaults(func=_needs_extra(cmd_verify))
 
     q = asub.add_parser("show", help="every access to one dataset")
     q.add_argument("--root", required=True, help="the vault root")
     q.add_argument("--dataset", required=True)
     q.add_argument("--json", action="store_true", help="one JSON object per line")
-    q.set_defaults(func=cmd_show)
+    q.set_defaults(func=_needs_extra(cmd_show))
 
     q = asub.add_parser("checkpoint", help="print the log's newest signed checkpoint")
     q.add_argument("--root", required=True, help="the vault root")
-    q.set_defaults(func=cmd_checkpoint)
+    q.set_defaults(func=_needs_extra(cmd_checkpoint))
 
     q = asub.add_parser("cosign", help="check the log, then cosign its checkpoint with your "
                                        "own key and keep it")
@@ -59,7 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--checkpoint", help="the checkpoint to cosign (default: the log's newest)")
     q.add_argument("--key", action="append", default=[], metavar="VKEY",
                    help="the log's verifier key, if you trust it rather than ROOT's")
-    q.set_defaults(func=cmd_cosign)
+    q.set_defaults(func=_needs_extra(cmd_cosign))
 
     k = vsub.add_parser("key", help="make keys")
     ksub = k.add_subparsers(dest="key_command", required=True)
@@ -70,7 +74,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--out", required=True, help="the key file to create (outside the root)")
     q.add_argument("--name", help="the key's name (log, cosigner), e.g. example.com/vault")
     q.add_argument("--root", help="the vault root (refused as the key's location)")
-    q.set_defaults(func=cmd_key_new)
+    q.set_defaults(func=_needs_extra(cmd_key_new))
+
+    _add_operating_commands(vsub)
+
+
+# the packages of the vault extra: without them the operating commands are left out
+_EXTRA = {"cryptography", "sqlalchemy", "psycopg", "fastapi", "uvicorn", "httpx", "starlette",
+          "pydantic"}
+
+
+def _add_operating_commands(vsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``demofab vault init|serve|ingest|...`` from vault.admin_cli, where it is installed
+    with the packages it needs."""
+    try:
+        admin = importlib.import_module(f"{__package__}.admin_cli")
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if exc.name == f"{__package__}.admin_cli" or missing in _EXTRA:
+            return
+        raise
+    admin.add_commands(vsub)
+
+
+def _needs_extra(command: Callable[[argparse.Namespace], int],
+                 ) -> Callable[[argparse.Namespace], int]:
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] != "cryptography":
+                raise
+            print("demofab vault: error: the vault needs the 'vault' extra "
+                  "(pip install 'demofab[vault]'): cryptography is not installed",
+                  file=sys.stderr)
+            return 2
+    return run
 
 
 def _key_arg(value: str) -> str:
@@ -82,6 +122,8 @@ def _key_arg(value: str) -> str:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """``demofab vault audit verify``."""
+    from .audit import verify
+
     try:
         report = verify(args.root, args.checkpoint, keys=[_key_arg(k) for k in args.key])
     except (VaultError, OSError) as exc:
@@ -101,6 +143,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """``demofab vault audit show``."""
+    from .audit import show
+
     try:
         entries = show(args.root, args.dataset)
     except VaultError as exc:
@@ -119,6 +163,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
     """``demofab vault audit checkpoint``."""
+    from .audit import latest_checkpoint
+
     try:
         note = latest_checkpoint(args.root)
     except VaultError as exc:
@@ -134,6 +180,9 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 def cmd_cosign(args: argparse.Namespace) -> int:
     """``demofab vault audit cosign``."""
+    from .audit import cosign_checkpoint
+    from .keys import load_signer
+
     out = Path(args.out)
     try:
         signer = load_signer(args.key_file, vault_root=args.root)
@@ -157,6 +206,9 @@ def cmd_cosign(args: argparse.Namespace) -> int:
 
 def cmd_key_new(args: argparse.Namespace) -> int:
     """``demofab vault key new``."""
+    from .keys import generate_key_file, write_secret_file
+    from .note import COSIGNATURE_V1, ED25519, generate_signer
+
     try:
         if args.kind == "provider":
             provider = generate_key_file(args.out, vault_root=args.root)

@@ -8,6 +8,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported
 
 import json
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -159,10 +160,11 @@ def test_cameras_off_renders_nothing(trace: Trace, noisy: Draw,
 
 
 def test_sensor_noise_and_latency_come_from_the_draw(trace: Trace) -> None:
-    none = draw("pick_place", 4, no_randomization(), layout=LAYOUT)
-    exact = list(render_episode(with_layout(trace, none), none, cameras=False, t0_ns=T0))
     a = draw("pick_place", 4, layout=LAYOUT)
     b = draw("pick_place", 5, layout=LAYOUT)
+    silent = replace(a, sensor_noise=no_randomization().sensor_noise,
+                     latency_ms=dict.fromkeys(a.latency_ms, 0.0))  # a's scene, exact streams
+    exact = list(render_episode(with_layout(trace, a), silent, cameras=False, t0_ns=T0))
     noisy_a = list(render_episode(with_layout(trace, a), a, cameras=False, t0_ns=T0))
     noisy_b = list(render_episode(with_layout(trace, b), b, cameras=False, t0_ns=T0))
 
@@ -172,9 +174,9 @@ def test_sensor_noise_and_latency_come_from_the_draw(trace: Trace) -> None:
 
     q_exact, q_a, q_b = positions(exact), positions(noisy_a), positions(noisy_b)
     assert not np.array_equal(q_a, q_b)
-    # the noise's spread is the configured one (the arm moves the same in both layouts)
+    # the noise's spread is the configured one (a little less: none past a joint limit)
     assert (q_a - q_exact).std() == pytest.approx(a.sensor_noise.joint_position_std_rad,
-                                                  rel=0.1)
+                                                  rel=0.15)
     cmds = [m.data for m in by_topic(noisy_a)["/joint_commands"]]
     assert cmds == [m.data for m in by_topic(noisy_b)["/joint_commands"]]
     assert all(m.log_time == m.publish_time for m in exact)
@@ -269,7 +271,7 @@ def test_write_episode_records_events_marks_outcome_and_provenance(
     sim = metadata[SIM_METADATA]
     assert (sim["task"], sim["seed"], sim["success"]) == ("pick_place", "0", "true")
     assert Draw.from_dict(json.loads(sim["draw"])) == d
-    assert sim["origin"] == "scripted"  # the trace's own provenance, key by key
+    assert json.loads(sim["provenance"]) == {"origin": "scripted"}  # the trace's own
     assert json.loads(sim["sources"]) == []
     assert sim["mujoco"] and sim["demofab"]
 
@@ -327,9 +329,9 @@ def test_a_multiplied_demo_names_its_source_episodes(tmp_path: Path) -> None:
                         "segments": [{"subtask": "grasp", "transform": np.eye(4)}]}
     record = provenance_record(trace, d)
     assert json.loads(record["sources"]) == [source]
-    assert record["method"] == "mimicgen"
-    assert json.loads(record["segments"])[0]["transform"][0] == [1.0, 0.0, 0.0, 0.0]
-    assert record["task"] == "pick_place"  # the record's own keys are not overridden
+    prov = json.loads(record["provenance"])
+    assert prov["method"] == "mimicgen"
+    assert prov["segments"][0]["transform"][0] == [1.0, 0.0, 0.0, 0.0]
     row = {"kind": "sim", "sim": {k: json.loads(v) if v.startswith(("[", "{")) else v
                                   for k, v in record.items()}}
     assert provenance_line(row) == "sim seed 0 from episode_0002.mcap"
@@ -371,6 +373,7 @@ def joint_state_digest(seed: int) -> str:
     return h.hexdigest()
 
 
+@pytest.mark.slow
 def test_another_process_records_the_same_joint_state_bytes() -> None:
     import multiprocessing
 

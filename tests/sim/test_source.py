@@ -29,7 +29,7 @@ from tests.sim.test_episode import LAYOUT, scripted_trace
 STEPS = 150
 
 
-def runner(task: str, layout: Layout, seed: int) -> Trace:
+def runner(task: str, layout: Layout, seed: int, action_noise_rad: float = 0.0) -> Trace:
     """The scripted arm motion; every other seed fails its lift."""
     return scripted_trace(layout, STEPS, seed=seed, success=seed % 2 == 0)
 
@@ -182,7 +182,7 @@ def test_cameras_are_recorded_up_to_the_stop(tmp_path: Path,
     profile = sim_profile()
     session = Session(tmp_path / "s", profile)
 
-    def short(task: str, layout: Layout, seed: int) -> Trace:
+    def short(task: str, layout: Layout, seed: int, action_noise_rad: float = 0.0) -> Trace:
         return scripted_trace(layout, 60, seed=seed)
 
     source = SimSource(profile, episodes=1, runner=short, image_size=(64, 48))

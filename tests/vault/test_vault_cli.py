@@ -138,3 +138,31 @@ def test_key_new_refuses_the_vault_root_and_an_existing_file(
     assert run("key", "new", "provider", "--out", str(tmp_path / "p.key")) == 2
     assert "exists already" in capsys.readouterr().err
     assert run("key", "new", "log", "--out", str(tmp_path / "l.key")) == 2
+
+
+def test_without_the_vault_extra_demofab_still_starts_and_a_vault_command_says_why_not(
+        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # a meta-path finder that hides cryptography, as on an install without the extra
+    code = (
+        "import sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'cryptography':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        "from demofab.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    root = Path(__file__).resolve().parents[2]
+
+    def demofab(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                              text=True, cwd=root, timeout=120)
+
+    helped = demofab("--help")
+    assert helped.returncode == 0 and "vault" in helped.stdout
+    refused = demofab("vault", "audit", "verify", "--root", str(tmp_path))
+    assert refused.returncode == 2
+    assert "pip install 'demofab[vault]'" in refused.stderr
