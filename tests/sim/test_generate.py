@@ -108,7 +108,7 @@ def test_failed_attempts_stay_out_of_the_session_with_their_reason(
         with open(f, "rb") as fh:
             md = {m.name: m.metadata for m in make_reader(fh).iter_metadata()}
         assert md[EPISODE_METADATA]["outcome"] == "success"
-        generation = json.loads(md[SIM_METADATA]["generation"])
+        generation = json.loads(md[SIM_METADATA]["provenance"])["generation"]
         assert generation["run_seed"] == SPEC.seed and generation["command"] == "generate"
     kept_steps = sum(recs[r["index"]]["steps"] for r in journal(out) if "episode" in r)
     assert s.render_saved_fraction == pytest.approx(
