@@ -18,12 +18,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	rm -rf demo-output
-	$(BIN)/demofab record --source synthetic --profile humanoid --episodes 3 \
-		--episode-seconds 4 --task "pick up the box" --operator demo --out demo-output/session
+	$(BIN)/demofab record --source sim --task pick_place --episodes 3 --seed 1 \
+		--operator demo --out demo-output/session
 	$(BIN)/demofab inspect demo-output/session
-	$(BIN)/demofab curate demo-output/session --out demo-output/releases --name demo
+	$(BIN)/demofab sim multiply --source demo-output/session --task pick_place --n 4 \
+		--seed 2 --workers 2 --out demo-output/multiplied
+	$(BIN)/demofab curate demo-output/session demo-output/multiplied --out demo-output/releases \
+		--name demo
 	$(BIN)/demofab release show demo-output/releases/demo
 	$(BIN)/demofab release sample demo-output/releases/demo -n 3
+	BIN=$(BIN) bash tools/demo-vault.sh
 
 test: $(STAMP)
 	bash tools/run-tests.sh

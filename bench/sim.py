@@ -133,35 +133,36 @@ def attempt_outcomes(spec: RunSpec, count: int, workers: int) -> dict[str, Any]:
             "wall_s": round(wall, 1), "failures_by_reason": dict(fails.most_common())}
 
 
-def bare_loop(out: Path, task: str, config: Any = None) -> dict[str, Any]:
-    """The same MuJoCo steps and renders as the run in ``out``, bare: each attempt's steps
-    on its scene, then each kept attempt's steps again with its episode's camera frames
-    rendered at even intervals. Returns the time and the counts."""
+def bare_loop(out: Path, spec: RunSpec) -> dict[str, Any]:
+    """The same MuJoCo steps and renders as the run of ``spec`` in ``out``, bare: each
+    journaled attempt's commands stepped on its scene, then each kept attempt's commands
+    again with its episode's camera frames rendered (as many per camera, at even
+    intervals, at their resolution). The commands come from running the attempts again
+    (untimed). Returns the time and the counts."""
     import json
 
     import numpy as np
 
-    from sim.randomize import draw, load
+    from sim.generate import Driver, Worker
     from sim.scenes import Scene
 
-    cfg = config if config is not None else load(None)
     lines = [json.loads(x) for x in (out / "sim_journal.jsonl").read_text().splitlines()]
-    attempts = {r["index"]: r for r in lines if "outcome" in r}
+    attempts = {r["index"]: r for r in lines if "outcome" in r and r["steps"] > 0}
     kept = {r["index"]: r["episode"] for r in lines if "episode" in r}
     frames = {i: _camera_frames(out / f) for i, f in kept.items()}
+    driver, worker = Driver(spec, out), Worker()
+    traces = {i: worker.physics(driver.job(i)) for i in sorted(attempts)}
     steps = renders = 0
     t = time.perf_counter()
-    for i, rec in sorted(attempts.items()):
-        scene = Scene(draw(task, rec["seed"], cfg).layout)
-        scene.set_ctrl(scene.home_ctrl())
-        scene.step(rec["steps"])
-        steps += rec["steps"]
-        if i in kept:
+    for i, trace in traces.items():
+        scene = Scene(trace.layout)
+        for phase in ("physics", "record") if i in kept else ("physics",):
             scene.reset()
-            n = rec["steps"]
+            n = trace.steps
             due = {cam: set(np.linspace(0, n - 1, k).astype(int).tolist())
-                   for cam, (k, _, _) in frames[i].items()}
+                   for cam, (k, _, _) in frames[i].items()} if phase == "record" else {}
             for s in range(n):
+                scene.set_ctrl(trace.ctrl[s])
                 scene.step()
                 for cam, at in due.items():
                     if s in at:
@@ -215,7 +216,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                "episode; the bare-loop comparison needs one")
         task0, cam0 = first_cam
         say(f"[sim bench] bare loop of the {task0} camera run")
-        bare = bare_loop(work / f"{task0}-cam", task0)
+        bare = bare_loop(work / f"{task0}-cam", RunSpec(task0, args.n_cameras, seed=args.seed))
         vs_bare = round(bare["s"] / max(cam0.wall_s - cam0.startup_s, 1e-9), 3)
 
         say(f"[sim bench] scaling: {args.scaling_n} kept on 1 and 2 workers")

@@ -8,7 +8,8 @@ that a backend's worker runs in two phases:
    (``sim.expert.run_expert``) or a multiplied source demo (``sim.multiply
    .generate_attempt``) runs without cameras and returns a :class:`sim.trace.Trace`;
 2. only for a success that will be kept, a :class:`RecordJob` re-executes the trace with
-   the cameras (``sim.episode.render_episode``), so failed attempts cost no rendering.
+   the cameras (``sim.episode.episode_messages``: the attempt and the robot holding its
+   pose up to the stop), so failed attempts cost no rendering.
 
 The driver keeps the first ``n`` successes in attempt order, so what is kept does not
 depend on the number of workers, the backend or the order in which attempts finish
@@ -80,13 +81,14 @@ MULTIPLY_OPERATOR = "sim-multiply"
 
 
 def attempt_seed(run_seed: int, index: int) -> int:
-    """The seed of attempt ``index`` of a run seeded ``run_seed``: numpy's ``SeedSequence``
-    of the run seed, spawned child ``index`` (independent streams, reproducible anywhere)."""
+    """The seed of attempt ``index`` of a run seeded ``run_seed``: 32 bits of numpy's
+    ``SeedSequence([run_seed, index])`` (independent streams, reproducible anywhere; the
+    same mix as ``sim.source.episode_seed``, so attempt ``i`` of ``sim generate --seed S``
+    draws the scene of episode ``i`` of ``record --source sim --seed S``)."""
     if run_seed < 0 or index < 0:
         raise SimError(f"seeds and attempt indices are non-negative, not seed {run_seed} "
                        f"attempt {index}")
-    state = np.random.SeedSequence(run_seed, spawn_key=(index,)).generate_state(1)
-    return int(state[0])
+    return int(np.random.SeedSequence([run_seed, index]).generate_state(1)[0])
 
 
 def attempt_t0_ns(index: int) -> int:
@@ -140,7 +142,8 @@ class AttemptResult:
 
 @dataclass(slots=True)
 class RecordResult:
-    """A kept attempt, rendered: the trace and the episode's messages in log-time order."""
+    """A kept attempt, rendered: the trace and the episode's messages in log-time order
+    (what ``sim.episode.write_episode(messages=)`` writes)."""
 
     index: int
     trace: Trace
@@ -185,18 +188,18 @@ class Worker:
         return self._sources[key]
 
     def physics(self, job: AttemptJob) -> Trace:
-        """The attempt without cameras: draw the scene, then the operator or a multiplied
-        source demo performs the task in physics."""
+        """The attempt without cameras: draw the scene, then the operator (with the draw's
+        action noise) or a multiplied source demo performs the task in physics."""
         from .randomize import draw
 
-        layout = draw(job.task, job.seed, job.config).layout
+        d = draw(job.task, job.seed, job.config)
         if job.sources:
             from .multiply import generate_attempt
 
-            return generate_attempt(self.sources(job), job.task, layout, job.seed)
+            return generate_attempt(self.sources(job), job.task, d.layout, job.seed)
         from .expert import run_expert
 
-        return run_expert(job.task, layout, job.seed)
+        return run_expert(job.task, d.layout, job.seed, action_noise_rad=d.action_noise_rad)
 
     def attempt(self, job: AttemptJob) -> AttemptResult:
         """Phase one: physics only. An attempt that raises ``SimError`` (a scene that does
@@ -213,7 +216,7 @@ class Worker:
 
     def record(self, job: RecordJob) -> RecordResult:
         """Phase two: re-execute a successful trace with rendering; the episode's messages."""
-        from .episode import render_episode, sim_profile
+        from .episode import episode_messages, sim_profile
         from .randomize import draw
 
         a = job.attempt
@@ -223,9 +226,9 @@ class Worker:
             raise SimError(f"attempt {a.index} (task {a.task}, seed {a.seed}) succeeded before "
                            f"and failed when run again ({trace.failed_subtask}: "
                            f"{trace.reason}): the simulation is not deterministic here")
-        messages = list(render_episode(trace, draw(a.task, a.seed, a.config),
-                                       cameras=a.cameras, t0_ns=a.t0_ns,
-                                       profile=sim_profile(cameras=a.cameras)))
+        messages = list(episode_messages(trace, draw(a.task, a.seed, a.config),
+                                         cameras=a.cameras, t0_ns=a.t0_ns,
+                                         profile=sim_profile(cameras=a.cameras)))
         return RecordResult(a.index, trace, messages, time.perf_counter() - t)
 
 
@@ -466,8 +469,11 @@ class Summary:
     physics_s: float
     record_s: float
     episodes: list[str]
+    #: half-written episodes of an interrupted earlier run that this one dropped
+    dropped_partial: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        """The summary as JSON-able data (``--json``)."""
         return dataclasses.asdict(self)
 
 
@@ -542,6 +548,7 @@ class Driver:
         self._physics_s = 0.0
         self._record_s = 0.0
         self.resumed = 0
+        self.dropped = 0
         self.session: Session | None = None
         self.backend: Backend | None = None
 
@@ -571,7 +578,7 @@ class Driver:
                 raise SimError(f"--out {out} holds another run ({'; '.join(diffs)}); rerun "
                                "the same command to continue it, or give a new directory")
         if state is not None:
-            _drop_interrupted(out, state)
+            self.dropped = _drop_interrupted(out, state)
         profile = sim_profile(cameras=self.spec.cameras)  # no silent camera topics
         self.session = Session(out, profile, robot_description=(
             ROBOT_DESCRIPTION, "application/xml", urdf_from_profile(profile)))
@@ -778,7 +785,8 @@ class Driver:
             attempted_steps=steps_all, recorded_steps=kept_steps,
             resumed_episodes=self.resumed, attempted_this_run=self._attempted_now,
             kept_this_run=self._kept_now, physics_s=round(self._physics_s, 3),
-            record_s=round(self._record_s, 3), episodes=list(self.written))
+            record_s=round(self._record_s, 3), episodes=list(self.written),
+            dropped_partial=self.dropped)
 
 
 def generate(spec: RunSpec, out: Path | str, *, backend: str = "local", workers: int = 1,

@@ -262,9 +262,13 @@ class Vault:
         self.audit.record(event)
 
     def close(self) -> None:
-        """Close the catalog and the audit log."""
-        self.catalog.close()
-        self.audit.close()
+        """Sign a checkpoint of the log as it is (so a provider can keep and cosign the
+        vault's last state), then close the catalog and the audit log."""
+        try:
+            self.audit.checkpoint()
+        finally:
+            self.catalog.close()
+            self.audit.close()
 
     def __enter__(self) -> Vault:
         return self
