@@ -49,4 +49,6 @@ echo "== provider: cosign the log's checkpoint, keep it, and check the log again
 $V key new cosigner --out "$K/cosigner.key" --name acme.example/cosigner --root "$R"
 $V audit cosign --root "$R" --key-file "$K/cosigner.key" --out "$K/kept.checkpoint"
 $V audit verify --root "$R" --checkpoint "$K/kept.checkpoint"
-$V audit show --root "$R" --dataset pick | head -n 12
+$V audit show --root "$R" --dataset pick > "$OUT/audit-pick.txt"
+echo "$(wc -l < "$OUT/audit-pick.txt") entries for dataset pick in $OUT/audit-pick.txt, the first:"
+head -n 8 "$OUT/audit-pick.txt"

@@ -137,24 +137,21 @@ def test_a_stream_subset_refuses_the_other_streams(vault: Vault, release_dir: Pa
     assert set(manifest["files"]) == paths - {"manifest.json"}
 
 
-def test_an_episode_subset_reads_only_chunks_of_its_episodes(vault: Vault,
-                                                             release_dir: Path) -> None:  # noqa: F811
-    dave = who(vault, "dave")
+def test_an_episode_subset_is_served_as_its_own_derived_release(vault: Vault,
+                                                                release_dir: Path) -> None:  # noqa: F811
+    dave = who(vault, "dave")  # granted episodes 0 and 1 of 3
     with vault.open_file(dave, "pick", 1, "episodes.json") as f:
         rows = json.loads(f.read_range(0, f.size))["episodes"]
-    assert [r["index"] for r in rows] == [0, 1]
-    with pytest.raises(Forbidden, match="stats.json"):
+    assert [(r["index"], r["source_index"]) for r in rows] == [(0, 0), (1, 1)]
+    with pytest.raises(NotFound, match="stats.json"):  # no statistics over other episodes
         vault.open_file(dave, "pick", 1, "stats.json")
     listed = {f.path: f for f in vault.list_files(dave, "pick", 1)}
-    ranges = listed[VALUES].ranges
-    assert ranges is not None and ranges[0][0] == 0
-    plain = (release_dir / VALUES).read_bytes()
+    assert listed[VALUES].ranges is None  # every file of the derived release is whole
     with vault.open_file(dave, "pick", 1, VALUES) as f:
-        with pytest.raises(Forbidden, match="episodes"):
-            f.read_range(0, f.size)  # the whole shard holds episode 2's frames too
-        lo, hi = ranges[0]
-        assert f.read_range(lo, hi) == plain[lo:hi]
-        assert f.read_range(f.size - 100, f.size) == plain[-100:]  # the shard index is free
+        derived = f.read_range(0, f.size)
+    with vault.open_file(who(vault, "alice"), "pick", 1, VALUES) as f:
+        full = f.read_range(0, f.size)
+    assert len(derived) < len(full)  # episode 2's frames are not in it
 
 
 def test_pulls_and_key_uses_are_audit_entries(vault: Vault) -> None:
