@@ -43,6 +43,7 @@ from .contract import (
     OUTCOMES,
     PART_SUFFIX,
     PROFILE_KEY,
+    SAFE_DUMPER,
     SESSION_FORMAT_VERSION,
     SESSION_KEY,
     STATE_FILE,
@@ -239,7 +240,7 @@ class Session:
                 "ros_distro": "jazzy",
             }
         }
-        return yaml.safe_dump(info, sort_keys=False)
+        return yaml.dump(info, Dumper=SAFE_DUMPER, sort_keys=False)
 
     # -- episode control ---------------------------------------------------------------
     @property

@@ -115,6 +115,7 @@ exit $rc
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
 def test_ray_on_a_local_cluster_writes_the_same_episodes_as_the_local_pool(
         tmp_path: Path) -> None:
