@@ -248,7 +248,7 @@ def _write_stream(path: Path, st: _Stream, plans: list[Planned], ne: int, cfg: C
     attrs: dict[str, Any] = {
         "topic": st.topic, "type": st.type, "role": role[0] if role else "unknown",
         "clock": first.clock, "count": n, "rate_hz": role[1] if role else None,
-        "measured_rate_hz": _measured(t, bounds), "constants": first.constants,
+        "measured_rate_hz": measured_rate_hz(t, bounds), "constants": first.constants,
     }
     for k in ("camera", "child_frame_ids", "frame_ids", "undecoded"):
         if k in first.attrs:
@@ -461,7 +461,9 @@ def _union_joint_names(st: _Stream) -> list[str]:
     return names
 
 
-def _measured(t: np.ndarray, bounds: np.ndarray) -> float | None:
+def measured_rate_hz(t: np.ndarray, bounds: np.ndarray) -> float | None:
+    """A stream's measured rate over its episodes (``bounds``: row ranges), as a release's
+    ``measured_rate_hz`` attribute holds it; None with fewer than two rows in every episode."""
     n, span = 0, 0
     for lo, hi in bounds:
         if hi - lo > 1:

@@ -43,7 +43,7 @@ from curation.errors import ReleaseError
 from curation.manifest import MANIFEST, write_manifest
 from curation.release import episode_table, release_attrs, resolve
 from curation.stats import QUANTILES, describe
-from curation.writer import sync_index
+from curation.writer import measured_rate_hz, sync_index
 from curation.zwrite import write_array, write_group, write_json
 
 from .errors import VaultError
@@ -407,17 +407,8 @@ def _group_attrs(rel: str, doc: dict[str, Any], root_attrs: dict[str, Any],
     if len(parts) == 2 and parts[0] == "streams" and parts[1] in streams:
         st = streams[parts[1]]
         attrs["count"] = int(st.counts.sum())
-        attrs["measured_rate_hz"] = _measured(st.time_ns, st.bounds)
+        attrs["measured_rate_hz"] = measured_rate_hz(st.time_ns, st.bounds)
     return attrs
-
-
-def _measured(t: np.ndarray, bounds: np.ndarray) -> float | None:
-    n, span = 0, 0
-    for lo, hi in bounds:
-        if hi - lo > 1:
-            n += int(hi - lo - 1)
-            span += int(t[hi - 1] - t[lo])
-    return round(n * 1e9 / span, 3) if span > 0 else None
 
 
 def _array_data(rel: str, doc: dict[str, Any], streams: dict[str, _StreamPlan],

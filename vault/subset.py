@@ -38,6 +38,8 @@ import google_crc32c
 import numpy as np
 import zstandard
 
+from curation.writer import measured_rate_hz
+
 from .errors import VaultError
 
 __all__ = ["ReadFile", "derive_subset"]
@@ -183,15 +185,6 @@ def _new_bounds(ranges: list[tuple[int, int]]) -> np.ndarray:
     return np.stack([ends - sizes, ends], axis=1).astype(np.int64).reshape(len(ranges), 2)
 
 
-def _measured_rate(times: np.ndarray, bounds: np.ndarray) -> float | None:
-    rows = spans = 0
-    for lo, hi in bounds:
-        if hi - lo >= 1:
-            rows += int(hi - lo - 1)
-            spans += int(times[hi - 1] - times[lo])
-    return rows / (spans / 1e9) if spans > 0 else None
-
-
 def derive_subset(read_file: ReadFile, files: list[str], episodes: Iterable[int],
                   streams: Iterable[str] | None = None, *,
                   source: dict[str, Any] | None = None) -> dict[str, bytes]:
@@ -273,7 +266,7 @@ def derive_subset(read_file: ReadFile, files: list[str], episodes: Iterable[int]
         sattrs = dict(meta.get("attributes") or {})
         sattrs["count"] = int(nb[-1, 1]) if len(nb) else 0
         if "measured_rate_hz" in sattrs and times is not None:
-            sattrs["measured_rate_hz"] = _measured_rate(times, nb)
+            sattrs["measured_rate_hz"] = measured_rate_hz(times, nb)
         out[f"{base}/zarr.json"] = json.dumps(dict(meta, attributes=sattrs), indent=2).encode()
 
     if "sync/zarr.json" in fileset:
