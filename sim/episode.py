@@ -51,6 +51,7 @@ from recorder.types import serialize, typestore
 from .errors import SimError
 from .randomize import Draw
 from .scenes import CAMERAS, SIDES, Scene
+from .se3 import quat_conj, quat_mul, quat_rotate, relative_pose
 from .trace import PHYSICS_DT, Mark, Trace
 
 NS = 1_000_000_000
@@ -110,35 +111,6 @@ def sim_profile(*, cameras: bool = True) -> Profile:
     if not cameras:
         base = replace(base, topics=tuple(t for t in base.topics if t.role != "camera"))
     return with_sim_topics(base)
-
-
-# -- rigid transforms -------------------------------------------------------------------
-def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of quaternions (w, x, y, z)."""
-    aw, ax, ay, az = a
-    bw, bx, by, bz = b
-    return np.array([aw * bw - ax * bx - ay * by - az * bz,
-                     aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw])
-
-
-def quat_conj(q: np.ndarray) -> np.ndarray:
-    """The conjugate (the inverse of a unit quaternion), w, x, y, z."""
-    return np.array([q[0], -q[1], -q[2], -q[3]])
-
-
-def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``v`` rotated by the unit quaternion ``q`` (w, x, y, z)."""
-    out: np.ndarray = quat_mul(quat_mul(q, np.array([0.0, *v])), quat_conj(q))[1:]
-    return out
-
-
-def relative_pose(parent: tuple[np.ndarray, np.ndarray],
-                  child: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The pose of ``child`` in the frame of ``parent`` (both world poses: pos, quat wxyz)."""
-    inv = quat_conj(parent[1])
-    return quat_rotate(inv, child[0] - parent[0]), quat_mul(inv, child[1])
 
 
 def _rotvec_quat(v: np.ndarray) -> np.ndarray:

@@ -32,10 +32,11 @@ import numpy as np
 
 from recorder.contract import EPISODE_METADATA, SIM_METADATA
 
-from .episode import BIN_FRAME, PELVIS_FRAME, STEP_NS, WORLD_FRAME, quat_mul, quat_rotate
+from .episode import BIN_FRAME, PELVIS_FRAME, STEP_NS, WORLD_FRAME
 from .errors import SimError
 from .randomize import Draw
 from .scenes import Layout, Scene, profile_joint_names
+from .se3 import quat_mul, quat_rotate
 from .tasks import Task, get_task
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
