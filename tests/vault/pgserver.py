@@ -18,13 +18,15 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-__all__ = ["BACKENDS", "ROOT", "SCRIPT", "database_url", "postgres_server", "release_dir",
+__all__ = ["BACKENDS", "Clock", "ROOT", "SCRIPT", "database_url", "postgres_server", "release_dir",
            "start_server", "stop_server"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +36,20 @@ BACKENDS = ("sqlite", "postgresql")
 _SERVER = pytest.StashKey[str]()
 _TEMPLATE = pytest.StashKey[str]()
 _counter = itertools.count()
+
+
+
+@dataclass
+class Clock:
+    """A clock the tests move forward by hand."""
+
+    now: datetime = field(default_factory=lambda: datetime(2026, 12, 3, 12, 0, tzinfo=UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
 
 
 def start_server(workdir: str, env: dict[str, str] | None = None) -> str:

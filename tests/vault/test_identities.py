@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.vault.pgserver import database_url, postgres_server  # noqa: F401
+from tests.vault.pgserver import Clock, database_url, postgres_server  # noqa: F401
 from vault.catalog import Catalog
 from vault.db import SQLITE_NAME, CatalogError, ExpiredToken, Forbidden, NotFound, RevokedToken, UnknownToken
 from vault.identities import SCOPES, Identities, Role, RoleGrant, hash_token
-
-
-@dataclass
-class Clock:
-    """A clock the tests move forward by hand."""
-
-    now: datetime = field(default_factory=lambda: datetime(2026, 12, 3, 12, 0, tzinfo=UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 @dataclass

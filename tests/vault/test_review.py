@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.vault.pgserver import database_url, postgres_server, release_dir  # noqa: F401
+from tests.vault.pgserver import Clock, database_url, postgres_server, release_dir  # noqa: F401
 from vault.catalog import Catalog
 from vault.db import CatalogError, ConfirmationError, Forbidden, NotFound, ReviewError, TransitionError
 from vault.identities import Identities, Identity, Role
@@ -21,19 +21,6 @@ from vault.review import TRANSITIONS, Action, RequestState, RequestView, Review
 
 HEAD = "camera.head.image_raw.compressed"
 S = RequestState
-
-
-@dataclass
-class Clock:
-    """A clock the tests move forward by hand."""
-
-    now: datetime = field(default_factory=lambda: datetime(2026, 12, 3, 12, 0, tzinfo=UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 @dataclass
