@@ -13,7 +13,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	bash tools/system-deps.sh
-	$(BIN)/python -m pip install -q -e '.[test,dds,sim,ray,vault]'
+	$(BIN)/python -m pip install -q -e '.[test,dds,sim,ray,vault,view]'
 	touch $(STAMP)
 
 demo: $(STAMP)
