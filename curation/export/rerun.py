@@ -129,12 +129,13 @@ def write_rerun(
             bar.update(task, description=stem)
             view = load()
             with staged_output(final, overwrite) as tmp:
-                rec = rr.RecordingStream(APP_ID, recording_id=view.episode_id or stem)
+                # the file's own id: the same episode exported from two versions stays two
+                rec = rr.RecordingStream(APP_ID, recording_id=f"{stem}:{view.episode_id}")
                 if not rec.is_enabled():
                     raise ExportError("Rerun logging is disabled (RERUN=off in the "
                                       "environment?): nothing would be written")
                 try:
-                    rec.save(tmp)
+                    rec.save(tmp, default_blueprint=layout(view, joint_stream))
                     notes = write_episode(rec, view, robot_path=robot[0] if robot else None,
                                           joint_stream=joint_stream)
                     rec.flush()
@@ -217,11 +218,11 @@ def write_episode(rec: Any, view: EpisodeView, *, robot_path: Path | None = None
     rec.send_recording_start_time_nanos(int(view.start_ns))
     for cam in view.cameras:
         entity = f"/cameras/{_camera_name(cam.name)}"
-        for a in range(0, len(cam.frames), CAMERA_BATCH):
-            b = min(a + CAMERA_BATCH, len(cam.frames))
+        for a in range(0, len(cam), CAMERA_BATCH):
+            b = min(a + CAMERA_BATCH, len(cam))
             media = [cam.media_type] * (b - a) if cam.media_type else None
             rec.send_columns(entity, _indexes(rr, cam.time_ns[a:b], view.start_ns),
-                             rr.EncodedImage.columns(blob=cam.frames[a:b], media_type=media),
+                             rr.EncodedImage.columns(blob=cam.read(a, b), media_type=media),
                              strict=True)
     for s in view.numeric:
         if s.type == JOINT_STATE and s.joint_names:
@@ -246,6 +247,35 @@ def write_episode(rec: Any, view: EpisodeView, *, robot_path: Path | None = None
         k: v if isinstance(v, bool | int | float | str) else json.dumps(v)
         for k, v in view.facts.items() if v is not None}))
     return notes
+
+
+def layout(view: EpisodeView, joint_stream: str | None = None) -> Any:
+    """The recording's default layout: the robot in 3D above the cameras; joint positions
+    (and commands), the events and the facts beside them; the time panel on
+    ``episode_time``."""
+    import rerun.blueprint as rrb
+
+    rr = _rerun()
+    driver = pick_joint_stream(view.numeric, joint_stream)
+    joints = [s for s in view.numeric if s.type == JOINT_STATE and s.joint_names
+              and "position" in s.fields]
+    joints.sort(key=lambda s: s is not driver)  # the robot's own stream first
+    # entity queries match one path or a whole subtree (no "*" inside): list the joints
+    plots = [rrb.TimeSeriesView(origin=f"/{s.name}", name=f"{s.name} position", contents=[
+        f"$origin/{_part(rr, j)}/position" for j in s.joint_names]) for s in joints[:2]]
+    cams = [rrb.Spatial2DView(origin=f"/cameras/{_camera_name(c.name)}",
+                              name=_camera_name(c.name)) for c in view.cameras]
+    tf = [f"/{s.name}/**" for s in view.numeric if s.frames is not None]
+    left: list[Any] = [rrb.Spatial3DView(origin="/", contents=["/robot/**", "/tf_static", *tf],
+                                         name="robot")]
+    if cams:
+        left.append(rrb.Horizontal(*cams))
+    right: list[Any] = [*plots, rrb.Horizontal(rrb.TextLogView(origin="/events", name="events"),
+                                        rrb.TextDocumentView(origin="/episode", name="episode"))]
+    return rrb.Blueprint(
+        rrb.Horizontal(rrb.Vertical(*left, row_shares=[3, 2][:len(left)]), rrb.Vertical(*right),
+                       column_shares=[3, 2]),
+        rrb.TimePanel(timeline=EPISODE_TIME), collapse_panels=False)
 
 
 def _indexes(rr: Any, times: np.ndarray, start_ns: int) -> list[Any]:
@@ -387,7 +417,7 @@ def facts_markdown(view: EpisodeView, notes: Sequence[str]) -> str:
         if isinstance(v, list):
             v = "; ".join(str(x) for x in v) or "-"
         lines.append(f"| {k} | {str(v).replace('|', '/')} |")
-    lines += ["", f"{len(view.events)} events, {sum(len(c.frames) for c in view.cameras)} "
+    lines += ["", f"{len(view.events)} events, {sum(len(c) for c in view.cameras)} "
               f"camera frames, start {view.start_ns} ns, "
               f"{(view.end_ns - view.start_ns) / 1e9:.3f} s."]
     if notes:

@@ -9,8 +9,9 @@ decoder ``demofab curate`` uses), so the two show the same values.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,17 @@ class NumericStream:
 
 @dataclass
 class CameraStream:
-    """A camera's frames: the stored bytes (JPEG or PNG, as recorded) and their stamps."""
+    """A camera's frames: the stored bytes (JPEG or PNG, as recorded) and their stamps.
+    ``read(a, b)`` gives frames ``a..b`` (a release's are read when asked, so a long
+    episode is never in memory whole)."""
 
     name: str
     time_ns: np.ndarray
-    frames: list[bytes]
+    read: Callable[[int, int], list[bytes]]
     media_type: str | None         # "image/jpeg", "image/png", or None (Rerun guesses)
+
+    def __len__(self) -> int:
+        return len(self.time_ns)
 
 
 @dataclass
@@ -104,14 +110,10 @@ def release_episode(rel: ReleaseReader, e: int, robot: tuple[str, str] | None) -
         times = np.asarray(rel.times(name)[b0:b1])
         attrs = info.attributes
         if info.is_camera and "data" in info.ragged:
-            offsets = rel.offsets(name)
-            values = rel.array(f"streams/{name}/data/values")
-            data = values.read_bytes(int(offsets[b0]), int(offsets[b1]))
-            rel_off = offsets[b0:b1 + 1] - offsets[b0]
-            frames = [data[int(rel_off[i]):int(rel_off[i + 1])] for i in range(b1 - b0)]
             fmt = str((attrs.get("camera") or {}).get("format")
                       or (attrs.get("constants") or {}).get("format", ""))
-            view.cameras.append(CameraStream(name, times, frames, media_type(fmt)))
+            view.cameras.append(CameraStream(name, times, partial(_release_frames, rel, name, b0),
+                                             media_type(fmt)))
             continue
         fields: dict[str, np.ndarray] = {}
         names: dict[str, list[str]] = {}
@@ -135,6 +137,15 @@ def release_episode(rel: ReleaseReader, e: int, robot: tuple[str, str] | None) -
             str(attrs.get("role", "unknown"))))
     view.events = _release_events(row)
     return view
+
+
+def _release_frames(rel: ReleaseReader, stream: str, b0: int, a: int, b: int) -> list[bytes]:
+    """Frames ``a..b`` of an episode whose first row is ``b0``: one read of their bytes."""
+    offsets = rel.offsets(stream)[b0 + a:b0 + b + 1]
+    data = rel.array(f"streams/{stream}/data/values").read_bytes(int(offsets[0]),
+                                                                 int(offsets[-1]))
+    rel_off = offsets - offsets[0]
+    return [data[int(rel_off[i]):int(rel_off[i + 1])] for i in range(b - a)]
 
 
 def _release_facts(rel: ReleaseReader, e: int, row: dict[str, Any]) -> dict[str, Any]:
@@ -277,7 +288,8 @@ def recording_episode(inp: InputFile) -> EpisodeView:
             values, offsets = sd.ragged["data"]
             fmt = str(sd.attrs["camera"].get("format") or sd.constants.get("format", ""))
             view.cameras.append(CameraStream(name, np.asarray(sd.time_ns),
-                                             list(_rows(values, offsets)), media_type(fmt)))
+                                             _slicer(list(_rows(values, offsets))),
+                                             media_type(fmt)))
             continue
         fields = {f: np.asarray(v) for f, v in sd.fields.items()
                   if np.asarray(v).dtype.kind in "fiub" and not f.endswith("_ns")}
@@ -301,6 +313,10 @@ def _event_text(ev: dict[str, Any]) -> str:
     parts = [p for p in (ev.get("label"), ev.get("task") if kind == "start" else "",
                          ev.get("outcome")) if p]
     return f"{kind}: {' / '.join(str(p) for p in parts)}" if parts else kind
+
+
+def _slicer(frames: list[bytes]) -> Callable[[int, int], list[bytes]]:
+    return lambda a, b: frames[a:b]
 
 
 def _rows(values: np.ndarray | Blobs, offsets: np.ndarray) -> Iterator[bytes]:

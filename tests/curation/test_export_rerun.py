@@ -90,10 +90,15 @@ def release(session: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return curate([session], tmp_path_factory.mktemp("releases"), "cups").release
 
 
-def read_rrd(path: Path) -> dict[str, list[pa.RecordBatch]]:
-    """Every chunk of a recording, by entity path."""
+def read_rrd(path: Path, *, layout: bool = False) -> dict[str, list[pa.RecordBatch]]:
+    """Every chunk of the recording (or, with ``layout``, of its one blueprint), by
+    entity path."""
+    reader = RrdReader(path)
+    store = None
+    if layout:
+        (store,) = reader.blueprints()
     out: dict[str, list[pa.RecordBatch]] = defaultdict(list)
-    for chunk in RrdReader(path).stream():
+    for chunk in reader.stream(store=store):
         out[chunk.entity_path].append(chunk.to_record_batch())
     return out
 
@@ -159,6 +164,10 @@ def test_a_session_exports_one_rrd_per_episode_with_every_frame_joint_state_and_
         assert len(column(data["/tf_static"], "Transform3D:child_frame")) == 43
         assert column(data["/robot/frames/left_knee_link"], "CoordinateFrame:frame") == [
             "left_knee_link"]
+    layout = read_rrd(r.files[0], layout=True)  # the layout the viewer opens with
+    assert column(layout["/time_panel"], "TimePanelBlueprint:timeline") == ["episode_time"]
+    queries = rows(sum(layout.values(), []), "ViewContents:query")
+    assert ["$origin/left_knee_joint/position" in q for q in queries].count(True) == 2  # + commands
     first = read_rrd(r.files[0])
     texts = column(first["/events"], "TextLog:text")
     assert texts[1:3] == ["subtask: grasp cup", "intervention: took over"]
