@@ -96,7 +96,6 @@ def write_rerun(
     joint_stream: str | None = None,
     overwrite: bool = False,
     progress: bool = False,
-    name: str | None = None,  # accepted for the CLI's common options; files are per episode
 ) -> RerunExport:
     """Export a release, session, folder of episode files or one episode MCAP to Rerun.
 
@@ -110,7 +109,7 @@ def write_rerun(
     t0 = time.perf_counter()
     out = RerunExport(Path(out_dir))
     robot = _robot_file(robot_description) if robot_description is not None else None
-    loaders = _episode_loaders(path, episodes, split, robot)
+    loaders = _episode_loaders(path, episodes, split, robot, out.notes)
     finals = [out.out_dir / f"{stem}.rrd" for stem, _ in loaders]
     dupes = sorted({p.name for p in finals if finals.count(p) > 1})
     if dupes:
@@ -141,8 +140,10 @@ def write_rerun(
                     rec.flush()
                 finally:
                     rec.disconnect()
+                _check_written(tmp, final)
             out.files.append(final)
-            out.notes += [f"{view.source}: {n}" for n in notes]
+            out.notes += [n if n.startswith(view.source) else f"{view.source}: {n}"
+                          for n in notes]
             bar.advance(task)
     out.seconds = time.perf_counter() - t0
     return out
@@ -152,9 +153,10 @@ Loader = Callable[[], EpisodeView]
 
 
 def _episode_loaders(path: str | Path | ReleaseReader, episodes: Sequence[int] | None,
-                     split: str | Sequence[str] | None,
-                     robot: tuple[Path, str] | None) -> list[tuple[str, Loader]]:
-    """(file stem, how to read the episode) for each episode to export, in order."""
+                     split: str | Sequence[str] | None, robot: tuple[Path, str] | None,
+                     notes: list[str]) -> list[tuple[str, Loader]]:
+    """(file stem, how to read the episode) for each episode to export, in order; what a
+    session leaves out (unfinished or discarded files) goes to ``notes``."""
     from ..release import release_versions
 
     if isinstance(path, ReleaseReader):
@@ -169,7 +171,9 @@ def _episode_loaders(path: str | Path | ReleaseReader, episodes: Sequence[int] |
                 raise ExportError(f"{p}: episodes/split select release episodes; for "
                                   "recordings name the episode files instead")
             out: list[tuple[str, Loader]] = []
-            for inp in recording_inputs(p):
+            files, left_out = recording_inputs(p)
+            notes += left_out
+            for inp in files:
                 stem = inp.path.name.removesuffix(".part").removesuffix(".mcap")
                 stem = f"{inp.session}_{stem}" if inp.session else stem
                 out.append((stem, partial(_recording, inp, robot)))
@@ -194,6 +198,19 @@ def _recording(inp: InputFile, robot: tuple[Path, str] | None) -> EpisodeView:
 
 def _release(rel: ReleaseReader, e: int, robot: tuple[Path, str] | None) -> EpisodeView:
     return release_episode(rel, e, (str(robot[0]), robot[1]) if robot else release_robot(rel, e))
+
+
+def _check_written(tmp: Path, final: Path) -> None:
+    """Rerun's file sink reports write errors (a full disk) only in its log: read the
+    file's footer back before it takes its final name."""
+    from rerun.chunk import RrdReader
+
+    try:
+        ok = tmp.stat().st_size > 0 and bool(RrdReader(tmp).recordings())
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ExportError(f"{final}: the recording written is not readable: {exc}") from exc
+    if not ok:
+        raise ExportError(f"{final}: the recording written is empty")
 
 
 def _robot_file(path: str | Path) -> tuple[Path, str]:

@@ -118,6 +118,8 @@ def release_episode(rel: ReleaseReader, e: int, robot: tuple[str, str] | None) -
         fields: dict[str, np.ndarray] = {}
         names: dict[str, list[str]] = {}
         for f in info.fields:
+            if f.endswith("_ns"):
+                continue  # clocks (TF's per-transform stamps), not values to plot
             reader = rel.field(name, f)
             if reader.dtype is None or reader.dtype.kind not in "fiub":
                 continue
@@ -229,18 +231,21 @@ def _pick_urdf(attachments: dict[str, bytes] | dict[str, str], path: Path
 
 
 # -- recordings -------------------------------------------------------------------------
-def recording_inputs(path: Path) -> list[InputFile]:
-    """The episode files of a session (or bag, or folder), or the one MCAP named."""
+def recording_inputs(path: Path) -> tuple[list[InputFile], list[str]]:
+    """The episode files of a session (or bag, or folder), or the one MCAP named; and
+    what was left out, with why (unfinished ``.part`` files, discarded episodes)."""
     from ..errors import InputError
     from ..inputs import find_inputs
 
     try:
-        files, _skipped = find_inputs([path])
+        files, skipped = find_inputs([path])
     except InputError as exc:
         raise ExportError(str(exc)) from exc
+    left_out = [f"{s.path}: left out: {s.reason}" for s in skipped]
     if not files:
-        raise ExportError(f"{path}: no finished episode file to export (.mcap)")
-    return files
+        raise ExportError(f"{path}: no finished episode file to export (.mcap); "
+                          + ("; ".join(left_out) or "none found"))
+    return files, left_out
 
 
 def recording_episode(inp: InputFile) -> EpisodeView:

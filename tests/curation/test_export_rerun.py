@@ -214,6 +214,9 @@ def test_a_release_exports_its_episodes_with_the_rows_the_release_holds(
         assert len(gyro) == rows_in("imu") and {len(r) for r in gyro} == {3}  # x, y, z
         assert len(column(data["/events"], "TextLog:text")) == 2 + len(table[e]["annotations"])
         assert len(column(data["/tf_static"], "Transform3D:child_frame")) == 43
+        pelvis = data["/tf/pelvis"]  # recorded TF: the robot's base in the world
+        assert len(column(pelvis, "Transform3D:translation")) == rows_in("tf")
+        assert set(column(pelvis, "Transform3D:parent_frame")) == {"world"}
         texts = column(data["/events"], "TextLog:text")
         assert texts[0] == "start: stack cups"
         assert texts[-1] == f"stop: {table[e]['outcome']}"
@@ -274,6 +277,26 @@ def test_a_file_that_is_not_an_mcap_raises_the_export_error_naming_it(tmp_path: 
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     with pytest.raises(ExportError, match="robot description .*nope.urdf: cannot read"):
         write_rerun(bad, tmp_path / "out", robot_description=tmp_path / "nope.urdf")
+
+
+def test_a_damaged_episode_exports_what_is_intact_and_says_what_was_lost(
+        session: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = shutil.copytree(session, tmp_path / "s_alice")
+    whole = copy / "episode_0000.mcap"
+    frames = len(mcap_messages(whole)["/camera/head/image_raw/compressed"])
+    data = whole.read_bytes()
+    whole.write_bytes(data[:len(data) * 6 // 10])  # cut short, as by a crash
+    (copy / "episode_0001.mcap").rename(copy / "episode_0001.mcap.part")
+    r = write_rerun(copy, tmp_path / "out")
+    assert [p.name for p in r.files] == ["s_alice_episode_0000.rrd"]
+    assert any("episode_0000.mcap" in n and "lost" in n for n in r.notes)
+    assert any("episode_0001.mcap" in n and "left out" in n for n in r.notes)
+    got = read_rrd(r.files[0])
+    assert 0 < len(blobs(got["/cameras/head"])) < frames
+    doc = column(got["/episode"], "TextDocument:text")[0]
+    assert "## Notes" in doc and "lost" in doc
 
 
 def test_existing_recordings_are_refused_before_anything_is_written(
