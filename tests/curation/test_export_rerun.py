@@ -134,6 +134,15 @@ def mcap_messages(path: Path) -> dict[str, list[bytes]]:
     return out
 
 
+def release_joint(release: Path, e: int, joint: str) -> tuple[np.ndarray, np.ndarray]:
+    """A joint's recorded positions in episode ``e`` and their stamps, read with zarr."""
+    js = release / "streams/joint_states"
+    b = zarr.open_array(str(js / "episode_bounds"), mode="r")[e]
+    names = zarr.open_group(str(js), mode="r").attrs["joint_names"]
+    q = zarr.open_array(str(js / "position"), mode="r")[b[0]:b[1], names.index(joint)]
+    return q, zarr.open_array(str(js / "time_ns"), mode="r")[b[0]:b[1]]
+
+
 def test_a_session_exports_one_rrd_per_episode_with_every_frame_joint_state_and_event(
         session: Path, tmp_path: Path) -> None:
     r = write_rerun(session, tmp_path)
@@ -208,8 +217,11 @@ def test_a_release_exports_its_episodes_with_the_rows_the_release_holds(
 
         for cam, stream in zip(("head", "left_wrist", "right_wrist"), CAMERAS, strict=True):
             assert len(blobs(data[f"/cameras/{cam}"])) == rows_in(stream)
-        assert len(column(data["/joint_states/right_elbow_joint/position"],
-                          "Scalars:scalars")) == rows_in("joint_states")
+        elbow = data["/joint_states/right_elbow_joint/position"]
+        q, stamps = release_joint(release, e, "right_elbow_joint")
+        assert np.array_equal(column(elbow, "Scalars:scalars"), q)  # as recorded, every row
+        assert times(elbow, "time") == stamps.tolist()
+        assert times(elbow, "episode_time") == (stamps - table[e]["start_ns"]).tolist()
         gyro = rows(data["/imu/angular_velocity"], "Scalars:scalars")
         assert len(gyro) == rows_in("imu") and {len(r) for r in gyro} == {3}  # x, y, z
         assert len(column(data["/events"], "TextLog:text")) == 2 + len(table[e]["annotations"])
@@ -250,10 +262,7 @@ def test_a_revolute_joint_transform_is_its_origin_then_the_rotation_about_its_ax
     data = read_rrd(r.files[0])
     knee = data["/robot/joint_transforms/left_knee_joint"]
     quats = column(knee, "Transform3D:quaternion")
-    b = zarr.open_array(str(release / "streams/joint_states/episode_bounds"), mode="r")[0]
-    names = zarr.open_group(str(release / "streams/joint_states"), mode="r").attrs["joint_names"]
-    q = zarr.open_array(str(release / "streams/joint_states/position"), mode="r")[
-        b[0]:b[1], names.index("left_knee_joint")]
+    q, _ = release_joint(release, 0, "left_knee_joint")
     assert len(quats) == len(q) and np.ptp(q) > 0.01
     for k in (0, len(q) // 2, len(q) - 1):
         c, s = math.cos(q[k]), math.sin(q[k])
