@@ -241,11 +241,15 @@ def write_episode(rec: Any, view: EpisodeView, *, robot_path: Path | None = None
             rec.send_columns(entity, _indexes(rr, cam.time_ns[a:b], view.start_ns),
                              rr.EncodedImage.columns(blob=cam.read(a, b), media_type=media),
                              strict=True)
+    urdf_children: set[str] = set()  # links whose parent the robot description gives
+    if view.robot is not None:
+        driver = pick_joint_stream(view.numeric, joint_stream)
+        notes += _robot(rr, rec, view, robot_path, driver, urdf_children)
     for s in view.numeric:
         if s.type == JOINT_STATE and s.joint_names:
             _joint_scalars(rr, rec, s, view.start_ns)
         elif s.frames is not None:
-            _tf(rr, rec, s, view.start_ns)
+            notes += _tf(rr, rec, s, view.start_ns, urdf_children)
         else:
             _scalars(rr, rec, s, view.start_ns)
     if view.events:
@@ -254,9 +258,6 @@ def write_episode(rec: Any, view: EpisodeView, *, robot_path: Path | None = None
             text=[e.text for e in view.events],
             level=[LEVELS.get(e.kind, "WARN" if "failure" in e.text else "INFO")
                    for e in view.events]), strict=True)
-    if view.robot is not None:
-        driver = pick_joint_stream(view.numeric, joint_stream)
-        notes += _robot(rr, rec, view, robot_path, driver)
     view.facts["robot_description"] = view.robot[0] if view.robot else "none"
     rec.log("/episode", rr.TextDocument(facts_markdown(view, notes), media_type="text/markdown"),
             static=True)
@@ -326,23 +327,35 @@ def _scalars(rr: Any, rec: Any, s: NumericStream, start_ns: int) -> None:
             scalars=flat if flat.shape[1] > 1 else flat[:, 0]), strict=True)
 
 
-def _tf(rr: Any, rec: Any, s: NumericStream, start_ns: int) -> None:
-    """TF messages of constant layout: slot k is always parents[k] -> children[k]."""
+def _tf(rr: Any, rec: Any, s: NumericStream, start_ns: int, urdf_children: set[str]
+        ) -> list[str]:
+    """TF messages of constant layout: slot k is always parents[k] -> children[k]. An edge
+    to a link whose parent the robot description gives is left out (a frame has one
+    parent; the URDF's joints already move it), so TF adds what the URDF lacks: the
+    robot's base in the world, sensor and end-effector frames."""
     assert s.frames is not None
     parents, children = s.frames
     tr = s.fields.get("transforms.transform.translation")
     rot = s.fields.get("transforms.transform.rotation")
     if tr is None or rot is None or tr.ndim != 3 or tr.shape[1] != len(children):
         _scalars(rr, rec, s, start_ns)
-        return
+        return []
     idx = _indexes(rr, s.time_ns, start_ns)
     n = len(s.time_ns)
+    shadowed = []
     for k, (parent, child) in enumerate(zip(parents, children, strict=False)):
         if not parent or not child:
+            continue
+        if child in urdf_children:
+            shadowed.append(f"{parent} -> {child}")
             continue
         rec.send_columns(f"/{s.name}/{_part(rr, child)}", idx, rr.Transform3D.columns(
             translation=tr[:, k], quaternion=rot[:, k], parent_frame=[parent] * n,
             child_frame=[child] * n), strict=True)
+    if shadowed:
+        return [f"{s.name}: left out {', '.join(shadowed)} (the robot description's joints "
+                "give those frames' parents)"]
+    return []
 
 
 def _part(rr: Any, name: str) -> str:
@@ -371,8 +384,9 @@ def pick_joint_stream(streams: Sequence[NumericStream], wanted: str | None
 
 
 def _robot(rr: Any, rec: Any, view: EpisodeView, robot_path: Path | None,
-           driver: NumericStream | None) -> list[str]:
-    """The URDF (static) and the joint transforms at every state of ``driver``."""
+           driver: NumericStream | None, children: set[str]) -> list[str]:
+    """The URDF (static) and the joint transforms at every state of ``driver``; the links
+    that are a joint's child go to ``children``."""
     from rerun.urdf import UrdfTree
 
     assert view.robot is not None
@@ -387,6 +401,7 @@ def _robot(rr: Any, rec: Any, view: EpisodeView, robot_path: Path | None,
         except (RuntimeError, ValueError) as exc:
             view.robot = None
             return [f"robot description ({where}) not shown: {exc}"]
+    children.update(j.child_link for j in tree.joints())
     links = [tree.root_link().name] + [j.child_link for j in tree.joints()]
     for link in links:
         if not tree.get_visual_geometry_paths(link):

@@ -248,8 +248,15 @@ def test_a_revolute_joint_transform_is_its_origin_then_the_rotation_about_its_ax
     urdf = tmp_path / "arm.urdf"
     urdf.write_text("""<?xml version="1.0"?>
 <robot name="arm">
+  <link name="pelvis"/>
+  <link name="torso_link"/>
   <link name="thigh"><visual><geometry><mesh filename="meshes/thigh.stl"/></geometry></visual></link>
   <link name="shin"/>
+  <joint name="hip_joint" type="fixed"><parent link="pelvis"/><child link="thigh"/></joint>
+  <joint name="waist_yaw_joint" type="revolute">
+    <parent link="pelvis"/><child link="torso_link"/><axis xyz="0 0 1"/>
+    <limit lower="-1" upper="1" effort="1" velocity="1"/>
+  </joint>
   <joint name="left_knee_joint" type="revolute">
     <parent link="thigh"/><child link="shin"/>
     <origin xyz="0.1 0.2 0.3" rpy="0 0 1.5707963267948966"/>
@@ -274,8 +281,11 @@ def test_a_revolute_joint_transform_is_its_origin_then_the_rotation_about_its_ax
     assert set(column(knee, "Transform3D:child_frame")) == {"shin"}
     assert "/robot/arm/visual_geometries/thigh/visual_0" in data  # kept, without its mesh
     assert "/robot/frames/shin" in data and "/robot/frames/thigh" not in data
-    assert any("42 joints of joint_states are not in the robot description" in n
+    assert any("41 joints of joint_states are not in the robot description" in n
                for n in r.notes)
+    # recorded TF moves the base in the world, but does not give torso_link a second parent
+    assert "/tf/pelvis" in data and "/tf/torso_link" not in data
+    assert any("left out pelvis -> torso_link" in n for n in r.notes)
 
 
 def test_a_file_that_is_not_an_mcap_raises_the_export_error_naming_it(tmp_path: Path) -> None:
