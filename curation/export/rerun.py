@@ -241,15 +241,15 @@ def write_episode(rec: Any, view: EpisodeView, *, robot_path: Path | None = None
             rec.send_columns(entity, _indexes(rr, cam.time_ns[a:b], view.start_ns),
                              rr.EncodedImage.columns(blob=cam.read(a, b), media_type=media),
                              strict=True)
-    urdf_children: set[str] = set()  # links whose parent the robot description gives
+    urdf_links: dict[str, bool] = {}  # link -> whether a joint of the URDF is its parent
     if view.robot is not None:
         driver = pick_joint_stream(view.numeric, joint_stream)
-        notes += _robot(rr, rec, view, robot_path, driver, urdf_children)
+        notes += _robot(rr, rec, view, robot_path, driver, urdf_links)
     for s in view.numeric:
         if s.type == JOINT_STATE and s.joint_names:
             _joint_scalars(rr, rec, s, view.start_ns)
         elif s.frames is not None:
-            notes += _tf(rr, rec, s, view.start_ns, urdf_children)
+            notes += _tf(rr, rec, s, view.start_ns, urdf_links)
         else:
             _scalars(rr, rec, s, view.start_ns)
     if view.events:
@@ -279,8 +279,10 @@ def layout(view: EpisodeView, joint_stream: str | None = None) -> Any:
               and "position" in s.fields]
     joints.sort(key=lambda s: s is not driver)  # the robot's own stream first
     # entity queries match one path or a whole subtree (no "*" inside): list the joints
+    # dozens of joints: no legend over the plot (hovering a line names it)
     plots = [rrb.TimeSeriesView(origin=f"/{s.name}", name=f"{s.name} position", contents=[
-        f"$origin/{_part(rr, j)}/position" for j in s.joint_names]) for s in joints[:2]]
+        f"$origin/{_part(rr, j)}/position" for j in s.joint_names],
+        plot_legend=rrb.PlotLegend(visible=False)) for s in joints[:2]]
     cams = [rrb.Spatial2DView(origin=f"/cameras/{_camera_name(c.name)}",
                               name=_camera_name(c.name)) for c in view.cameras]
     tf = [f"/{s.name}/**" for s in view.numeric if s.frames is not None]
@@ -327,12 +329,12 @@ def _scalars(rr: Any, rec: Any, s: NumericStream, start_ns: int) -> None:
             scalars=flat if flat.shape[1] > 1 else flat[:, 0]), strict=True)
 
 
-def _tf(rr: Any, rec: Any, s: NumericStream, start_ns: int, urdf_children: set[str]
+def _tf(rr: Any, rec: Any, s: NumericStream, start_ns: int, urdf_links: dict[str, bool]
         ) -> list[str]:
     """TF messages of constant layout: slot k is always parents[k] -> children[k]. An edge
     to a link whose parent the robot description gives is left out (a frame has one
     parent; the URDF's joints already move it), so TF adds what the URDF lacks: the
-    robot's base in the world, sensor and end-effector frames."""
+    robot's base in the world, sensor and end-effector frames (drawn as axes)."""
     assert s.frames is not None
     parents, children = s.frames
     tr = s.fields.get("transforms.transform.translation")
@@ -346,12 +348,16 @@ def _tf(rr: Any, rec: Any, s: NumericStream, start_ns: int, urdf_children: set[s
     for k, (parent, child) in enumerate(zip(parents, children, strict=False)):
         if not parent or not child:
             continue
-        if child in urdf_children:
+        if urdf_links.get(child):
             shadowed.append(f"{parent} -> {child}")
             continue
-        rec.send_columns(f"/{s.name}/{_part(rr, child)}", idx, rr.Transform3D.columns(
+        entity = f"/{s.name}/{_part(rr, child)}"
+        rec.send_columns(entity, idx, rr.Transform3D.columns(
             translation=tr[:, k], quaternion=rot[:, k], parent_frame=[parent] * n,
             child_frame=[child] * n), strict=True)
+        if child not in urdf_links:
+            rec.log(f"{entity}/frame", rr.CoordinateFrame(child),
+                    rr.TransformAxes3D(AXIS_LENGTH, show_frame=False), static=True)
     if shadowed:
         return [f"{s.name}: left out {', '.join(shadowed)} (the robot description's joints "
                 "give those frames' parents)"]
@@ -384,9 +390,9 @@ def pick_joint_stream(streams: Sequence[NumericStream], wanted: str | None
 
 
 def _robot(rr: Any, rec: Any, view: EpisodeView, robot_path: Path | None,
-           driver: NumericStream | None, children: set[str]) -> list[str]:
-    """The URDF (static) and the joint transforms at every state of ``driver``; the links
-    that are a joint's child go to ``children``."""
+           driver: NumericStream | None, links: dict[str, bool]) -> list[str]:
+    """The URDF (static) and the joint transforms at every state of ``driver``; its links
+    go to ``links`` (True: a joint's child, False: the root)."""
     from rerun.urdf import UrdfTree
 
     assert view.robot is not None
@@ -401,8 +407,8 @@ def _robot(rr: Any, rec: Any, view: EpisodeView, robot_path: Path | None,
         except (RuntimeError, ValueError) as exc:
             view.robot = None
             return [f"robot description ({where}) not shown: {exc}"]
-    children.update(j.child_link for j in tree.joints())
-    links = [tree.root_link().name] + [j.child_link for j in tree.joints()]
+    links[tree.root_link().name] = False
+    links.update((j.child_link, True) for j in tree.joints())
     for link in links:
         if not tree.get_visual_geometry_paths(link):
             rec.log(f"/robot/frames/{_part(rr, link)}", rr.CoordinateFrame(link),

@@ -229,6 +229,9 @@ def test_a_release_exports_its_episodes_with_the_rows_the_release_holds(
         pelvis = data["/tf/pelvis"]  # recorded TF: the robot's base in the world
         assert len(column(pelvis, "Transform3D:translation")) == rows_in("tf")
         assert set(column(pelvis, "Transform3D:parent_frame")) == {"world"}
+        # a TF frame the URDF lacks is drawn as axes; pelvis is the URDF's root, drawn there
+        assert column(data["/tf/head_link/frame"], "CoordinateFrame:frame") == ["head_link"]
+        assert "/tf/pelvis/frame" not in data
         texts = column(data["/events"], "TextLog:text")
         assert texts[0] == "start: stack cups"
         assert texts[-1] == f"stop: {table[e]['outcome']}"
