@@ -26,8 +26,9 @@ from fastapi.staticfiles import StaticFiles
 
 from ..errors import LabelError
 from ..flags import FLAG_BITS
-from .catalog import BadQuery, Catalog, NotFound, open_version
+from .catalog import BadQuery, Catalog, NotFound, default_cache_dir, open_version
 from .decisions import DecisionsFile
+from .pending import curate_pending
 
 STATIC = Path(__file__).parent / "static"
 PAGES = {"list": "index.html", "episode": "episode.html", "stats": "stats.html"}
@@ -39,10 +40,15 @@ def default_labels_path(version_dir: Path) -> Path:
 
 
 def create_app(release: str | Path, labels_path: str | Path | None = None,
-               version: int | None = None, cache_dir: str | Path | None = None) -> FastAPI:
+               version: int | None = None, cache_dir: str | Path | None = None,
+               sessions: list[str | Path] | None = None) -> FastAPI:
     """The review app for ``release`` (a name directory: its newest version, or
-    ``version``; or a version directory)."""
-    cat = Catalog(open_version(release, version), Path(cache_dir) if cache_dir else None)
+    ``version``; or a version directory), and the episodes of ``sessions`` that the
+    release does not hold yet (listed after the release's)."""
+    version_dir = open_version(release, version)
+    root = Path(cache_dir) if cache_dir else default_cache_dir(version_dir)
+    pending = curate_pending(list(sessions), root) if sessions else None
+    cat = Catalog(version_dir, root, pending)
     labels_file = Path(labels_path) if labels_path else default_labels_path(cat.path)
 
     def describe(key: str) -> str:
@@ -100,6 +106,7 @@ def create_app(release: str | Path, labels_path: str | Path | None = None,
                              "rate_hz": s.rate_hz} for n, s in sorted(r.streams.items())],
                 "labels_file": str(decisions.path), "cache_dir": str(cat.cache_dir),
                 "flag_names": list(FLAG_BITS),
+                "sessions": sum(1 for row in cat.rows if row["source"] == "session"),
                 "tasks": sorted({row["task"] for row in cat.rows}),
                 "splits": sorted({row["split"] for row in cat.rows})}
 
@@ -140,10 +147,7 @@ def create_app(release: str | Path, labels_path: str | Path | None = None,
     @app.get("/api/episodes/{index}/joints")
     def joints(index: int, stream: str = "", field: str = "position",
                points: Annotated[int, Query(ge=2, le=20000)] = 1500) -> dict[str, Any]:
-        name = stream or cat.joint_stream
-        if name is None:
-            raise NotFound(f"{cat.path}: the release has no joint stream")
-        return cat.joints(index, name, field, points)
+        return cat.joints(index, stream or None, field, points)
 
     @app.get("/api/stats")
     def stats() -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,11 @@ from ..errors import CurationError
 from ..flags import FLAG_BITS
 from ..loader import ReleaseReader
 from ..release import release_versions
-from .metrics import joint_stream, outliers, release_motion
+from .metrics import Motion, joint_stream, outliers, release_motion
 
 THUMB_WIDTH = 160
 #: columns of the list (and what ``sort`` accepts)
-COLUMNS = ("index", "episode_id", "task", "success", "operator", "session", "split",
+COLUMNS = ("index", "source", "episode_id", "task", "success", "operator", "session", "split",
            "duration_s", "quality_score", "flags", "jerk", "motion", "outliers")
 SUMMARY_KEYS = ("index", "key", "episode_id", "task", "success", "outcome", "operator",
                 "session", "robot", "split", "duration_s", "quality_score", "flags",
@@ -65,21 +66,48 @@ def default_cache_dir(version_dir: Path) -> Path:
     return Path.home() / ".cache" / "demofab" / "review"
 
 
-class Catalog:
-    """One release version, opened once for the life of the server."""
+@dataclass
+class Part:
+    """One release the list draws from: the reviewed version, or the scratch release of
+    the sessions not yet in it (``source``: ``release`` or ``session``)."""
 
-    def __init__(self, version_dir: Path, cache_root: Path | None = None) -> None:
+    reader: ReleaseReader
+    source: str
+    cache_dir: Path
+    local: list[int]            # the table rows it contributes, in order
+    joint_stream: str | None
+
+
+class Catalog:
+    """One release version, and optionally recordings not yet in it, opened once for the
+    life of the server. Rows are numbered release first, then the sessions' episodes."""
+
+    def __init__(self, version_dir: Path, cache_root: Path | None = None,
+                 pending: Path | None = None) -> None:
         self.reader = ReleaseReader(version_dir)
         self.path = self.reader.path
-        manifest = json.loads((self.path / "manifest.json").read_text())
-        self.sha256 = str(manifest.get("release_sha256", ""))
+        self.sha256 = _release_sha256(self.path)
         root = cache_root or default_cache_dir(self.path)
         self.cache_dir = root / f"{self.reader.name}-v{self.reader.version}-{self.sha256[:12]}"
-        self.cameras = [n for n, s in sorted(self.reader.streams.items())
-                        if s.is_camera and "data" in s.ragged]
+        self.parts = [Part(self.reader, "release", self.cache_dir,
+                           list(range(len(self.reader.episodes))), joint_stream(self.reader))]
+        if pending is not None:
+            known = {e["key"] for e in self.reader.episodes}
+            other = ReleaseReader(pending)
+            sha = _release_sha256(other.path)
+            self.parts.append(Part(other, "session", root / f"sessions-{sha[:12]}",
+                                   [e["index"] for e in other.episodes if e["key"] not in known],
+                                   joint_stream(other)))
+        self._where = [(part, i) for part in self.parts for i in part.local]
+        self.cameras = sorted({n for part in self.parts for n, s in part.reader.streams.items()
+                               if s.is_camera and "data" in s.ragged})
         self.thumb_camera = next((c for c in self.cameras if ".head." in f".{c}."),
                                  self.cameras[0] if self.cameras else None)
-        self.joint_stream = joint_stream(self.reader)
+        self.joint_stream = self.parts[0].joint_stream
+        for part in self.parts:  # clocks, bounds and frame offsets in memory before the first request
+            for cam in self.cameras:
+                if cam in part.reader.streams:
+                    part.reader.times(cam), part.reader.bounds(cam), part.reader.offsets(cam)
         self.rows = self._summaries()
         self.by_key = {r["key"]: r["index"] for r in self.rows}
         self.list_json = json.dumps({"episodes": self.rows, "total": len(self.rows),
@@ -88,36 +116,37 @@ class Catalog:
     # -- the list ------------------------------------------------------------------
 
     def _summaries(self) -> list[dict[str, Any]]:
-        eps = self.reader.episodes
-        motion = self._motion()
-        marks = outliers(eps, motion)
+        eps = [part.reader.episodes[i] for part, i in self._where]
+        motion = [m for part in self.parts for m in self._motion(part)]
+        marks = outliers(eps, motion)  # robust z over everything listed
         rows = []
-        for ep, m, o in zip(eps, motion, marks, strict=True):
+        for n, (ep, m, o, (part, _)) in enumerate(zip(eps, motion, marks, self._where, strict=True)):
             row = {k: ep.get(k) for k in SUMMARY_KEYS}
             row |= o
+            row["index"], row["source"] = n, part.source
             row["jerk"] = None if m.jerk_rms is None else round(m.jerk_rms, 3)
             row["motion"] = None if m.speed is None else round(m.speed, 4)
-            i = ep["index"]
-            row["thumbs"] = ({"first": f"/api/episodes/{i}/thumbs/{self.thumb_camera}/first",
-                              "last": f"/api/episodes/{i}/thumbs/{self.thumb_camera}/last"}
+            row["thumbs"] = ({"first": f"/api/episodes/{n}/thumbs/{self.thumb_camera}/first",
+                              "last": f"/api/episodes/{n}/thumbs/{self.thumb_camera}/last"}
                              if self.thumb_camera else None)
             rows.append(row)
         return rows
 
-    def _motion(self) -> list[Any]:
-        """Motion figures, from the cache when this version was reviewed before."""
-        from .metrics import Motion
-
-        cached = self.cache_dir / "motion.json"
+    def _motion(self, part: Part) -> list[Motion]:
+        """Motion figures of the part's rows, from the cache when it was reviewed before."""
+        cached = part.cache_dir / "motion.json"
+        n = len(part.reader.episodes)
+        motion: list[Motion] | None = None
         try:
             data = json.loads(cached.read_text())
-            if len(data) == len(self.reader.episodes):
-                return [Motion(a, b) for a, b in data]
+            if len(data) == n:
+                motion = [Motion(a, b) for a, b in data]
         except (OSError, ValueError, TypeError):
             pass
-        motion = release_motion(self.reader)
-        _write_cache(cached, json.dumps([[m.jerk_rms, m.speed] for m in motion]).encode())
-        return motion
+        if motion is None:
+            motion = release_motion(part.reader)
+            _write_cache(cached, json.dumps([[m.jerk_rms, m.speed] for m in motion]).encode())
+        return [motion[i] for i in part.local]
 
     def select(self, task: str = "", split: str = "", flag: str = "", success: str = "",
                text: str = "", sort: str = "", desc: bool = False) -> list[dict[str, Any]]:
@@ -162,34 +191,43 @@ class Catalog:
 
     # -- one episode ----------------------------------------------------------------
 
-    def episode(self, index: int) -> dict[str, Any]:
-        if not 0 <= index < len(self.reader.episodes):
-            raise NotFound(f"{self.path}: no episode {index} (the release has "
-                           f"{len(self.reader.episodes)}: 0..{len(self.reader.episodes) - 1})")
-        return self.reader.episodes[index]
+    def at(self, index: int) -> tuple[ReleaseReader, int]:
+        """The release holding row ``index`` of the list, and the row's index in it."""
+        if not 0 <= index < len(self._where):
+            raise NotFound(f"{self.path}: no episode {index} (the list has {len(self._where)}"
+                           f"{f': 0..{len(self._where) - 1}' if self._where else ''})")
+        part, local = self._where[index]
+        return part.reader, local
 
-    def rows_of(self, index: int, stream: str) -> tuple[int, int]:
-        self.episode(index)
-        if stream not in self.reader.streams:
-            raise NotFound(f"{self.path}: no stream {stream!r} (streams: "
-                           f"{', '.join(sorted(self.reader.streams))})")
-        a, b = self.reader.bounds(stream)[index]
-        return int(a), int(b)
+    def episode(self, index: int) -> dict[str, Any]:
+        reader, local = self.at(index)
+        return reader.episodes[local]
+
+    def rows_of(self, index: int, stream: str) -> tuple[ReleaseReader, int, int]:
+        reader, local = self.at(index)
+        if stream not in reader.streams:
+            raise NotFound(f"{reader.path}: no stream {stream!r} (streams: "
+                           f"{', '.join(sorted(reader.streams))})")
+        a, b = reader.bounds(stream)[local]
+        return reader, int(a), int(b)
 
     def detail(self, index: int) -> dict[str, Any]:
         """The episode's row, its cameras (frame times), joint streams, events, segments."""
-        ep = self.episode(index)
+        reader, local = self.at(index)
+        ep = reader.episodes[local]
         t0 = int(ep["start_ns"])
         cams = []
         for cam in self.cameras:
-            a, b = self.rows_of(index, cam)
-            t = (self.reader.times(cam)[a:b] - t0) / 1e9
-            cams.append({"name": cam, "frames": b - a, "times_s": np.round(t, 4).tolist()})
+            if cam in reader.streams:
+                _, a, b = self.rows_of(index, cam)
+                t = (reader.times(cam)[a:b] - t0) / 1e9
+                cams.append({"name": cam, "frames": b - a, "times_s": np.round(t, 4).tolist()})
+        ref = self._where[index][0].joint_stream
         joints = [{"stream": n, "names": list(s.attributes.get("joint_names") or []),
                    "fields": s.fields}
-                  for n, s in sorted(self.reader.streams.items())
+                  for n, s in sorted(reader.streams.items())
                   if s.attributes.get("type") == "sensor_msgs/msg/JointState" and s.fields]
-        joints.sort(key=lambda j: j["stream"] != self.joint_stream)
+        joints.sort(key=lambda j: j["stream"] != ref)
         anns = sorted(ep.get("annotations") or [], key=lambda a: a["time_ns"])
         events = [{"kind": a["kind"], "label": a["label"], "t_s": round((a["time_ns"] - t0) / 1e9, 4)}
                   for a in anns]
@@ -197,51 +235,59 @@ class Catalog:
         segments = [{"label": m["label"], "start_s": m["t_s"],
                      "end_s": marks[i + 1]["t_s"] if i + 1 < len(marks) else ep["duration_s"]}
                     for i, m in enumerate(marks)]
-        summary = self.rows[index]
-        return {"episode": ep, "summary": summary, "duration_s": ep["duration_s"],
-                "cameras": cams, "joints": joints, "events": events, "segments": segments,
+        return {"episode": ep | {"index": index}, "summary": self.rows[index],
+                "duration_s": ep["duration_s"], "cameras": cams, "joints": joints,
+                "events": events, "segments": segments,
                 "previous": index - 1 if index > 0 else None,
                 "next": index + 1 if index + 1 < len(self.rows) else None}
 
-    def frame(self, index: int, camera: str, k: int) -> tuple[bytes, int]:
-        """The JPEG bytes of frame ``k`` of the episode's camera, and its global row."""
+    def _camera(self, index: int, camera: str) -> tuple[ReleaseReader, int, int]:
         if camera not in self.cameras:
+            self.at(index)
             raise NotFound(f"{self.path}: no camera {camera!r} (cameras: "
                            f"{', '.join(self.cameras) or 'none'})")
-        a, b = self.rows_of(index, camera)
+        return self.rows_of(index, camera)
+
+    def frame(self, index: int, camera: str, k: int) -> tuple[bytes, int]:
+        """The JPEG bytes of frame ``k`` of the episode's camera, and its row in the stream."""
+        reader, a, b = self._camera(index, camera)
         if not 0 <= k < b - a:
             raise NotFound(f"episode {index}, camera {camera}: no frame {k} "
                            f"(the episode has {b - a} frames)")
-        return self.reader.payload(camera, a + k), a + k
+        return reader.payload(camera, a + k), a + k
 
     def frame_at(self, index: int, camera: str, t_s: float) -> int:
         """The frame index (within the episode) shown at ``t_s`` seconds into the episode:
         through the sync index from the reference stream (its latest row at or before the
         time, then that row's camera row), else the camera's latest frame at or before."""
-        if camera not in self.cameras:
-            self.frame(index, camera, 0)
-        a, b = self.rows_of(index, camera)
+        reader, a, b = self._camera(index, camera)
         if b == a:
             raise NotFound(f"episode {index}, camera {camera}: no frames")
         t_abs = int(self.episode(index)["start_ns"]) + int(round(t_s * 1e9))
-        ref = self.reader.sync_reference
-        sync = self.reader.sync(ref, camera) if ref and ref != camera else None
+        ref = reader.sync_reference
+        sync = reader.sync(ref, camera) if ref and ref != camera else None
         if sync is not None and ref is not None:
-            ra, rb = self.rows_of(index, ref)
-            r = int(np.searchsorted(self.reader.times(ref)[ra:rb], t_abs, side="right")) - 1
+            _, ra, rb = self.rows_of(index, ref)
+            r = int(np.searchsorted(reader.times(ref)[ra:rb], t_abs, side="right")) - 1
             row = int(sync[ra + max(r, 0)]) if rb > ra else -1
         else:
-            row = a + int(np.searchsorted(self.reader.times(camera)[a:b], t_abs, side="right")) - 1
+            row = a + int(np.searchsorted(reader.times(camera)[a:b], t_abs, side="right")) - 1
         return min(max(row - a, 0), b - a - 1)
 
-    def joints(self, index: int, stream: str, field: str, points: int) -> dict[str, Any]:
-        """Joint values of the episode, at most ``points`` buckets of (min, max) each."""
-        a, b = self.rows_of(index, stream)
-        info = self.reader.stream(stream)
+    def joints(self, index: int, stream: str | None, field: str, points: int) -> dict[str, Any]:
+        """Joint values of the episode, at most ``points`` buckets of (min, max) each
+        (``stream`` None: the episode's reference joint stream)."""
+        if not stream:
+            self.at(index)
+            stream = self._where[index][0].joint_stream
+            if stream is None:
+                raise NotFound(f"episode {index}: its release has no joint stream")
+        reader, a, b = self.rows_of(index, stream)
+        info = reader.stream(stream)
         if field not in info.fields:
             raise NotFound(f"stream {stream}: no field {field!r} (fields: {', '.join(info.fields)})")
-        t = (self.reader.times(stream)[a:b] - int(self.episode(index)["start_ns"])) / 1e9
-        v = self.reader.field(stream, field).read(a, b).reshape(b - a, -1).astype(np.float64)
+        t = (reader.times(stream)[a:b] - int(self.episode(index)["start_ns"])) / 1e9
+        v = reader.field(stream, field).read(a, b).reshape(b - a, -1).astype(np.float64)
         if b - a > points > 0:
             edges = np.linspace(0, b - a, points + 1).astype(np.int64)
             with np.errstate(all="ignore"):
@@ -258,20 +304,20 @@ class Catalog:
                 "values": [[None if x != x else x for x in col] for col in vals.tolist()]}
 
     def thumbnail(self, index: int, camera: str, which: str) -> bytes:
-        """A THUMB_WIDTH-wide JPEG of the episode's first or last frame, cached on disk."""
+        """A THUMB_WIDTH-wide JPEG of the episode's first or last frame, cached on disk
+        (under the cache of the release holding the episode, by its index there)."""
         if which not in ("first", "last"):
             raise NotFound(f"thumbnail {which!r}: expected first or last")
-        if camera not in self.cameras:
-            self.frame(index, camera, 0)
-        path = self.cache_dir / "thumbs" / f"{index}-{camera}-{which}.jpg"
+        reader, a, b = self._camera(index, camera)
+        part, local = self._where[index]
+        path = part.cache_dir / "thumbs" / f"{local}-{camera}-{which}.jpg"
         try:
             return path.read_bytes()
         except FileNotFoundError:
             pass
-        a, b = self.rows_of(index, camera)
         if b == a:
             raise NotFound(f"episode {index}, camera {camera}: no frames")
-        jpeg, _ = self.frame(index, camera, 0 if which == "first" else b - a - 1)
+        jpeg = reader.payload(camera, a if which == "first" else b - 1)
         data = _downscale(jpeg, f"episode {index} camera {camera} {which} frame")
         _write_cache(path, data)
         return data
@@ -323,3 +369,10 @@ def _write_cache(path: Path, data: bytes) -> None:
 
         warnings.warn(f"review cache {path}: not written ({exc}); served without caching",
                       stacklevel=2)
+
+
+def _release_sha256(version_dir: Path) -> str:
+    try:
+        return str(json.loads((version_dir / "manifest.json").read_text()).get("release_sha256", ""))
+    except (OSError, ValueError) as exc:
+        raise CurationError(f"{version_dir}/manifest.json: unreadable ({exc})") from exc

@@ -289,6 +289,35 @@ def test_review_decisions_round_trip_into_the_next_version(release: Path, source
         assert row["task"] == "stack the red cups" and row["success"] is False
 
 
+def test_sessions_not_yet_in_the_release_are_listed_after_it_and_labelled_for_the_next_version(
+        release: Path, sources: list[Path], tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(release.parent, tmp_path / "releases" / "pick")
+    release = tmp_path / "releases" / "pick" / release.name
+    new = record_session(tmp_path / "s_erin", episodes=1, operator="erin", task="wipe",
+                         seed=11, start_ns=T0 + 800 * 10**9)
+    labels = tmp_path / "labels.yaml"
+    app = create_app(release.parent, labels, cache_dir=tmp_path / "cache",
+                     sessions=[sources[0], new])  # the first session is in the release already
+    with fastapi_testclient.TestClient(app) as c:
+        rows = c.get("/api/episodes").json()["episodes"]
+        assert [r["source"] for r in rows] == ["release"] * 4 + ["session"]
+        erin = rows[4]
+        assert erin["operator"] == "erin" and erin["index"] == 4 and erin["task"] == "wipe"
+        assert c.get("/api/episodes", params={"sort": "source", "desc": "1"}).json()["episodes"][0] == erin
+        assert c.get(f"/api/episodes/4/cameras/{CAM}/frames/0").headers["content-type"] == "image/jpeg"
+        assert c.get(f"/api/episodes/4/thumbs/{CAM}/first").status_code == 200
+        assert c.get("/api/episodes/4/joints").json()["values"]
+        assert c.get("/api/episodes/4").json()["episode"]["index"] == 4
+        assert c.post("/api/episodes/4/labels", json={"set": {"success": False,
+                                                               "task": "wipe the table"}}).status_code == 200
+        assert c.get("/api/episodes/5").status_code == 404
+    r = curate([*sources, new], release.parent.parent, "pick", labels=load_labels(labels))
+    v2 = {e["key"]: e for e in ReleaseReader(r.release).episodes}
+    assert v2[erin["key"]]["success"] is False and v2[erin["key"]]["task"] == "wipe the table"
+
+
 def test_pages_stats_and_static_files_are_served(release: Path, tmp_path: Path) -> None:
     with _client(release, tmp_path) as c:
         for url, testid in (("/", "episode-table"), ("/episodes/0", "joint-plot"),

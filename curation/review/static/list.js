@@ -32,6 +32,7 @@ function row(r, i) {
     el("td", {}, thumb("first")), el("td", {}, thumb("last")),
     el("td", { class: "num", "data-testid": "cell-index", text: r.index }),
     el("td", { "data-testid": "cell-episode_id" }, el("a", { href: `/episodes/${r.index}`, text: r.episode_id })),
+    el("td", { "data-testid": "cell-source" }, r.source === "session" ? el("span", { class: "badge pending", text: "session" }) : "release"),
     el("td", { "data-testid": "cell-task", text: r.task }),
     el("td", { "data-testid": "cell-success", class: r.success === true ? "ok" : r.success === false ? "no" : "dim",
                text: successText(r.success) }),
