@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 INSTALL_HINT = "pip install 'demofab[view]'"
 
 
-def create_app(release: str | Path, labels_path: str | Path | None = None,
+def create_app(release_dir: str | Path, labels_path: str | Path | None = None,
                version: int | None = None, cache_dir: str | Path | None = None,
                sessions: list[str | Path] | None = None) -> FastAPI:
     """The review app (see ``curation.review.app.create_app``); a CurationError naming
@@ -30,7 +30,7 @@ def create_app(release: str | Path, labels_path: str | Path | None = None,
     except ImportError as exc:
         raise CurationError(f"the review page needs FastAPI and uvicorn: {INSTALL_HINT} "
                             f"({exc})") from exc
-    return app.create_app(release, labels_path, version, cache_dir, sessions)
+    return app.create_app(release_dir, labels_path, version, cache_dir, sessions)
 
 
 __all__ = ["INSTALL_HINT", "BadQuery", "Catalog", "DecisionsFile", "Motion", "NotFound",

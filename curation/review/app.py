@@ -39,13 +39,13 @@ def default_labels_path(version_dir: Path) -> Path:
     return version_dir.parent / "labels.yaml"
 
 
-def create_app(release: str | Path, labels_path: str | Path | None = None,
+def create_app(release_dir: str | Path, labels_path: str | Path | None = None,
                version: int | None = None, cache_dir: str | Path | None = None,
                sessions: list[str | Path] | None = None) -> FastAPI:
-    """The review app for ``release`` (a name directory: its newest version, or
+    """The review app for ``release_dir`` (a name directory: its newest version, or
     ``version``; or a version directory), and the episodes of ``sessions`` that the
     release does not hold yet (listed after the release's)."""
-    version_dir = open_version(release, version)
+    version_dir = open_version(release_dir, version)
     root = Path(cache_dir) if cache_dir else default_cache_dir(version_dir)
     pending = curate_pending(list(sessions), root) if sessions else None
     cat = Catalog(version_dir, root, pending)

@@ -65,6 +65,7 @@ function drawTimeline() {
 
 function cursor(ctx, w, h) {
   const x = xOf(S.t, w);
+  ctx.canvas.dataset.cursorT = S.t.toFixed(3);  // seconds of the cursor last drawn (for tests)
   ctx.strokeStyle = "#1f6feb"; ctx.lineWidth = 2;
   ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, h); ctx.stroke();
   ctx.lineWidth = 1;
