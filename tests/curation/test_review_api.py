@@ -205,6 +205,7 @@ def test_labels_are_written_atomically_beside_the_other_entries(release: Path, t
         r = c.post("/api/episodes/1/labels", json={"set": {"success": False, "task": "stack two cups"}})
         assert r.status_code == 200, r.text
         assert r.json()["entry"] == {"success": False, "task": "stack two cups"}
+        c.post("/api/episodes/2/labels", json={"set": {"task": "two\nlines: # not a comment"}})
         r = c.post("/api/episodes/1/labels", json={"set": {"exclude": True}, "unset": ["task"]})
         assert r.json()["entry"] == {"success": False, "exclude": True}
         assert c.get("/api/labels").json()["entries"][eps[1]["key"]] == {"success": False,
@@ -216,7 +217,8 @@ def test_labels_are_written_atomically_beside_the_other_entries(release: Path, t
     assert doc["episodes"][2] == {"key": eps[1]["key"], "success": False, "exclude": True}
     assert f"# {eps[1]['episode_id']}" in labels.read_text()
     assert not list(tmp_path.glob("labels.yaml.*"))  # no temporary file left behind
-    assert len(load_labels(labels).rules) == 3
+    assert len(load_labels(labels).rules) == 4
+    assert load_labels(labels).rules[3].values == {"task": "two\nlines: # not a comment"}
 
 
 def test_a_csv_labels_file_stays_csv(release: Path, tmp_path: Path) -> None:
