@@ -374,3 +374,15 @@ def test_demofab_review_prints_its_url_and_serves_on_localhost(release: Path, tm
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_without_fastapi_the_review_page_says_which_extra_to_install(
+        release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import curation.review
+    from curation.errors import CurationError
+
+    monkeypatch.delitem(sys.modules, "curation.review.app", raising=False)
+    monkeypatch.delattr(curation.review, "app", raising=False)
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # import fastapi now raises ImportError
+    with pytest.raises(CurationError, match=r"pip install 'demofab\[view\]'"):
+        create_app(release, tmp_path / "labels.yaml", cache_dir=tmp_path / "cache")
