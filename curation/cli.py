@@ -65,6 +65,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "robomimic: a directory holding NAME-vN.hdf5)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing PATH")
     p.set_defaults(func=cmd_export)
+    from .review.cli import register as register_review  # demofab review (the review page)
+    register_review(sub)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
