@@ -57,7 +57,9 @@ def serve_in_thread(app: Any) -> tuple[Any, threading.Thread, str]:
     """``app`` served by uvicorn on a free 127.0.0.1 port; returns (server, thread, base URL)."""
     import uvicorn
 
-    sock = socket.socket()
+    # proto IPPROTO_TCP, or asyncio leaves Nagle on for the accepted connections and each
+    # keep-alive request waits ~40 ms on a delayed ACK (uvicorn issue 3149)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
