@@ -3,9 +3,9 @@ over HTTP, beside the same data read straight from the release; Foxglove replay 
 
 Releases are curated from real MCAP sessions of the synthetic rig and cached under
 ``$DEMOFAB_CACHE/bench/review`` (default ``~/.cache/demofab/bench/review``), so a re-run
-only measures. The review app (``curation.review.create_app``) is served by uvicorn on a
-free 127.0.0.1 port in a thread; requests come from one keep-alive ``httpx`` client per
-camera, as a browser's connections would.
+only measures. ``demofab review`` runs in its own process on a free 127.0.0.1 port, as a
+curator starts it; requests come from one keep-alive ``httpx`` client per camera, as a
+browser's connections would.
 
 * ``list_1000_ms``: median time to load the list (the page's HTML and ``/api/episodes``) of
   a release of ``--episodes`` episodes (1,000; ``--quick``: 100; short episodes, one
@@ -31,7 +31,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -154,39 +157,49 @@ def play_release(seconds: float) -> Path:
     return _cached_release(f"play-{seconds:g}s", make)
 
 
-def _serve(app: Any) -> tuple[Any, threading.Thread, str]:
-    import socket
-
-    import uvicorn
-
-    # proto IPPROTO_TCP, or asyncio leaves Nagle on for the accepted connections and each
-    # keep-alive request waits ~40 ms on a delayed ACK (uvicorn issue 3149)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("bench review: the review server did not start")
-        time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}"
-
-
 class _Served:
-    """The review app over ``name_dir`` on 127.0.0.1, with a fresh thumbnail cache."""
+    """``demofab review NAME_DIR`` in its own process on a free 127.0.0.1 port (as a curator
+    runs it; the clients here do not share its interpreter), with a fresh thumbnail cache and
+    labels file under ``tmp``; ``start_s``: from launch to the first answer."""
 
     def __init__(self, name_dir: Path, tmp: Path) -> None:
-        from curation.review import create_app
+        import httpx
 
-        app = create_app(name_dir, labels_path=tmp / "labels.yaml", cache_dir=tmp / "cache")
-        self.server, self.thread, self.url = _serve(app)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = tmp / "server.log"
+        t = time.perf_counter()
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from demofab.cli import main; raise SystemExit(main())",
+                 "review", str(name_dir), "--port", str(port), "--labels", str(tmp / "labels.yaml"),
+                 "--cache", str(tmp / "cache")], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bench review: demofab review exited with {self.proc.returncode}: "
+                                   f"{self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/api/release", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"bench review: demofab review did not answer on {self.url} in 120 s")
+            time.sleep(0.05)
+        self.start_s = time.perf_counter() - t
 
     def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:  # a server that ignores SIGTERM is killed
+            self.proc.kill()
+            self.proc.wait()
 
 
 def _get(client: Any, url: str) -> Any:
@@ -252,6 +265,7 @@ def measure_list(name_dir: Path, tmp: Path, requests: int) -> dict[str, Any]:
         "first_screen_ms": round(lst["median"] + statistics.median(screens) * 1e3, 3),
         "thumbs_all_ms": round(all_s * 1e3, 1), "thumbs": len(thumbs),
         "thumbs_fill_s": round(fill_s, 2), "list_episodes": len(rows), "list_requests": requests,
+        "server_start_s": round(served.start_s, 2),
     }
 
 
