@@ -153,6 +153,7 @@ def test_playing_an_episode_moves_the_cameras_the_plot_cursor_and_the_clock(
         "pixels": plot.evaluate("c => c.toDataURL()"),
     }
     assert before["time"] == 0.0
+    assert float(before["cursor"] or "nan") == 0.0
     screenshot(page, "episode-start")
 
     page.get_by_test_id("play-button").click()
@@ -168,8 +169,8 @@ def test_playing_an_episode_moves_the_cameras_the_plot_cursor_and_the_clock(
     assert [c.get_attribute("src") for c in cameras.all()] != before["srcs"]
     for cam in cameras.all():
         assert _width_when_loaded(cam) == 640
-    cursor = float(plot.get_attribute("data-cursor-t") or "nan")
-    assert cursor == pytest.approx(t_paused, abs=0.1)
+    _until(page, lambda: float(plot.get_attribute("data-cursor-t") or "nan"),
+           lambda c: c == pytest.approx(t_paused, abs=0.05))  # the cursor is where the clock is
     assert plot.evaluate("c => c.toDataURL()") != before["pixels"]
     page.wait_for_timeout(400)
     assert _seconds(page.get_by_test_id("time-display").inner_text()) == t_paused  # paused stays
