@@ -8,14 +8,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import yaml
 
-from curation import curate, flag_names, load_labels
+from curation import flag_names
 from curation.release import episode_table
+from demofab.cli import main
 
 from .conftest import ReviewSite, screenshot
 
@@ -194,7 +194,7 @@ def _press(page: Any, key: str, text: str | None = None) -> None:
 
 
 def test_shortcuts_go_into_the_labels_file_and_the_next_release_carries_them(
-        review_site: ReviewSite, page: Any, tmp_path: Path) -> None:
+        review_site: ReviewSite, page: Any) -> None:
     expect = _expect()
     table = episode_table(review_site.release)
     lossy = next(e for e in table if e["operator"] == "bob")
@@ -241,10 +241,10 @@ def test_shortcuts_go_into_the_labels_file_and_the_next_release_carries_them(
     screenshot(page, "list-decided")
 
     # `demofab curate SESSIONS --labels FILE` makes v2 with the decisions
-    result = curate(review_site.sessions, review_site.releases, "demo",
-                    labels=load_labels(review_site.labels))
-    assert result.release.name == "v2"
-    after = {e["key"]: e for e in episode_table(result.release)}
+    assert main(["curate", *map(str, review_site.sessions), "--out", str(review_site.releases),
+                 "--name", "demo", "--labels", str(review_site.labels)]) == 0
+    v2 = review_site.releases / "demo" / "v2"
+    after = {e["key"]: e for e in episode_table(v2)}
     assert second["key"] not in after, "the excluded episode is still in the next version"
     assert set(after) == {e["key"] for e in table} - {second["key"]}
     one = after[first["key"]]
