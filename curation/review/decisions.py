@@ -104,7 +104,7 @@ class DecisionsFile:
                "format_version: 1", "episodes:" if items else "episodes: []"]
         for item in items:
             key = self._own(item)
-            about = self.describe(key) if key is not None else ""
+            about = " ".join((self.describe(key) if key is not None else "").split())  # one line
             if about:
                 out.append(f"  # {about}")
             text = yaml.safe_dump([item], sort_keys=False, allow_unicode=True, width=100)

@@ -8,13 +8,13 @@ An episode is an outlier when:
   positions over the median stamp step, windows across a gap left out, as in
   ``curation.quality``) is more than ``Z_LIMIT`` robust deviations above the release's
   median, on a log scale (jerk spans decades);
-* ``motionless``: its mean joint speed is below ``MOTIONLESS_RAD_S``, or the quality
-  checks raised ``frozen``;
+* ``motionless``: its mean joint speed is below ``MOTIONLESS_RAD_S``, or more than
+  ``Z_LIMIT`` robust deviations below the release's median on a log scale;
 * ``gaps``: the quality checks raised ``gaps``, ``dropped_frames`` or ``rate_low``.
 
-A robust deviation is 1.4826 x the median absolute deviation, with a floor of 5% of the
-median, so that a release of identical episodes has no outliers and one very different
-episode stands out.
+A robust deviation is 1.4826 x the median absolute deviation, with a floor (5% of the
+median for lengths, ``LOG_FLOOR`` decades for jerk and speed), so that a release of
+identical episodes has no outliers and one very different episode stands out.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from ..loader import ReleaseReader
 
 Z_LIMIT = 3.5
 MOTIONLESS_RAD_S = 0.02
+LOG_FLOOR = 0.1  # decades: with Z_LIMIT, a jerk or speed 2.2x off the median at least
 GAP_FLAGS = ("gaps", "dropped_frames", "rate_low")
 OUTLIER_KINDS = ("length", "jerk", "motionless", "gaps")
 
@@ -88,35 +89,42 @@ def release_motion(reader: ReleaseReader) -> list[Motion]:
     return out
 
 
-def robust_z(values: list[float | None]) -> list[float | None]:
-    """(v - median) / max(1.4826 MAD, 5% of |median|, 1e-9) of each value (None stays None)."""
+def robust_z(values: list[float | None], floor: float | None = None) -> list[float | None]:
+    """(v - median) / max(1.4826 MAD, floor, 1e-9) of each value (None stays None);
+    ``floor`` defaults to 5% of the median's magnitude."""
     have = np.array([v for v in values if v is not None], dtype=np.float64)
     if len(have) == 0:
         return [None] * len(values)
     med = float(np.median(have))
     mad = float(np.median(np.abs(have - med))) * 1.4826
-    scale = max(mad, 0.05 * abs(med), 1e-9)
+    scale = max(mad, 0.05 * abs(med) if floor is None else floor, 1e-9)
     return [None if v is None else (v - med) / scale for v in values]
 
 
+def _log(v: float | None) -> float | None:
+    return math.log10(v) if v is not None and v > 0 else None
+
+
 def outliers(rows: list[dict[str, Any]], motion: list[Motion]) -> list[dict[str, Any]]:
-    """For each row: ``outliers`` (kinds, see the module doc), ``z_length``, ``z_jerk``."""
+    """For each row: ``outliers`` (kinds, see the module doc), ``z_length``, ``z_jerk``,
+    ``z_speed``."""
     z_len = robust_z([float(r.get("duration_s") or 0.0) for r in rows])
-    z_jerk = robust_z([math.log10(m.jerk_rms) if m.jerk_rms and m.jerk_rms > 0 else None
-                       for m in motion])
+    z_jerk = robust_z([_log(m.jerk_rms) for m in motion], LOG_FLOOR)
+    z_speed = robust_z([_log(m.speed) for m in motion], LOG_FLOOR)
     out = []
-    for r, m, zl, zj in zip(rows, motion, z_len, z_jerk, strict=True):
+    for r, m, zl, zj, zs in zip(rows, motion, z_len, z_jerk, z_speed, strict=True):
         flags = set(r.get("flag_names") or [])
         kinds = []
         if zl is not None and abs(zl) > Z_LIMIT:
             kinds.append("length")
         if zj is not None and zj > Z_LIMIT:
             kinds.append("jerk")
-        if (m.speed is not None and m.speed < MOTIONLESS_RAD_S) or "frozen" in flags:
+        if m.speed is not None and (m.speed < MOTIONLESS_RAD_S or zs is not None and zs < -Z_LIMIT):
             kinds.append("motionless")
         if flags & set(GAP_FLAGS):
             kinds.append("gaps")
-        out.append({"outliers": kinds, "z_length": _round(zl), "z_jerk": _round(zj)})
+        out.append({"outliers": kinds, "z_length": _round(zl), "z_jerk": _round(zj),
+                    "z_speed": _round(zs)})
     return out
 
 

@@ -77,10 +77,15 @@ def test_robust_z_scores_mark_one_odd_episode_and_not_a_uniform_release() -> Non
     assert robust_z([2.0, 2.0, 2.0]) == [0.0, 0.0, 0.0]
     z = robust_z([1.5, 1.5, 1.6, 1.5, 6.0])
     assert z[-1] is not None and z[-1] > 3.5 and all(abs(v or 0) < 3.5 for v in z[:-1])
-    rows = [{"duration_s": 1.5, "flag_names": []}, {"duration_s": 1.5, "flag_names": ["frozen"]},
-            {"duration_s": 1.5, "flag_names": []}]
-    marks = outliers(rows, [Motion(10.0, 0.5), Motion(10.0, 0.5), Motion(12.0, 0.001)])
-    assert [m["outliers"] for m in marks] == [[], ["motionless"], ["motionless"]]
+    rows = [{"duration_s": 1.5, "flag_names": []} for _ in range(6)]
+    rows[5]["flag_names"] = ["dropped_frames"]
+    marks = outliers(rows, [Motion(1e5, 3.0), Motion(1.1e5, 3.2), Motion(0.9e5, 2.9),
+                            Motion(1e5, 0.001), Motion(5e6, 0.6), Motion(1e5, 3.0)])
+    assert [m["outliers"] for m in marks] == [[], [], [], ["motionless"], ["jerk", "motionless"],
+                                              ["gaps"]]
+    # a 10% faster or jerkier episode is not an outlier (log-scale floor)
+    marks = outliers(rows[:3], [Motion(1e5, 3.0), Motion(1e5, 3.0), Motion(1.1e5, 3.3)])
+    assert all(not m["outliers"] for m in marks)
 
 
 def test_filters_and_sorting_narrow_and_order_the_list(release: Path, tmp_path: Path) -> None:
@@ -200,6 +205,7 @@ def test_labels_are_written_atomically_beside_the_other_entries(release: Path, t
         r = c.post("/api/episodes/1/labels", json={"set": {"success": False, "task": "stack two cups"}})
         assert r.status_code == 200, r.text
         assert r.json()["entry"] == {"success": False, "task": "stack two cups"}
+        c.post("/api/episodes/2/labels", json={"set": {"task": "two\nlines: # not a comment"}})
         r = c.post("/api/episodes/1/labels", json={"set": {"exclude": True}, "unset": ["task"]})
         assert r.json()["entry"] == {"success": False, "exclude": True}
         assert c.get("/api/labels").json()["entries"][eps[1]["key"]] == {"success": False,
@@ -211,7 +217,8 @@ def test_labels_are_written_atomically_beside_the_other_entries(release: Path, t
     assert doc["episodes"][2] == {"key": eps[1]["key"], "success": False, "exclude": True}
     assert f"# {eps[1]['episode_id']}" in labels.read_text()
     assert not list(tmp_path.glob("labels.yaml.*"))  # no temporary file left behind
-    assert len(load_labels(labels).rules) == 3
+    assert len(load_labels(labels).rules) == 4
+    assert load_labels(labels).rules[3].values == {"task": "two\nlines: # not a comment"}
 
 
 def test_a_csv_labels_file_stays_csv(release: Path, tmp_path: Path) -> None:

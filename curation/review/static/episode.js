@@ -20,11 +20,24 @@ function setupCameras(detail) {
   });
 }
 
+const PREFETCH = 4;  // frames fetched ahead while playing (the browser keeps them: max-age)
+
+function frameUrl(cam, k) {
+  return `/api/episodes/${index}/cameras/${encodeURIComponent(cam.name)}/frames/${k}`;
+}
+
 function pump(cam) {
   if (cam.loading || cam.wanted === cam.shown || cam.wanted < 0) return;
   cam.loading = true;
   cam.shown = cam.wanted;
-  cam.img.src = `/api/episodes/${index}/cameras/${encodeURIComponent(cam.name)}/frames/${cam.wanted}`;
+  cam.img.src = frameUrl(cam, cam.wanted);
+  if (S.playing) {
+    cam.ahead = Math.max(cam.ahead || 0, cam.wanted);
+    while (cam.ahead < Math.min(cam.wanted + PREFETCH, cam.frames - 1)) {
+      cam.ahead += 1;
+      new Image().src = frameUrl(cam, cam.ahead);
+    }
+  }
 }
 
 function showFrames() {
@@ -38,6 +51,7 @@ function showFrames() {
 // -- time line ------------------------------------------------------------------------------
 function seek(t) {
   S.t = Math.max(0, Math.min(S.detail.duration_s, t));
+  for (const cam of S.cams) cam.ahead = 0;
   redraw();
 }
 
