@@ -175,7 +175,7 @@ def execute_run(jobs: Jobs, run_id: int) -> RunView:
                 jobs.vault.audit.record(make_event(
                     "vault", "job_inputs_decrypted", job.dataset.name, job=job.id, run=run_id,
                     kind=kind, bytes=nbytes, where="tmpfs"))
-                submitter = job.submitter.name
+                submitter, job_id = job.submitter.name, job.id
                 ds, rel, lab = job.dataset.name, job.release.version, job.lab.name
             res = run_sandboxed(Path(code_dir), dirs["input"], dirs["out"], dirs["logs"],
                                 ["/job/runner.py", spec.entry], spec.limits)
@@ -192,7 +192,7 @@ def execute_run(jobs: Jobs, run_id: int) -> RunView:
                 outputs_mod = importlib.import_module(f"{__package__}.outputs")
                 episodes, streams = _grant_scope(jobs, submitter, ds, rel)
                 finished = outputs_mod.FinishedRun(
-                    job_id=job.id, run_id=run_id, dataset=ds, release=rel, lab=lab,
+                    job_id=job_id, run_id=run_id, dataset=ds, release=rel, lab=lab,
                     submitter=submitter, episodes=episodes, streams=streams, files=files)
                 outputs_mod.Outputs(jobs.vault).register_outputs(finished)
             except ModuleNotFoundError as exc:

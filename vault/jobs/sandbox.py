@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import VaultError
+from .errors import JobError, SandboxError
 
 __all__ = [
     "BWRAP", "MAXIMA", "MEMORY_EXIT", "POLL_S", "JobLimits", "SandboxError", "SandboxResult",
@@ -68,10 +68,6 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-class SandboxError(VaultError):
-    """The sandbox could not be set up (no bwrap, no tmpfs, a bad argument)."""
-
-
 @dataclass(frozen=True)
 class JobLimits:
     """What one run may use: CPU seconds (all its processes together), memory (bytes of
@@ -84,30 +80,32 @@ class JobLimits:
     output_bytes: int = 64 << 20
 
     def check(self, maxima: JobLimits) -> JobLimits:
-        """Itself, or SandboxError naming the limit that is not positive or above the
+        """Itself, or JobError naming the limit that is not positive or above the
         vault's maximum."""
         for name, value in asdict(self).items():
             top = getattr(maxima, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= top:
-                raise SandboxError(f"limit {name}={value!r} must be positive and at most the "
+                raise JobError(f"limit {name}={value!r} must be positive and at most the "
                                    f"vault's maximum {top}")
         if self.memory_bytes < 64 << 20:
-            raise SandboxError(f"limit memory_bytes={self.memory_bytes}: at least 64 MiB "
+            raise JobError(f"limit memory_bytes={self.memory_bytes}: at least 64 MiB "
                                "(the interpreter alone needs that much address space)")
         return self
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able."""
-        return asdict(self)
+        """JSON-able, normalized (seconds as floats, bytes as ints: the job's identity
+        hashes this)."""
+        return {"cpu_s": float(self.cpu_s), "memory_bytes": int(self.memory_bytes),
+                "wall_s": float(self.wall_s), "output_bytes": int(self.output_bytes)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobLimits:
-        """From :meth:`as_dict`'s shape (missing keys: the defaults); SandboxError on
+        """From :meth:`as_dict`'s shape (missing keys: the defaults); JobError on
         unknown keys or wrong types."""
         known = {"cpu_s", "memory_bytes", "wall_s", "output_bytes"}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise SandboxError(f"unknown limit(s) {unknown}; limits are {sorted(known)}")
+            raise JobError(f"unknown limit(s) {unknown}; limits are {sorted(known)}")
         try:
             d = cls()
             return cls(cpu_s=float(data.get("cpu_s", d.cpu_s)),
@@ -115,7 +113,7 @@ class JobLimits:
                        wall_s=float(data.get("wall_s", d.wall_s)),
                        output_bytes=int(data.get("output_bytes", d.output_bytes)))
         except (TypeError, ValueError) as exc:
-            raise SandboxError(f"limits {data!r}: {exc}") from exc
+            raise JobError(f"limits {data!r}: {exc}") from exc
 
 
 MAXIMA = JobLimits(cpu_s=3600.0, memory_bytes=16 << 30, wall_s=7200.0, output_bytes=1 << 30)

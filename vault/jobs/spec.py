@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import VaultError
+from .errors import JobError
 from .sandbox import JobLimits
 
 __all__ = [
@@ -39,10 +39,6 @@ OUTPUT_TYPES: dict[str, tuple[str, ...]] = {
 """The output types a job may declare, with the file name endings each allows."""
 _PART = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 _SKIP_DIRS = {"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
-
-
-class JobError(VaultError, ValueError):
-    """A job that cannot be accepted or run as given (what and where in the message)."""
 
 
 def check_code_path(path: str, what: str = "code file") -> str:
