@@ -18,6 +18,7 @@ BENCHES = {
     "sim": "bench.sim",
     "vault": "bench.vault",
     "review": "bench.review",
+    "cleanroom": "bench.cleanroom",
 }
 
 
