@@ -129,6 +129,17 @@ def quantise(values: np.ndarray, digits: int, zero_below: float) -> np.ndarray:
     return codes
 
 
+def _scaled(codes: np.ndarray) -> np.ndarray:
+    """The rounded values that :func:`quantise` coded, times ``10**(digits - 1)`` (NaN for
+    NaN and infinities): proportional to the values, which is all a step test needs."""
+    m = codes // 2048
+    e = codes - m * 2048 - 1024
+    values: np.ndarray = m * np.power(10.0, np.clip(e, -330, 330).astype(np.float64))
+    values[(codes == _NAN_CODE) | (codes == _POSINF_CODE) | (codes == _NEGINF_CODE)] = np.nan
+    values[codes == 0] = 0.0
+    return values
+
+
 def sequence_hashes(codes: np.ndarray, k: int) -> np.ndarray:
     """The hash of the ``k`` codes at every offset of ``codes`` (``len - k + 1`` of them)."""
     n = len(codes) - k + 1
@@ -151,8 +162,10 @@ def informative(codes: np.ndarray, k: int, min_distinct: int) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     changes = np.concatenate(([0], np.cumsum(codes[1:] != codes[:-1])))
     n_changes = changes[k - 1:] - changes[:n]
-    steps = np.diff(codes)
-    other = np.concatenate(([0, 0], np.cumsum(steps[1:] != steps[:-1])))
+    steps = np.diff(_scaled(codes))
+    with np.errstate(invalid="ignore"):
+        differs = ~np.isclose(steps[1:], steps[:-1], rtol=1e-6, atol=0.0)
+    other = np.concatenate(([0, 0], np.cumsum(differs)))
     n_other = other[k - 1:] - other[1:n + 1]  # step changes inside each window
     return (n_changes >= min_distinct - 1) & (n_other > 0)
 
