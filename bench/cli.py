@@ -19,6 +19,7 @@ BENCHES = {
     "vault": "bench.vault",
     "review": "bench.review",
     "cleanroom": "bench.cleanroom",
+    "gate": "bench.gate_bench",
 }
 
 
