@@ -46,7 +46,6 @@ from sqlalchemy.orm import Session
 from ..catalog import Dataset, release_row
 from ..crypto import ObjectRef
 from ..db import (
-    Base,
     ConfirmationError,
     Forbidden,
     NotFound,
@@ -76,8 +75,6 @@ from .outputs_tables import (
 
 __all__ = ["FinishedRun", "GateFn", "GateResult", "Outputs", "gate_with_index"]
 
-_TABLES = (OutputSetRow.__tablename__, OutputFileRow.__tablename__, OutputVoteRow.__tablename__,
-           ReleaseConfirmationRow.__tablename__)
 _READ = 1 << 20
 
 
@@ -148,8 +145,6 @@ class Outputs:
         self.vault = vault
         self.db = vault.catalog.db
         self.gate = gate or gate_with_index(vault.root / "gate-cache")
-        Base.metadata.create_all(self.db.engine,
-                                 tables=[Base.metadata.tables[t] for t in _TABLES])
 
     # -- registration (the jobs module) ------------------------------------------------------
     def register_outputs(self, run: FinishedRun) -> OutputSetView:
