@@ -126,11 +126,15 @@ def gate_with_index(cache_dir: Path) -> GateFn:
                              "checks outputs against the inputs the job read")
         index = InputIndex.cached(run.inputs, cache_dir)
         names = {path: name for name, path in files.items()}
-        report = check(list(names), index, names=names)
+        doc = check(list(names), index, names=names).to_json()
+        # a finding about the whole run (a cap of all outputs together) is every file's
+        run_wide = [dict(f) | {"scope": "run"} for f in doc.get("run_findings", [])]
+        run_blocks = any(f.get("severity") == "block" for f in run_wide)
         out = {}
-        for fv in report.to_json()["files"]:
-            out[str(fv["name"])] = GateResult(str(fv["verdict"]),
-                                              tuple(dict(f) for f in fv.get("findings", [])))
+        for fv in doc["files"]:
+            verdict = "block" if run_blocks else str(fv["verdict"])
+            out[str(fv["name"])] = GateResult(verdict, tuple(
+                [dict(f) for f in fv.get("findings", [])] + run_wide))
         return out
 
     return run_gate
