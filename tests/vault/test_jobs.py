@@ -5,6 +5,7 @@ approval (what the grant reaches), and never run once changed."""
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import types
 from collections.abc import Iterator
@@ -56,12 +57,14 @@ def handed(monkeypatch: pytest.MonkeyPatch) -> Handed:
         episodes: tuple[int, ...] | None
         streams: tuple[str, ...] | None
         files: dict[str, Path]
+        inputs: Path
 
     class Outputs:
         def __init__(self, vault: Vault) -> None:
             pass
 
         def register_outputs(self, run: FinishedRun) -> None:
+            assert (run.inputs / "zarr.json").is_file()  # what the job read, still there
             got.runs.append(run)
             got.files.append({n: p.read_bytes() for n, p in run.files.items()})
 
@@ -296,3 +299,40 @@ def test_the_job_review_follows_the_request_rules_on_both_databases(
     finally:
         jobs.close()
         v.close()
+
+
+@pytest.mark.slow
+def test_an_approved_job_that_tries_to_get_data_out_fails_and_is_audited(
+        cleanroom: tuple[Vault, Jobs], handed: Handed, tmp_path: Path) -> None:
+    v, jobs = cleanroom
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    srv.setblocking(False)
+    cfg = v.root / "vault.json"
+    targets = {"port": srv.getsockname()[1],
+               "read": [json.loads(cfg.read_text())["provider_key_file"], str(cfg),
+                        str(v.root / "catalog.sqlite"), str(v.root / "audit" / "log.sqlite")],
+               "write": ["/job/code/x.py", "/job/input/zarr.json", "/x", str(tmp_path / "leak")]}
+    code = read_code(CODE / "escape.py") | {"targets.json": json.dumps(targets).encode()}
+    alice = v.identities.get("alice")
+    limits = JobLimits(cpu_s=2, wall_s=30)
+    job = jobs.submit(alice, code, requirements=reqs(),
+                      **(TRAIN | {"name": "escape", "entry": "escape:main", "limits": limits}))
+    mock = jobs.wait(job.runs[0].id, 60)
+    assert mock.state == "succeeded", mock.message
+    approve(jobs, v, job.id)
+    real = jobs.wait(jobs.get(job.id).runs[-1].id, 60)
+    try:
+        with pytest.raises(BlockingIOError):
+            srv.accept()  # nothing ever connected
+    finally:
+        srv.close()
+    assert real.state == "cpu_limit" and "CPU limit" in real.message
+    tried = json.loads(handed.files[-1]["logs/stdout.log"].decode().splitlines()[0])
+    assert len(tried) == 10 and all(r.startswith("blocked") for r in tried.values()), tried
+    assert not (tmp_path / "leak").exists()
+    ended = [e for e in v.audit.show("pick") if e.action == "job_run_ended"
+             and e.details.get("job") == job.id]
+    assert [(e.details["kind"], e.details["state"]) for e in ended] == [
+        ("mock", "succeeded"), ("real", "cpu_limit")]

@@ -182,8 +182,7 @@ def execute_run(jobs: Jobs, run_id: int) -> RunView:
             outputs = _describe(spec, dirs["out"])
             if kind == "mock":
                 return _keep_mock(jobs, run_id, res, dirs, outputs)
-            if res.state != "succeeded":
-                return _finish(jobs, run_id, res.state, res.message, res=res, outputs=outputs)
+            # a real run's outputs and logs, whatever its end, go to the output review only
             files = {n: dirs["out"] / n for n, o in outputs.items() if o["type"] is not None}
             files |= {f"logs/{n}": dirs["logs"] / n for n in ("stdout.log", "stderr.log")}
             dropped = sorted(n for n, o in outputs.items() if o["type"] is None)
@@ -193,16 +192,16 @@ def execute_run(jobs: Jobs, run_id: int) -> RunView:
                 episodes, streams = _grant_scope(jobs, submitter, ds, rel)
                 finished = outputs_mod.FinishedRun(
                     job_id=job_id, run_id=run_id, dataset=ds, release=rel, lab=lab,
-                    submitter=submitter, episodes=episodes, streams=streams, files=files)
+                    submitter=submitter, episodes=episodes, streams=streams, files=files,
+                    inputs=dirs["input"])
                 outputs_mod.Outputs(jobs.vault).register_outputs(finished)
-            except ModuleNotFoundError as exc:
-                return _finish(jobs, run_id, "outputs_refused", f"no output review here: {exc}",
+            except (ModuleNotFoundError, VaultError) as exc:
+                state = "outputs_refused" if res.state == "succeeded" else res.state
+                return _finish(jobs, run_id, state, f"{res.message}; the output review did not "
+                                                    f"take the outputs: {exc}{note}",
                                res=res, outputs=outputs)
-            except VaultError as exc:
-                return _finish(jobs, run_id, "outputs_refused", f"{exc}{note}", res=res,
-                               outputs=outputs)
-            return _finish(jobs, run_id, "succeeded", f"{res.message}; outputs and logs sent to "
-                                                      f"the output review{note}", res=res,
+            return _finish(jobs, run_id, res.state, f"{res.message}; outputs and logs sent to "
+                                                    f"the output review{note}", res=res,
                            outputs=outputs)
     except Exception as exc:  # noqa: BLE001 - a run that broke is recorded, not lost
         return _finish(jobs, run_id, "failed", f"the vault could not run the job: "

@@ -11,7 +11,7 @@ What the job sees (:func:`bwrap_argv`)::
     /job/code                    read-only: the job's code
     /job/input                   read-only: the decrypted inputs (a tmpfs directory)
     /job/out                     writable: the only writable place on a real file system
-    /tmp, /job/home              small tmpfs (``--size``)
+    /tmp, /job/home              small tmpfs (``--size``); the root itself is read-only
     /proc, /dev                  the sandbox's own (its pid namespace; minimal devices)
 
 Everything else is absent: no /work, no vault root, no key files, no /etc, no $HOME.
@@ -244,7 +244,7 @@ def bwrap_argv(code_dir: Path, input_dir: Path | None, out_dir: Path,
            "DEMOFAB_JOB_INPUT": "/job/input", "DEMOFAB_JOB_OUTPUT": "/job/out"}
     for key, value in env.items():
         argv += ["--setenv", key, value]
-    argv += ["--chdir", "/job/home", "--", py.executable, "-s", *command]
+    argv += ["--remount-ro", "/", "--chdir", "/job/home", "--", py.executable, "-s", *command]
     return argv
 
 
