@@ -23,7 +23,7 @@ from vault.audit import verify
 from vault.db import ConfirmationError, Forbidden, NotFound, ReviewError, TransitionError
 from vault.errors import TamperError
 from vault.identities import Identity, Role
-from vault.jobs.outputs import FinishedRun, Outputs
+from vault.jobs.outputs import FinishedRun, Outputs, gate_with_index
 from vault.jobs.outputs_tables import FileState, OutputFileRow, OutputSetView, OutputState
 from vault.service import Vault
 
@@ -73,9 +73,11 @@ class Env:
         return [e.action for e in self.vault.audit.show("pick")]
 
 
-def make_env(tmp: Path, release: Path, url: str | None = None) -> Env:
+def make_env(tmp: Path, release: Path, url: str | None = None, *,
+             gate_cache: Path | None = None) -> Env:
     """make_vault's world (rev1 reviews pick; alice in lab-a; bob in lab-b), plus rev2 (a
-    reviewer) and revlab (a reviewer who is also a member of lab-a)."""
+    reviewer) and revlab (a reviewer who is also a member of lab-a). ``gate_cache``: where
+    the gate keeps its index of the release (shared between tests: built once)."""
     clock = Clock()
     v = make_vault(tmp, release, clock, catalog_url=url)
     ids = v.identities
@@ -83,21 +85,29 @@ def make_env(tmp: Path, release: Path, url: str | None = None) -> Env:
         ids.create_identity(name)
         ids.appoint_reviewer(ids.get("prov"), name, "pick")
     ids.assign("revlab", Role.LAB_MEMBER, lab="lab-a")
-    return Env(v, Outputs(v), clock, tmp, release)
+    gate = gate_with_index(gate_cache) if gate_cache is not None else None
+    return Env(v, Outputs(v, gate=gate), clock, tmp, release)
+
+
+@pytest.fixture(scope="session")
+def gate_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The gate's index cache, shared by the tests (the real gate; the index of the test
+    release is built by the first test that needs it)."""
+    return tmp_path_factory.mktemp("gate-cache")
 
 
 @pytest.fixture
-def env(database_url: str, tmp_path: Path, release_dir: Path) -> Iterator[Env]:  # noqa: F811
+def env(database_url: str, tmp_path: Path, release_dir: Path, gate_cache: Path) -> Iterator[Env]:  # noqa: F811
     """A world of its own on each backend (SQLite, PostgreSQL)."""
-    e = make_env(tmp_path, release_dir, database_url)
+    e = make_env(tmp_path, release_dir, database_url, gate_cache=gate_cache)
     yield e
     e.vault.close()
 
 
 @pytest.fixture
-def lite(tmp_path: Path, release_dir: Path) -> Iterator[Env]:  # noqa: F811
+def lite(tmp_path: Path, release_dir: Path, gate_cache: Path) -> Iterator[Env]:  # noqa: F811
     """A world of its own on SQLite only."""
-    e = make_env(tmp_path, release_dir)
+    e = make_env(tmp_path, release_dir, gate_cache=gate_cache)
     yield e
     e.vault.close()
 

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from demofab.cli import main
 from tests.vault.pgserver import release_dir  # noqa: F401
-from tests.vault.test_outputs import LOG, METRICS, Env, frame, make_env
+from tests.vault.test_outputs import LOG, METRICS, Env, frame, gate_cache, make_env  # noqa: F401
 from vault.api import create_app
 
 LAB_SCOPES = ["catalog:read", "requests", "pull"]
@@ -26,8 +26,9 @@ REVIEW_SCOPES = ["catalog:read", "reviews"]
 
 
 @pytest.fixture
-def served(tmp_path: Path, release_dir: Path) -> Iterator[tuple[Env, TestClient, dict[str, dict[str, str]]]]:  # noqa: F811
-    e = make_env(tmp_path, release_dir)
+def served(tmp_path: Path, release_dir: Path, gate_cache: Path,  # noqa: F811
+           ) -> Iterator[tuple[Env, TestClient, dict[str, dict[str, str]]]]:
+    e = make_env(tmp_path, release_dir, gate_cache=gate_cache)
     ids = e.vault.identities
     tokens = {"alice": ids.create_token("alice", LAB_SCOPES).token,
               "bob": ids.create_token("bob", LAB_SCOPES).token,

@@ -84,7 +84,8 @@ class FinishedRun:
     run, on which data, for which lab, by whom; ``files`` maps each output's name as the
     lab will see it (a relative POSIX path, e.g. ``metrics.json``, ``logs/stdout.log``) to
     the file the run wrote; ``inputs`` is the decrypted input release the job read (the
-    gate checks the outputs against it)."""
+    gate checks the outputs against it); ``declared`` the type the job declared for an
+    output (``json``, ``csv``, ``png``, ``safetensors``), which the gate holds it to."""
 
     job_id: int
     run_id: int
@@ -96,6 +97,7 @@ class FinishedRun:
     inputs: Path | None = None
     episodes: tuple[int, ...] | None = None
     streams: tuple[str, ...] | None = None
+    declared: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,10 @@ def gate_with_index(cache_dir: Path) -> GateFn:
             raise VaultError(f"job {run.job_id} run {run.run_id}: no inputs given; the gate "
                              "checks outputs against the inputs the job read")
         index = InputIndex.cached(run.inputs, cache_dir)
-        names = {path: name for name, path in files.items()}
-        doc = check(list(names), index, names=names).to_json()
+        names: dict[str | Path, str] = {path: name for name, path in files.items()}
+        declared: dict[str | Path, str] = {files[n]: kind for n, kind in run.declared.items()
+                                           if n in files}
+        doc = check(list(names), index, names=names, declared=declared).to_json()
         # a finding about the whole run (a cap of all outputs together) is every file's
         run_wide = [dict(f) | {"scope": "run"} for f in doc.get("run_findings", [])]
         run_blocks = any(f.get("severity") == "block" for f in run_wide)
