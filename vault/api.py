@@ -34,6 +34,7 @@ from .db import (
 )
 from .errors import TamperError, VaultError
 from .identities import Identity
+from .jobs.api import JOB_ROUTE_SCOPES, add_job_routes
 from .review import UNCHANGED, RequestView
 from .service import Vault, check_path
 
@@ -76,6 +77,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/v1/audit/entries"): "audit",
 }
 """(method, path) -> the scope the route needs (``a|b``: either)."""
+ROUTE_SCOPES |= JOB_ROUTE_SCOPES  # the clean room's jobs (vault/jobs/api.py)
 
 RequestId = Annotated[int, Path(ge=1, le=2**31 - 1, description="an access request's id")]
 Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="a release version")]
@@ -404,6 +406,7 @@ def create_app(vault: Vault) -> FastAPI:
             raise Problem(403, f"{me.name!r} may not read the audit entries of {dataset!r}")
         return [e.as_dict() for e in vault.audit.show(dataset)]
 
+    add_job_routes(app, vault)
     return app
 
 

@@ -43,7 +43,7 @@ from .models import JobConfirmationRow, JobDecisionRow, JobRow, JobRunRow
 from .offer import check_requirements
 from .runs import RunView, execute_run, run_view
 from .sandbox import MAXIMA, JobLimits
-from .spec import JobError, JobSpec, OutputDecl, code_digest
+from .spec import JobError, JobSpec, OutputDecl, check_code, code_digest
 
 if TYPE_CHECKING:
     from ..service import Vault
@@ -126,7 +126,8 @@ class Jobs:
                      for o in outputs)
         spec = JobSpec(name=name, entry=entry, requirements=check_requirements(list(requirements)),
                        dataset=dataset, release=int(release), outputs=outs,
-                       limits=(limits or JobLimits()).check(self.maxima), code=code_digest(code))
+                       limits=(limits or JobLimits()).check(self.maxima),
+                       code=code_digest(check_code(code, f"job {name!r}")))
         spec.check_entry()
         sha = spec.sha256()
         with self.db.write() as s:

@@ -29,7 +29,7 @@ from .sandbox import JobLimits
 
 __all__ = [
     "MAX_CODE_BYTES", "MAX_CODE_FILES", "OUTPUT_TYPES", "JobError", "JobSpec", "OutputDecl",
-    "check_code_path", "code_digest", "read_code",
+    "check_code", "check_code_path", "code_digest", "read_code",
 ]
 
 MAX_CODE_BYTES = 8 << 20
@@ -78,6 +78,17 @@ def read_code(path: str | Path) -> dict[str, bytes]:
     else:
         raise JobError(f"{base}: no such file or directory (the job's code)")
     _check_size(files, str(base))
+    return files
+
+
+def check_code(files: dict[str, bytes], where: str = "the job") -> dict[str, bytes]:
+    """``files`` if every path is a plain relative path and the code is within
+    :data:`MAX_CODE_FILES` and :data:`MAX_CODE_BYTES`; JobError otherwise."""
+    for path, data in files.items():
+        check_code_path(path)
+        if not isinstance(data, bytes):
+            raise JobError(f"code file {path!r} of {where}: bytes expected")
+    _check_size(files, where)
     return files
 
 
