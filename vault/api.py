@@ -60,6 +60,17 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/v1/requests/{request_id}/approval/confirm"): "reviews",
     ("POST", "/v1/requests/{request_id}/revoke"): "reviews",
     ("GET", "/v1/grants"): "grants|pull",
+    ("GET", "/v1/outputs"): "requests|reviews",  # clean-room output review: vault/jobs/outputs_api.py
+    ("GET", "/v1/outputs/{output_id}"): "requests|reviews",
+    ("POST", "/v1/outputs/{output_id}/submit"): "requests",
+    ("POST", "/v1/outputs/{output_id}/withdraw"): "requests",
+    ("POST", "/v1/outputs/{output_id}/votes"): "reviews",
+    ("POST", "/v1/outputs/{output_id}/return"): "reviews",
+    ("POST", "/v1/outputs/{output_id}/reject"): "reviews",
+    ("POST", "/v1/outputs/{output_id}/release"): "reviews",
+    ("POST", "/v1/outputs/{output_id}/release/confirm"): "reviews",
+    ("GET", "/v1/outputs/{output_id}/review/{path:path}"): "reviews",
+    ("GET", "/v1/outputs/{output_id}/files/{path:path}"): "pull",
     ("GET", "/v1/datasets/{dataset}/releases/{version}/files"): "pull",
     ("GET", "/v1/datasets/{dataset}/releases/{version}/files/{path:path}"): "pull",
     ("GET", "/v1/audit/checkpoint"): "audit",
@@ -359,6 +370,9 @@ def create_app(vault: Vault) -> FastAPI:
         """The grants of the caller's labs."""
         labs = sorted(vault.identities.get(me.name).labs)
         return [g.as_dict() for lab in labs for g in vault.grants.list(lab=lab)]
+
+    from .jobs.outputs_api import add_output_routes  # clean-room output review
+    add_output_routes(app, vault)
 
     @app.get("/v1/datasets/{dataset}/releases/{version}/files")
     def files(dataset: str, version: Version, me: Annotated[Identity, AUTH[(
