@@ -3,7 +3,7 @@ files), loose images (JPEG, PNG, ...), videos, and directories of any of them.""
 
 from __future__ import annotations
 
-import json
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +15,7 @@ from .errors import FingerprintError
 from .mark import ANALYSIS, analysis, luma
 from .release import camera_streams, frames_of
 
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "Suspect", "read_suspects"]
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "Suspect", "content_sha256", "read_suspects"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm"})
@@ -41,6 +41,23 @@ def _release_frames(base: Path) -> list[tuple[str, bytes]]:
 
     return [(f"{base}:{c}:{i}", f) for c in camera_streams(read)
             for i, f in enumerate(frames_of(read, c))]
+
+
+def content_sha256(base: Path) -> str:
+    """The ``release_sha256`` of the files under ``base`` as they are (sha256 of the lines
+    ``"<sha256>  <path>"`` of every file but ``manifest.json``, sorted by path): equal to an
+    export's only when every file is byte-identical to it. The manifest's own claim is
+    not trusted (a subset or an edited copy may carry it unchanged)."""
+    lines = []
+    for p in sorted(base.rglob("*")):
+        rel = p.relative_to(base).as_posix()
+        if p.is_file() and rel != "manifest.json":
+            digest = hashlib.sha256()
+            with open(p, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    digest.update(block)
+            lines.append((rel, f"{digest.hexdigest()}  {rel}\n"))
+    return hashlib.sha256("".join(line for _, line in sorted(lines)).encode()).hexdigest()
 
 
 def _video_frames(path: Path, limit: int) -> list[np.ndarray]:
@@ -80,11 +97,7 @@ def read_suspects(paths: Sequence[str | Path], *, max_frames: int = 256) -> Susp
                 except (FingerprintError, OSError, ValueError) as exc:
                     raise FingerprintError(f"{path}: a release directory whose camera frames "
                                            f"cannot be read: {exc}") from exc
-                manifest = path / "manifest.json"
-                try:
-                    out.release_sha256s.add(str(json.loads(manifest.read_text())["release_sha256"]))
-                except (OSError, ValueError, KeyError, TypeError):
-                    pass  # a copy without its manifest is still a copy
+                out.release_sha256s.add(content_sha256(path))
                 return
             for child in sorted(path.rglob("*")):
                 if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
