@@ -13,6 +13,7 @@ The app makes no outbound connection: it only answers.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -63,6 +64,10 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/v1/datasets/{dataset}/releases/{version}/files/{path:path}"): "pull",
     ("GET", "/v1/audit/checkpoint"): "audit",
     ("GET", "/v1/audit/entries"): "audit",
+    ("GET", "/v1/datasets/{dataset}/exportable"): "catalog:read",  # vault.fingerprint.api
+    ("PUT", "/v1/datasets/{dataset}/exportable"): "catalog:write",
+    ("POST", "/v1/datasets/{dataset}/releases/{version}/export"): "pull",
+    ("GET", "/v1/datasets/{dataset}/releases/{version}/export/files/{path:path}"): "pull",
 }
 """(method, path) -> the scope the route needs (``a|b``: either)."""
 
@@ -390,6 +395,7 @@ def create_app(vault: Vault) -> FastAPI:
             raise Problem(403, f"{me.name!r} may not read the audit entries of {dataset!r}")
         return [e.as_dict() for e in vault.audit.show(dataset)]
 
+    importlib.import_module("vault.fingerprint.api").add_routes(app, vault)
     return app
 
 

@@ -95,6 +95,7 @@ def _add_operating_commands(vsub: argparse._SubParsersAction[argparse.ArgumentPa
             return
         raise
     admin.add_commands(vsub)
+    importlib.import_module(f"{__package__}.fingerprint.cli").add_commands(vsub)
 
 
 def _needs_extra(command: Callable[[argparse.Namespace], int],
