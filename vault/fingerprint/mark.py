@@ -8,10 +8,10 @@ same thing at any resolution.
 
 **Embedding.** ``Y' = Y + a * U(w)``: ``U`` upsamples the grid to the frame (bicubic, so
 the pattern is smooth: cells of 20 x 20 pixels at 640 x 480, nothing a JPEG quantiser or a
-resize removes), ``a`` is the amplitude in 8-bit luma levels (``AMPLITUDE``, 1.5: PSNR of
-the pattern alone ~47 dB, ~41 dB with the re-encoding). The frame is decoded, the pattern
-added to its luma (chroma untouched), clipped to 0..255 and re-encoded in its own format
-(JPEG at ``QUALITY`` 95).
+resize removes), ``a`` is the amplitude in 8-bit luma levels (``AMPLITUDE``, 1.5: PSNR
+~45 dB and SSIM 0.998 with the re-encoding, ``demofab bench fingerprint``). The frame is
+decoded, the pattern added to its luma (chroma untouched), clipped to 0..255 and
+re-encoded in its own format (JPEG at ``QUALITY`` 90).
 
 **Detection** of a suspect frame ``s`` (any size: it is brought to ``ANALYSIS`` = 96 x 128
 luma by area averaging) yields a grid-shaped evidence ``t``:
@@ -55,7 +55,7 @@ ANALYSIS = (96, 128)
 """Rows and columns of the luma a suspect frame is compared at."""
 AMPLITUDE = 1.5
 """The pattern's amplitude in 8-bit luma levels."""
-QUALITY = 95
+QUALITY = 90
 """The JPEG quality of re-encoded frames."""
 MATCH = 0.9
 """The thumbnail correlation at which a suspect frame is taken to be an original's copy."""
