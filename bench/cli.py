@@ -20,6 +20,7 @@ BENCHES = {
     "review": "bench.review",
     "cleanroom": "bench.cleanroom",
     "gate": "bench.gate_bench",
+    "fingerprint": "bench.fingerprint",
 }
 
 
