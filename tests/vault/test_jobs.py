@@ -209,6 +209,8 @@ def test_a_job_changed_after_approval_does_not_run(
     again = jobs.wait(jobs.start_run(job.id, "real", by=carol).id, 60)
     assert again.state == "refused" and "changed after it was submitted" in again.message
     assert "job_run_refused" in audit_actions(v, job.id)
+    with pytest.raises(JobError, match="changed after submission"):
+        jobs.code_file(job.id, "train.py", v.identities.get("rev1"))
     # a new version of the job: the approved one is revoked, the new one needs its review
     changed = dict(code)
     changed["train.py"] = code["train.py"] + b"\n# tuned\n"

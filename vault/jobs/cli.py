@@ -1,4 +1,4 @@
-"""``demofab vault job submit|status|logs|approve|reject|offer``: the clean room over
+"""``demofab vault job submit|status|logs|code|approve|reject|offer``: the clean room over
 the vault's HTTP API (``--url``, the token in ``$DEMOFAB_VAULT_TOKEN``).
 
 Exit status: 0 done, 1 refused by the vault (the reason printed), 2 a bad argument or an
@@ -70,6 +70,12 @@ def register(vsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common(q)
     q.set_defaults(func=_cmd(_logs))
 
+    q = sub.add_parser("code", help="print a file of a job's code, as submitted (for reviewers)")
+    q.add_argument("job", type=int)
+    q.add_argument("path", help="the file's path in the job's code (status --json lists them)")
+    common(q)
+    q.set_defaults(func=_cmd(_code))
+
     q = sub.add_parser("approve", help="approve a job in two steps: without --code, take it "
                                        "up and print a one-time code; with --code, confirm")
     q.add_argument("job", type=int)
@@ -90,7 +96,7 @@ def register(vsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None,
-          params: dict[str, Any] | None = None) -> Any:
+          params: dict[str, Any] | None = None, *, raw: bool = False) -> Any:
     import httpx
 
     token = os.environ.get(_TOKEN_ENV)
@@ -108,7 +114,7 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None,
         except ValueError:
             detail = resp.text[:500]
         raise _Refused(1, f"{method} {path}: {resp.status_code}: {detail}")
-    return resp.json()
+    return resp.content if raw else resp.json()
 
 
 def _cmd(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -131,6 +137,7 @@ def _print_job(args: argparse.Namespace, job: dict[str, Any]) -> None:
           f" ({len(job['approvals'])}/{job['required_approvals']} approvals)")
     if job.get("reason"):
         print(f"  reason: {job['reason']}")
+    print(f"  code: {', '.join(sorted(job['code']))}")
     for r in job["runs"]:
         print(f"  run {r['id']} [{r['kind']}] {r['state']}: {r['message']} (cpu {r['cpu_s']} s, "
               f"wall {r['wall_s']} s, outputs {sorted(r['outputs'])})")
@@ -184,6 +191,12 @@ def _logs(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write(logs["stdout"])
     sys.stderr.write(logs["stderr"])
+    return 0
+
+
+def _code(args: argparse.Namespace) -> int:
+    sys.stdout.write(_call(args, "GET", f"/v1/jobs/{args.job}/code/{args.path}", raw=True)
+                     .decode(errors="replace"))
     return 0
 
 
