@@ -189,7 +189,7 @@ def test_a_session_exports_one_rrd_per_episode_with_every_frame_joint_state_and_
 
 def test_episode_time_starts_at_the_episode_start_and_time_is_the_header_stamp(
         session: Path, tmp_path: Path) -> None:
-    rrd = write_rerun(session / "episode_0001.mcap", tmp_path).files[0]
+    rrd = write_rerun(session / "episode_0001.mcap", tmp_path, progress=True).files[0]
     assert rrd.name == "s_alice_episode_0001.rrd"  # named as when the session is exported
     events = read_rrd(rrd)["/events"]
     stamps = times(events, "time")
