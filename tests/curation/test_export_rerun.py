@@ -359,6 +359,14 @@ def test_without_rerun_sdk_the_error_says_what_to_install(
         write_rerun(session, tmp_path)
 
 
+def test_rerun_switched_off_by_its_environment_variable_is_an_error_not_empty_files(
+        session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RERUN", "off")
+    with pytest.raises(ExportError, match="Rerun logging is disabled"):
+        write_rerun(session / "episode_0000.mcap", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_cli_exports_a_session_and_a_release_as_rerun(
         session: Path, release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
