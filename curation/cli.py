@@ -69,6 +69,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--robot-description", metavar="URDF",
                    help="rerun: show this URDF instead of the recorded robot description")
     p.set_defaults(func=cmd_export)
+    from .review.cli import register as register_review  # demofab review (the review page)
+    register_review(sub)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
