@@ -333,6 +333,8 @@ def test_existing_recordings_are_refused_before_anything_is_written(
 
 def test_an_interrupted_export_leaves_no_half_written_recording(
         session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rerun import TextLog
+
     import curation.export.rerun as rerun_export
 
     real = rerun_export.write_episode
@@ -341,7 +343,7 @@ def test_an_interrupted_export_leaves_no_half_written_recording(
     def interrupted(rec: Any, view: Any, **kw: Any) -> list[str]:
         calls.append(view.name)
         if len(calls) == 2:
-            rec.log("/half", __import__("rerun").TextLog("written before the interrupt"))
+            rec.log("/half", TextLog("written before the interrupt"))
             raise KeyboardInterrupt
         return real(rec, view, **kw)
 
@@ -379,3 +381,6 @@ def test_the_cli_exports_a_session_and_a_release_as_rerun(
     assert main(["export", str(tmp_path / "nothing"), "--format", "rerun",
                  "--out", str(tmp_path / "x")]) != 0
     assert "does not exist" in capsys.readouterr().err
+    assert main(["export", str(release), "--format", "lerobot", "--out", str(tmp_path / "l"),
+                 "--robot-description", "robot.urdf"]) != 0
+    assert "--robot-description is for --format rerun only" in capsys.readouterr().err
