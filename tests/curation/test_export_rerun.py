@@ -246,7 +246,7 @@ def _matrix(xyzw: list[float]) -> np.ndarray:
                      [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
-def test_a_revolute_joint_transform_is_its_origin_then_the_rotation_about_its_axis(
+def test_a_joint_transform_is_its_origin_then_the_motion_about_or_along_its_axis(
         release: Path, tmp_path: Path) -> None:
     urdf = tmp_path / "arm.urdf"
     urdf.write_text("""<?xml version="1.0"?>
@@ -255,7 +255,12 @@ def test_a_revolute_joint_transform_is_its_origin_then_the_rotation_about_its_ax
   <link name="torso_link"/>
   <link name="thigh"><visual><geometry><mesh filename="meshes/thigh.stl"/></geometry></visual></link>
   <link name="shin"/>
+  <link name="slider"/>
   <joint name="hip_joint" type="fixed"><parent link="pelvis"/><child link="thigh"/></joint>
+  <joint name="right_elbow_joint" type="prismatic">
+    <parent link="pelvis"/><child link="slider"/><origin xyz="0 0 0.5"/><axis xyz="0 0 1"/>
+    <limit lower="0" upper="0.2" effort="1" velocity="1"/>
+  </joint>
   <joint name="waist_yaw_joint" type="revolute">
     <parent link="pelvis"/><child link="torso_link"/><axis xyz="0 0 1"/>
     <limit lower="-1" upper="1" effort="1" velocity="1"/>
@@ -284,7 +289,13 @@ def test_a_revolute_joint_transform_is_its_origin_then_the_rotation_about_its_ax
     assert set(column(knee, "Transform3D:child_frame")) == {"shin"}
     assert "/robot/arm/visual_geometries/thigh/visual_0" in data  # kept, without its mesh
     assert "/robot/frames/shin" in data and "/robot/frames/thigh" not in data
-    assert any("41 joints of joint_states are not in the robot description" in n
+    # a prismatic joint: the origin, then the position along the axis, no rotation
+    slide = data["/robot/joint_transforms/right_elbow_joint"]
+    d, _ = release_joint(release, 0, "right_elbow_joint")
+    assert np.allclose(column(slide, "Transform3D:translation"),
+                       [[0, 0, 0.5 + x] for x in d], atol=1e-6)
+    assert np.allclose(np.abs(column(slide, "Transform3D:quaternion")), [0, 0, 0, 1])
+    assert any("40 joints of joint_states are not in the robot description" in n
                for n in r.notes)
     # recorded TF moves the base in the world, but does not give torso_link a second parent
     assert "/tf/pelvis" in data and "/tf/torso_link" not in data
