@@ -256,6 +256,12 @@ def test_a_joint_transform_is_its_origin_then_the_motion_about_or_along_its_axis
   <link name="thigh"><visual><geometry><mesh filename="meshes/thigh.stl"/></geometry></visual></link>
   <link name="shin"/>
   <link name="slider"/>
+  <link name="toe"/>
+  <joint name="toe_joint" type="revolute">
+    <parent link="shin"/><child link="toe"/><axis xyz="0 0 1"/>
+    <mimic joint="left_knee_joint" multiplier="2" offset="0.1"/>
+    <limit lower="-3" upper="3" effort="1" velocity="1"/>
+  </joint>
   <joint name="hip_joint" type="fixed"><parent link="pelvis"/><child link="thigh"/></joint>
   <joint name="right_elbow_joint" type="prismatic">
     <parent link="pelvis"/><child link="slider"/><origin xyz="0 0 0.5"/><axis xyz="0 0 1"/>
@@ -289,6 +295,13 @@ def test_a_joint_transform_is_its_origin_then_the_motion_about_or_along_its_axis
     assert set(column(knee, "Transform3D:child_frame")) == {"shin"}
     assert "/robot/arm/visual_geometries/thigh/visual_0" in data  # kept, without its mesh
     assert "/robot/frames/shin" in data and "/robot/frames/thigh" not in data
+    # a mimic joint (not recorded) follows its driver: 2 q + 0.1 about z
+    toe = column(data["/robot/joint_transforms/toe_joint"], "Transform3D:quaternion")
+    assert len(toe) == len(q)
+    for k in (0, len(q) - 1):
+        a = 2 * q[k] + 0.1
+        rz = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+        assert np.allclose(_matrix(toe[k]), rz, atol=1e-6)
     # a prismatic joint: the origin, then the position along the axis, no rotation
     slide = data["/robot/joint_transforms/right_elbow_joint"]
     d, _ = release_joint(release, 0, "right_elbow_joint")
