@@ -412,3 +412,22 @@ def test_a_release_of_a_foreign_bag_without_cameras_is_reviewed_too(tmp_path: Pa
         r = c.get("/api/episodes/0/cameras/camera.head.image_raw.compressed/frames/0")
         assert r.status_code == 404 and "cameras: none" in r.json()["detail"]
         assert c.get("/").status_code == 200
+
+
+def test_nan_in_the_release_files_is_served_as_null(release: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "pick" / release.name
+    shutil.copytree(release, copy)
+    stats = copy / "stats.json"
+    stats.chmod(0o644)
+    doc = json.loads(stats.read_text())
+    ref = ReleaseReader(release).sync_reference
+    doc["streams"][ref]["position"]["mean"][0] = float("nan")  # an all-NaN joint's statistics
+    stats.write_text(json.dumps(doc))
+    with fastapi_testclient.TestClient(create_app(copy, tmp_path / "l.yaml",
+                                                  cache_dir=tmp_path / "cache")) as c:
+        r = c.get("/api/stats")
+    assert r.status_code == 200
+    assert r.json()["stats"]["streams"][ref]["position"]["mean"][0] is None
+    assert "NaN" not in r.text
