@@ -431,3 +431,10 @@ def test_nan_in_the_release_files_is_served_as_null(release: Path, tmp_path: Pat
     assert r.status_code == 200
     assert r.json()["stats"]["streams"][ref]["position"]["mean"][0] is None
     assert "NaN" not in r.text
+
+
+def test_a_non_loopback_host_is_told_apart_for_the_warning() -> None:
+    from curation.review.cli import _loopback
+
+    assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("localhost")
+    assert not _loopback("0.0.0.0") and not _loopback("::") and not _loopback("192.168.1.20")
