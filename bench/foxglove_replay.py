@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -121,7 +122,7 @@ def _run_dds(config: dict[str, Any]) -> dict[str, Any]:
     from recorder.replay import Player, ReplayOptions
 
     reader = subprocess.Popen([sys.executable, "-m", "bench.foxglove_replay", "dds_count"],
-                              cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
     with DdsPublisher() as pub:
         player = Player(config["episode"], pub, ReplayOptions())
         player.prepare()
@@ -131,9 +132,7 @@ def _run_dds(config: dict[str, Any]) -> dict[str, Any]:
         time.sleep(1.0)
         stats = player.play()
     time.sleep(0.5)
-    assert reader.stdin is not None
-    reader.stdin.write("stop\n")
-    reader.stdin.flush()
+    reader.send_signal(signal.SIGINT)
     out, _ = reader.communicate(timeout=30)
     received = json.loads(out.strip().splitlines()[-1])["received"] if out.strip() else None
     return {"messages": stats.messages, "received": received, "matched": matched,
@@ -176,26 +175,19 @@ def _run_foxglove(config: dict[str, Any]) -> dict[str, Any]:
 
 # ============================================================ the receivers
 def role_dds_count(config: dict[str, Any]) -> None:
-    """A DDS reader of every humanoid topic (cyclonedds, no ROS), counting until stdin
-    says stop; JSON result."""
-    import threading
-
+    """A DDS reader of every humanoid topic (cyclonedds, no ROS), counting until SIGINT;
+    JSON result."""
     from recorder.profile import load_profile
     from recorder.sources.dds import DdsSource
 
     source = DdsSource(load_profile("humanoid"))
-    stop = threading.Event()
-    def wait_for_stop() -> None:
-        sys.stdin.readline()
-        stop.set()
-
-    threading.Thread(target=wait_for_stop, daemon=True).start()
     n = 0
-    for m in source.messages():
-        if m is not None:
-            n += 1
-        if stop.is_set():
-            break
+    try:
+        for m in source.messages():
+            if m is not None:
+                n += 1
+    except KeyboardInterrupt:
+        pass
     source.close()
     print(json.dumps({"received": n}), flush=True)
 
