@@ -433,3 +433,29 @@ def test_the_humanoid_layout_shows_the_three_cameras_the_joints_the_robot_and_th
 
     assert sorted(leaves(layout["layout"])) == sorted(panels)
     assert os.path.basename(layout_path()) == "humanoid.json"
+
+
+def test_the_registry_backend_serves_a_timeline_for_the_foxglove_player(session: Path) -> None:
+    from recorder.replay import ReplayError, make_publisher
+    from recorder.replay.foxglove import FoxglovePlayer, FoxglovePublisher
+
+    pub = make_publisher("foxglove", port=0)
+    assert isinstance(pub, FoxglovePublisher)
+    player = FoxglovePlayer(session, pub, ReplayOptions(rate=4.0, episodes=(1,)))
+    with pytest.raises(ReplayError, match=r"serve\(timeline\) must come before"):
+        player.prepare()
+    pub.serve(player.timeline)
+    try:
+        player.prepare()
+        client = Client(pub.url)
+        client.subscribe(JOINTS)
+        time.sleep(0.3)
+        stats = player.play()
+        time.sleep(0.3)
+        got = [(t, d) for t, d, _ in client.received(JOINTS)]
+        ep1 = [m for m in recorded_messages(session, JOINTS)
+               if m[0] >= player.timeline.episodes[0].start_ns]
+        assert got == ep1 and stats.published[JOINTS] == len(ep1)
+        client.close()
+    finally:
+        pub.close()
