@@ -17,6 +17,7 @@ BENCHES = {
     "load": "bench.load",
     "sim": "bench.sim",
     "vault": "bench.vault",
+    "foxglove": "bench.foxglove_replay",
 }
 
 
