@@ -301,6 +301,7 @@ class FoxglovePublisher:
     def _went_back(self, log_time: int) -> None:
         """Recorded time went back without a seek (a loop, or episodes played out of their
         recorded order): the app must clear its panels as after a seek."""
+        self.ended()                    # the end of the episode that was playing
         with self._lock:
             self._resend_at = log_time
         if self.on_time_jump is not None:

@@ -465,7 +465,7 @@ def test_a_loop_tells_the_app_that_time_went_back_as_a_seek(session: Path) -> No
     with FoxgloveReplay(session, ReplayOptions(rate=4.0, loop=True, episodes=(0,)),
                         port=0) as replay:
         client = Client(replay.url)
-        client.subscribe(JOINTS)
+        client.subscribe(JOINTS, LOG_TOPIC)
         rec = [m for m in recorded_messages(session, JOINTS)
                if m[0] <= replay.timeline.episodes[0].end_ns]
         client.control(PLAY, speed=4.0, request_id="go")
@@ -475,4 +475,7 @@ def test_a_loop_tells_the_app_that_time_went_back_as_a_seek(session: Path) -> No
         assert jumps and jumps[0][1] == replay.time_range[0]   # did_seek, back to the start
         got = [(t, d) for t, d, _ in client.received(JOINTS)]
         assert got[:len(rec)] == rec and got[len(rec):] == rec[:len(got) - len(rec)]
+        starts = [ln for ln in log_lines(client) if ln.startswith("episode 0 start")]
+        ends = [ln for ln in log_lines(client) if ln.startswith("episode 0 end")]
+        assert len(starts) == 2 and len(ends) == 1          # each pass starts; the first ended
         client.close()
