@@ -68,6 +68,9 @@ DEFAULT_PORT = 8765
 LOG_TOPIC = "/demofab/log"
 TIME_HZ = 60.0                 # how often the playback time is broadcast
 MIN_RATE, MAX_RATE = 0.01, 100.0
+#: after a seek while nothing plays, the latched topics follow the answer by this much, so
+#: they reach the app after the seek state that clears its panels
+LATCHED_AFTER_S = 0.05
 _STRING = "std_msgs/msg/String"
 
 
@@ -363,8 +366,8 @@ def _warm_up() -> None:
 # --------------------------------------------------------------------------- the server
 class FoxgloveReplay:
     """A selection served to the Foxglove app with playback control. :meth:`start` begins
-    serving (paused at the start unless ``autoplay``: then it plays once the first client
-    subscribes); :meth:`stop` ends it. The app's requests drive :attr:`player`; at the
+    serving, paused at the start until the app says play (or, with ``autoplay``, until the
+    first client subscribes); :meth:`stop` ends it. The app's requests drive :attr:`player`; at the
     end of the selection the server stays up (state "ended") until a seek or play starts
     it again."""
 
@@ -373,7 +376,9 @@ class FoxgloveReplay:
                  port: int = DEFAULT_PORT, autoplay: bool = False,
                  publisher: FoxglovePublisher | None = None) -> None:
         opt = options or ReplayOptions()
-        opt = dataclasses.replace(opt, clock_hz=opt.clock_hz or TIME_HZ, start_paused=True)
+        # not started paused: the player starts at the first play (a player that plays
+        # paused from its start lets its position run on until the first message is read)
+        opt = dataclasses.replace(opt, clock_hz=opt.clock_hz or TIME_HZ, start_paused=False)
         self.publisher = publisher or FoxglovePublisher(host=host, port=port)
         self.player = FoxglovePlayer(source, self.publisher, opt)
         self.timeline = self.player.timeline
@@ -382,6 +387,8 @@ class FoxgloveReplay:
         self._fox = require_foxglove()
         self._cond = threading.Condition()
         self._ended = False
+        self._started = False           # the player runs (from a play request to the end)
+        self._pending_at: int | None = None   # a seek's time while the player does not run
         self._closing = threading.Event()
         self._controlled = False        # a control request came (no autoplay after it)
         self._subscribers = 0
@@ -408,7 +415,11 @@ class FoxgloveReplay:
         return self._subscribers
 
     def current_time(self) -> int:
-        """The recorded time at the playback position."""
+        """The recorded time at the playback position (or where a seek put it while the
+        player does not run)."""
+        pending = self._pending_at
+        if pending is not None:
+            return pending
         return recorded_at(self.timeline, int(self.player.position_s * NS))
 
     # -- running --------------------------------------------------------------------------
@@ -444,21 +455,23 @@ class FoxgloveReplay:
         self.stop()
 
     def _drive(self) -> None:
-        """Play; at the end, say so and wait for a seek or play to play again."""
+        """Play from each play request to the end of the selection (or :meth:`stop`); at
+        the end, say so and wait for the next play."""
         try:
             while True:
+                with self._cond:
+                    while not self._started and not self._closing.is_set():
+                        self._cond.wait()
+                    if self._closing.is_set():
+                        return
+                    self._pending_at = None
                 self.player.play()
                 with self._cond:
                     if self._closing.is_set():
                         return
-                    self._ended = True
+                    self._ended, self._started = True, False
                 self.publisher.ended()
                 self._broadcast()
-                with self._cond:
-                    while self._ended and not self._closing.is_set():
-                        self._cond.wait()
-                    if self._closing.is_set():
-                        return
         except BaseException as exc:  # noqa: BLE001 - re-raised by wait()
             self.error = exc
 
@@ -471,7 +484,8 @@ class FoxgloveReplay:
         from foxglove.websocket import PlaybackState, PlaybackStatus
 
         status = (PlaybackStatus.Ended if self._ended else
-                  PlaybackStatus.Paused if self.player.paused else PlaybackStatus.Playing)
+                  PlaybackStatus.Paused if self.player.paused or not self._started
+                  else PlaybackStatus.Playing)
         return PlaybackState(status=status,
                              current_time=self.current_time() if at_ns is None else at_ns,
                              playback_speed=self.player.rate, did_seek=did_seek,
@@ -502,9 +516,17 @@ class FoxgloveReplay:
                 player.resume()
             else:
                 player.pause()
-            if self._ended and at is not None:
-                self._ended = False
-                self._cond.notify_all()
+            if not self._started:
+                # the player runs only from a play on (it then starts on the seek, if any;
+                # a player started paused lets its position run on while it starts reading)
+                if at is not None:
+                    self._ended = False
+                    self._pending_at = at
+                if play:
+                    self._started = True
+                    self._cond.notify_all()
+                elif at is not None:             # paused there: its latched topics, once
+                    threading.Timer(LATCHED_AFTER_S, self.publisher.send_latched, (at,)).start()
         return self.state(did_seek=request.seek_time is not None, request_id=request.request_id,
                           at_ns=at)
 
@@ -515,7 +537,9 @@ class FoxgloveReplay:
         if topic == ROBOT_DESCRIPTION_TOPIC:
             self.publisher.send_latched(self.current_time())
         if first and self.autoplay and not self._controlled:
-            self.player.resume()
+            with self._cond:
+                self._started = not self._ended
+                self._cond.notify_all()
             self._broadcast()
 
     def unsubscribed(self) -> None:

@@ -293,16 +293,17 @@ def test_the_speed_the_app_asks_for_sets_the_pace(served: Any) -> None:
     client.subscribe(JOINTS)
     end0 = replay.timeline.episodes[0].end_ns     # within episode 0: no reset gap in between
     client.control(PLAY, speed=1.0, request_id="r1")
-    time.sleep(0.3)
-    n = len(client.received(JOINTS))
+    client.wait(lambda: len(client.received(JOINTS)) >= 150)     # 0.3 s at 500 Hz
     state = client.control(PLAY, speed=3.0, request_id="r3")
+    n = len(client.received(JOINTS))
     assert state[0] == PLAYING and state[2] == 3.0
-    time.sleep(0.2)
+    client.wait(lambda: client.received(JOINTS)[-1][0] > end0)
     msgs = client.received(JOINTS)
-    slow = _slope(msgs[5:n])
-    fast = _slope([m for m in msgs[n + 5:] if m[0] <= end0])
-    assert 0.7 < slow < 1.4
-    assert 2.2 < fast < 3.8
+    slow = _slope(msgs[10:n])
+    fast = _slope([m for m in msgs[n + 10:] if m[0] <= end0])
+    # recorded seconds per wall second: about 1, then about 3 (a loaded machine blurs it)
+    assert 0.6 < slow < 1.6
+    assert 2.0 < fast / slow < 4.5
     assert replay.player.rate == 3.0
 
 
