@@ -366,6 +366,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     episodes = args.episodes or (100 if quick else 1000)
     requests = args.requests or (10 if quick else 30)
     seconds = args.play_seconds or (3.0 if quick else 8.0)
+    load0 = os.getloadavg()[0]
     t = time.perf_counter()
     lst_dir, play_dir = list_release(episodes), play_release(seconds)
     prepare_s = time.perf_counter() - t
@@ -374,5 +375,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out |= measure_frames(play_dir, Path(tmp) / "play")
     out |= _foxglove(quick, args.skip_foxglove)
     out |= {"targets": TARGETS, "quick": quick, "prepare_s": round(prepare_s, 1),
+            # how busy the machine was: latencies on a shared machine read with this
+            "load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)], "cpus": os.cpu_count(),
             "cache": str(cache_root())}
     return out
