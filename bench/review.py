@@ -345,19 +345,12 @@ def _stream_of(reader: Any, camera: str) -> str:
 
 
 def _foxglove(quick: bool, skip: bool) -> dict[str, Any]:
-    """``bench.foxglove_replay.measure_foxglove``'s figures, or null with the reason."""
-    import importlib
-
+    """``bench.foxglove_replay.measure_foxglove``'s figures (its dds figure beside)."""
     if skip:
         return {"foxglove_p99_jitter_ms": None, "foxglove_note": "skipped (--skip-foxglove)"}
-    try:
-        module = importlib.import_module("bench.foxglove_replay")
-    except ModuleNotFoundError as exc:
-        if exc.name != "bench.foxglove_replay":
-            raise
-        return {"foxglove_p99_jitter_ms": None,
-                "foxglove_note": "bench/foxglove_replay.py is not in this tree"}
-    figures: dict[str, Any] = module.measure_foxglove(quick=quick)
+    from .foxglove_replay import measure_foxglove
+
+    figures: dict[str, Any] = measure_foxglove(quick=quick)
     return figures
 
 
