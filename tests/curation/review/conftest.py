@@ -25,6 +25,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "review"
 NAME = "demo"
+_saved: list[Path] = []  # screenshots saved in this run
 
 
 @dataclass
@@ -142,4 +143,10 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     print(f"screenshot: {path}")
+    _saved.append(path)
     return path
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _saved:
+        terminalreporter.write_line(f"review page screenshots ({len(_saved)}): {ARTIFACTS}")
