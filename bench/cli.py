@@ -18,6 +18,9 @@ BENCHES = {
     "sim": "bench.sim",
     "vault": "bench.vault",
     "review": "bench.review",
+    "cleanroom": "bench.cleanroom",
+    "gate": "bench.gate_bench",
+    "fingerprint": "bench.fingerprint",
 }
 
 

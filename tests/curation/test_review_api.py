@@ -374,3 +374,35 @@ def test_demofab_review_prints_its_url_and_serves_on_localhost(release: Path, tm
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_without_fastapi_the_review_page_says_which_extra_to_install(
+        release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import curation.review
+    from curation.errors import CurationError
+
+    monkeypatch.delitem(sys.modules, "curation.review.app", raising=False)
+    monkeypatch.delattr(curation.review, "app", raising=False)
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # import fastapi now raises ImportError
+    with pytest.raises(CurationError, match=r"pip install 'demofab\[view\]'"):
+        create_app(release, tmp_path / "labels.yaml", cache_dir=tmp_path / "cache")
+
+
+def test_a_release_of_a_foreign_bag_without_cameras_is_reviewed_too(tmp_path: Path) -> None:
+    from .conftest import write_foreign_bag
+
+    bag = write_foreign_bag(tmp_path / "bag", pattern=[(1.0, True), (1.0, False), (1.0, True)])
+    rel = curate([bag], tmp_path / "rel", "arm").release
+    with fastapi_testclient.TestClient(create_app(rel, tmp_path / "l.yaml",
+                                                  cache_dir=tmp_path / "cache")) as c:
+        info = c.get("/api/release").json()
+        assert info["cameras"] == [] and info["joint_stream"] == "robot.joint_states"
+        rows = c.get("/api/episodes").json()["episodes"]
+        assert rows and all(r["thumbs"] is None for r in rows)
+        detail = c.get("/api/episodes/0").json()
+        assert detail["cameras"] == [] and detail["joints"][0]["stream"] == "robot.joint_states"
+        joints = c.get("/api/episodes/0/joints").json()
+        assert joints["names"] == ["arm_joint_1", "arm_joint_2", "gripper_finger_joint"]
+        r = c.get("/api/episodes/0/cameras/camera.head.image_raw.compressed/frames/0")
+        assert r.status_code == 404 and "cameras: none" in r.json()["detail"]
+        assert c.get("/").status_code == 200
