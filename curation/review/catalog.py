@@ -212,7 +212,8 @@ class Catalog:
         return reader, int(a), int(b)
 
     def detail(self, index: int) -> dict[str, Any]:
-        """The episode's row, its cameras (frame times), joint streams, events, segments."""
+        """The episode's row, its cameras (frame times), joint streams, events, segments,
+        and the gaps the quality checks listed (per stream: when, how long)."""
         reader, local = self.at(index)
         ep = reader.episodes[local]
         t0 = int(ep["start_ns"])
@@ -235,9 +236,13 @@ class Catalog:
         segments = [{"label": m["label"], "start_s": m["t_s"],
                      "end_s": marks[i + 1]["t_s"] if i + 1 < len(marks) else ep["duration_s"]}
                     for i, m in enumerate(marks)]
+        gaps = [{"stream": topic, "t_s": round((g["after_ns"] - t0) / 1e9, 4),
+                 "length_s": round(g["length_ms"] / 1e3, 4)}
+                for topic, q in sorted((ep.get("quality_streams") or {}).items())
+                for g in q.get("gap_list") or []]
         return {"episode": ep | {"index": index}, "summary": self.rows[index],
                 "duration_s": ep["duration_s"], "cameras": cams, "joints": joints,
-                "events": events, "segments": segments,
+                "events": events, "segments": segments, "gaps": gaps,
                 "previous": index - 1 if index > 0 else None,
                 "next": index + 1 if index + 1 < len(self.rows) else None}
 

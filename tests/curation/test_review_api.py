@@ -162,6 +162,12 @@ def test_camera_frames_by_index_and_by_time_are_the_stored_jpeg_bytes(release: P
             assert times[k] <= start + t_s * 1e9 + 2e6
             assert k == b - a - 1 or times[k + 1] > start + t_s * 1e9 - 2e6
             assert r.content == reader.payload(CAM, a + k)
+        lossy = next(r["index"] for r in c.get("/api/episodes").json()["episodes"]
+                     if r["operator"] == "carol")
+        gaps = c.get(f"/api/episodes/{lossy}").json()["gaps"]
+        head = [g for g in gaps if g["stream"] == "/camera/head/image_raw/compressed"]
+        assert head and head[0]["length_s"] >= 0.4  # the head camera was unplugged for 0.5 s
+        assert 0.4 <= head[0]["t_s"] <= 0.6
         missing = c.get(f"/api/episodes/2/cameras/{CAM}/frames/{b - a}")
         assert missing.status_code == 404 and f"no frame {b - a}" in missing.json()["detail"]
         nocam = c.get("/api/episodes/2/cameras/camera.tail/frames/0")
