@@ -1,5 +1,6 @@
-"""Replay into Foxglove beside ``--to dds``: the same episode, the same Player (one timing
-core), two backends, in one run.
+"""Replay into Foxglove beside ``--to dds``: one episode, one Player, both backends.
+
+The same episode through the same Player (one timing core) and two backends, in one run:
 
 * **dds** — ``Player`` with ``DdsPublisher`` (cyclonedds, no ROS 2) to a DDS reader in
   another process, inside ``tools/netns-run.sh`` (loopback only): ``dds_p99_jitter_ms``
@@ -16,8 +17,8 @@ core), two backends, in one run.
 
 Runs alternate (dds, foxglove, dds, foxglove, ...; ``rounds``) so both see the same mix of
 a shared machine's load; figures are the means of the rounds' p99. Entry points:
-:func:`measure_foxglove` (``bench review``), :func:`foxglove_jitter`; ``python -m
-bench.foxglove_replay run [SECONDS]`` prints the JSON.
+:func:`measure_foxglove` (``bench review``), :func:`foxglove_jitter`, ``demofab bench
+foxglove [--seconds S] [--rounds N] [--episode FILE] --json``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,17 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = 1_000_000_000
+
+
+def add_arguments(p: Any) -> None:
+    p.add_argument("--seconds", type=float, default=10.0, help="length of the synthetic episode")
+    p.add_argument("--rounds", type=int, default=2, help="dds/foxglove pairs of runs")
+    p.add_argument("--episode", help="play this MCAP file instead of a synthetic episode")
+
+
+def run(args: Any) -> dict[str, Any]:
+    """``demofab bench foxglove``."""
+    return foxglove_jitter(args.episode, seconds=args.seconds, rounds=args.rounds)
 
 
 def measure_foxglove(quick: bool) -> dict[str, Any]:
@@ -234,10 +246,6 @@ ROLES = {"driver": role_driver, "dds_count": role_dds_count, "client": role_clie
 
 
 def main() -> int:
-    if len(sys.argv) >= 2 and sys.argv[1] == "run":
-        seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
-        print(json.dumps(foxglove_jitter(seconds=seconds)))
-        return 0
     role = sys.argv[1]
     ROLES[role](json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})
     return 0
@@ -247,4 +255,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["foxglove_jitter", "measure_foxglove"]
+__all__ = ["add_arguments", "foxglove_jitter", "measure_foxglove", "run"]

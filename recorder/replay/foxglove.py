@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -189,6 +189,9 @@ class FoxglovePublisher:
         self._episode = -1                      # episode position of the last message
         self._resend_at: int | None = None      # latched topics to send again (recorded ns)
         self._resumed = False                   # playing from a seek, not an episode start
+        self._last = -1                         # log time of the last message
+        #: called (player thread) when recorded time goes back without a seek
+        self.on_time_jump: Callable[[int], None] | None = None
         self._lock = threading.Lock()
 
     # -- set-up ---------------------------------------------------------------------------
@@ -205,6 +208,7 @@ class FoxglovePublisher:
         from ..types import serialize, typestore
 
         store = typestore()   # loaded now, not at the first event or latched message
+        _warm_up()
         if facts.robot_description is not None:
             text = facts.robot_description.data.decode("utf-8", errors="replace")
             self._description_cdr = serialize(store.types[_STRING](data=text), _STRING)
@@ -255,6 +259,9 @@ class FoxglovePublisher:
         """``data``: ``(recorded log time, CDR bytes, episode position)`` from
         :class:`FoxglovePlayer`."""
         log_time, payload, pos = data
+        if log_time < self._last:
+            self._went_back(log_time)
+        self._last = log_time
         if pos != self._episode:
             self._cross(pos, log_time)
         if self._resend_at is not None:
@@ -289,6 +296,16 @@ class FoxglovePublisher:
             self._resend_at = at_ns
             self._episode = -1
             self._resumed = not from_start
+            self._last = -1
+
+    def _went_back(self, log_time: int) -> None:
+        """Recorded time went back without a seek (a loop, or episodes played out of their
+        recorded order): the app must clear its panels as after a seek."""
+        self.ended()                    # the end of the episode that was playing
+        with self._lock:
+            self._resend_at = log_time
+        if self.on_time_jump is not None:
+            self.on_time_jump(log_time)
 
     def send_latched(self, at_ns: int) -> None:
         """Send the latched topics now (a client subscribed, or nothing is playing)."""
@@ -329,6 +346,20 @@ class FoxglovePublisher:
             self._episode = -1
 
 
+def _warm_up() -> None:
+    """Build once, before playing, what the first event and Log line would otherwise build
+    on a deadline: the typestore's EpisodeEvent deserializer (generated on first use, some
+    milliseconds) and the SDK's Log message type."""
+    from foxglove.messages import Log, LogLevel, Timestamp
+
+    from ..contract import EpisodeInfo, EventKind
+    from ..session import make_event
+
+    event_text(make_event(EventKind.START, 0, EpisodeInfo(index=0, episode_id="", file="",
+                                                          task="", operator="", start_ns=0)))
+    Log(timestamp=Timestamp(0, 0), level=LogLevel.Info, message="", name="").encode()
+
+
 # --------------------------------------------------------------------------- the server
 class FoxgloveReplay:
     """A selection served to the Foxglove app with playback control. :meth:`start` begins
@@ -357,6 +388,7 @@ class FoxgloveReplay:
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.server = self.publisher.serve(self.timeline, _listener(self))
+        self.publisher.on_time_jump = lambda at: self._broadcast(did_seek=True, at_ns=at)
         self.player.prepare()
 
     @property
@@ -430,9 +462,9 @@ class FoxgloveReplay:
         except BaseException as exc:  # noqa: BLE001 - re-raised by wait()
             self.error = exc
 
-    def _broadcast(self, *, did_seek: bool = False) -> None:
+    def _broadcast(self, *, did_seek: bool = False, at_ns: int | None = None) -> None:
         if self.server is not None:
-            self.server.broadcast_playback_state(self.state(did_seek=did_seek))
+            self.server.broadcast_playback_state(self.state(did_seek=did_seek, at_ns=at_ns))
 
     def state(self, *, did_seek: bool = False, request_id: str | None = None,
               at_ns: int | None = None) -> PlaybackState:

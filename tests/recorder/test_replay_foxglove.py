@@ -459,3 +459,23 @@ def test_the_registry_backend_serves_a_timeline_for_the_foxglove_player(session:
         client.close()
     finally:
         pub.close()
+
+
+def test_a_loop_tells_the_app_that_time_went_back_as_a_seek(session: Path) -> None:
+    with FoxgloveReplay(session, ReplayOptions(rate=4.0, loop=True, episodes=(0,)),
+                        port=0) as replay:
+        client = Client(replay.url)
+        client.subscribe(JOINTS, LOG_TOPIC)
+        rec = [m for m in recorded_messages(session, JOINTS)
+               if m[0] <= replay.timeline.episodes[0].end_ns]
+        client.control(PLAY, speed=4.0, request_id="go")
+        client.wait(lambda: len(client.received(JOINTS)) >= len(rec) + 50)
+        client.control(PAUSE, request_id="stop")
+        jumps = [s for s in client.states if s[3] and s[4] == ""]
+        assert jumps and jumps[0][1] == replay.time_range[0]   # did_seek, back to the start
+        got = [(t, d) for t, d, _ in client.received(JOINTS)]
+        assert got[:len(rec)] == rec and got[len(rec):] == rec[:len(got) - len(rec)]
+        starts = [ln for ln in log_lines(client) if ln.startswith("episode 0 start")]
+        ends = [ln for ln in log_lines(client) if ln.startswith("episode 0 end")]
+        assert len(starts) == 2 and len(ends) == 1          # each pass starts; the first ended
+        client.close()
