@@ -38,8 +38,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -337,12 +337,13 @@ def measure_frames(name_dir: Path, tmp: Path) -> dict[str, Any]:
         cameras = detail["cameras"]
         got: dict[str, list[tuple[int, float, float, bytes]]] = {c["name"]: [] for c in cameras}
         t0 = time.monotonic() + 0.2
-        threads = [threading.Thread(target=_play_camera, args=(served.url, 0, c, t0, got[c["name"]]))
-                   for c in cameras]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        with ThreadPoolExecutor(len(cameras)) as pool:  # one client per camera, in parallel
+            for f in [pool.submit(_play_camera, served.url, 0, c, t0, got[c["name"]]) for c in cameras]:
+                f.result()  # a failed request fails the benchmark
+        for c in cameras:
+            if len(got[c["name"]]) != c["frames"]:
+                raise RuntimeError(f"bench review: camera {c['name']}: {len(got[c['name']])} frames "
+                                   f"played of {c['frames']}")
     finally:
         served.close()
     reader = ReleaseReader(name_dir)  # a fresh reader: its chunk cache starts empty
