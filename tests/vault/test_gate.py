@@ -177,6 +177,30 @@ def test_a_frame_pasted_into_a_plot_at_an_offset_and_scaled_is_found_in_its_regi
     assert hit.input["stream"] == CAM and f"x={region['x']}" in hit.message
 
 
+def test_a_decoded_frame_stored_as_a_tensor_is_blocked(tmp_path: Path, reader: ReleaseReader,
+                                                       index: InputIndex) -> None:
+    _, img = frame_of(reader, 17)
+    out = tmp_path / "model.safetensors"
+    chw = np.ascontiguousarray(img.transpose(2, 0, 1)).astype(np.float32) / 255.0
+    out.write_bytes(stn.save({"replay_buffer.obs": chw[None], "bias": np.zeros(16, np.float32)}))
+    (hit,) = only(check([out], index), "frame_image")
+    assert hit.where["tensor"] == "replay_buffer.obs" and hit.where["layout"] == "CHW"
+    assert hit.input["stream"] == CAM and hit.input["episode"] == 1
+
+
+def test_frames_tiled_edge_to_edge_in_a_plot_are_each_found(tmp_path: Path, reader: ReleaseReader,
+                                                             index: InputIndex) -> None:
+    canvas = plot("loss", np.random.default_rng(3), (700, 900))
+    rows = (1, 6, 11, 16)
+    for k, row in enumerate(rows):
+        y, x = 100 + (k // 2) * 120, 300 + (k % 2) * 160
+        canvas[y:y + 120, x:x + 160] = cv2.resize(frame_of(reader, row)[1], (160, 120),
+                                                  interpolation=cv2.INTER_AREA)
+    hits = only(check([write_png(tmp_path / "sheet.png", canvas)], index), "frame_image")
+    corners = sorted((h.where["png_region"]["x"], h.where["png_region"]["y"]) for h in hits)
+    assert corners == [(300, 100), (300, 220), (460, 100), (460, 220)]
+
+
 def test_a_frame_in_base64_inside_json_is_blocked_with_its_path(tmp_path: Path, reader: ReleaseReader,
                                                                  index: InputIndex) -> None:
     data, _ = frame_of(reader, 9)

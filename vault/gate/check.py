@@ -72,7 +72,7 @@ def _parse(kind: str, data: bytes, text: str | None, doc: Any, index: InputIndex
     if kind == "png":
         return parse_png(data, policy)
     if kind == "safetensors":
-        return parse_safetensors(data, policy, cfg.window)
+        return parse_safetensors(data, policy, cfg)
     assert text is not None
     if kind == "json":
         return parse_json(text, doc, policy, cfg.block_bytes)
