@@ -404,6 +404,28 @@ def test_the_index_is_built_once_per_release_and_reloaded(tmp_path: Path, releas
         InputIndex.load(tmp_path / "junk.npz")
 
 
+def test_two_derived_subsets_of_one_release_get_their_own_cached_index(tmp_path: Path, release: Path,
+                                                                        reader: ReleaseReader) -> None:
+    from vault.subset import derive_subset
+
+    files = [p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()]
+    dirs = []
+    for e in (0, 1):
+        out = tmp_path / f"ep{e}" / "v1"
+        for rel, data in derive_subset(lambda p: (release / p).read_bytes(), files, [e]).items():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_bytes(data)
+        dirs.append(out)
+    first, second = (InputIndex.cached(d, tmp_path / "cache") for d in dirs)
+    assert first.meta["release_sha256"] == second.meta["release_sha256"]  # the source's, kept
+    assert first.meta["content_sha256"] != second.meta["content_sha256"]
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    theirs = reader.payload(CAM, int(reader.bounds(CAM)[1, 1]) - 1)  # a frame of episode 1 only
+    (tmp_path / "f.bin").write_bytes(theirs)
+    assert not only(check([tmp_path / "f.bin"], first), "frame_copy")
+    assert only(check([tmp_path / "f.bin"], second), "frame_copy")
+
+
 def test_an_index_of_one_episode_knows_only_that_episode(tmp_path: Path, reader: ReleaseReader) -> None:
     sub = InputIndex.build(reader, episodes=[0], streams=[CAM, "joint_states"])
     bounds = reader.bounds(CAM)
