@@ -105,7 +105,8 @@ def quantise(values: np.ndarray, digits: int, zero_below: float) -> np.ndarray:
     (mantissa * 2048 + decimal exponent); values smaller than ``zero_below`` in magnitude
     are 0. The same number printed with more digits, or cast to float32, gets the same
     code (but at a rounding boundary)."""
-    v = np.asarray(values, dtype=np.float64).ravel()
+    with np.errstate(invalid="ignore", over="ignore"):
+        v = np.asarray(values, dtype=np.float64).ravel()
     a = np.abs(v)
     with np.errstate(invalid="ignore"):
         live = a >= max(zero_below, 1e-300)  # False for NaN

@@ -190,7 +190,10 @@ class InputIndex:
         cache.mkdir(parents=True, exist_ok=True)
         path = cache / f"{reader.name}-v{reader.version}-{digest}.gateindex.npz"
         if path.is_file():
-            return cls.load(path)
+            index = cls.load(path)
+            if index.meta.get("content_sha256") == content_sha256(reader):
+                return index
+            path.unlink()  # not the index of this release: build it again
         index = cls.build(reader, streams=streams, episodes=episodes, config=cfg, progress=progress)
         index.save(path)
         return index
