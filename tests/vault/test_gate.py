@@ -18,7 +18,7 @@ import safetensors.numpy as stn
 
 from curation.loader import ReleaseReader
 from curation.pipeline import curate
-from vault.gate import GateError, GatePolicy, GateReport, InputIndex, check
+from vault.gate import GateError, GatePolicy, GateReport, IndexConfig, InputIndex, check
 
 _CONFTEST = Path(__file__).resolve().parents[1] / "curation" / "conftest.py"
 CAM = "camera.head.image_raw.compressed"
@@ -467,3 +467,30 @@ def test_the_gate_benchmark_reports_seconds_per_gb_beside_sha256(release: Path, 
     assert set(result["by_type"]) == {"safetensors", "csv", "json", "png", "text"}
     assert result["output_files"] >= 5 and 0.5 < result["output_mb"] < 1.5
     assert result["index_frames"] > 0 and list(tmp_path.iterdir()) == []
+
+
+def test_the_cli_checks_files_against_a_release_and_exits_1_when_blocked(
+        tmp_path: Path, release: Path, reader: ReleaseReader, capsys: pytest.CaptureFixture[str]) -> None:
+    from demofab.cli import main
+
+    (tmp_path / "metrics.json").write_text('{"loss": 0.5}')
+    (tmp_path / "f.jpg").write_bytes(frame_of(reader, 4)[0])
+    args = ["vault", "gate", "check", "--release", str(release), "--cache", str(tmp_path / "c")]
+    assert main([*args, str(tmp_path / "metrics.json")]) == 0
+    assert "PASS  metrics.json" in capsys.readouterr().out
+    assert main([*args, "--json", str(tmp_path / "metrics.json"), str(tmp_path / "f.jpg")]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "block" and doc["files"][1]["findings"][1]["input"]["stream"] == CAM
+    (tmp_path / "p.yaml").write_text("csv_rows: 3\n")
+    assert main([*args, "--policy", str(tmp_path / "p.yaml"), str(tmp_path / "metrics.json")]) == 2
+    assert "unknown keys csv_rows" in capsys.readouterr().err
+
+
+def test_a_capped_index_strides_wider_and_still_finds_a_dump(tmp_path: Path, reader: ReleaseReader) -> None:
+    capped = InputIndex.build(reader, streams=["joint_states"], config=IndexConfig(max_windows=5_000))
+    full = InputIndex.build(reader, streams=["joint_states"])
+    assert capped.meta["window_stride"] > full.meta["window_stride"] == 4
+    assert len(capped.win_hash) <= 5_000 < len(full.win_hash)
+    names = reader.stream("joint_states").attributes["joint_names"]
+    report = check([_csv(tmp_path / "dump.csv", names, positions(reader)[:300])], capped)
+    assert len(only(report, "stream_window")) >= 10
