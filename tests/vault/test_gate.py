@@ -201,6 +201,23 @@ def test_frames_tiled_edge_to_edge_in_a_plot_are_each_found(tmp_path: Path, read
     assert corners == [(300, 100), (300, 220), (460, 100), (460, 220)]
 
 
+def test_a_frame_written_as_numbers_in_json_or_csv_is_blocked(tmp_path: Path, reader: ReleaseReader,
+                                                               index: InputIndex) -> None:
+    data, img = frame_of(reader, 8)
+    out = tmp_path / "m.json"
+    out.write_text(json.dumps({"bytes": list(data[:4000])}))
+    (copy,) = only(check([out], index), "frame_copy")
+    assert copy.where["encoding"] == "byte values" and copy.where["json_path"] == "$.bytes"
+    small = cv2.resize(img, (64, 48), interpolation=cv2.INTER_AREA)
+    out.write_text(json.dumps({"obs": small.tolist()}))
+    (hit,) = only(check([out], index, GatePolicy(max_bytes={"json": 1 << 21})), "frame_image")
+    assert hit.where["json_path"] == "$.obs" and hit.input["stream"] == CAM
+    gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    csv_out = _csv(tmp_path / "pixels.csv", [f"x{i}" for i in range(64)], gray, "{:.0f}")
+    (hit,) = only(check([csv_out], index), "frame_image")
+    assert hit.where["csv"] == "table of numbers" and hit.input["stream"] == CAM
+
+
 def test_a_frame_in_base64_inside_json_is_blocked_with_its_path(tmp_path: Path, reader: ReleaseReader,
                                                                  index: InputIndex) -> None:
     data, _ = frame_of(reader, 9)

@@ -19,7 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .content import Content
+import numpy as np
+
+from .content import Blob, Content
 from .errors import GateError
 from .index import InputIndex
 from .png import parse_png, png_region
@@ -186,9 +188,24 @@ def _dump_findings(index: InputIndex, rows: int, policy: GatePolicy, prefer: set
                     where={"csv_rows": rows}, input=info)]
 
 
+def _byte_sequences(content: Content, block_bytes: int) -> list[Blob]:
+    """Sequences of whole numbers 0..255 as the bytes they may be (a frame written as a list
+    of byte values)."""
+    out = []
+    for seq in content.sequences:
+        v = seq.values
+        if len(v) >= block_bytes and v.dtype != np.uint8:
+            with np.errstate(invalid="ignore"):
+                ok = all(bool(((x >= 0) & (x <= 255) & (x == np.floor(x))).all()) for x in (v[:64], v))
+            if ok:
+                out.append(Blob(v.astype(np.uint8).tobytes(), seq.where | {"encoding": "byte values"}))
+    return out
+
+
 def _content_findings(kind: str, data: bytes, text: str | None, doc: Any, index: InputIndex,
                       policy: GatePolicy) -> list[Finding]:
     content = _parse(kind, data, text, doc, index, policy)
+    content.blobs += _byte_sequences(content, index.config.block_bytes)
     findings = list(content.findings)
     for blob in content.blobs:
         label = blob.where.get("encoding") or blob.where.get("png") or blob.where.get("part") or "decoded"
