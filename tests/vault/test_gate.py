@@ -391,7 +391,7 @@ def test_honest_outputs_of_a_training_run_pass(tmp_path: Path, index: InputIndex
 def test_ordinary_plots_raise_no_perceptual_false_positives(tmp_path: Path, index: InputIndex) -> None:
     rng = np.random.default_rng(11)
     kinds = ["loss", "lines", "scatter", "bars", "heatmap", "confusion"]
-    files = [write_png(tmp_path / f"{k}_{i}.png", plot(k, rng)) for i in range(3) for k in kinds]
+    files = [write_png(tmp_path / f"{k}_{i}.png", plot(k, rng)) for i in range(5) for k in kinds]
     report = check(files, index)
     hits = [f.message for fv in report.files for f in fv.findings]
     assert hits == [], hits

@@ -119,8 +119,8 @@ class GatePolicy:
     # matching
     frame_min_blocks: int = 2             # indexed blocks of one frame found at consistent offsets
     stream_min_windows: int = 2           # indexed windows of one column found in one sequence
-    phash_max_distance: int = 12          # bits of 64
-    thumb_min_corr: float = 0.85          # correlation of the 16x16 thumbnails that confirms it
+    phash_max_distance: int = 10          # bits of 64 (a frame re-encoded, resized or pasted: 0-2)
+    thumb_min_corr: float = 0.9           # correlation of the 16x16 thumbnails that confirms it
     region_min_side: int = 24             # pixels: smaller pasted frames are not looked for
     max_regions: int = 96                 # candidate rectangles per image
     max_images_per_tensor: int = 16
