@@ -388,6 +388,15 @@ def test_honest_outputs_of_a_training_run_pass(tmp_path: Path, index: InputIndex
     assert {f.detected_type for f in report.files} == {"json", "png", "csv", "safetensors", "text"}
 
 
+def test_noisy_training_curves_of_the_benchmark_pass(tmp_path: Path, index: InputIndex) -> None:
+    from bench.gate_bench import write_outputs
+
+    files = [p for ps in write_outputs(tmp_path, 1_500_000, seed=4).values() for p in ps]
+    report = check(files, index)
+    assert report.verdict == "pass", report.summary()
+    assert len(files) > 20
+
+
 def test_ordinary_plots_raise_no_perceptual_false_positives(tmp_path: Path, index: InputIndex) -> None:
     rng = np.random.default_rng(11)
     kinds = ["loss", "lines", "scatter", "bars", "heatmap", "confusion"]

@@ -19,11 +19,11 @@ from .hashing import block_hashes, informative, quantise, sequence_hashes
 from .phash import fingerprint
 from .policy import IndexConfig
 
-__all__ = ["build_index", "frame_blocks", "frame_fingerprint"]
+__all__ = ["Progress", "build_index", "frame_blocks", "frame_fingerprint"]
 
 _SLAB = 64 << 20          # bytes of frames read at once
 _ROWS = 1 << 16           # rows of a numeric field read at once
-Progress = Callable[[str, int, int], None]
+Progress = Callable[[str, int, int], None]  # (what, done, total), called as the build goes
 
 
 def frame_fingerprint(data: bytes, thumb: int) -> tuple[int, np.ndarray, bool]:

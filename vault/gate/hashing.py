@@ -159,20 +159,21 @@ def sequence_hashes(codes: np.ndarray, k: int) -> np.ndarray:
 
 
 def informative(codes: np.ndarray, k: int, min_distinct: int) -> np.ndarray:
-    """For each window of ``k`` codes: True when its value changes at least
-    ``min_distinct - 1`` times between neighbours and its steps are not all equal (a
-    constant, a counter, a steady ramp say nothing about the data)."""
+    """For each window of ``k`` codes: True when it holds at least ``min_distinct``
+    distinct values and its steps are not all equal (a constant, a value dithering between
+    two or three levels, a counter, a steady ramp say nothing about the data)."""
     n = len(codes) - k + 1
     if n <= 0:
         return np.zeros(0, dtype=bool)
-    changes = np.concatenate(([0], np.cumsum(codes[1:] != codes[:-1])))
-    n_changes = changes[k - 1:] - changes[:n]
+    srt = np.sort(np.lib.stride_tricks.sliding_window_view(codes, k), axis=1)
+    distinct: np.ndarray = 1 + np.count_nonzero(srt[:, 1:] != srt[:, :-1], axis=1)
     steps = np.diff(_scaled(codes))
     with np.errstate(invalid="ignore"):
         differs = ~np.isclose(steps[1:], steps[:-1], rtol=1e-6, atol=0.0)
     other = np.concatenate(([0, 0], np.cumsum(differs)))
     n_other = other[k - 1:] - other[1:n + 1]  # step changes inside each window
-    return (n_changes >= min_distinct - 1) & (n_other > 0)
+    keep: np.ndarray = (distinct >= min_distinct) & (n_other > 0)
+    return keep
 
 
 class HashSet:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .build import Progress, build_index
 from .errors import GateError
 from .hashing import HashSet
 from .phash import unit
@@ -29,7 +30,6 @@ from .policy import IndexConfig
 __all__ = ["INDEX_FORMAT_VERSION", "InputIndex"]
 
 INDEX_FORMAT_VERSION = 1
-Progress = Callable[[str, int, int], None]
 
 _ARRAYS = ("frame_stream", "frame_row", "frame_episode", "frame_size", "frame_copies", "frame_sha",
            "frame_phash", "frame_decoded", "frame_thumb", "block_hash", "block_frame", "block_offset",
@@ -206,8 +206,6 @@ class InputIndex:
               progress: Progress | None = None) -> InputIndex:
         """Index ``release`` (a release directory or a ``curation.loader.ReleaseReader``): all
         its streams and episodes, or those named."""
-        from .build import build_index
-
         reader = _reader(release)
         arrays, meta = build_index(reader, streams=streams, episodes=episodes,
                                    config=config or IndexConfig(), progress=progress)

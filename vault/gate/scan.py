@@ -6,7 +6,8 @@
   output).
 * :func:`scan_sequences`: every window of consecutive numbers of every sequence, rounded
   and hashed as the index's were, looked up among the streams' windows; a column is found
-  when ``stream_min_windows`` of its windows are in one sequence. Sequences go through in
+  when ``stream_min_windows`` of its windows are in one sequence at one alignment (the
+  same distance between output position and input row: a copy, not chance). Sequences go through in
   batches of about four million numbers, so memory stays flat.
 * :func:`match_images`: every candidate rectangle's fingerprint against all frames'."""
 
@@ -131,19 +132,22 @@ def scan_sequences(index: InputIndex, seqs: list[Sequence], policy: GatePolicy) 
     hits = np.concatenate(found)
     if len(hits) == 0:
         return []
-    hits = hits[np.lexsort((hits[:, 1], hits[:, 2], hits[:, 0]))]
-    keys = hits[:, 0] * (1 << 32) + hits[:, 2]
-    edges = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1], [True])))
-    out = []
+    delta = hits[:, 3] - hits[:, 1]  # input row minus output position: constant along a copy
+    hits = hits[np.lexsort((hits[:, 1], delta, hits[:, 2], hits[:, 0]))]
+    delta = hits[:, 3] - hits[:, 1]
+    same = (hits[1:, 0] == hits[:-1, 0]) & (hits[1:, 2] == hits[:-1, 2]) & (delta[1:] == delta[:-1])
+    edges = np.flatnonzero(np.concatenate(([True], ~same, [True])))
+    best: dict[tuple[int, int], StreamHit] = {}
     for a, e in zip(edges[:-1], edges[1:], strict=True):
-        group = hits[a:e]
-        windows = len(np.unique(group[:, 1]))
-        if windows < policy.stream_min_windows:
+        group = hits[a:e]  # one sequence, one input column, one alignment
+        windows = 1 + int(np.count_nonzero(np.diff(group[:, 1])))
+        key = (int(group[0, 0]), int(group[0, 2]))
+        if windows < policy.stream_min_windows or (key in best and best[key].windows >= windows):
             continue
-        out.append(StreamHit(sequence=int(group[0, 0]), column=int(group[0, 2]), first=int(group[:, 1].min()),
-                             end=int(group[:, 1].max()) + k,
-                             rows=(int(group[:, 3].min()), int(group[:, 3].max()) + k), windows=windows))
-    return sorted(out, key=lambda h: (h.sequence, -h.windows))
+        best[key] = StreamHit(sequence=key[0], column=key[1], first=int(group[:, 1].min()),
+                              end=int(group[:, 1].max()) + k,
+                              rows=(int(group[:, 3].min()), int(group[:, 3].max()) + k), windows=windows)
+    return sorted(best.values(), key=lambda h: (h.sequence, -h.windows))
 
 
 def _scan_batch(index: InputIndex, batch: list[_Piece], k: int, digits: int, zero_below: float) -> np.ndarray:
