@@ -155,7 +155,7 @@ def sequence_hashes(codes: np.ndarray, k: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         for j in range(k):
             h += mixed[j:j + n] * _Q[j]
-    return mix64(h)
+    return h  # the codes were mixed: the weighted sum's top bits are spread already
 
 
 def informative(codes: np.ndarray, k: int, min_distinct: int) -> np.ndarray:
@@ -177,19 +177,20 @@ def informative(codes: np.ndarray, k: int, min_distinct: int) -> np.ndarray:
 
 
 class HashSet:
-    """Sorted uint64 hashes (with a payload row per hash) and a bitmap of their top bits."""
+    """Sorted uint64 hashes (with a payload row per hash) and a table of their top bits
+    (one byte each, at least 8 entries per hash and at most 64 MiB), so a lookup of a hash
+    that is not there is mostly one gather."""
 
     def __init__(self, hashes: np.ndarray) -> None:
         order = np.argsort(hashes, kind="stable")
         self.order = order.astype(np.int64)       # position in the caller's arrays
         self.sorted = np.ascontiguousarray(hashes[order], dtype=np.uint64)
         bits = 16
-        while (1 << bits) < 16 * max(1, len(hashes)) and bits < 32:
+        while (1 << bits) < 8 * max(1, len(hashes)) and bits < 26:
             bits += 1
         self._shift = np.uint64(64 - bits)
-        top = (self.sorted >> self._shift).astype(np.int64)
-        self._bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
-        np.bitwise_or.at(self._bitmap, top >> 3, (1 << (top & 7)).astype(np.uint8))
+        self._table = np.zeros(1 << bits, dtype=bool)
+        self._table[(self.sorted >> self._shift).view(np.int64)] = True
 
     def __len__(self) -> int:
         return len(self.sorted)
@@ -199,8 +200,7 @@ class HashSet:
         caller's row of the first equal hash in the set."""
         if len(self.sorted) == 0 or len(hashes) == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        top = (hashes >> self._shift).astype(np.int64)
-        maybe = np.flatnonzero((self._bitmap[top >> 3] >> (top & 7).astype(np.uint8)) & 1)
+        maybe = np.flatnonzero(self._table[(hashes >> self._shift).view(np.int64)])
         if len(maybe) == 0:
             return maybe.astype(np.int64), np.empty(0, dtype=np.int64)
         cand = hashes[maybe]

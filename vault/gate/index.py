@@ -29,7 +29,7 @@ from .policy import IndexConfig
 
 __all__ = ["INDEX_FORMAT_VERSION", "InputIndex"]
 
-INDEX_FORMAT_VERSION = 1
+INDEX_FORMAT_VERSION = 2  # 2: window hashes without a final mix
 
 _ARRAYS = ("frame_stream", "frame_row", "frame_episode", "frame_size", "frame_copies", "frame_sha",
            "frame_phash", "frame_decoded", "frame_thumb", "block_hash", "block_frame", "block_offset",
@@ -190,10 +190,13 @@ class InputIndex:
         cache.mkdir(parents=True, exist_ok=True)
         path = cache / f"{reader.name}-v{reader.version}-{digest}.gateindex.npz"
         if path.is_file():
-            index = cls.load(path)
-            if index.meta.get("content_sha256") == content_sha256(reader):
+            try:
+                index = cls.load(path)
+            except GateError:
+                index = None  # another format version, or damaged: build it again
+            if index is not None and index.meta.get("content_sha256") == content_sha256(reader):
                 return index
-            path.unlink()  # not the index of this release: build it again
+            path.unlink()
         index = cls.build(reader, streams=streams, episodes=episodes, config=cfg, progress=progress)
         index.save(path)
         return index
