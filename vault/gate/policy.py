@@ -118,7 +118,8 @@ class GatePolicy:
     st_max_metadata: int = 4096           # bytes of __metadata__ as JSON
     # matching
     frame_min_blocks: int = 2             # indexed blocks of one frame found at consistent offsets
-    stream_min_windows: int = 2           # indexed windows of one column found in one sequence
+    stream_min_windows: int = 2           # indexed windows of one column found in one sequence, aligned
+    stream_min_distinct: int = 8          # distinct rounded values in the matched span
     phash_max_distance: int = 10          # bits of 64 (a frame re-encoded, resized or pasted: 0-2)
     thumb_min_corr: float = 0.9           # correlation of the 16x16 thumbnails that confirms it
     region_min_side: int = 24             # pixels: smaller pasted frames are not looked for

@@ -147,7 +147,17 @@ def scan_sequences(index: InputIndex, seqs: list[Sequence], policy: GatePolicy) 
         best[key] = StreamHit(sequence=key[0], column=key[1], first=int(group[:, 1].min()),
                               end=int(group[:, 1].max()) + k,
                               rows=(int(group[:, 3].min()), int(group[:, 3].max()) + k), windows=windows)
-    return sorted(best.values(), key=lambda h: (h.sequence, -h.windows))
+    out = [h for h in best.values() if _distinct(seqs[h.sequence], h, cfg.digits, cfg.zero_below)
+           >= policy.stream_min_distinct]
+    return sorted(out, key=lambda h: (h.sequence, -h.windows))
+
+
+def _distinct(seq: Sequence, hit: StreamHit, digits: int, zero_below: float) -> int:
+    """Distinct rounded values in the matched span: a few windows of a value that barely
+    moves can match by chance, a copy of a moving signal carries many values."""
+    codes = seq.codes[hit.first:hit.end] if seq.codes is not None else \
+        quantise(seq.values[hit.first:hit.end], digits, zero_below)
+    return len(np.unique(codes))
 
 
 def _scan_batch(index: InputIndex, batch: list[_Piece], k: int, digits: int, zero_below: float) -> np.ndarray:
