@@ -281,6 +281,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.format == "rerun":
         return _export_rerun(args)
+    if args.robot_description:
+        raise CurationError("--robot-description is for --format rerun only")
     opts: dict[str, Any] = {"overwrite": args.overwrite}
     names_file = out.suffix.lower() in EXPORT_FILE_SUFFIXES
     if args.format == "lerobot":

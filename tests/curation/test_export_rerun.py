@@ -189,7 +189,7 @@ def test_a_session_exports_one_rrd_per_episode_with_every_frame_joint_state_and_
 
 def test_episode_time_starts_at_the_episode_start_and_time_is_the_header_stamp(
         session: Path, tmp_path: Path) -> None:
-    rrd = write_rerun(session / "episode_0001.mcap", tmp_path).files[0]
+    rrd = write_rerun(session / "episode_0001.mcap", tmp_path, progress=True).files[0]
     assert rrd.name == "s_alice_episode_0001.rrd"  # named as when the session is exported
     events = read_rrd(rrd)["/events"]
     stamps = times(events, "time")
@@ -246,7 +246,7 @@ def _matrix(xyzw: list[float]) -> np.ndarray:
                      [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
-def test_a_revolute_joint_transform_is_its_origin_then_the_rotation_about_its_axis(
+def test_a_joint_transform_is_its_origin_then_the_motion_about_or_along_its_axis(
         release: Path, tmp_path: Path) -> None:
     urdf = tmp_path / "arm.urdf"
     urdf.write_text("""<?xml version="1.0"?>
@@ -255,7 +255,18 @@ def test_a_revolute_joint_transform_is_its_origin_then_the_rotation_about_its_ax
   <link name="torso_link"/>
   <link name="thigh"><visual><geometry><mesh filename="meshes/thigh.stl"/></geometry></visual></link>
   <link name="shin"/>
+  <link name="slider"/>
+  <link name="toe"/>
+  <joint name="toe_joint" type="revolute">
+    <parent link="shin"/><child link="toe"/><axis xyz="0 0 1"/>
+    <mimic joint="left_knee_joint" multiplier="2" offset="0.1"/>
+    <limit lower="-3" upper="3" effort="1" velocity="1"/>
+  </joint>
   <joint name="hip_joint" type="fixed"><parent link="pelvis"/><child link="thigh"/></joint>
+  <joint name="right_elbow_joint" type="prismatic">
+    <parent link="pelvis"/><child link="slider"/><origin xyz="0 0 0.5"/><axis xyz="0 0 1"/>
+    <limit lower="0" upper="0.2" effort="1" velocity="1"/>
+  </joint>
   <joint name="waist_yaw_joint" type="revolute">
     <parent link="pelvis"/><child link="torso_link"/><axis xyz="0 0 1"/>
     <limit lower="-1" upper="1" effort="1" velocity="1"/>
@@ -284,7 +295,20 @@ def test_a_revolute_joint_transform_is_its_origin_then_the_rotation_about_its_ax
     assert set(column(knee, "Transform3D:child_frame")) == {"shin"}
     assert "/robot/arm/visual_geometries/thigh/visual_0" in data  # kept, without its mesh
     assert "/robot/frames/shin" in data and "/robot/frames/thigh" not in data
-    assert any("41 joints of joint_states are not in the robot description" in n
+    # a mimic joint (not recorded) follows its driver: 2 q + 0.1 about z
+    toe = column(data["/robot/joint_transforms/toe_joint"], "Transform3D:quaternion")
+    assert len(toe) == len(q)
+    for k in (0, len(q) - 1):
+        a = 2 * q[k] + 0.1
+        rz = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+        assert np.allclose(_matrix(toe[k]), rz, atol=1e-6)
+    # a prismatic joint: the origin, then the position along the axis, no rotation
+    slide = data["/robot/joint_transforms/right_elbow_joint"]
+    d, _ = release_joint(release, 0, "right_elbow_joint")
+    assert np.allclose(column(slide, "Transform3D:translation"),
+                       [[0, 0, 0.5 + x] for x in d], atol=1e-6)
+    assert np.allclose(np.abs(column(slide, "Transform3D:quaternion")), [0, 0, 0, 1])
+    assert any("40 joints of joint_states are not in the robot description" in n
                for n in r.notes)
     # recorded TF moves the base in the world, but does not give torso_link a second parent
     assert "/tf/pelvis" in data and "/tf/torso_link" not in data
@@ -333,6 +357,8 @@ def test_existing_recordings_are_refused_before_anything_is_written(
 
 def test_an_interrupted_export_leaves_no_half_written_recording(
         session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rerun import TextLog
+
     import curation.export.rerun as rerun_export
 
     real = rerun_export.write_episode
@@ -341,7 +367,7 @@ def test_an_interrupted_export_leaves_no_half_written_recording(
     def interrupted(rec: Any, view: Any, **kw: Any) -> list[str]:
         calls.append(view.name)
         if len(calls) == 2:
-            rec.log("/half", __import__("rerun").TextLog("written before the interrupt"))
+            rec.log("/half", TextLog("written before the interrupt"))
             raise KeyboardInterrupt
         return real(rec, view, **kw)
 
@@ -359,6 +385,14 @@ def test_without_rerun_sdk_the_error_says_what_to_install(
         write_rerun(session, tmp_path)
 
 
+def test_rerun_switched_off_by_its_environment_variable_is_an_error_not_empty_files(
+        session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RERUN", "off")
+    with pytest.raises(ExportError, match="Rerun logging is disabled"):
+        write_rerun(session / "episode_0000.mcap", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_cli_exports_a_session_and_a_release_as_rerun(
         session: Path, release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -371,3 +405,6 @@ def test_the_cli_exports_a_session_and_a_release_as_rerun(
     assert main(["export", str(tmp_path / "nothing"), "--format", "rerun",
                  "--out", str(tmp_path / "x")]) != 0
     assert "does not exist" in capsys.readouterr().err
+    assert main(["export", str(release), "--format", "lerobot", "--out", str(tmp_path / "l"),
+                 "--robot-description", "robot.urdf"]) != 0
+    assert "--robot-description is for --format rerun only" in capsys.readouterr().err
