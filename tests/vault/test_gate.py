@@ -150,6 +150,21 @@ def test_a_frame_hidden_inside_a_tensor_is_found_at_its_offset(tmp_path: Path, r
     assert copy.input["episode"] == 1 and copy.input["stream"] == CAM
 
 
+def test_a_frame_hidden_in_the_pixels_or_after_the_end_of_a_png_is_found(
+        tmp_path: Path, reader: ReleaseReader, index: InputIndex) -> None:
+    data, _ = frame_of(reader, 22)
+    raw = np.frombuffer(data + b"\x00" * (-len(data) % 256), np.uint8).reshape(-1, 256)
+    pixels = np.vstack([np.full((10, 256), 255, np.uint8), raw])
+    (copy,) = only(check([write_png(tmp_path / "noise.png", pixels)], index), "frame_copy")
+    assert copy.where["png"] == "pixels" and copy.where["pixel_row"] in (10, 11, 12, 13, 14)
+    assert copy.input["stream"] == CAM and copy.input["episode"] == 1
+    ok, plain = cv2.imencode(".png", plot("loss", np.random.default_rng(2)))
+    (tmp_path / "tail.png").write_bytes(plain.tobytes() + data)
+    report = check([tmp_path / "tail.png"], index)
+    assert only(report, "frame_copy")[0].where["frame_starts_at"] == len(plain.tobytes())
+    assert any("after IEND" in f.message for f in only(report, "structure"))
+
+
 def test_a_frame_reencoded_as_png_is_blocked(tmp_path: Path, reader: ReleaseReader,
                                              index: InputIndex) -> None:
     data, img = frame_of(reader, 3)
