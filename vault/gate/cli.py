@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = ["add_commands"]
 
@@ -30,16 +31,29 @@ def add_commands(vsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
     from demofab.yamlutil import safe_load
 
     from . import GateError, GatePolicy, InputIndex, check
 
     try:
         policy = GatePolicy.from_mapping(safe_load(args.policy.read_text()) if args.policy else None)
-        if args.cache is not None:
-            index = InputIndex.cached(args.release, args.cache, streams=args.streams, episodes=args.episodes)
-        else:
-            index = InputIndex.build(args.release, streams=args.streams, episodes=args.episodes)
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(what: str, done: int, total: int) -> None:  # the index build, on stderr
+                if what not in tasks:
+                    tasks[what] = bar.add_task(f"indexing {what}", total=total)
+                bar.update(tasks[what], completed=done)
+
+            if args.cache is not None:
+                index = InputIndex.cached(args.release, args.cache, streams=args.streams,
+                                          episodes=args.episodes, progress=progress)
+            else:
+                index = InputIndex.build(args.release, streams=args.streams, episodes=args.episodes,
+                                         progress=progress)
     except (GateError, OSError) as exc:
         print(f"demofab vault gate: {exc}", file=sys.stderr)
         return 2
