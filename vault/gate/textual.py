@@ -212,22 +212,25 @@ def _numeric_runs(values: np.ndarray, min_len: int) -> list[tuple[int, np.ndarra
 def parse_csv(text: str, policy: GatePolicy, block_bytes: int, min_len: int) -> Content:
     content = Content("csv")
     dialect: Any = "excel-tab" if "\t" in text[:4096] and "," not in text[:4096] else "excel"
-    rows: list[list[str]] = []
     try:
-        for line_no, row in enumerate(csv.reader(io.StringIO(text, newline=""), dialect), start=1):
-            if len(row) > policy.csv_max_columns:
-                content.block("size", f"row {line_no} has {len(row)} columns (the cap is "
-                              f"{policy.csv_max_columns})", csv_rows=[line_no, line_no])
-                return content
-            long = [i for i, c in enumerate(row) if len(c) > policy.csv_max_cell]
-            if long:
-                content.block("structure", f"row {line_no} column {long[0] + 1} has a cell of "
-                              f"{len(row[long[0]])} characters (the cap is {policy.csv_max_cell})",
-                              csv_rows=[line_no, line_no], csv_column=long[0] + 1)
-            rows.append(row)
+        rows = list(csv.reader(io.StringIO(text, newline=""), dialect))
     except csv.Error as exc:
         content.block("structure", f"not a readable CSV: {exc}")
         return content
+    cap = policy.csv_max_cell
+    wide = max(map(len, rows), default=0) > policy.csv_max_columns
+    long_cells = len(text) > cap and max((len(c) for r in rows for c in r), default=0) > cap
+    for line_no, row in enumerate(rows, start=1) if wide or long_cells else ():
+        if len(row) > policy.csv_max_columns:
+            content.block("size", f"row {line_no} has {len(row)} columns (the cap is "
+                          f"{policy.csv_max_columns})", csv_rows=[line_no, line_no])
+            return content
+        if long_cells:
+            long = [i for i, c in enumerate(row) if len(c) > cap]
+            if long:
+                content.block("structure", f"row {line_no} column {long[0] + 1} has a cell of "
+                              f"{len(row[long[0]])} characters (the cap is {cap})",
+                              csv_rows=[line_no, line_no], csv_column=long[0] + 1)
     content.blobs += encoded_blobs(text, {"csv": "text"}, block_bytes)
     rows = [r for r in rows if r]
     if not rows:
