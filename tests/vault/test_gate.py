@@ -203,6 +203,20 @@ def test_a_decoded_frame_stored_as_a_tensor_is_blocked(tmp_path: Path, reader: R
     assert hit.input["stream"] == CAM and hit.input["episode"] == 1
 
 
+@pytest.mark.parametrize(("turn", "named"), [(lambda a: a[:, ::-1], "flipped left-right"),
+                                             (lambda a: a[::-1], "flipped upside down"),
+                                             (lambda a: np.rot90(a, 3), "turned a quarter turn right")])
+def test_a_flipped_or_turned_frame_is_found(tmp_path: Path, reader: ReleaseReader, index: InputIndex,
+                                            turn: Any, named: str) -> None:
+    _, img = frame_of(reader, 13)
+    canvas = plot("loss", np.random.default_rng(4), (700, 900))
+    small = np.ascontiguousarray(turn(cv2.resize(img, (240, 180), interpolation=cv2.INTER_AREA)))
+    canvas[150:150 + small.shape[0], 400:400 + small.shape[1]] = small
+    (hit,) = only(check([write_png(tmp_path / "aug.png", canvas)], index), "frame_image")
+    assert hit.input["orientation"] == named and named in hit.message
+    assert hit.input["stream"] == CAM
+
+
 def test_frames_tiled_edge_to_edge_in_a_plot_are_each_found(tmp_path: Path, reader: ReleaseReader,
                                                              index: InputIndex) -> None:
     canvas = plot("loss", np.random.default_rng(3), (700, 900))

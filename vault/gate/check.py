@@ -37,6 +37,8 @@ __all__ = ["check", "check_file"]
 _MAX_FINDINGS = 40
 _ORDER = ("unreadable", "type", "size", "structure", "frame_copy", "frame_image", "stream_dump",
           "stream_window")
+_TURNS = ("as stored", "flipped left-right", "flipped upside down", "turned half a turn",
+          "turned a quarter turn left", "turned a quarter turn right", "transposed", "anti-transposed")
 _ALLOWED_TEXT = "metrics JSON, CSV, PNG plots, safetensors weights and text logs"
 
 
@@ -147,11 +149,13 @@ def _image_findings(index: InputIndex, content: Content, policy: GatePolicy) -> 
         what = "image" if "png" in img.where else \
             f"tensor {img.where.get('tensor')!r} image {img.where.get('image')}"
         also = f"; {hit.similar_frames} other frame(s) look alike" if hit.similar_frames else ""
+        turned = "" if hit.orientation == 0 else f" {_TURNS[hit.orientation]}"
         out.append(Finding(
-            "frame_image", f"{what}: {place} looks like {index.frame_text(hit.frame)} (hash distance "
+            "frame_image", f"{what}: {place} looks like {index.frame_text(hit.frame)}{turned} (hash distance "
             f"{hit.distance}/64, thumbnail correlation {hit.correlation:.2f}{also})",
             where=img.where | {"png_region": {"x": x, "y": y, "w": w, "h": h}},
             input=index.frame_input(hit.frame) | {"distance": hit.distance,
+                                                  "orientation": _TURNS[hit.orientation],
                                                   "correlation": round(hit.correlation, 3)}))
     return out
 

@@ -29,7 +29,7 @@ from .policy import IndexConfig
 
 __all__ = ["INDEX_FORMAT_VERSION", "InputIndex"]
 
-INDEX_FORMAT_VERSION = 2  # 2: window hashes without a final mix
+INDEX_FORMAT_VERSION = 3  # 2: window hashes without a final mix; 3: a DCT hash per orientation
 
 _ARRAYS = ("frame_stream", "frame_row", "frame_episode", "frame_size", "frame_copies", "frame_sha",
            "frame_phash", "frame_decoded", "frame_thumb", "block_hash", "block_frame", "block_offset",
@@ -51,7 +51,7 @@ class InputIndex:
     frame_size: np.ndarray = field(default_factory=lambda: _empty(np.int64))
     frame_copies: np.ndarray = field(default_factory=lambda: _empty(np.int32))
     frame_sha: np.ndarray = field(default_factory=lambda: _empty(np.uint8, 32))
-    frame_phash: np.ndarray = field(default_factory=lambda: _empty(np.uint64))
+    frame_phash: np.ndarray = field(default_factory=lambda: _empty(np.uint64, 8))  # per orientation
     frame_decoded: np.ndarray = field(default_factory=lambda: _empty(bool))
     frame_thumb: np.ndarray = field(default_factory=lambda: _empty(np.uint8, 16, 16))
     block_hash: np.ndarray = field(default_factory=lambda: _empty(np.uint64))

@@ -17,10 +17,13 @@ a photo pasted anywhere, at any scale down to ``min_side`` pixels, is one of the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
-__all__ = ["candidate_regions", "fingerprint", "hamming", "thumb_correlation", "to_gray", "unit"]
+__all__ = ["INVERSE", "ORIENTATIONS", "candidate_regions", "fingerprint", "hamming", "oriented_hashes",
+           "thumb_correlation", "to_gray", "unit"]
 
 _HASH_SIZE = 32
 
@@ -43,15 +46,32 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+#: the eight ways to lay a square picture down (flips, quarter turns, transposes), and
+#: the inverse of each: a flipped or rotated frame (a training augmentation) still matches
+ORIENTATIONS: tuple[Callable[[np.ndarray], np.ndarray], ...] = (
+    lambda a: a, np.fliplr, np.flipud, lambda a: np.rot90(a, 2), lambda a: np.rot90(a, 1),
+    lambda a: np.rot90(a, 3), lambda a: a.T, lambda a: np.rot90(a, 2).T)
+INVERSE = (0, 1, 2, 3, 5, 4, 6, 7)
+
+
+def _dct_hash(small: np.ndarray) -> int:
+    coeffs = cv2.dct(np.ascontiguousarray(small))[:8, :8].ravel()
+    low = coeffs[1:]
+    bits = np.concatenate(([False], low > np.median(low)))
+    return int(np.packbits(bits).view(">u8")[0])
+
+
 def fingerprint(gray: np.ndarray, thumb: int = 16) -> tuple[int, np.ndarray]:
     """``(hash, thumbnail)``: the DCT hash and the ``thumb`` x ``thumb`` uint8 thumbnail."""
     small = cv2.resize(gray, (_HASH_SIZE, _HASH_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
-    coeffs = cv2.dct(small)[:8, :8].ravel()
-    low = coeffs[1:]
-    bits = np.concatenate(([False], low > np.median(low)))
-    value = int(np.packbits(bits).view(">u8")[0])
     th = cv2.resize(gray, (thumb, thumb), interpolation=cv2.INTER_AREA)
-    return value, th
+    return _dct_hash(small), th
+
+
+def oriented_hashes(gray: np.ndarray) -> np.ndarray:
+    """The DCT hash of ``gray`` laid down each of the :data:`ORIENTATIONS` ways (uint64 [8])."""
+    small = cv2.resize(gray, (_HASH_SIZE, _HASH_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return np.asarray([_dct_hash(o(small)) for o in ORIENTATIONS], dtype=np.uint64)
 
 
 def unit(thumbs: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 from .content import Image, Sequence
 from .hashing import SEGMENT, quantise, sequence_hashes, window_hashes
 from .index import InputIndex
-from .phash import candidate_regions, fingerprint, hamming, unit
+from .phash import INVERSE, ORIENTATIONS, candidate_regions, fingerprint, hamming, unit
 from .policy import GatePolicy
 
 __all__ = ["FrameHit", "ImageHit", "StreamHit", "scan_bytes", "scan_sequences", "match_images"]
@@ -57,6 +57,7 @@ class ImageHit:
     distance: int
     correlation: float
     similar_frames: int  # frames that pass the same test (a static camera repeats itself)
+    orientation: int = 0  # index in phash.ORIENTATIONS: how the frame was flipped or turned
 
 
 def scan_bytes(index: InputIndex, data: bytes | memoryview, policy: GatePolicy) -> list[FrameHit]:
@@ -189,25 +190,31 @@ def match_images(index: InputIndex, images: list[Image], policy: GatePolicy) -> 
     if index.frames == 0:
         return []
     units = index.thumb_units
-    usable = index.frame_decoded
+    hashes = index.frame_phash.ravel()  # frame f in orientation o at f * 8 + o
+    usable = np.repeat(index.frame_decoded, 8)
     out: list[ImageHit] = []
     for i, img in enumerate(images):
         best: dict[int, ImageHit] = {}
         for box in candidate_regions(img.gray, min_side=policy.region_min_side, limit=policy.max_regions):
             x, y, w, h = box
             value, th = fingerprint(img.gray[y:y + h, x:x + w], index.config.thumb)
-            dist = hamming(index.frame_phash, value)
+            dist = hamming(hashes, value)
             cand = np.flatnonzero((dist <= policy.phash_max_distance) & usable)
             if len(cand) == 0:
                 continue
-            corr = units[cand] @ unit(th)
+            frames, turns = cand // 8, cand % 8
+            corr = np.empty(len(cand), dtype=np.float32)
+            for o in np.unique(turns):  # the region turned back the way the frame was stored
+                sel = turns == o
+                corr[sel] = units[frames[sel]] @ unit(np.ascontiguousarray(ORIENTATIONS[INVERSE[o]](th)))
             ok = corr >= policy.thumb_min_corr
             if not ok.any():
                 continue
             j = int(np.argmax(np.where(ok, corr, -2.0)))
-            fr = int(cand[j])
-            hit = ImageHit(image=i, frame=fr, region=box, distance=int(dist[fr]), correlation=float(corr[j]),
-                           similar_frames=int(ok.sum()) - 1)
+            fr = int(frames[j])
+            hit = ImageHit(image=i, frame=fr, region=box, distance=int(dist[cand[j]]),
+                           correlation=float(corr[j]), similar_frames=len(set(frames[ok].tolist())) - 1,
+                           orientation=int(turns[j]))
             if fr not in best or best[fr].correlation < hit.correlation:
                 best[fr] = hit
         out += _distinct_regions(list(best.values()))
