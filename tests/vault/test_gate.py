@@ -456,6 +456,10 @@ def test_the_index_is_built_once_per_release_and_reloaded(tmp_path: Path, releas
              meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
     with pytest.raises(GateError, match="format_version 99 unknown"):
         InputIndex.load(tmp_path / "future.npz")
+    arrays = {k: doc[k] for k in doc.files}
+    np.savez(tmp_path / "cut.npz", **(arrays | {"win_row": arrays["win_row"][:-1]}))
+    with pytest.raises(GateError, match="cut.npz: damaged gate index: the win_"):
+        InputIndex.load(tmp_path / "cut.npz")
     (tmp_path / "junk.npz").write_bytes(b"not an index")
     with pytest.raises(GateError, match="junk.npz: unreadable gate index"):
         InputIndex.load(tmp_path / "junk.npz")

@@ -166,6 +166,7 @@ class InputIndex:
                     raise GateError(f"{path}: gate index format_version {meta.get('format_version')!r} "
                                     f"unknown (this vault reads {INDEX_FORMAT_VERSION})")
                 arrays = {name: data[name] for name in _ARRAYS}
+            _check_shapes(path, arrays)
         except GateError:
             raise
         except (OSError, ValueError, KeyError, EOFError) as exc:
@@ -219,6 +220,17 @@ class InputIndex:
                 "subset_streams": list(streams) if streams is not None else None,
                 "subset_episodes": [int(e) for e in episodes] if episodes is not None else None} | meta
         return cls(meta=meta, **arrays)
+
+
+def _check_shapes(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Refuse an index whose arrays do not fit together (a damaged or hand-made file)."""
+    for prefix in ("frame_", "block_", "win_"):
+        lengths = {name: len(a) for name, a in arrays.items() if name.startswith(prefix)}
+        if len(set(lengths.values())) > 1:
+            raise GateError(f"{path}: damaged gate index: the {prefix}* arrays differ in length ({lengths})")
+    if arrays["frame_phash"].ndim != 2 or arrays["frame_phash"].shape[1:] != (8,):
+        raise GateError(f"{path}: damaged gate index: frame_phash is {arrays['frame_phash'].shape}, "
+                        "expected [frames, 8]")
 
 
 def _reader(release: Any) -> Any:

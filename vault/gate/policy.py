@@ -69,6 +69,8 @@ class IndexConfig:
                             f"window_stride {self.window_stride} >= 1")
         if not 1 <= self.digits <= 15:
             raise GateError(f"index config: digits {self.digits} must be 1..15")
+        if not 1e-200 <= self.zero_below < 1.0:
+            raise GateError(f"index config: zero_below {self.zero_below} must be in [1e-200, 1)")
         if not 2 <= self.min_distinct <= self.window:
             raise GateError(f"index config: min_distinct {self.min_distinct} must be 2..window")
 
