@@ -16,23 +16,24 @@ import numpy as np
 
 from .errors import GateError
 from .hashing import block_hashes, informative, quantise, sequence_hashes
-from .phash import fingerprint
+from .phash import fingerprint, oriented_hashes
 from .policy import IndexConfig
 
-__all__ = ["build_index", "frame_blocks", "frame_fingerprint"]
+__all__ = ["Progress", "build_index", "frame_blocks", "frame_fingerprint"]
 
 _SLAB = 64 << 20          # bytes of frames read at once
 _ROWS = 1 << 16           # rows of a numeric field read at once
-Progress = Callable[[str, int, int], None]
+Progress = Callable[[str, int, int], None]  # (what, done, total), called as the build goes
 
 
-def frame_fingerprint(data: bytes, thumb: int) -> tuple[int, np.ndarray, bool]:
-    """``(hash, thumbnail, decoded)`` of a stored JPEG frame, decoded at a quarter size."""
+def frame_fingerprint(data: bytes, thumb: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(hashes, thumbnail, decoded)`` of a stored JPEG frame, decoded at a quarter size:
+    its DCT hash in each of the eight orientations, and its thumbnail as stored."""
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_4)
     if img is None or img.size == 0:
-        return 0, np.zeros((thumb, thumb), np.uint8), False
-    value, th = fingerprint(img, thumb)
-    return value, th, True
+        return np.zeros(8, np.uint64), np.zeros((thumb, thumb), np.uint8), False
+    _, th = fingerprint(img, thumb)
+    return oriented_hashes(img), th, True
 
 
 def frame_blocks(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
@@ -211,7 +212,7 @@ class _Builder:
             "frame_episode": np.asarray(f["episode"], np.int32),
             "frame_size": np.asarray(f["size"], np.int64), "frame_copies": np.asarray(self.copies, np.int32),
             "frame_sha": np.asarray(f["sha"], np.uint8).reshape(-1, 32),
-            "frame_phash": np.asarray(f["phash"], np.uint64),
+            "frame_phash": np.asarray(f["phash"], np.uint64).reshape(-1, 8),
             "frame_decoded": np.asarray(f["decoded"], bool),
             "frame_thumb": np.asarray(f["thumb"], np.uint8).reshape(-1, t, t),
             "col_stream": np.asarray(self.col_stream, np.int32)}

@@ -19,7 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .content import Content
+import numpy as np
+
+from .content import Blob, Content
 from .errors import GateError
 from .index import InputIndex
 from .png import parse_png, png_region
@@ -35,6 +37,8 @@ __all__ = ["check", "check_file"]
 _MAX_FINDINGS = 40
 _ORDER = ("unreadable", "type", "size", "structure", "frame_copy", "frame_image", "stream_dump",
           "stream_window")
+_TURNS = ("as stored", "flipped left-right", "flipped upside down", "turned half a turn",
+          "turned a quarter turn left", "turned a quarter turn right", "transposed", "anti-transposed")
 _ALLOWED_TEXT = "metrics JSON, CSV, PNG plots, safetensors weights and text logs"
 
 
@@ -72,7 +76,7 @@ def _parse(kind: str, data: bytes, text: str | None, doc: Any, index: InputIndex
     if kind == "png":
         return parse_png(data, policy)
     if kind == "safetensors":
-        return parse_safetensors(data, policy, cfg.window)
+        return parse_safetensors(data, policy, cfg)
     assert text is not None
     if kind == "json":
         return parse_json(text, doc, policy, cfg.block_bytes)
@@ -145,11 +149,13 @@ def _image_findings(index: InputIndex, content: Content, policy: GatePolicy) -> 
         what = "image" if "png" in img.where else \
             f"tensor {img.where.get('tensor')!r} image {img.where.get('image')}"
         also = f"; {hit.similar_frames} other frame(s) look alike" if hit.similar_frames else ""
+        turned = "" if hit.orientation == 0 else f" {_TURNS[hit.orientation]}"
         out.append(Finding(
-            "frame_image", f"{what}: {place} looks like {index.frame_text(hit.frame)} (hash distance "
+            "frame_image", f"{what}: {place} looks like {index.frame_text(hit.frame)}{turned} (hash distance "
             f"{hit.distance}/64, thumbnail correlation {hit.correlation:.2f}{also})",
             where=img.where | {"png_region": {"x": x, "y": y, "w": w, "h": h}},
             input=index.frame_input(hit.frame) | {"distance": hit.distance,
+                                                  "orientation": _TURNS[hit.orientation],
                                                   "correlation": round(hit.correlation, 3)}))
     return out
 
@@ -184,6 +190,37 @@ def _dump_findings(index: InputIndex, rows: int, policy: GatePolicy, prefer: set
     return [Finding("stream_dump", f"{rows} data rows: {share:.0f}% of the rows of {text}; "
                     f"a CSV this long can dump the stream", severity=policy.csv_dump_severity,
                     where={"csv_rows": rows}, input=info)]
+
+
+def _byte_sequences(content: Content, block_bytes: int) -> list[Blob]:
+    """Sequences of whole numbers 0..255 as the bytes they may be (a frame written as a list
+    of byte values)."""
+    out = []
+    for seq in content.sequences:
+        v = seq.values
+        if len(v) >= block_bytes and v.dtype != np.uint8:
+            with np.errstate(invalid="ignore"):
+                ok = all(bool(((x >= 0) & (x <= 255) & (x == np.floor(x))).all()) for x in (v[:64], v))
+            if ok:
+                out.append(Blob(v.astype(np.uint8).tobytes(), seq.where | {"encoding": "byte values"}))
+    return out
+
+
+def _content_findings(kind: str, data: bytes, text: str | None, doc: Any, index: InputIndex,
+                      policy: GatePolicy) -> list[Finding]:
+    content = _parse(kind, data, text, doc, index, policy)
+    content.blobs += _byte_sequences(content, index.config.block_bytes)
+    findings = list(content.findings)
+    for blob in content.blobs:
+        label = blob.where.get("encoding") or blob.where.get("png") or blob.where.get("part") or "decoded"
+        what = f"{_where_text(blob.where)} ({label})"
+        findings += _frame_findings(index, blob.data, blob.where, what, policy)
+    findings += _stream_findings(index, content, policy)
+    findings += _image_findings(index, content, policy)
+    if content.csv_rows is not None:
+        found = {str(f.input.get("stream")) for f in findings if f.kind == "stream_window"}
+        findings += _dump_findings(index, content.csv_rows, policy, found)
+    return findings
 
 
 def check_file(path: str | Path, index: InputIndex, policy: GatePolicy | None = None, *,
@@ -225,17 +262,11 @@ def check_file(path: str | Path, index: InputIndex, policy: GatePolicy | None = 
     if fid is None:
         findings += _frame_findings(index, data, {}, "the file's", policy)
     if kind in ALLOWED_KINDS and size <= policy.cap(kind):
-        content = _parse(kind, data, text, doc, index, policy)
-        findings += content.findings
-        for blob in content.blobs:
-            label = blob.where.get("encoding") or blob.where.get("png") or blob.where.get("part") or "decoded"
-            findings += _frame_findings(index, blob.data, blob.where, f"{_where_text(blob.where)} ({label})",
-                                        policy)
-        findings += _stream_findings(index, content, policy)
-        findings += _image_findings(index, content, policy)
-        if content.csv_rows is not None:
-            found = {str(f.input.get("stream")) for f in findings if f.kind == "stream_window"}
-            findings += _dump_findings(index, content.csv_rows, policy, found)
+        try:
+            findings += _content_findings(kind, data, text, doc, index, policy)
+        except Exception as exc:  # noqa: BLE001 - fail closed: a file the gate cannot take apart is blocked
+            findings.append(Finding("structure", f"{name}: the gate could not take it apart as {kind}: "
+                                    f"{type(exc).__name__}: {exc}", where={"error": type(exc).__name__}))
     findings.sort(key=lambda f: _ORDER.index(f.kind))
     if len(findings) > _MAX_FINDINGS:
         kept = findings[:_MAX_FINDINGS]

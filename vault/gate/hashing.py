@@ -105,13 +105,15 @@ def quantise(values: np.ndarray, digits: int, zero_below: float) -> np.ndarray:
     (mantissa * 2048 + decimal exponent); values smaller than ``zero_below`` in magnitude
     are 0. The same number printed with more digits, or cast to float32, gets the same
     code (but at a rounding boundary)."""
-    v = np.asarray(values, dtype=np.float64).ravel()
+    with np.errstate(invalid="ignore", over="ignore"):
+        v = np.asarray(values, dtype=np.float64).ravel()
     a = np.abs(v)
     with np.errstate(invalid="ignore"):
         live = a >= max(zero_below, 1e-300)  # False for NaN
     live &= a < np.inf
-    x = v[live]
-    ax = a[live]
+    everything = bool(live.all())
+    x = v if everything else v[live]
+    ax = a if everything else a[live]
     _, e2 = np.frexp(ax)
     e = np.floor((e2 - 1) * _LOG10_2).astype(np.int64)  # floor(log10|x|), or one less
     e += ax >= _TEN[e + 341]
@@ -120,8 +122,11 @@ def quantise(values: np.ndarray, digits: int, zero_below: float) -> np.ndarray:
     if over.any():
         e[over] += 1
         m[over] = np.rint(x[over] * _TEN[digits - 1 - e[over] + 340])
+    coded = m.astype(np.int64) * 2048 + (e + 1024)
+    if everything:
+        return coded
     codes = np.zeros(v.shape, dtype=np.int64)
-    codes[live] = m.astype(np.int64) * 2048 + (e + 1024)
+    codes[live] = coded
     if len(x) != len(v):
         codes[np.isnan(v)] = _NAN_CODE
         codes[np.isposinf(v)] = _POSINF_CODE
@@ -150,40 +155,42 @@ def sequence_hashes(codes: np.ndarray, k: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         for j in range(k):
             h += mixed[j:j + n] * _Q[j]
-    return mix64(h)
+    return h  # the codes were mixed: the weighted sum's top bits are spread already
 
 
 def informative(codes: np.ndarray, k: int, min_distinct: int) -> np.ndarray:
-    """For each window of ``k`` codes: True when its value changes at least
-    ``min_distinct - 1`` times between neighbours and its steps are not all equal (a
-    constant, a counter, a steady ramp say nothing about the data)."""
+    """For each window of ``k`` codes: True when it holds at least ``min_distinct``
+    distinct values and its steps are not all equal (a constant, a value dithering between
+    two or three levels, a counter, a steady ramp say nothing about the data)."""
     n = len(codes) - k + 1
     if n <= 0:
         return np.zeros(0, dtype=bool)
-    changes = np.concatenate(([0], np.cumsum(codes[1:] != codes[:-1])))
-    n_changes = changes[k - 1:] - changes[:n]
+    srt = np.sort(np.lib.stride_tricks.sliding_window_view(codes, k), axis=1)
+    distinct: np.ndarray = 1 + np.count_nonzero(srt[:, 1:] != srt[:, :-1], axis=1)
     steps = np.diff(_scaled(codes))
     with np.errstate(invalid="ignore"):
         differs = ~np.isclose(steps[1:], steps[:-1], rtol=1e-6, atol=0.0)
     other = np.concatenate(([0, 0], np.cumsum(differs)))
     n_other = other[k - 1:] - other[1:n + 1]  # step changes inside each window
-    return (n_changes >= min_distinct - 1) & (n_other > 0)
+    keep: np.ndarray = (distinct >= min_distinct) & (n_other > 0)
+    return keep
 
 
 class HashSet:
-    """Sorted uint64 hashes (with a payload row per hash) and a bitmap of their top bits."""
+    """Sorted uint64 hashes (with a payload row per hash) and a table of their top bits
+    (one byte each, at least 8 entries per hash and at most 64 MiB), so a lookup of a hash
+    that is not there is mostly one gather."""
 
     def __init__(self, hashes: np.ndarray) -> None:
         order = np.argsort(hashes, kind="stable")
         self.order = order.astype(np.int64)       # position in the caller's arrays
         self.sorted = np.ascontiguousarray(hashes[order], dtype=np.uint64)
         bits = 16
-        while (1 << bits) < 16 * max(1, len(hashes)) and bits < 32:
+        while (1 << bits) < 8 * max(1, len(hashes)) and bits < 26:
             bits += 1
         self._shift = np.uint64(64 - bits)
-        top = (self.sorted >> self._shift).astype(np.int64)
-        self._bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
-        np.bitwise_or.at(self._bitmap, top >> 3, (1 << (top & 7)).astype(np.uint8))
+        self._table = np.zeros(1 << bits, dtype=bool)
+        self._table[(self.sorted >> self._shift).view(np.int64)] = True
 
     def __len__(self) -> int:
         return len(self.sorted)
@@ -193,8 +200,7 @@ class HashSet:
         caller's row of the first equal hash in the set."""
         if len(self.sorted) == 0 or len(hashes) == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        top = (hashes >> self._shift).astype(np.int64)
-        maybe = np.flatnonzero((self._bitmap[top >> 3] >> (top & 7).astype(np.uint8)) & 1)
+        maybe = np.flatnonzero(self._table[(hashes >> self._shift).view(np.int64)])
         if len(maybe) == 0:
             return maybe.astype(np.int64), np.empty(0, dtype=np.int64)
         cand = hashes[maybe]

@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .build import Progress, build_index
 from .errors import GateError
 from .hashing import HashSet
 from .phash import unit
@@ -28,8 +29,7 @@ from .policy import IndexConfig
 
 __all__ = ["INDEX_FORMAT_VERSION", "InputIndex"]
 
-INDEX_FORMAT_VERSION = 1
-Progress = Callable[[str, int, int], None]
+INDEX_FORMAT_VERSION = 3  # 2: window hashes without a final mix; 3: a DCT hash per orientation
 
 _ARRAYS = ("frame_stream", "frame_row", "frame_episode", "frame_size", "frame_copies", "frame_sha",
            "frame_phash", "frame_decoded", "frame_thumb", "block_hash", "block_frame", "block_offset",
@@ -51,7 +51,7 @@ class InputIndex:
     frame_size: np.ndarray = field(default_factory=lambda: _empty(np.int64))
     frame_copies: np.ndarray = field(default_factory=lambda: _empty(np.int32))
     frame_sha: np.ndarray = field(default_factory=lambda: _empty(np.uint8, 32))
-    frame_phash: np.ndarray = field(default_factory=lambda: _empty(np.uint64))
+    frame_phash: np.ndarray = field(default_factory=lambda: _empty(np.uint64, 8))  # per orientation
     frame_decoded: np.ndarray = field(default_factory=lambda: _empty(bool))
     frame_thumb: np.ndarray = field(default_factory=lambda: _empty(np.uint8, 16, 16))
     block_hash: np.ndarray = field(default_factory=lambda: _empty(np.uint64))
@@ -166,6 +166,7 @@ class InputIndex:
                     raise GateError(f"{path}: gate index format_version {meta.get('format_version')!r} "
                                     f"unknown (this vault reads {INDEX_FORMAT_VERSION})")
                 arrays = {name: data[name] for name in _ARRAYS}
+            _check_shapes(path, arrays)
         except GateError:
             raise
         except (OSError, ValueError, KeyError, EOFError) as exc:
@@ -181,7 +182,7 @@ class InputIndex:
         and the config, so a new release version or subset gets its own index."""
         reader = _reader(release)
         cfg = config or IndexConfig()
-        key = json.dumps({"release_sha256": _release_sha256(reader), "format": INDEX_FORMAT_VERSION,
+        key = json.dumps({"content": content_sha256(reader), "format": INDEX_FORMAT_VERSION,
                           "streams": sorted(streams) if streams is not None else None,
                           "episodes": sorted(episodes) if episodes is not None else None,
                           "config": cfg.to_dict()}, sort_keys=True)
@@ -190,7 +191,13 @@ class InputIndex:
         cache.mkdir(parents=True, exist_ok=True)
         path = cache / f"{reader.name}-v{reader.version}-{digest}.gateindex.npz"
         if path.is_file():
-            return cls.load(path)
+            try:
+                index = cls.load(path)
+            except GateError:
+                index = None  # another format version, or damaged: build it again
+            if index is not None and index.meta.get("content_sha256") == content_sha256(reader):
+                return index
+            path.unlink()
         index = cls.build(reader, streams=streams, episodes=episodes, config=cfg, progress=progress)
         index.save(path)
         return index
@@ -203,17 +210,27 @@ class InputIndex:
               progress: Progress | None = None) -> InputIndex:
         """Index ``release`` (a release directory or a ``curation.loader.ReleaseReader``): all
         its streams and episodes, or those named."""
-        from .build import build_index
-
         reader = _reader(release)
         arrays, meta = build_index(reader, streams=streams, episodes=episodes,
                                    config=config or IndexConfig(), progress=progress)
         meta = {"format": "demofab.gate_index", "format_version": INDEX_FORMAT_VERSION,
                 "release": reader.name, "version": reader.version,
-                "release_sha256": _release_sha256(reader), "path": str(reader.path),
+                "release_sha256": _release_sha256(reader), "content_sha256": content_sha256(reader),
+                "path": str(reader.path),
                 "subset_streams": list(streams) if streams is not None else None,
                 "subset_episodes": [int(e) for e in episodes] if episodes is not None else None} | meta
         return cls(meta=meta, **arrays)
+
+
+def _check_shapes(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Refuse an index whose arrays do not fit together (a damaged or hand-made file)."""
+    for prefix in ("frame_", "block_", "win_"):
+        lengths = {name: len(a) for name, a in arrays.items() if name.startswith(prefix)}
+        if len(set(lengths.values())) > 1:
+            raise GateError(f"{path}: damaged gate index: the {prefix}* arrays differ in length ({lengths})")
+    if arrays["frame_phash"].ndim != 2 or arrays["frame_phash"].shape[1:] != (8,):
+        raise GateError(f"{path}: damaged gate index: frame_phash is {arrays['frame_phash'].shape}, "
+                        "expected [frames, 8]")
 
 
 def _reader(release: Any) -> Any:
@@ -228,10 +245,35 @@ def _reader(release: Any) -> Any:
         raise GateError(f"cannot index release {release}: {exc}") from exc
 
 
-def _release_sha256(reader: Any) -> str | None:
+def _manifest(reader: Any) -> dict[str, Any]:
     try:
-        manifest = reader._json(str(reader.attributes.get("manifest", "manifest.json")))  # noqa: SLF001
+        doc: dict[str, Any] = reader._json(str(reader.attributes.get("manifest", "manifest.json")))  # noqa: SLF001
     except Exception:  # noqa: BLE001 - a release without a manifest is indexed all the same
-        return None
-    value = manifest.get("release_sha256")
+        return {}
+    return doc
+
+
+def _release_sha256(reader: Any) -> str | None:
+    value = _manifest(reader).get("release_sha256")
     return str(value) if value else None
+
+
+def content_sha256(reader: Any) -> str:
+    """A hash of what the release holds: of its manifest's file list (path and sha256 of
+    every file) when it has one, else of every file's bytes. A derived release (an episode
+    or stream subset) keeps its source's ``release_sha256`` but not its file list, so this,
+    not ``release_sha256``, tells two inputs apart."""
+    files = _manifest(reader).get("files")
+    h = hashlib.sha256()
+    if isinstance(files, dict) and files:
+        for path in sorted(files):
+            h.update(f"{files[path].get('sha256')}  {path}\n".encode())
+        return h.hexdigest()
+    root = Path(reader.path)
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(f"{p.relative_to(root).as_posix()}\n".encode())
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+    return h.hexdigest()

@@ -69,6 +69,8 @@ class IndexConfig:
                             f"window_stride {self.window_stride} >= 1")
         if not 1 <= self.digits <= 15:
             raise GateError(f"index config: digits {self.digits} must be 1..15")
+        if not 1e-200 <= self.zero_below < 1.0:
+            raise GateError(f"index config: zero_below {self.zero_below} must be in [1e-200, 1)")
         if not 2 <= self.min_distinct <= self.window:
             raise GateError(f"index config: min_distinct {self.min_distinct} must be 2..window")
 
@@ -118,11 +120,12 @@ class GatePolicy:
     st_max_metadata: int = 4096           # bytes of __metadata__ as JSON
     # matching
     frame_min_blocks: int = 2             # indexed blocks of one frame found at consistent offsets
-    stream_min_windows: int = 2           # indexed windows of one column found in one sequence
-    phash_max_distance: int = 12          # bits of 64
-    thumb_min_corr: float = 0.85          # correlation of the 16x16 thumbnails that confirms it
+    stream_min_windows: int = 2           # indexed windows of one column found in one sequence, aligned
+    stream_min_distinct: int = 8          # distinct rounded values in the matched span
+    phash_max_distance: int = 10          # bits of 64 (a frame re-encoded, resized or pasted: 0-2)
+    thumb_min_corr: float = 0.9           # correlation of the 16x16 thumbnails that confirms it
     region_min_side: int = 24             # pixels: smaller pasted frames are not looked for
-    max_regions: int = 48                 # candidate rectangles per image
+    max_regions: int = 96                 # candidate rectangles per image
     max_images_per_tensor: int = 16
 
     def __post_init__(self) -> None:

@@ -6,7 +6,8 @@
   output).
 * :func:`scan_sequences`: every window of consecutive numbers of every sequence, rounded
   and hashed as the index's were, looked up among the streams' windows; a column is found
-  when ``stream_min_windows`` of its windows are in one sequence. Sequences go through in
+  when ``stream_min_windows`` of its windows are in one sequence at one alignment (the
+  same distance between output position and input row: a copy, not chance). Sequences go through in
   batches of about four million numbers, so memory stays flat.
 * :func:`match_images`: every candidate rectangle's fingerprint against all frames'."""
 
@@ -19,7 +20,7 @@ import numpy as np
 from .content import Image, Sequence
 from .hashing import SEGMENT, quantise, sequence_hashes, window_hashes
 from .index import InputIndex
-from .phash import candidate_regions, fingerprint, hamming, unit
+from .phash import INVERSE, ORIENTATIONS, candidate_regions, fingerprint, hamming, unit
 from .policy import GatePolicy
 
 __all__ = ["FrameHit", "ImageHit", "StreamHit", "scan_bytes", "scan_sequences", "match_images"]
@@ -56,6 +57,7 @@ class ImageHit:
     distance: int
     correlation: float
     similar_frames: int  # frames that pass the same test (a static camera repeats itself)
+    orientation: int = 0  # index in phash.ORIENTATIONS: how the frame was flipped or turned
 
 
 def scan_bytes(index: InputIndex, data: bytes | memoryview, policy: GatePolicy) -> list[FrameHit]:
@@ -95,13 +97,18 @@ def scan_bytes(index: InputIndex, data: bytes | memoryview, policy: GatePolicy) 
     return sorted(hits, key=lambda h: (h.first, h.frame))
 
 
-def _pieces(seqs: list[Sequence], k: int) -> list[tuple[int, int, np.ndarray]]:
-    """``(sequence, start, values)`` pieces of at most :data:`_BATCH` windows each."""
+_Piece = tuple[int, int, np.ndarray, bool]  # sequence, start, values or codes, codes?
+
+
+def _pieces(seqs: list[Sequence], k: int) -> list[_Piece]:
+    """``(sequence, start, values or codes, are codes)`` pieces of at most :data:`_BATCH`
+    windows each."""
     out = []
     for i, s in enumerate(seqs):
-        n = len(s.values)
+        data, coded = (s.values, False) if s.codes is None else (s.codes, True)
+        n = len(data)
         for a in range(0, n - k + 1, _BATCH):
-            out.append((i, a, s.values[a:min(n, a + _BATCH + k - 1)]))
+            out.append((i, a, data[a:min(n, a + _BATCH + k - 1)], coded))
     return out
 
 
@@ -112,7 +119,7 @@ def scan_sequences(index: InputIndex, seqs: list[Sequence], policy: GatePolicy) 
     if len(index.win_hash) == 0:
         return []
     found: list[np.ndarray] = []  # rows of (sequence, position, column, input row)
-    batch: list[tuple[int, int, np.ndarray]] = []
+    batch: list[_Piece] = []
     size = 0
     pieces = _pieces(seqs, k)
     for n, piece in enumerate(pieces):
@@ -126,38 +133,55 @@ def scan_sequences(index: InputIndex, seqs: list[Sequence], policy: GatePolicy) 
     hits = np.concatenate(found)
     if len(hits) == 0:
         return []
-    hits = hits[np.lexsort((hits[:, 1], hits[:, 2], hits[:, 0]))]
-    keys = hits[:, 0] * (1 << 32) + hits[:, 2]
-    edges = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1], [True])))
-    out = []
+    delta = hits[:, 3] - hits[:, 1]  # input row minus output position: constant along a copy
+    hits = hits[np.lexsort((hits[:, 1], delta, hits[:, 2], hits[:, 0]))]
+    delta = hits[:, 3] - hits[:, 1]
+    same = (hits[1:, 0] == hits[:-1, 0]) & (hits[1:, 2] == hits[:-1, 2]) & (delta[1:] == delta[:-1])
+    edges = np.flatnonzero(np.concatenate(([True], ~same, [True])))
+    best: dict[tuple[int, int], StreamHit] = {}
     for a, e in zip(edges[:-1], edges[1:], strict=True):
-        group = hits[a:e]
-        windows = len(np.unique(group[:, 1]))
-        if windows < policy.stream_min_windows:
+        group = hits[a:e]  # one sequence, one input column, one alignment
+        windows = 1 + int(np.count_nonzero(np.diff(group[:, 1])))
+        key = (int(group[0, 0]), int(group[0, 2]))
+        if windows < policy.stream_min_windows or (key in best and best[key].windows >= windows):
             continue
-        out.append(StreamHit(sequence=int(group[0, 0]), column=int(group[0, 2]), first=int(group[:, 1].min()),
-                             end=int(group[:, 1].max()) + k,
-                             rows=(int(group[:, 3].min()), int(group[:, 3].max()) + k), windows=windows))
+        best[key] = StreamHit(sequence=key[0], column=key[1], first=int(group[:, 1].min()),
+                              end=int(group[:, 1].max()) + k,
+                              rows=(int(group[:, 3].min()), int(group[:, 3].max()) + k), windows=windows)
+    out = [h for h in best.values() if _distinct(seqs[h.sequence], h, cfg.digits, cfg.zero_below)
+           >= policy.stream_min_distinct]
     return sorted(out, key=lambda h: (h.sequence, -h.windows))
 
 
-def _scan_batch(index: InputIndex, batch: list[tuple[int, int, np.ndarray]], k: int, digits: int,
-                zero_below: float) -> np.ndarray:
-    parts, starts, at = [], [], 0
-    gap = np.full(k - 1, np.nan)
-    for _, _, values in batch:
-        starts.append(at)
-        parts += [np.asarray(values, dtype=np.float64), gap]
-        at += len(values) + k - 1
-    codes = quantise(np.concatenate(parts), digits, zero_below)
-    ends = np.asarray(starts, dtype=np.int64) + np.asarray([len(p[2]) for p in batch], dtype=np.int64)
-    codes[(ends[:, None] + np.arange(k - 1)[None, :]).ravel()] = _SENTINEL
+def _distinct(seq: Sequence, hit: StreamHit, digits: int, zero_below: float) -> int:
+    """Distinct rounded values in the matched span: a few windows of a value that barely
+    moves can match by chance, a copy of a moving signal carries many values."""
+    codes = seq.codes[hit.first:hit.end] if seq.codes is not None else \
+        quantise(seq.values[hit.first:hit.end], digits, zero_below)
+    return len(np.unique(codes))
+
+
+def _scan_batch(index: InputIndex, batch: list[_Piece], k: int, digits: int, zero_below: float) -> np.ndarray:
+    lengths = np.asarray([len(p[2]) for p in batch], dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(lengths + k - 1)[:-1])).astype(np.int64)
+    codes = np.full(int(lengths.sum()) + len(batch) * (k - 1), _SENTINEL, dtype=np.int64)
+    raw = [i for i, p in enumerate(batch) if not p[3]]
+    if raw:  # one quantise call for all the pieces that are values
+        q = quantise(np.concatenate([np.asarray(batch[i][2], dtype=np.float64) for i in raw]), digits,
+                     zero_below)
+        at = 0
+        for i in raw:
+            codes[starts[i]:starts[i] + lengths[i]] = q[at:at + lengths[i]]
+            at += int(lengths[i])
+    for i, p in enumerate(batch):
+        if p[3]:
+            codes[starts[i]:starts[i] + lengths[i]] = p[2]
     where, rows = index.windows.lookup(sequence_hashes(codes, k))
     if len(where) == 0:
         return np.zeros((0, 4), dtype=np.int64)
-    piece = np.searchsorted(np.asarray(starts), where, side="right") - 1
+    piece = np.searchsorted(starts, where, side="right") - 1
     seq = np.asarray([p[0] for p in batch], dtype=np.int64)[piece]
-    pos = where - np.asarray(starts, dtype=np.int64)[piece] + np.asarray([p[1] for p in batch])[piece]
+    pos = where - starts[piece] + np.asarray([p[1] for p in batch])[piece]
     return np.stack([seq, pos, index.win_col[rows].astype(np.int64), index.win_row[rows]], axis=1)
 
 
@@ -166,25 +190,31 @@ def match_images(index: InputIndex, images: list[Image], policy: GatePolicy) -> 
     if index.frames == 0:
         return []
     units = index.thumb_units
-    usable = index.frame_decoded
+    hashes = index.frame_phash.ravel()  # frame f in orientation o at f * 8 + o
+    usable = np.repeat(index.frame_decoded, 8)
     out: list[ImageHit] = []
     for i, img in enumerate(images):
         best: dict[int, ImageHit] = {}
         for box in candidate_regions(img.gray, min_side=policy.region_min_side, limit=policy.max_regions):
             x, y, w, h = box
             value, th = fingerprint(img.gray[y:y + h, x:x + w], index.config.thumb)
-            dist = hamming(index.frame_phash, value)
+            dist = hamming(hashes, value)
             cand = np.flatnonzero((dist <= policy.phash_max_distance) & usable)
             if len(cand) == 0:
                 continue
-            corr = units[cand] @ unit(th)
+            frames, turns = cand // 8, cand % 8
+            corr = np.empty(len(cand), dtype=np.float32)
+            for o in np.unique(turns):  # the region turned back the way the frame was stored
+                sel = turns == o
+                corr[sel] = units[frames[sel]] @ unit(np.ascontiguousarray(ORIENTATIONS[INVERSE[o]](th)))
             ok = corr >= policy.thumb_min_corr
             if not ok.any():
                 continue
             j = int(np.argmax(np.where(ok, corr, -2.0)))
-            fr = int(cand[j])
-            hit = ImageHit(image=i, frame=fr, region=box, distance=int(dist[fr]), correlation=float(corr[j]),
-                           similar_frames=int(ok.sum()) - 1)
+            fr = int(frames[j])
+            hit = ImageHit(image=i, frame=fr, region=box, distance=int(dist[cand[j]]),
+                           correlation=float(corr[j]), similar_frames=len(set(frames[ok].tolist())) - 1,
+                           orientation=int(turns[j]))
             if fr not in best or best[fr].correlation < hit.correlation:
                 best[fr] = hit
         out += _distinct_regions(list(best.values()))

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .content import Blob, Content, Sequence
+from .content import Blob, Content, Image, Sequence
+from .phash import to_gray
 from .policy import GatePolicy
 
 __all__ = ["encoded_blobs", "parse_csv", "parse_json", "parse_text"]
@@ -126,14 +127,32 @@ def _json_walk(doc: Any, path: str, depth: int, content: Content, policy: GatePo
         rows = [_numbers(r) if isinstance(r, list) else None for r in doc]
         if doc and all(r is not None for r in rows) and len({len(r) for r in rows if r is not None}) == 1:
             table = np.stack([r for r in rows if r is not None])
+            if min(table.shape) >= 32:  # a grayscale picture as rows of numbers
+                content.images.append(Image(to_gray(table), {"json_path": path, "as": "rows of numbers"}))
             for j in range(table.shape[1]):
                 content.sequences.append(Sequence(table[:, j], {"json_path": f"{path}[*][{j}]"}, "index"))
             for i, r in enumerate(rows):
                 if r is not None and len(r) >= 2:
                     content.sequences.append(Sequence(r, {"json_path": f"{path}[{i}]"}, "index"))
             return
+        picture = _picture(doc)
+        if picture is not None:  # H x W x C numbers: a colour picture
+            content.images.append(Image(picture, {"json_path": path, "as": "nested arrays of numbers"}))
         for i, item in enumerate(doc):
             _json_walk(item, f"{path}[{i}]", depth + 1, content, policy, min_len, strings)
+
+
+def _picture(doc: list[Any]) -> np.ndarray | None:
+    """A list of rows of pixels (``[[[b, g, r], ...], ...]``) as a grayscale image, or None."""
+    if len(doc) < 32 or not isinstance(doc[0], list) or len(doc[0]) < 32 or not isinstance(doc[0][0], list):
+        return None
+    try:
+        arr = np.asarray(doc, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        return None
+    return to_gray(arr if arr.shape[2] != 1 else arr[:, :, 0])
 
 
 def parse_json(text: str, doc: Any, policy: GatePolicy, block_bytes: int) -> Content:
@@ -193,22 +212,25 @@ def _numeric_runs(values: np.ndarray, min_len: int) -> list[tuple[int, np.ndarra
 def parse_csv(text: str, policy: GatePolicy, block_bytes: int, min_len: int) -> Content:
     content = Content("csv")
     dialect: Any = "excel-tab" if "\t" in text[:4096] and "," not in text[:4096] else "excel"
-    rows: list[list[str]] = []
     try:
-        for line_no, row in enumerate(csv.reader(io.StringIO(text, newline=""), dialect), start=1):
-            if len(row) > policy.csv_max_columns:
-                content.block("size", f"row {line_no} has {len(row)} columns (the cap is "
-                              f"{policy.csv_max_columns})", csv_rows=[line_no, line_no])
-                return content
-            long = [i for i, c in enumerate(row) if len(c) > policy.csv_max_cell]
-            if long:
-                content.block("structure", f"row {line_no} column {long[0] + 1} has a cell of "
-                              f"{len(row[long[0]])} characters (the cap is {policy.csv_max_cell})",
-                              csv_rows=[line_no, line_no], csv_column=long[0] + 1)
-            rows.append(row)
+        rows = list(csv.reader(io.StringIO(text, newline=""), dialect))
     except csv.Error as exc:
         content.block("structure", f"not a readable CSV: {exc}")
         return content
+    cap = policy.csv_max_cell
+    wide = max(map(len, rows), default=0) > policy.csv_max_columns
+    long_cells = len(text) > cap and max((len(c) for r in rows for c in r), default=0) > cap
+    for line_no, row in enumerate(rows, start=1) if wide or long_cells else ():
+        if len(row) > policy.csv_max_columns:
+            content.block("size", f"row {line_no} has {len(row)} columns (the cap is "
+                          f"{policy.csv_max_columns})", csv_rows=[line_no, line_no])
+            return content
+        if long_cells:
+            long = [i for i, c in enumerate(row) if len(c) > cap]
+            if long:
+                content.block("structure", f"row {line_no} column {long[0] + 1} has a cell of "
+                              f"{len(row[long[0]])} characters (the cap is {cap})",
+                              csv_rows=[line_no, line_no], csv_column=long[0] + 1)
     content.blobs += encoded_blobs(text, {"csv": "text"}, block_bytes)
     rows = [r for r in rows if r]
     if not rows:
@@ -226,9 +248,14 @@ def parse_csv(text: str, policy: GatePolicy, block_bytes: int, min_len: int) -> 
                       csv_rows=[1, len(rows)])
     base = 2 if header else 1  # line number of the first data row
     padded = data if all(len(r) == width for r in data) else [r + [""] * (width - len(r)) for r in data]
-    for j, cells in enumerate(zip(*padded, strict=True)):
-        for start, run in _numeric_runs(_column(cells), 2):
+    columns = [_column(cells) for cells in zip(*padded, strict=True)]
+    for j, col in enumerate(columns):
+        for start, run in _numeric_runs(col, 2):
             content.sequences.append(Sequence(run, {"csv_column": names[j]}, "csv_row", base + start))
+    if width >= 32 and len(data) >= 32:
+        table = np.stack(columns, axis=1)
+        if np.isfinite(table).mean() > 0.9:  # a grayscale picture as a table of numbers
+            content.images.append(Image(to_gray(np.nan_to_num(table)), {"csv": "table of numbers"}))
     if width >= min_len:
         for i, r in enumerate(data):
             for start, run in _numeric_runs(_column(r), min_len):
