@@ -453,7 +453,7 @@ class Outputs:
         """An output set (``by``: refused unless that identity may see it)."""
         with self.db.read() as s:
             row = _set(s, output_id)
-            if by is not None and not _sees(s, row, by):
+            if by is not None and not _sees(row, roles_of(s, identity_row(s, by.name).id)):
                 raise Forbidden(f"{by.name!r} may not see output set {row.id}")
             return _view(s, row)
 
@@ -471,7 +471,8 @@ class Outputs:
                 except ValueError:
                     raise ReviewError(f"unknown output state {state!r}; states: "
                                       f"{[x.value for x in OutputState]}") from None
-            return [_view(s, r) for r in s.scalars(q) if _sees(s, r, by)]
+            roles = roles_of(s, identity_row(s, by.name).id)
+            return [_view(s, r) for r in s.scalars(q) if _sees(r, roles)]
 
     # -- internals -----------------------------------------------------------------------------
     def _decide(self, output_id: int, by: Identity, reason: str, new: OutputState,
@@ -711,8 +712,9 @@ def _findings_summary(f: OutputFileRow) -> str:
     return "; ".join(msgs) + more if msgs else "no findings given"
 
 
-def _sees(s: Session, row: OutputSetRow, by: Identity) -> bool:
-    roles = roles_of(s, identity_row(s, by.name).id)
+def _sees(row: OutputSetRow, roles: frozenset[RoleGrant]) -> bool:
+    """Whether an identity holding ``roles`` may see the set: a member of its lab, an
+    admin, or (once submitted) a reviewer or the provider of its dataset."""
     ds: Dataset = row.dataset
     if any(r.role is Role.ADMIN for r in roles) or RoleGrant(Role.LAB_MEMBER, lab=row.lab.name) in roles:
         return True
