@@ -13,6 +13,7 @@ The app makes no outbound connection: it only answers.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -75,6 +76,10 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/v1/datasets/{dataset}/releases/{version}/files/{path:path}"): "pull",
     ("GET", "/v1/audit/checkpoint"): "audit",
     ("GET", "/v1/audit/entries"): "audit",
+    ("GET", "/v1/datasets/{dataset}/exportable"): "catalog:read",  # vault.fingerprint.api
+    ("PUT", "/v1/datasets/{dataset}/exportable"): "catalog:write",
+    ("POST", "/v1/datasets/{dataset}/releases/{version}/export"): "pull",
+    ("GET", "/v1/datasets/{dataset}/releases/{version}/export/files/{path:path}"): "pull",
 }
 """(method, path) -> the scope the route needs (``a|b``: either)."""
 ROUTE_SCOPES |= JOB_ROUTE_SCOPES  # the clean room's jobs (vault/jobs/api.py)
@@ -407,6 +412,7 @@ def create_app(vault: Vault) -> FastAPI:
         return [e.as_dict() for e in vault.audit.show(dataset)]
 
     add_job_routes(app, vault)
+    importlib.import_module("vault.fingerprint.api").add_routes(app, vault)
     return app
 
 

@@ -248,6 +248,21 @@ def test_a_subset_of_columns_in_another_order_is_matched_column_by_column(
     assert "step" not in by_column
 
 
+def test_a_csv_as_long_as_an_episode_is_held_up_by_its_row_count_alone(tmp_path: Path,
+                                                                        index: InputIndex) -> None:
+    rng = np.random.default_rng(8)
+    out = tmp_path / "noise.csv"
+    _csv(out, ["a", "b"], rng.normal(size=(60, 2)))
+    assert check([out], index).verdict == "pass"  # under csv_dump_min_rows
+    tf = next(s for s in index.streams if s["name"] == "tf")
+    assert all(30 <= n <= 120 for n in tf["episode_rows"])
+    (dump,) = only(check([out], index, GatePolicy(csv_dump_min_rows=20)), "stream_dump")
+    assert dump.input["episode"] in (0, 1) and dump.where == {"csv_rows": 60} and dump.severity == "block"
+    assert "of tf (" in dump.message
+    noted = check([out], index, GatePolicy(csv_dump_min_rows=20, csv_dump_severity="note"))
+    assert noted.verdict == "pass" and only(noted, "stream_dump")[0].severity == "note"
+
+
 def test_a_stream_inside_a_safetensors_tensor_is_blocked(tmp_path: Path, reader: ReleaseReader,
                                                          index: InputIndex) -> None:
     pos = positions(reader).astype(np.float32)
@@ -396,3 +411,13 @@ def test_the_report_reads_as_json_and_as_text_for_reviewers(tmp_path: Path, read
     assert [f["input"].get("stream") for f in doc["files"][0]["findings"]] == [None, CAM]  # type, frame_copy
     with pytest.raises(GateError, match="format_version"):
         GateReport.from_json(doc | {"format_version": 7})
+
+
+def test_the_gate_benchmark_reports_seconds_per_gb_beside_sha256(release: Path, tmp_path: Path) -> None:
+    from bench.gate_bench import gate_throughput
+
+    result = gate_throughput(release, total_mb=0.6, workdir=tmp_path, repeat=1)
+    assert result["gate_s_per_gb"] > 0 and result["hash_s_per_gb"] > 0
+    assert set(result["by_type"]) == {"safetensors", "csv", "json", "png", "text"}
+    assert result["output_files"] >= 5 and 0.5 < result["output_mb"] < 1.5
+    assert result["index_frames"] > 0 and list(tmp_path.iterdir()) == []

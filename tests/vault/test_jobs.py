@@ -181,6 +181,12 @@ def test_an_episode_subset_grant_runs_on_its_episodes_only(
     assert real.state == "succeeded", real.message
     got = json.loads(handed.files[-1]["metrics.json"])
     assert got["episodes"] == [0, 1] and handed.runs[-1].episodes == (0, 1)
+    # the grant is revoked: the approved job no longer reads anything
+    grant = v.grants.list(lab="lab-d", live=True)[0]
+    v.grants.revoke(grant.id, v.identities.get("prov"), "the project ended")
+    after = jobs.wait(jobs.start_run(job.id, "real", by=dave).id, 60)
+    assert after.state == "refused" and "inputs cannot be read" in after.message
+    assert len(handed.runs) == 1
 
 
 @pytest.mark.slow
@@ -233,6 +239,21 @@ def test_a_requirement_not_offered_or_a_bad_job_is_refused_at_submit(
     with pytest.raises(Forbidden, match="no live grant"):
         jobs.submit(bob, code, requirements=reqs(), **TRAIN)
     assert jobs.list_jobs(lab="lab-b") == []
+
+
+def test_runs_left_behind_by_a_stopped_vault_end_as_failed(cleanroom: tuple[Vault, Jobs]) -> None:
+    from vault.jobs.models import JobRunRow
+
+    v, jobs = cleanroom
+    alice = v.identities.get("alice")
+    job = jobs.submit(alice, read_code(CODE / "train.py"), requirements=reqs(), run_mock=False,
+                      **(TRAIN | {"name": "stale"}))
+    with jobs.db.write() as s:  # as a vault that died mid-run leaves it
+        s.add(JobRunRow(job_id=job.id, kind="mock", state="running", started_at=jobs.db.clock()))
+    fresh = Jobs(v)
+    fresh.close()
+    run = jobs.get(job.id).runs[-1]
+    assert run.state == "failed" and "vault stopped" in run.message
 
 
 def test_the_job_identity_covers_code_requirements_inputs_outputs_and_limits() -> None:

@@ -163,6 +163,21 @@ def test_a_job_over_a_limit_is_stopped_and_the_state_names_the_limit(
     assert res.wall_s < 15
 
 
+def test_scratch_space_is_small_and_the_rest_read_only(dirs: dict[str, Path]) -> None:
+    res = run(dirs, """
+for d in ("/dev", "/dev/shm", "/tmp", "/job/home", "/", "/usr/lib"):
+    try:
+        with open(d.rstrip("/") + "/fill", "wb") as fh:
+            for _ in range(80):
+                fh.write(b"0" * (1 << 20))
+        print("FILLED", d)
+    except OSError as exc:
+        print("bounded", d, exc.strerror)
+""", JobLimits(output_bytes=200 << 20))
+    assert res.state == "succeeded", res.message
+    assert "FILLED" not in stdout(dirs) and stdout(dirs).count("bounded") == 6
+
+
 def test_a_failing_job_is_failed_with_its_traceback_in_the_logs(dirs: dict[str, Path]) -> None:
     res = run(dirs, "raise RuntimeError('boom')\n")
     assert res.state == "failed" and res.exit_code == 1

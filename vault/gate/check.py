@@ -155,17 +155,22 @@ def _image_findings(index: InputIndex, content: Content, policy: GatePolicy) -> 
 
 
 def _dump_findings(index: InputIndex, rows: int, policy: GatePolicy, prefer: set[str]) -> list[Finding]:
-    """A CSV with as many rows as (a large share of) an input stream or one of its episodes;
-    of the streams that fit, one whose values the CSV was found to hold (``prefer``), else
-    the one closest in length."""
+    """A CSV long enough to hold a whole numeric input stream (at least ``csv_dump_fraction``
+    of its rows), or as long as one of its episodes (within a factor ``1 / csv_dump_fraction``
+    either way); of the streams that fit, one whose values the CSV was found to hold
+    (``prefer``), else the one closest in length."""
     if rows < policy.csv_dump_min_rows:
         return []
+    frac = policy.csv_dump_fraction
     best: tuple[tuple[bool, float], dict[str, Any], str] | None = None
     for s in index.streams:
+        if s.get("kind") != "numeric":
+            continue
         lengths = [("the whole stream", int(s["rows"]), None)] + [
             (f"episode {e}", int(n), e) for e, n in enumerate(s.get("episode_rows") or [])]
         for label, n, episode in lengths:
-            if n < policy.csv_dump_min_rows or rows < policy.csv_dump_fraction * n:
+            fits = rows >= frac * n if episode is None else frac * n <= rows <= n / frac
+            if n < policy.csv_dump_min_rows or not fits:
                 continue
             closeness = (s["name"] not in prefer, abs(1.0 - rows / n))
             if best is None or closeness < best[0]:
@@ -177,7 +182,8 @@ def _dump_findings(index: InputIndex, rows: int, policy: GatePolicy, prefer: set
     _, info, text = best
     share = 100 * rows / info["rows"]
     return [Finding("stream_dump", f"{rows} data rows: {share:.0f}% of the rows of {text}; "
-                    f"a CSV this long can dump the stream", where={"csv_rows": rows}, input=info)]
+                    f"a CSV this long can dump the stream", severity=policy.csv_dump_severity,
+                    where={"csv_rows": rows}, input=info)]
 
 
 def check_file(path: str | Path, index: InputIndex, policy: GatePolicy | None = None, *,

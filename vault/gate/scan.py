@@ -144,12 +144,14 @@ def scan_sequences(index: InputIndex, seqs: list[Sequence], policy: GatePolicy) 
 def _scan_batch(index: InputIndex, batch: list[tuple[int, int, np.ndarray]], k: int, digits: int,
                 zero_below: float) -> np.ndarray:
     parts, starts, at = [], [], 0
-    gap = np.full(k - 1, _SENTINEL, dtype=np.int64)
+    gap = np.full(k - 1, np.nan)
     for _, _, values in batch:
         starts.append(at)
-        parts += [quantise(values, digits, zero_below), gap]
+        parts += [np.asarray(values, dtype=np.float64), gap]
         at += len(values) + k - 1
-    codes = np.concatenate(parts)
+    codes = quantise(np.concatenate(parts), digits, zero_below)
+    ends = np.asarray(starts, dtype=np.int64) + np.asarray([len(p[2]) for p in batch], dtype=np.int64)
+    codes[(ends[:, None] + np.arange(k - 1)[None, :]).ravel()] = _SENTINEL
     where, rows = index.windows.lookup(sequence_hashes(codes, k))
     if len(where) == 0:
         return np.zeros((0, 4), dtype=np.int64)

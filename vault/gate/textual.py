@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Sequence as Sequence_
 from typing import Any
 
 import numpy as np
@@ -30,25 +31,56 @@ _HEX = re.compile(r"(?:[0-9a-fA-F]{2}){64,}")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
+_B64_CHARS = np.zeros(256, dtype=bool)
+_B64_CHARS[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-=",
+                         np.uint8)] = True
+
+
+def _long_runs(text: str, min_len: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of the runs of base64 alphabet characters at least ``min_len`` long
+    (found over the UTF-8 bytes with numpy; offsets are characters when the text is ASCII)."""
+    raw = np.frombuffer(text.encode("utf-8", "surrogatepass"), np.uint8)
+    inside = _B64_CHARS[raw].astype(np.int8)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], inside, [0]))))
+    starts, ends = edges[::2], edges[1::2]
+    keep = ends - starts >= min_len
+    if not keep.any():
+        return []
+    if len(raw) == len(text):
+        return [(int(a), int(b)) for a, b in zip(starts[keep], ends[keep], strict=True)]
+    as_bytes = text.encode("utf-8", "surrogatepass")
+    return [(len(as_bytes[:a].decode("utf-8", "replace")), len(as_bytes[:b].decode("utf-8", "replace")))
+            for a, b in zip(starts[keep], ends[keep], strict=True)]
+
+
 def encoded_blobs(text: str, where: dict[str, Any], min_bytes: int) -> list[Blob]:
     """Decoded runs of base64 (standard or URL-safe) and hex in ``text`` of at least
     ``min_bytes`` decoded bytes, each with its character offset."""
     out: list[Blob] = []
-    for m in _HEX.finditer(text):
-        if len(m.group()) // 2 >= min_bytes:
-            out.append(Blob(bytes.fromhex(m.group()), where | {"char_offset": m.start(), "encoding": "hex"}))
-    for m in _B64.finditer(text):
-        s = m.group()
-        if len(s) * 3 // 4 < min_bytes or _HEX.fullmatch(s):
-            continue
-        s = s.rstrip("=")
-        s = s[: len(s) - len(s) % 4] if len(s) % 4 == 1 else s
-        try:
-            raw = base64.b64decode(s.replace("-", "+").replace("_", "/") + "=" * (-len(s) % 4))
-        except (binascii.Error, ValueError):
-            continue
-        out.append(Blob(raw, where | {"char_offset": m.start(), "encoding": "base64"}))
+    for a, b in _long_runs(text, min(64, min_bytes)):
+        for m in _HEX.finditer(text, a, b):
+            if len(m.group()) // 2 >= min_bytes:
+                out.append(Blob(bytes.fromhex(m.group()),
+                                where | {"char_offset": m.start(), "encoding": "hex"}))
+        for m in _B64.finditer(text, a, b):
+            blob = _base64(m, where, min_bytes)
+            if blob is not None:
+                out.append(blob)
     return out
+
+
+def _base64(m: re.Match[str], where: dict[str, Any], min_bytes: int) -> Blob | None:
+    """The bytes a run of base64 (standard or URL-safe, padding optional) decodes to."""
+    s = m.group()
+    if len(s) * 3 // 4 < min_bytes or _HEX.fullmatch(s):
+        return None
+    s = s.rstrip("=")
+    s = s[: len(s) - len(s) % 4] if len(s) % 4 == 1 else s
+    try:
+        raw = base64.b64decode(s.replace("-", "+").replace("_", "/") + "=" * (-len(s) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    return Blob(raw, where | {"char_offset": m.start(), "encoding": "base64"})
 
 
 def _numbers(values: list[Any]) -> np.ndarray | None:
@@ -135,7 +167,7 @@ def parse_json(text: str, doc: Any, policy: GatePolicy, block_bytes: int) -> Con
     return content
 
 
-def _column(cells: list[str]) -> np.ndarray:
+def _column(cells: Sequence_[str]) -> np.ndarray:
     """A CSV column as float64, NaN where a cell is not a number."""
     try:
         return np.asarray(cells, dtype=np.float64)
@@ -193,8 +225,8 @@ def parse_csv(text: str, policy: GatePolicy, block_bytes: int, min_len: int) -> 
         content.block("size", f"{len(data)} data rows (the cap is {policy.csv_max_rows})",
                       csv_rows=[1, len(rows)])
     base = 2 if header else 1  # line number of the first data row
-    cols = [[r[j] if j < len(r) else "" for r in data] for j in range(width)]
-    for j, cells in enumerate(cols):
+    padded = data if all(len(r) == width for r in data) else [r + [""] * (width - len(r)) for r in data]
+    for j, cells in enumerate(zip(*padded, strict=True)):
         for start, run in _numeric_runs(_column(cells), 2):
             content.sequences.append(Sequence(run, {"csv_column": names[j]}, "csv_row", base + start))
     if width >= min_len:
@@ -223,23 +255,24 @@ def parse_text(text: str, policy: GatePolicy, block_bytes: int, min_len: int) ->
         content.block("structure", f"line {long[0] + 1} has {len(lines[long[0]])} characters (the cap "
                       f"is {policy.text_max_line}); {len(long)} such line(s)", line=long[0] + 1)
     content.blobs += encoded_blobs(text, {"text": "log"}, block_bytes)
-    counts: list[int] = []
-    numbers: list[list[float]] = []
-    for line in lines:
-        found = [float(x) for x in _NUMBER.findall(line)]
-        counts.append(len(found))
-        numbers.append(found)
-        if len(found) >= min_len:
-            content.sequences.append(Sequence(np.asarray(found), {"line": len(counts)}, "number", 1))
-    i = 0
-    while i < len(lines):
-        j = i
-        while j < len(lines) and counts[j] == counts[i]:
-            j += 1
-        if counts[i] and j - i >= 2:
-            table = np.asarray(numbers[i:j], dtype=np.float64)
-            for c in range(table.shape[1]):
-                content.sequences.append(Sequence(table[:, c], {"lines": [i + 1, j], "number_in_line": c + 1},
-                                                  "line", i + 1))
-        i = j
+    matches = list(_NUMBER.finditer(text))
+    if not matches:
+        return content
+    values = np.asarray([float(m.group()) for m in matches])
+    newlines = np.flatnonzero(np.frombuffer(text.encode("utf-8", "surrogatepass"), np.uint8) == 10) \
+        if text.isascii() else np.asarray([i for i, ch in enumerate(text) if ch == "\n"], dtype=np.int64)
+    line_of = np.searchsorted(newlines, np.asarray([m.start() for m in matches]))  # 0-based line
+    counts = np.bincount(line_of, minlength=len(newlines) + 1)
+    first = np.concatenate(([0], np.cumsum(counts)))  # index of each line's first number
+    for line in np.flatnonzero(counts >= min_len):
+        content.sequences.append(Sequence(values[first[line]:first[line + 1]], {"line": int(line) + 1},
+                                          "number", 1))
+    edges = np.flatnonzero(np.diff(np.concatenate(([-1], counts, [-1]))))  # runs of equal counts
+    for i, j in zip(edges[:-1], edges[1:], strict=True):
+        n = int(counts[i])
+        if n and j - i >= 2:
+            table = values[first[i]:first[j]].reshape(j - i, n)
+            for c in range(n):
+                content.sequences.append(Sequence(table[:, c], {"lines": [int(i) + 1, int(j)],
+                                                                "number_in_line": c + 1}, "line", int(i) + 1))
     return content

@@ -11,7 +11,8 @@ What the job sees (:func:`bwrap_argv`)::
     /job/code                    read-only: the job's code
     /job/input                   read-only: the decrypted inputs (a tmpfs directory)
     /job/out                     writable: the only writable place on a real file system
-    /tmp, /job/home              small tmpfs (``--size``); the root itself is read-only
+    /tmp, /job/home, /dev/shm    small tmpfs (``--size``: 64, 16, 16 MiB: scratch space, bounded,
+                                 thrown away); the root and /dev are read-only
     /proc, /dev                  the sandbox's own (its pid namespace; minimal devices)
 
 Everything else is absent: no /work, no vault root, no key files, no /etc, no $HOME.
@@ -228,8 +229,9 @@ def bwrap_argv(code_dir: Path, input_dir: Path | None, out_dir: Path,
     pythonpath.insert(0, "/opt/demofab")
     runner = Path(__file__).with_name("runner.py")
     argv += ["--proc", "/proc", "--dev", "/dev",
+             "--size", str(16 << 20), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
              "--size", str(tmp_bytes), "--tmpfs", "/tmp",
-             "--dir", "/job", "--size", str(tmp_bytes), "--tmpfs", "/job/home",
+             "--dir", "/job", "--size", str(16 << 20), "--tmpfs", "/job/home",
              "--ro-bind", str(runner), "/job/runner.py",
              "--ro-bind", str(code_dir), "/job/code",
              "--bind", str(out_dir), "/job/out"]

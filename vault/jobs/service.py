@@ -91,7 +91,8 @@ class JobView:
 
 class Jobs:
     """The clean room of ``vault``. ``maxima``: the vault-wide limits; ``workers``: runs
-    at a time (runs are queued and executed in background threads)."""
+    at a time (runs are queued and executed in background threads). One per vault: a new
+    one ends the runs it finds queued or running as failed (left by a stopped vault)."""
 
     def __init__(self, vault: Vault, *, maxima: JobLimits = MAXIMA, workers: int = 1) -> None:
         self.vault = vault
@@ -102,6 +103,18 @@ class Jobs:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cleanroom")
         self._futures: dict[int, Future[RunView]] = {}
         self._lock = threading.Lock()
+        self._end_stale_runs()
+
+    def _end_stale_runs(self) -> None:
+        """Runs left queued or running by a vault that stopped: ended as failed (their
+        sandbox died with the vault: bwrap runs with --die-with-parent)."""
+        with self.db.write() as s:
+            for run in s.scalars(select(JobRunRow).where(JobRunRow.state.in_(("queued", "running")))):
+                run.state, run.ended_at = "failed", self.db.clock()
+                run.message = "the vault stopped before the run ended; start it again"
+                s.flush()
+                self._emit("vault", "job_run_ended", run.job, run=run.id, kind=run.kind,
+                           state="failed", message=run.message)
 
     def close(self) -> None:
         """Wait for the queued runs, then stop the workers."""
