@@ -58,6 +58,7 @@ def handed(monkeypatch: pytest.MonkeyPatch) -> Handed:
         streams: tuple[str, ...] | None
         files: dict[str, Path]
         inputs: Path
+        declared: dict[str, str]
 
     class Outputs:
         def __init__(self, vault: Vault) -> None:
@@ -65,6 +66,7 @@ def handed(monkeypatch: pytest.MonkeyPatch) -> Handed:
 
         def register_outputs(self, run: FinishedRun) -> None:
             assert (run.inputs / "zarr.json").is_file()  # what the job read, still there
+            assert all(run.declared[n] == "json" for n in run.files if not n.startswith("logs/"))
             got.runs.append(run)
             got.files.append({n: p.read_bytes() for n, p in run.files.items()})
 

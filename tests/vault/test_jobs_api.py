@@ -95,9 +95,15 @@ def test_a_lab_submits_from_the_cli_and_a_reviewer_approves_in_two_steps(
             break
         time.sleep(0.5)
     real = job["runs"][-1]
-    # handed to the output review (outputs_refused where no output review is installed)
-    assert real["kind"] == "real" and real["state"] in ("succeeded", "outputs_refused"), real
+    # handed to the output review: its metrics and its logs wait for the reviewers there
+    assert real["kind"] == "real" and real["state"] == "succeeded", real
     assert set(real["outputs"]) == {"metrics.json"}
+    import httpx
+
+    with httpx.Client(base_url=url, trust_env=False) as http:
+        sets = http.get("/v1/outputs", headers={"Authorization": f"Bearer {tok['alice']}"}).json()
+    names = {f["name"] for s in sets if s["job_id"] == 1 for f in s["files"]}
+    assert names == {"metrics.json", "logs/stdout.log", "logs/stderr.log"}, sets
     # a real run's logs are outputs: not served to the lab here
     assert cli(monkeypatch, tok["alice"], "logs", "1", "--run", str(real["id"]), "--url", url) == 1
 

@@ -193,7 +193,8 @@ def execute_run(jobs: Jobs, run_id: int) -> RunView:
                 finished = outputs_mod.FinishedRun(
                     job_id=job_id, run_id=run_id, dataset=ds, release=rel, lab=lab,
                     submitter=submitter, episodes=episodes, streams=streams, files=files,
-                    inputs=dirs["input"])
+                    inputs=dirs["input"],
+                    declared={n: o["type"] for n, o in outputs.items() if o["type"] is not None})
                 outputs_mod.Outputs(jobs.vault).register_outputs(finished)
             except (ModuleNotFoundError, VaultError) as exc:
                 state = "outputs_refused" if res.state == "succeeded" else res.state
