@@ -98,6 +98,7 @@ def _add_operating_commands(vsub: argparse._SubParsersAction[argparse.ArgumentPa
     admin.add_commands(vsub)
     importlib.import_module(f"{__package__}.jobs.outputs_cli").add_commands(vsub)
     importlib.import_module(f"{__package__}.fingerprint.cli").add_commands(vsub)
+    importlib.import_module(f"{__package__}.gate.cli").add_commands(vsub)  # the output gate, locally
 
 
 def _needs_extra(command: Callable[[argparse.Namespace], int],

@@ -18,7 +18,7 @@ import safetensors.numpy as stn
 
 from curation.loader import ReleaseReader
 from curation.pipeline import curate
-from vault.gate import GateError, GatePolicy, GateReport, InputIndex, check
+from vault.gate import GateError, GatePolicy, GateReport, IndexConfig, InputIndex, check
 
 _CONFTEST = Path(__file__).resolve().parents[1] / "curation" / "conftest.py"
 CAM = "camera.head.image_raw.compressed"
@@ -175,6 +175,30 @@ def test_a_frame_pasted_into_a_plot_at_an_offset_and_scaled_is_found_in_its_regi
     assert abs(region["x"] - 431) <= 4 and abs(region["y"] - 173) <= 4
     assert abs(region["w"] - 224) <= 8 and abs(region["h"] - 168) <= 8
     assert hit.input["stream"] == CAM and f"x={region['x']}" in hit.message
+
+
+def test_a_decoded_frame_stored_as_a_tensor_is_blocked(tmp_path: Path, reader: ReleaseReader,
+                                                       index: InputIndex) -> None:
+    _, img = frame_of(reader, 17)
+    out = tmp_path / "model.safetensors"
+    chw = np.ascontiguousarray(img.transpose(2, 0, 1)).astype(np.float32) / 255.0
+    out.write_bytes(stn.save({"replay_buffer.obs": chw[None], "bias": np.zeros(16, np.float32)}))
+    (hit,) = only(check([out], index), "frame_image")
+    assert hit.where["tensor"] == "replay_buffer.obs" and hit.where["layout"] == "CHW"
+    assert hit.input["stream"] == CAM and hit.input["episode"] == 1
+
+
+def test_frames_tiled_edge_to_edge_in_a_plot_are_each_found(tmp_path: Path, reader: ReleaseReader,
+                                                             index: InputIndex) -> None:
+    canvas = plot("loss", np.random.default_rng(3), (700, 900))
+    rows = (1, 6, 11, 16)
+    for k, row in enumerate(rows):
+        y, x = 100 + (k // 2) * 120, 300 + (k % 2) * 160
+        canvas[y:y + 120, x:x + 160] = cv2.resize(frame_of(reader, row)[1], (160, 120),
+                                                  interpolation=cv2.INTER_AREA)
+    hits = only(check([write_png(tmp_path / "sheet.png", canvas)], index), "frame_image")
+    corners = sorted((h.where["png_region"]["x"], h.where["png_region"]["y"]) for h in hits)
+    assert corners == [(300, 100), (300, 220), (460, 100), (460, 220)]
 
 
 def test_a_frame_in_base64_inside_json_is_blocked_with_its_path(tmp_path: Path, reader: ReleaseReader,
@@ -380,6 +404,28 @@ def test_the_index_is_built_once_per_release_and_reloaded(tmp_path: Path, releas
         InputIndex.load(tmp_path / "junk.npz")
 
 
+def test_two_derived_subsets_of_one_release_get_their_own_cached_index(tmp_path: Path, release: Path,
+                                                                        reader: ReleaseReader) -> None:
+    from vault.subset import derive_subset
+
+    files = [p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()]
+    dirs = []
+    for e in (0, 1):
+        out = tmp_path / f"ep{e}" / "v1"
+        for rel, data in derive_subset(lambda p: (release / p).read_bytes(), files, [e]).items():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_bytes(data)
+        dirs.append(out)
+    first, second = (InputIndex.cached(d, tmp_path / "cache") for d in dirs)
+    assert first.meta["release_sha256"] == second.meta["release_sha256"]  # the source's, kept
+    assert first.meta["content_sha256"] != second.meta["content_sha256"]
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    theirs = reader.payload(CAM, int(reader.bounds(CAM)[1, 1]) - 1)  # a frame of episode 1 only
+    (tmp_path / "f.bin").write_bytes(theirs)
+    assert not only(check([tmp_path / "f.bin"], first), "frame_copy")
+    assert only(check([tmp_path / "f.bin"], second), "frame_copy")
+
+
 def test_an_index_of_one_episode_knows_only_that_episode(tmp_path: Path, reader: ReleaseReader) -> None:
     sub = InputIndex.build(reader, episodes=[0], streams=[CAM, "joint_states"])
     bounds = reader.bounds(CAM)
@@ -421,3 +467,30 @@ def test_the_gate_benchmark_reports_seconds_per_gb_beside_sha256(release: Path, 
     assert set(result["by_type"]) == {"safetensors", "csv", "json", "png", "text"}
     assert result["output_files"] >= 5 and 0.5 < result["output_mb"] < 1.5
     assert result["index_frames"] > 0 and list(tmp_path.iterdir()) == []
+
+
+def test_the_cli_checks_files_against_a_release_and_exits_1_when_blocked(
+        tmp_path: Path, release: Path, reader: ReleaseReader, capsys: pytest.CaptureFixture[str]) -> None:
+    from demofab.cli import main
+
+    (tmp_path / "metrics.json").write_text('{"loss": 0.5}')
+    (tmp_path / "f.jpg").write_bytes(frame_of(reader, 4)[0])
+    args = ["vault", "gate", "check", "--release", str(release), "--cache", str(tmp_path / "c")]
+    assert main([*args, str(tmp_path / "metrics.json")]) == 0
+    assert "PASS  metrics.json" in capsys.readouterr().out
+    assert main([*args, "--json", str(tmp_path / "metrics.json"), str(tmp_path / "f.jpg")]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "block" and doc["files"][1]["findings"][1]["input"]["stream"] == CAM
+    (tmp_path / "p.yaml").write_text("csv_rows: 3\n")
+    assert main([*args, "--policy", str(tmp_path / "p.yaml"), str(tmp_path / "metrics.json")]) == 2
+    assert "unknown keys csv_rows" in capsys.readouterr().err
+
+
+def test_a_capped_index_strides_wider_and_still_finds_a_dump(tmp_path: Path, reader: ReleaseReader) -> None:
+    capped = InputIndex.build(reader, streams=["joint_states"], config=IndexConfig(max_windows=5_000))
+    full = InputIndex.build(reader, streams=["joint_states"])
+    assert capped.meta["window_stride"] > full.meta["window_stride"] == 4
+    assert len(capped.win_hash) <= 5_000 < len(full.win_hash)
+    names = reader.stream("joint_states").attributes["joint_names"]
+    report = check([_csv(tmp_path / "dump.csv", names, positions(reader)[:300])], capped)
+    assert len(only(report, "stream_window")) >= 10

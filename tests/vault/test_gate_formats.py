@@ -268,3 +268,25 @@ def test_numbers_printed_as_text_or_cast_to_float32_get_the_same_codes() -> None
     assert informative(quantise(wave, 3, 1e-4), 8, 4).all()
     h = sequence_hashes(quantise(wave, 3, 1e-4), 8)
     assert len(h) == 13 and len(set(h.tolist())) == 13
+
+
+def test_cut_and_corrupted_files_are_blocked_never_crash_the_gate(tmp_path: Path, empty: InputIndex) -> None:
+    rng = np.random.default_rng(9)
+    good = {"p.png": _png(), "w.safetensors": stn.save({"a": rng.normal(size=(40, 3)).astype(np.float32)}),
+            "m.json": json.dumps({"loss": [0.5, 0.4, 0.3] * 10}).encode(),
+            "t.csv": b"a,b\n" + b"".join(f"{i},{i * 0.5}\n".encode() for i in range(30))}
+    paths = []
+    for name, data in good.items():
+        for k, cut in enumerate((len(data) // 3, len(data) // 2, len(data) - 1)):
+            paths.append(tmp_path / f"cut{k}_{name}")
+            paths[-1].write_bytes(data[:cut])
+        flipped = bytearray(data)
+        for i in rng.integers(8, len(data), 5):
+            flipped[i] ^= 0x5A
+        paths.append(tmp_path / f"flip_{name}")
+        paths[-1].write_bytes(bytes(flipped))
+    report = check(paths, empty)
+    for fv in report.files:
+        if fv.name.startswith("cut") and not fv.name.endswith(".csv"):
+            assert fv.verdict == "block", (fv.name, fv.findings)
+    assert len(report.files) == len(paths)

@@ -72,7 +72,7 @@ def _parse(kind: str, data: bytes, text: str | None, doc: Any, index: InputIndex
     if kind == "png":
         return parse_png(data, policy)
     if kind == "safetensors":
-        return parse_safetensors(data, policy, cfg.window)
+        return parse_safetensors(data, policy, cfg)
     assert text is not None
     if kind == "json":
         return parse_json(text, doc, policy, cfg.block_bytes)
@@ -186,6 +186,22 @@ def _dump_findings(index: InputIndex, rows: int, policy: GatePolicy, prefer: set
                     where={"csv_rows": rows}, input=info)]
 
 
+def _content_findings(kind: str, data: bytes, text: str | None, doc: Any, index: InputIndex,
+                      policy: GatePolicy) -> list[Finding]:
+    content = _parse(kind, data, text, doc, index, policy)
+    findings = list(content.findings)
+    for blob in content.blobs:
+        label = blob.where.get("encoding") or blob.where.get("png") or blob.where.get("part") or "decoded"
+        what = f"{_where_text(blob.where)} ({label})"
+        findings += _frame_findings(index, blob.data, blob.where, what, policy)
+    findings += _stream_findings(index, content, policy)
+    findings += _image_findings(index, content, policy)
+    if content.csv_rows is not None:
+        found = {str(f.input.get("stream")) for f in findings if f.kind == "stream_window"}
+        findings += _dump_findings(index, content.csv_rows, policy, found)
+    return findings
+
+
 def check_file(path: str | Path, index: InputIndex, policy: GatePolicy | None = None, *,
                name: str | None = None, declared: str | None = None) -> FileVerdict:
     """The gate's verdict on one output file (``declared``: the type the job declared for it;
@@ -225,17 +241,11 @@ def check_file(path: str | Path, index: InputIndex, policy: GatePolicy | None = 
     if fid is None:
         findings += _frame_findings(index, data, {}, "the file's", policy)
     if kind in ALLOWED_KINDS and size <= policy.cap(kind):
-        content = _parse(kind, data, text, doc, index, policy)
-        findings += content.findings
-        for blob in content.blobs:
-            label = blob.where.get("encoding") or blob.where.get("png") or blob.where.get("part") or "decoded"
-            findings += _frame_findings(index, blob.data, blob.where, f"{_where_text(blob.where)} ({label})",
-                                        policy)
-        findings += _stream_findings(index, content, policy)
-        findings += _image_findings(index, content, policy)
-        if content.csv_rows is not None:
-            found = {str(f.input.get("stream")) for f in findings if f.kind == "stream_window"}
-            findings += _dump_findings(index, content.csv_rows, policy, found)
+        try:
+            findings += _content_findings(kind, data, text, doc, index, policy)
+        except Exception as exc:  # noqa: BLE001 - fail closed: a file the gate cannot take apart is blocked
+            findings.append(Finding("structure", f"{name}: the gate could not take it apart as {kind}: "
+                                    f"{type(exc).__name__}: {exc}", where={"error": type(exc).__name__}))
     findings.sort(key=lambda f: _ORDER.index(f.kind))
     if len(findings) > _MAX_FINDINGS:
         kept = findings[:_MAX_FINDINGS]

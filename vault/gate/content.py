@@ -30,6 +30,7 @@ class Sequence:
     where: dict[str, Any]
     unit: str = "index"
     base: int = 0
+    codes: np.ndarray | None = None  # the values already rounded (hashing.quantise), if at hand
 
 
 @dataclass

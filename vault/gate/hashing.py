@@ -105,13 +105,15 @@ def quantise(values: np.ndarray, digits: int, zero_below: float) -> np.ndarray:
     (mantissa * 2048 + decimal exponent); values smaller than ``zero_below`` in magnitude
     are 0. The same number printed with more digits, or cast to float32, gets the same
     code (but at a rounding boundary)."""
-    v = np.asarray(values, dtype=np.float64).ravel()
+    with np.errstate(invalid="ignore", over="ignore"):
+        v = np.asarray(values, dtype=np.float64).ravel()
     a = np.abs(v)
     with np.errstate(invalid="ignore"):
         live = a >= max(zero_below, 1e-300)  # False for NaN
     live &= a < np.inf
-    x = v[live]
-    ax = a[live]
+    everything = bool(live.all())
+    x = v if everything else v[live]
+    ax = a if everything else a[live]
     _, e2 = np.frexp(ax)
     e = np.floor((e2 - 1) * _LOG10_2).astype(np.int64)  # floor(log10|x|), or one less
     e += ax >= _TEN[e + 341]
@@ -120,8 +122,11 @@ def quantise(values: np.ndarray, digits: int, zero_below: float) -> np.ndarray:
     if over.any():
         e[over] += 1
         m[over] = np.rint(x[over] * _TEN[digits - 1 - e[over] + 340])
+    coded = m.astype(np.int64) * 2048 + (e + 1024)
+    if everything:
+        return coded
     codes = np.zeros(v.shape, dtype=np.int64)
-    codes[live] = m.astype(np.int64) * 2048 + (e + 1024)
+    codes[live] = coded
     if len(x) != len(v):
         codes[np.isnan(v)] = _NAN_CODE
         codes[np.isposinf(v)] = _POSINF_CODE

@@ -181,7 +181,7 @@ class InputIndex:
         and the config, so a new release version or subset gets its own index."""
         reader = _reader(release)
         cfg = config or IndexConfig()
-        key = json.dumps({"release_sha256": _release_sha256(reader), "format": INDEX_FORMAT_VERSION,
+        key = json.dumps({"content": content_sha256(reader), "format": INDEX_FORMAT_VERSION,
                           "streams": sorted(streams) if streams is not None else None,
                           "episodes": sorted(episodes) if episodes is not None else None,
                           "config": cfg.to_dict()}, sort_keys=True)
@@ -190,7 +190,10 @@ class InputIndex:
         cache.mkdir(parents=True, exist_ok=True)
         path = cache / f"{reader.name}-v{reader.version}-{digest}.gateindex.npz"
         if path.is_file():
-            return cls.load(path)
+            index = cls.load(path)
+            if index.meta.get("content_sha256") == content_sha256(reader):
+                return index
+            path.unlink()  # not the index of this release: build it again
         index = cls.build(reader, streams=streams, episodes=episodes, config=cfg, progress=progress)
         index.save(path)
         return index
@@ -210,7 +213,8 @@ class InputIndex:
                                    config=config or IndexConfig(), progress=progress)
         meta = {"format": "demofab.gate_index", "format_version": INDEX_FORMAT_VERSION,
                 "release": reader.name, "version": reader.version,
-                "release_sha256": _release_sha256(reader), "path": str(reader.path),
+                "release_sha256": _release_sha256(reader), "content_sha256": content_sha256(reader),
+                "path": str(reader.path),
                 "subset_streams": list(streams) if streams is not None else None,
                 "subset_episodes": [int(e) for e in episodes] if episodes is not None else None} | meta
         return cls(meta=meta, **arrays)
@@ -228,10 +232,35 @@ def _reader(release: Any) -> Any:
         raise GateError(f"cannot index release {release}: {exc}") from exc
 
 
-def _release_sha256(reader: Any) -> str | None:
+def _manifest(reader: Any) -> dict[str, Any]:
     try:
-        manifest = reader._json(str(reader.attributes.get("manifest", "manifest.json")))  # noqa: SLF001
+        doc: dict[str, Any] = reader._json(str(reader.attributes.get("manifest", "manifest.json")))  # noqa: SLF001
     except Exception:  # noqa: BLE001 - a release without a manifest is indexed all the same
-        return None
-    value = manifest.get("release_sha256")
+        return {}
+    return doc
+
+
+def _release_sha256(reader: Any) -> str | None:
+    value = _manifest(reader).get("release_sha256")
     return str(value) if value else None
+
+
+def content_sha256(reader: Any) -> str:
+    """A hash of what the release holds: of its manifest's file list (path and sha256 of
+    every file) when it has one, else of every file's bytes. A derived release (an episode
+    or stream subset) keeps its source's ``release_sha256`` but not its file list, so this,
+    not ``release_sha256``, tells two inputs apart."""
+    files = _manifest(reader).get("files")
+    h = hashlib.sha256()
+    if isinstance(files, dict) and files:
+        for path in sorted(files):
+            h.update(f"{files[path].get('sha256')}  {path}\n".encode())
+        return h.hexdigest()
+    root = Path(reader.path)
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(f"{p.relative_to(root).as_posix()}\n".encode())
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+    return h.hexdigest()

@@ -11,7 +11,8 @@ thumbnail correlation confirms.
 frame: the whole image, the connected blocks that differ from the background (after an
 opening that removes lines, text and markers thinner than a few pixels), and the
 connected blocks of dense texture (a photo over a coloured area); each once as found and
-once trimmed of rows and columns that are background at its edges. A plot has a handful;
+once trimmed of rows and columns that are background at its edges, and cut at its seams
+(rows or columns that jump across its whole width: pictures laid edge to edge). A plot has a handful;
 a photo pasted anywhere, at any scale down to ``min_side`` pixels, is one of them."""
 
 from __future__ import annotations
@@ -97,7 +98,44 @@ def _trim(diff: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, i
     return (x + c0, y + r0, c1 - c0, r1 - r0)
 
 
-def candidate_regions(gray: np.ndarray, *, min_side: int = 24, limit: int = 48,
+def _seams(profile: np.ndarray, min_side: int) -> list[int]:
+    """Positions where a box's rows (or columns) jump across its whole width: the seams
+    between pictures laid edge to edge."""
+    if len(profile) < 2 * min_side:
+        return []
+    threshold = max(2.0 * float(np.median(profile)), 12.0)
+    out: list[int] = []
+    for i in np.argsort(-profile):
+        if profile[i] < threshold or len(out) == 4:
+            break
+        if min_side <= i <= len(profile) - min_side and all(abs(int(i) - s) >= min_side for s in out):
+            out.append(int(i))
+    return sorted(out)
+
+
+Box = tuple[int, int, int, int]  # x, y, w, h
+
+
+def _cells(gray: np.ndarray, box: Box, min_side: int) -> list[Box]:
+    """The tiles of ``box`` between its seams (a contact sheet of frames): each run of one
+    or two intervals between seams, across and down (a seam inside a picture, such as a
+    horizon, splits it in two intervals)."""
+    x, y, w, h = box
+    sub = gray[y:y + h, x:x + w].astype(np.int16)
+    rows = _seams(np.abs(np.diff(sub, axis=0)).mean(axis=1), min_side)
+    cols = _seams(np.abs(np.diff(sub, axis=1)).mean(axis=0), min_side)
+    if not rows and not cols:
+        return []
+    def spans(cuts: list[int], size: int) -> list[tuple[int, int]]:
+        edges = [0, *[c + 1 for c in cuts], size]
+        return [(edges[i], edges[j]) for i in range(len(edges) - 1) for j in (i + 1, i + 2)
+                if j < len(edges) and edges[j] - edges[i] >= min_side and (i, j) != (0, len(edges) - 1)]
+
+    return [(x + x0, y + y0, x1 - x0, y1 - y0) for y0, y1 in spans(rows, h) or [(0, h)]
+            for x0, x1 in spans(cols, w) or [(0, w)]]
+
+
+def candidate_regions(gray: np.ndarray, *, min_side: int = 24, limit: int = 96,
                       ) -> list[tuple[int, int, int, int]]:
     """Rectangles ``(x, y, w, h)`` of ``gray`` that may hold a pasted frame, largest first,
     the whole image first of all."""
@@ -115,14 +153,17 @@ def candidate_regions(gray: np.ndarray, *, min_side: int = 24, limit: int = 48,
     lap = np.abs(cv2.Laplacian(gray, cv2.CV_16S, ksize=3)) > 12
     density = cv2.boxFilter(lap.astype(np.float32), -1, (k * 2 + 1, k * 2 + 1))
     found += _boxes(density > 0.3, min_side, 0.5)
+    tiles: list[tuple[int, int, int, int]] = []
     for box in found:
         boxes.append(box)
         trimmed = _trim(diff, box)
         if trimmed[2] >= min_side and trimmed[3] >= min_side:
             boxes.append(trimmed)
+            tiles += _cells(gray, trimmed, min_side)
     unique: list[tuple[int, int, int, int]] = []
     for box in boxes:
         if box not in unique:
             unique.append(box)
     head, rest = unique[:1], sorted(unique[1:], key=lambda b: -b[2] * b[3])
+    rest = rest[:limit // 2] + [t for t in tiles if t not in rest[:limit // 2]] + rest[limit // 2:]
     return (head + rest)[:limit]

@@ -72,7 +72,7 @@ def parse_png(data: bytes, policy: GatePolicy) -> Content:
     pos, seen_idat, idat_done, text_total = len(PNG_SIGNATURE), False, False, 0
     idat: list[bytes] = []
     ihdr: tuple[int, ...] | None = None
-    ended = False
+    ended = damaged = False
     while pos < len(data):
         if pos + 12 > len(data):
             content.block("structure", f"cut off: {len(data) - pos} byte(s) at offset {pos} are not a chunk",
@@ -89,6 +89,7 @@ def parse_png(data: bytes, policy: GatePolicy) -> Content:
         (crc,) = struct.unpack(">I", data[pos + 8 + length:end])
         if zlib.crc32(raw_type + body) != crc:
             content.block("structure", f"chunk {ctype} at offset {pos}: CRC mismatch", byte_offset=pos)
+            damaged = True
         where = {"byte_offset": pos, "chunk": ctype, "chunk_bytes": length}
         if ihdr is None and ctype != "IHDR":
             content.block("structure", f"the first chunk is {ctype}, not IHDR", **where)
@@ -148,7 +149,8 @@ def parse_png(data: bytes, policy: GatePolicy) -> Content:
     if width * height > policy.png_max_pixels:
         content.block("size", f"{width}x{height} pixels (the cap is {policy.png_max_pixels})")
         return content
-    _check_idat(content, b"".join(idat), _raw_size(width, height, depth, color, interlace))
+    if not _check_idat(content, b"".join(idat), _raw_size(width, height, depth, color, interlace)) or damaged:
+        return content  # blocked already; the decoder would only fail noisily
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.shape[:2] != (height, width):
         content.block("structure", f"does not decode to the {width}x{height} image its header declares")
@@ -158,20 +160,24 @@ def parse_png(data: bytes, policy: GatePolicy) -> Content:
     return content
 
 
-def _check_idat(content: Content, compressed: bytes, expected: int) -> None:
+def _check_idat(content: Content, compressed: bytes, expected: int) -> bool:
+    """Whether the image data inflates to what the image needs (True also when more follows,
+    so that the pixels are still searched)."""
     d = zlib.decompressobj()
     try:
         raw = d.decompress(compressed, expected + 1)
     except zlib.error as exc:
         content.block("structure", f"the image data does not inflate: {exc}")
-        return
+        return False
     if len(raw) > expected:
         content.block("structure", f"the image data inflates past the {expected} bytes the image needs "
                       "(extra data hidden in IDAT)")
     elif not d.eof:
         content.block("structure", f"the image data is cut off ({len(raw)} of {expected} bytes)")
+        return False
     elif d.unused_data:
         content.block("structure", f"{len(d.unused_data)} byte(s) after the end of the compressed image data")
+    return True
 
 
 def _file_order(img: np.ndarray) -> bytes:

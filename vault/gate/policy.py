@@ -122,7 +122,7 @@ class GatePolicy:
     phash_max_distance: int = 12          # bits of 64
     thumb_min_corr: float = 0.85          # correlation of the 16x16 thumbnails that confirms it
     region_min_side: int = 24             # pixels: smaller pasted frames are not looked for
-    max_regions: int = 48                 # candidate rectangles per image
+    max_regions: int = 96                 # candidate rectangles per image
     max_images_per_tensor: int = 16
 
     def __post_init__(self) -> None:

@@ -95,13 +95,18 @@ def scan_bytes(index: InputIndex, data: bytes | memoryview, policy: GatePolicy) 
     return sorted(hits, key=lambda h: (h.first, h.frame))
 
 
-def _pieces(seqs: list[Sequence], k: int) -> list[tuple[int, int, np.ndarray]]:
-    """``(sequence, start, values)`` pieces of at most :data:`_BATCH` windows each."""
+_Piece = tuple[int, int, np.ndarray, bool]  # sequence, start, values or codes, codes?
+
+
+def _pieces(seqs: list[Sequence], k: int) -> list[_Piece]:
+    """``(sequence, start, values or codes, are codes)`` pieces of at most :data:`_BATCH`
+    windows each."""
     out = []
     for i, s in enumerate(seqs):
-        n = len(s.values)
+        data, coded = (s.values, False) if s.codes is None else (s.codes, True)
+        n = len(data)
         for a in range(0, n - k + 1, _BATCH):
-            out.append((i, a, s.values[a:min(n, a + _BATCH + k - 1)]))
+            out.append((i, a, data[a:min(n, a + _BATCH + k - 1)], coded))
     return out
 
 
@@ -112,7 +117,7 @@ def scan_sequences(index: InputIndex, seqs: list[Sequence], policy: GatePolicy) 
     if len(index.win_hash) == 0:
         return []
     found: list[np.ndarray] = []  # rows of (sequence, position, column, input row)
-    batch: list[tuple[int, int, np.ndarray]] = []
+    batch: list[_Piece] = []
     size = 0
     pieces = _pieces(seqs, k)
     for n, piece in enumerate(pieces):
@@ -141,23 +146,27 @@ def scan_sequences(index: InputIndex, seqs: list[Sequence], policy: GatePolicy) 
     return sorted(out, key=lambda h: (h.sequence, -h.windows))
 
 
-def _scan_batch(index: InputIndex, batch: list[tuple[int, int, np.ndarray]], k: int, digits: int,
-                zero_below: float) -> np.ndarray:
-    parts, starts, at = [], [], 0
-    gap = np.full(k - 1, np.nan)
-    for _, _, values in batch:
-        starts.append(at)
-        parts += [np.asarray(values, dtype=np.float64), gap]
-        at += len(values) + k - 1
-    codes = quantise(np.concatenate(parts), digits, zero_below)
-    ends = np.asarray(starts, dtype=np.int64) + np.asarray([len(p[2]) for p in batch], dtype=np.int64)
-    codes[(ends[:, None] + np.arange(k - 1)[None, :]).ravel()] = _SENTINEL
+def _scan_batch(index: InputIndex, batch: list[_Piece], k: int, digits: int, zero_below: float) -> np.ndarray:
+    lengths = np.asarray([len(p[2]) for p in batch], dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(lengths + k - 1)[:-1])).astype(np.int64)
+    codes = np.full(int(lengths.sum()) + len(batch) * (k - 1), _SENTINEL, dtype=np.int64)
+    raw = [i for i, p in enumerate(batch) if not p[3]]
+    if raw:  # one quantise call for all the pieces that are values
+        q = quantise(np.concatenate([np.asarray(batch[i][2], dtype=np.float64) for i in raw]), digits,
+                     zero_below)
+        at = 0
+        for i in raw:
+            codes[starts[i]:starts[i] + lengths[i]] = q[at:at + lengths[i]]
+            at += int(lengths[i])
+    for i, p in enumerate(batch):
+        if p[3]:
+            codes[starts[i]:starts[i] + lengths[i]] = p[2]
     where, rows = index.windows.lookup(sequence_hashes(codes, k))
     if len(where) == 0:
         return np.zeros((0, 4), dtype=np.int64)
-    piece = np.searchsorted(np.asarray(starts), where, side="right") - 1
+    piece = np.searchsorted(starts, where, side="right") - 1
     seq = np.asarray([p[0] for p in batch], dtype=np.int64)[piece]
-    pos = where - np.asarray(starts, dtype=np.int64)[piece] + np.asarray([p[1] for p in batch])[piece]
+    pos = where - starts[piece] + np.asarray([p[1] for p in batch])[piece]
     return np.stack([seq, pos, index.win_col[rows].astype(np.int64), index.win_row[rows]], axis=1)
 
 

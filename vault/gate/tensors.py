@@ -21,8 +21,9 @@ import numpy as np
 import safetensors
 
 from .content import Content, Image, Sequence
+from .hashing import quantise
 from .phash import to_gray
-from .policy import GatePolicy
+from .policy import GatePolicy, IndexConfig
 
 __all__ = ["DTYPES", "parse_safetensors"]
 
@@ -127,7 +128,7 @@ def _images(name: str, arr: np.ndarray, policy: GatePolicy) -> list[Image]:
     return out
 
 
-def parse_safetensors(data: bytes, policy: GatePolicy, min_len: int) -> Content:
+def parse_safetensors(data: bytes, policy: GatePolicy, cfg: IndexConfig) -> Content:
     content = Content("safetensors")
     header = _header(data, policy, content)
     if header is None:
@@ -150,12 +151,17 @@ def parse_safetensors(data: bytes, policy: GatePolicy, min_len: int) -> Content:
         else:
             arr = raw
         arr = arr.reshape(t["shape"])
-        if arr.size >= min_len:
-            content.sequences.append(Sequence(arr.ravel(), {"tensor": name, "order": "storage"}, "element"))
-        if arr.ndim >= 2 and arr.shape[-1] > 1:
-            cols = arr.reshape(-1, arr.shape[-1])
-            if len(cols) >= min_len:
-                for j in range(cols.shape[1]):
-                    content.sequences.append(Sequence(cols[:, j], {"tensor": name, "column": j}, "row"))
+        if arr.size < cfg.window:
+            continue  # too small for a window, let alone an image
+        codes = quantise(arr.ravel(), cfg.digits, cfg.zero_below)  # once, for both orders
+        content.sequences.append(Sequence(arr.ravel(), {"tensor": name, "order": "storage"}, "element",
+                                          codes=codes))
+        if arr.ndim >= 2 and arr.shape[-1] > 1 and arr.size // arr.shape[-1] >= cfg.window:
+            rows = arr.size // arr.shape[-1]
+            by_column = np.ascontiguousarray(codes.reshape(rows, arr.shape[-1]).T)
+            cols = arr.reshape(rows, -1)
+            for j in range(cols.shape[1]):
+                content.sequences.append(Sequence(cols[:, j], {"tensor": name, "column": j}, "row",
+                                                  codes=by_column[j]))
         content.images += _images(name, arr, policy)
     return content
