@@ -35,10 +35,11 @@ def main(inputs: Path, outputs: Path) -> None:
 '''
 
 
-@pytest.fixture
-def cleanroom(tmp_path: Path, release_dir: Path, mock_dir: Path,  # noqa: F811
-              gate_cache: Path) -> Iterator[tuple[Env, Jobs]]:  # noqa: F811
-    env = make_env(tmp_path, release_dir, gate_cache=gate_cache)
+@pytest.fixture(scope="module")
+def cleanroom(tmp_path_factory: pytest.TempPathFactory, release_dir: Path,  # noqa: F811
+              mock_dir: Path, gate_cache: Path) -> Iterator[tuple[Env, Jobs]]:  # noqa: F811
+    """One vault with a mock release and a jobs service for the module."""
+    env = make_env(tmp_path_factory.mktemp("cleanroom"), release_dir, gate_cache=gate_cache)
     env.vault.put_mock("pick", 1, mock_dir)
     jobs = Jobs(env.vault)
     yield env, jobs
@@ -47,7 +48,7 @@ def cleanroom(tmp_path: Path, release_dir: Path, mock_dir: Path,  # noqa: F811
 
 
 def real_run(env: Env, jobs: Jobs, code: dict[str, bytes], **spec: object) -> int:
-    """Submit as alice, run on the mock, approve as rev1, run on the real data; the run id."""
+    """Submit as alice, run on the mock, approve as rev1, run on the real data; the job's id."""
     job = jobs.submit(env["alice"], code, requirements=reqs(), **(TRAIN | spec))  # type: ignore[arg-type]
     mock = jobs.wait(job.runs[0].id, 180)
     assert mock.state == "succeeded", (mock.message, jobs.logs(mock.id, env["alice"]))

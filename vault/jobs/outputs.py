@@ -117,7 +117,7 @@ class Outputs:
         missing = sorted(set(run.files) - set(results))
         if missing:
             raise VaultError(f"{where}: the gate gave no verdict on {missing}")
-        key = self._key(run.dataset, "outputs", f"store the outputs of {where}")
+        key = self._key(run.dataset, "vault", f"store the outputs of {where}")
         version = _object_version(run.job_id, run.run_id)
         for name, path in run.files.items():
             self.vault.store.put_file(ObjectRef(run.dataset, version, name), key, path,
@@ -164,12 +164,13 @@ class Outputs:
                 by_name[name].gone = True
             s.execute(delete(ReleaseConfirmationRow).where(ReleaseConfirmationRow.set_id == row.id))
             self._settle(s, row)
-            self._emit(run.submitter, "outputs_registered", row, run=run.run_id, added=added,
+            self._emit("vault", "outputs_registered", row, run=run.run_id, submitter=run.submitter,
+                       added=added,
                        changed=changed, gone=gone, files=[
                            {"name": n, "sha256": h, "size": z, "gate": results[n].verdict}
                            for n, (h, z) in hashed.items()])
             for c in changed:
-                self._emit(run.submitter, "output_reviews_reset", row, file=c["name"],
+                self._emit("vault", "output_reviews_reset", row, file=c["name"],
                            old_sha256=c["old_sha256"], sha256=c["sha256"])
             return set_view(s, row)
 
