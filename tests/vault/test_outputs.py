@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -445,3 +446,27 @@ def test_withdrawn_and_final_sets_take_no_more_actions_and_a_new_run_opens_a_new
         env.outputs.vote(second, "metrics.json", env["rev1"], "approve")
     third = env.run(1, 12, metrics_json=METRICS)
     assert third.id not in (first, second) and third.state is OutputState.PENDING
+
+
+def test_two_reviewers_voting_at_the_same_moment_both_count(two: Env) -> None:
+    env = two
+    oid = env.run(1, 10, metrics_json=METRICS).id
+    env.outputs.submit(oid, env["alice"])
+    start, errors = threading.Barrier(2), []
+
+    def vote(who: str) -> None:
+        try:
+            start.wait(5)
+            env.outputs.vote(oid, "metrics.json", env[who], "approve")
+        except Exception as exc:  # noqa: BLE001 - collected and shown by the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=vote, args=(who,)) for who in ("rev1", "rev2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    view = env.outputs.get(oid)
+    assert view.state is OutputState.REVIEWED and view.reviewers_done == ("rev1", "rev2")
+    assert env.release_set(oid, "rev1").state is OutputState.RELEASED
