@@ -205,11 +205,15 @@ def test_two_reviewers_move_a_set_through_partially_reviewed_and_reviewed_to_rel
     view = env.outputs.submit(oid, env["alice"])
     assert view.state is OutputState.SUBMITTED
     assert oid in [s.id for s in env.outputs.list(env["rev1"])]
+    assert oid in [v.id for v in env.outputs.list(env["rev1"], waiting=True)]
+    assert oid not in [v.id for v in env.outputs.list(env["revlab"], waiting=True)]  # lab-a
     view = env.outputs.vote(oid, "metrics.json", env["rev1"], "approve")
     assert view.state is OutputState.SUBMITTED  # rev1 has not voted on every file yet
     assert view.file("metrics.json").state is FileState.PARTIALLY_REVIEWED
     view = env.vote_all(oid, "rev1")
     assert view.state is OutputState.PARTIALLY_REVIEWED and view.reviewers_done == ("rev1",)
+    waiting = {who: [v.id for v in env.outputs.list(env[who], waiting=True)] for who in ("rev1", "rev2")}
+    assert oid not in waiting["rev1"] and oid in waiting["rev2"]
     with pytest.raises(TransitionError, match="partially_reviewed: only a reviewed set"):
         env.outputs.prepare_release(oid, env["rev1"])
     view = env.vote_all(oid, "rev2")

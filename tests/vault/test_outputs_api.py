@@ -118,6 +118,10 @@ def test_the_cli_shows_findings_in_context_reviews_releases_and_downloads(
     lab, rev = (h[k]["Authorization"].split()[1] for k in ("alice", "rev1"))
     oid = env.run(1, 10, metrics_json=METRICS, frame_jpg=frame(env.release)).id
     assert cli(server, lab, "submit", str(oid)) == 0
+    assert cli(server, rev, "list", "--waiting") == 0
+    assert f"output set {oid} " in capsys.readouterr().out
+    assert cli(server, lab, "list", "--waiting") == 0  # the lab reviews nothing
+    assert f"output set {oid} " not in capsys.readouterr().out
     assert cli(server, rev, "list", str(oid)) == 0
     shown = capsys.readouterr().out
     assert f"output set {oid}" in shown and "SUBMITTED" in shown

@@ -402,9 +402,10 @@ class Outputs:
             return set_view(s, row)
 
     def list(self, by: Identity, *, job_id: int | None = None,
-             state: OutputState | str | None = None) -> list[OutputSetView]:
+             state: OutputState | str | None = None, waiting: bool = False) -> list[OutputSetView]:
         """The output sets ``by`` may see (its labs', and those of the datasets it reviews
-        or provides, once submitted), oldest first."""
+        or provides, once submitted), oldest first. ``waiting``: only those under review
+        that ``by`` may review and has not yet voted on every file of."""
         with self.db.read() as s:
             q = select(OutputSetRow).order_by(OutputSetRow.id)
             if job_id is not None:
@@ -415,8 +416,16 @@ class Outputs:
                 except ValueError:
                     raise ReviewError(f"unknown output state {state!r}; states: "
                                       f"{[x.value for x in OutputState]}") from None
-            roles = roles_of(s, identity_row(s, by.name).id)
-            return [set_view(s, r) for r in s.scalars(q) if sees(r, roles)]
+            actor = identity_row(s, by.name)
+            roles = roles_of(s, actor.id)
+            views = [set_view(s, r) for r in s.scalars(q) if sees(r, roles)]
+        if waiting:
+            mine = {g.dataset for g in roles if g.role is Role.REVIEWER}
+            labs = {g.lab for g in roles if g.role is Role.LAB_MEMBER}
+            views = [v for v in views if v.state in REVIEW_STATES and v.dataset in mine
+                     and v.lab not in labs and v.submitter != by.name
+                     and by.name not in v.reviewers_done]
+        return views
 
     # -- internals -----------------------------------------------------------------------------
     def _decide(self, output_id: int, by: Identity, reason: str, new: OutputState,
