@@ -46,10 +46,10 @@ def coerce(name: str, value: Any, where: str) -> Any:
         if kind == "str":
             return "" if value is None else str(value)
         if kind == "bool":
-            v = coerce_bool(value)
-            if v is None:
+            flag = coerce_bool(value)
+            if flag is None:
                 raise ValueError(f"{value!r} is not true or false")
-            return v
+            return flag
         if kind == "bool?":
             if isinstance(value, bool) or value is None:
                 return value

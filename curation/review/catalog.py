@@ -4,11 +4,12 @@ an episode's cameras, joints, events and segments, camera frames, thumbnails, st
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from ..loader import ReleaseReader
 from ..release import release_versions
 from .metrics import Motion, joint_stream, outliers, release_motion
 
+T = TypeVar("T")
 THUMB_WIDTH = 160
 #: columns of the list (and what ``sort`` accepts)
 COLUMNS = ("index", "source", "episode_id", "task", "success", "operator", "session", "split",
@@ -108,7 +110,7 @@ class Catalog:
             for cam in self.cameras:
                 if cam in part.reader.streams:
                     part.reader.times(cam), part.reader.bounds(cam), part.reader.offsets(cam)
-        self.rows = self._summaries()
+        self.rows = finite(self._summaries())
         self.by_key = {r["key"]: r["index"] for r in self.rows}
         self.list_json = json.dumps({"episodes": self.rows, "total": len(self.rows),
                                      "shown": len(self.rows)}).encode()
@@ -212,7 +214,8 @@ class Catalog:
         return reader, int(a), int(b)
 
     def detail(self, index: int) -> dict[str, Any]:
-        """The episode's row, its cameras (frame times), joint streams, events, segments."""
+        """The episode's row, its cameras (frame times), joint streams, events, segments,
+        and the gaps the quality checks listed (per stream: when, how long)."""
         reader, local = self.at(index)
         ep = reader.episodes[local]
         t0 = int(ep["start_ns"])
@@ -235,11 +238,15 @@ class Catalog:
         segments = [{"label": m["label"], "start_s": m["t_s"],
                      "end_s": marks[i + 1]["t_s"] if i + 1 < len(marks) else ep["duration_s"]}
                     for i, m in enumerate(marks)]
-        return {"episode": ep | {"index": index}, "summary": self.rows[index],
-                "duration_s": ep["duration_s"], "cameras": cams, "joints": joints,
-                "events": events, "segments": segments,
-                "previous": index - 1 if index > 0 else None,
-                "next": index + 1 if index + 1 < len(self.rows) else None}
+        gaps = [{"stream": topic, "t_s": round((g["after_ns"] - t0) / 1e9, 4),
+                 "length_s": round(g["length_ms"] / 1e3, 4)}
+                for topic, q in sorted((ep.get("quality_streams") or {}).items())
+                for g in q.get("gap_list") or []]
+        return finite({"episode": ep | {"index": index}, "summary": self.rows[index],
+                       "duration_s": ep["duration_s"], "cameras": cams, "joints": joints,
+                       "events": events, "segments": segments, "gaps": gaps,
+                       "previous": index - 1 if index > 0 else None,
+                       "next": index + 1 if index + 1 < len(self.rows) else None})
 
     def _camera(self, index: int, camera: str) -> tuple[ReleaseReader, int, int]:
         if camera not in self.cameras:
@@ -301,7 +308,7 @@ class Catalog:
         vals = np.round(v.T, 5)
         return {"stream": stream, "field": field, "names": names[: v.shape[1]],
                 "t_s": np.round(t, 4).tolist(),
-                "values": [[None if x != x else x for x in col] for col in vals.tolist()]}
+                "values": [[x if math.isfinite(x) else None for x in col] for col in vals.tolist()]}
 
     def thumbnail(self, index: int, camera: str, which: str) -> bytes:
         """A THUMB_WIDTH-wide JPEG of the episode's first or last frame, cached on disk
@@ -327,7 +334,23 @@ class Catalog:
                        "joint_names": s.attributes.get("joint_names"),
                        "fields": s.fields, "rate_hz": s.rate_hz}
                    for n, s in sorted(self.reader.streams.items())}
-        return {"stats": self.reader.stats, "streams": streams}
+        return finite({"stats": self.reader.stats, "streams": streams})
+
+
+def finite(obj: T) -> T:
+    """``obj`` with every NaN or infinite float replaced by None: JSON has no NaN (the
+    release's own files may hold one, e.g. the statistics of an all-NaN field)."""
+    return cast(T, _finite(obj))
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _haystack(r: dict[str, Any]) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import socket
+import sys
 
 from ..errors import CurationError
 
@@ -31,6 +34,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def cmd_review(args: argparse.Namespace) -> int:
     from . import INSTALL_HINT, create_app
 
+    print(f"opening {args.release} (each version's motion figures are computed once, then "
+          "cached)" + (f"; curating {len(args.sessions)} session(s) into the review cache"
+                       if args.sessions else ""), file=sys.stderr, flush=True)
     app = create_app(args.release, args.labels, args.version, args.cache, args.sessions)
     try:
         import uvicorn
@@ -42,7 +48,25 @@ def cmd_review(args: argparse.Namespace) -> int:
     print(f"review page: http://{host}:{args.port}/  ({cat.reader.name} v{cat.reader.version}, "
           f"{len(cat.rows) - pending} episodes + {pending} from sessions; labels: "
           f"{app.state.decisions.path})", flush=True)
+    if not _loopback(args.host):
+        print(f"warning: {args.host} is not a loopback address; anyone who can reach it can "
+              "read the release and write the labels file (the page has no login)",
+              file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
+
+
+def _loopback(host: str) -> bool:
+    """True when every address ``host`` names is a loopback address."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback
+                               for i in infos)

@@ -162,6 +162,12 @@ def test_camera_frames_by_index_and_by_time_are_the_stored_jpeg_bytes(release: P
             assert times[k] <= start + t_s * 1e9 + 2e6
             assert k == b - a - 1 or times[k + 1] > start + t_s * 1e9 - 2e6
             assert r.content == reader.payload(CAM, a + k)
+        lossy = next(r["index"] for r in c.get("/api/episodes").json()["episodes"]
+                     if r["operator"] == "carol")
+        gaps = c.get(f"/api/episodes/{lossy}").json()["gaps"]
+        head = [g for g in gaps if g["stream"] == "/camera/head/image_raw/compressed"]
+        assert head and head[0]["length_s"] >= 0.4  # the head camera was unplugged for 0.5 s
+        assert 0.4 <= head[0]["t_s"] <= 0.6
         missing = c.get(f"/api/episodes/2/cameras/{CAM}/frames/{b - a}")
         assert missing.status_code == 404 and f"no frame {b - a}" in missing.json()["detail"]
         nocam = c.get("/api/episodes/2/cameras/camera.tail/frames/0")
@@ -406,3 +412,29 @@ def test_a_release_of_a_foreign_bag_without_cameras_is_reviewed_too(tmp_path: Pa
         r = c.get("/api/episodes/0/cameras/camera.head.image_raw.compressed/frames/0")
         assert r.status_code == 404 and "cameras: none" in r.json()["detail"]
         assert c.get("/").status_code == 200
+
+
+def test_nan_in_the_release_files_is_served_as_null(release: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "pick" / release.name
+    shutil.copytree(release, copy)
+    stats = copy / "stats.json"
+    stats.chmod(0o644)
+    doc = json.loads(stats.read_text())
+    ref = ReleaseReader(release).sync_reference
+    doc["streams"][ref]["position"]["mean"][0] = float("nan")  # an all-NaN joint's statistics
+    stats.write_text(json.dumps(doc))
+    with fastapi_testclient.TestClient(create_app(copy, tmp_path / "l.yaml",
+                                                  cache_dir=tmp_path / "cache")) as c:
+        r = c.get("/api/stats")
+    assert r.status_code == 200
+    assert r.json()["stats"]["streams"][ref]["position"]["mean"][0] is None
+    assert "NaN" not in r.text
+
+
+def test_a_non_loopback_host_is_told_apart_for_the_warning() -> None:
+    from curation.review.cli import _loopback
+
+    assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("localhost")
+    assert not _loopback("0.0.0.0") and not _loopback("::") and not _loopback("192.168.1.20")

@@ -80,6 +80,9 @@ def test_a_lab_submits_from_the_cli_and_a_reviewer_approves_in_two_steps(
     assert "trained on" in capsys.readouterr().out
     assert cli(monkeypatch, tok["bob"], "status", "1", "--url", url) == 1
     assert "may not see job 1" in capsys.readouterr().err
+    # the reviewer reads the code as submitted
+    assert cli(monkeypatch, tok["rev1"], "code", "1", "train.py", "--url", url) == 0
+    assert capsys.readouterr().out == (CODE / "train.py").read_text()
     # two steps: the first prints a code, the second confirms with it
     assert cli(monkeypatch, tok["rev1"], "approve", "1", "--url", url) == 0
     out = capsys.readouterr().out

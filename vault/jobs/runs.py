@@ -180,6 +180,10 @@ def execute_run(jobs: Jobs, run_id: int) -> RunView:
             res = run_sandboxed(Path(code_dir), dirs["input"], dirs["out"], dirs["logs"],
                                 ["/job/runner.py", spec.entry], spec.limits)
             outputs = _describe(spec, dirs["out"])
+            if res.attempts:  # the namespaces stopped them; the provider learns of them
+                jobs.vault.audit.record(make_event(
+                    "vault", "job_sandbox_attempts", ds, job=job_id, run=run_id, kind=kind,
+                    count=len(res.attempts), attempts=list(res.attempts[:50])))
             if kind == "mock":
                 return _keep_mock(jobs, run_id, res, dirs, outputs)
             # a real run's outputs and logs, whatever its end, go to the output review only

@@ -67,6 +67,10 @@ function drawTimeline() {
     ctx.fillStyle = "#1d232a"; ctx.font = "11px system-ui";
     ctx.fillText(s.label, xOf(s.start_s, w) + 3, 17);
   });
+  ctx.fillStyle = "#c93c37";  // gaps in any stream (from the quality checks)
+  for (const g of S.detail.gaps || []) {
+    ctx.fillRect(xOf(g.t_s, w), h - 22, Math.max(2, xOf(g.length_s, w)), 6);
+  }
   for (const e of S.detail.events) {
     const x = xOf(e.t_s, w);
     ctx.strokeStyle = e.kind === "intervention" ? "#c93c37" : e.kind === "note" ? "#b7791f" : "#555";
