@@ -18,9 +18,12 @@ luma by area averaging) yields a grid-shaped evidence ``t``:
 
 * *informed*, when the frame matches an original frame of the release the candidates were
   exported from (:class:`Originals`: the best normalised correlation of 24 x 32
-  thumbnails, >= ``MATCH``): ``t = D(s - (alpha o + beta))``, the residual after the
-  least-squares fit of the original ``o`` (so brightness and contrast changes cancel),
-  area-averaged onto the grid (``D``, the adjoint of ``U`` up to a constant);
+  thumbnails, of the originals as they are and centre-cropped by ``ZOOMS``, >= ``MATCH``):
+  the suspect is registered to the original ``o`` (an affine map found by OpenCV's ECC
+  from the matched zoom, so a centred crop or a small shift lines the pattern up again),
+  then ``t = D(m * (s - (alpha o + beta)))``: the residual after the least-squares fit of
+  ``o`` (so brightness and contrast changes cancel) over the pixels ``m`` the suspect
+  covers, area-averaged onto the grid (``D``, the adjoint of ``U`` up to a constant);
 * *blind* otherwise: ``t = D(s - G(s))``, the frame less its Gaussian blur (the scene's
   large structures). Much weaker: a static textured background is not averaged out.
 
@@ -45,7 +48,7 @@ import numpy as np
 
 from .errors import FingerprintError
 
-__all__ = ["AMPLITUDE", "ANALYSIS", "GRID", "MATCH", "QUALITY", "Evidence", "FrameChange",
+__all__ = ["AMPLITUDE", "ANALYSIS", "GRID", "MATCH", "QUALITY", "ZOOMS", "Evidence", "FrameChange",
            "Originals", "analysis", "embed_frame", "evidence", "frame_change", "luma",
            "pattern", "patterns", "scores"]
 
@@ -127,24 +130,64 @@ def _thumbs(frames: np.ndarray) -> np.ndarray:
     return np.asarray(t / norm, np.float32)
 
 
+ZOOMS = (1.0, 1.18, 1.43)
+"""Centre zooms of the originals a suspect is also matched against (crops of about 0, 15
+and 30 % of each side), and the starting points of its registration."""
+_ECC = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60, 1e-5)
+
+
+def _zoom(z: float) -> np.ndarray:
+    """The affine map ``x -> c + (x - c) / z`` of analysis coordinates (c the centre): the
+    original's point that a suspect cropped to ``1/z`` of each side shows at ``x``."""
+    h, w = ANALYSIS
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    return np.array([[1 / z, 0, cx - cx / z], [0, 1 / z, cy - cy / z]], np.float32)
+
+
 class Originals:
-    """The original frames of a release at analysis size, to match suspects against."""
+    """The original frames of a release at analysis size, to match suspects against (also
+    centre-cropped by :data:`ZOOMS`)."""
 
     def __init__(self, frames: np.ndarray) -> None:
         self.frames = frames.astype(np.float32).reshape(-1, *ANALYSIS)
-        self._thumbs = _thumbs(self.frames)
+        banks = []
+        for z in ZOOMS:
+            m = _zoom(z)
+            view = np.stack([cv2.warpAffine(f, m, ANALYSIS[::-1],
+                                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+                             for f in self.frames]) if len(self.frames) else self.frames
+            banks.append(_thumbs(view))
+        self._thumbs = np.stack(banks)  # [zoom, n, 768]
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def match(self, suspects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each suspect analysis frame, the index of the best-matching original and
-        the thumbnails' correlation (-1..1)."""
-        if not len(self.frames) or not len(suspects):
-            return (np.full(len(suspects), -1, np.int64), np.full(len(suspects), -1.0))
-        sim = _thumbs(suspects) @ self._thumbs.T
-        best = sim.argmax(axis=1)
-        return best, sim[np.arange(len(suspects)), best]
+    def match(self, suspects: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each suspect analysis frame: the index of the best-matching original, the
+        thumbnails' correlation (-1..1), and the zoom (index into :data:`ZOOMS`)."""
+        n = len(suspects)
+        if not len(self.frames) or not n:
+            return np.full(n, -1, np.int64), np.full(n, -1.0), np.zeros(n, np.int64)
+        sim = np.einsum("sd,znd->szn", _thumbs(suspects), self._thumbs).reshape(n, -1)
+        flat = sim.argmax(axis=1)
+        zoom, best = np.divmod(flat, len(self.frames))
+        return best, sim[np.arange(n), flat], zoom
+
+
+def _registered(s: np.ndarray, o: np.ndarray, zoom: int) -> tuple[np.ndarray, np.ndarray]:
+    """``s`` brought into ``o``'s coordinates (an affine map ``W``, ``s(W x) ~ o(x)``, found
+    by ECC from the matched zoom) and the mask of the pixels it covers."""
+    start = _zoom(1 / ZOOMS[zoom])
+    try:
+        _, warp = cv2.findTransformECC(o, s, start.copy(), cv2.MOTION_AFFINE, _ECC,
+                                       np.ones(o.shape, np.uint8), 5)
+    except cv2.error:  # did not converge: keep the matched zoom
+        warp = start
+    size = ANALYSIS[::-1]
+    inverse = cv2.WARP_INVERSE_MAP
+    moved = cv2.warpAffine(s, warp, size, flags=cv2.INTER_LINEAR | inverse)
+    mask = cv2.warpAffine(np.ones_like(s), warp, size, flags=cv2.INTER_NEAREST | inverse)
+    return moved, cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0.5
 
 
 @dataclass(frozen=True)
@@ -164,21 +207,26 @@ class Evidence:
 
 def evidence(suspects: np.ndarray, originals: Originals | None = None) -> Evidence:
     """The evidence of suspect analysis frames ``[n, *ANALYSIS]``: informed for those that
-    match an original (:data:`MATCH`), blind for the others; when any is informed, only the
+    match an original (:data:`MATCH`; registered to it first, so crops and small shifts
+    line the pattern up again), blind for the others; when any is informed, only the
     informed ones count (a blind term only adds the scene's noise to them)."""
     suspects = suspects.astype(np.float32).reshape(-1, *ANALYSIS)
     matched = np.zeros(len(suspects), bool)
-    best = np.zeros(len(suspects), np.int64)
+    best = zoom = np.zeros(len(suspects), np.int64)
     if originals is not None and len(originals):
-        best, sim = originals.match(suspects)
+        best, sim, zoom = originals.match(suspects)
         matched = sim >= MATCH
     terms = []
-    if matched.any():
-        for s, j in zip(suspects[matched], best[matched], strict=True):
-            o = originals.frames[j] if originals is not None else s
-            design = np.stack([o.ravel(), np.ones(o.size, np.float32)], axis=1)
-            coef, *_ = np.linalg.lstsq(design, s.ravel(), rcond=None)
-            terms.append(_to_grid(s - (coef[0] * o + coef[1])))
+    if matched.any() and originals is not None:
+        for s, j, z in zip(suspects[matched], best[matched], zoom[matched], strict=True):
+            o = originals.frames[j]
+            moved, mask = _registered(s, o, int(z))
+            if mask.sum() < mask.size // 4:
+                continue
+            design = np.stack([o[mask], np.ones(int(mask.sum()), np.float32)], axis=1)
+            coef, *_ = np.linalg.lstsq(design, moved[mask], rcond=None)
+            residual = np.where(mask, moved - (coef[0] * o + coef[1]), 0).astype(np.float32)
+            terms.append(_to_grid(residual))
     else:
         for s in suspects:
             terms.append(_to_grid(s - cv2.GaussianBlur(s, (0, 0), _BLUR_SIGMA)))
@@ -187,8 +235,8 @@ def evidence(suspects: np.ndarray, originals: Originals | None = None) -> Eviden
         n = float(np.linalg.norm(t))
         if n > 1e-6:
             total += t / n
-    informed = int(matched.sum())
-    return Evidence(total, informed, 0 if informed else len(suspects))
+    informed = len(terms) if matched.any() else 0
+    return Evidence(total, informed, 0 if informed else len(terms))
 
 
 def scores(ev: Evidence, grids: np.ndarray) -> np.ndarray:

@@ -64,6 +64,7 @@ ATTACKS: dict[str, Attack] = {
     "crop_2pct": _crop(0.02),
     "crop_10pct": _crop(0.10),
     "crop_25pct": _crop(0.25),
+    "crop_off_centre": lambda img: img[img.shape[0] // 16:, img.shape[1] // 12:],
 }
 """Attacks on a luma frame (uint8, 2-D)."""
 
