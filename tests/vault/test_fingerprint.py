@@ -207,7 +207,21 @@ def test_the_fingerprint_key_lives_outside_the_root_with_mode_0600(env: Env, tmp
 def test_a_release_without_camera_streams_cannot_carry_a_fingerprint(env: Env) -> None:
     files = {"zarr.json": json.dumps({"attributes": {"demofab": {"streams": []}}}).encode()}
     from vault.fingerprint import fingerprint_release
-    from vault.fingerprint.mark import pattern
+    from vault.fingerprint.mark import code
     with pytest.raises(FingerprintError, match="no camera stream"):
-        fingerprint_release(files.__getitem__, pattern(b"k", "x"))
+        fingerprint_release(files.__getitem__, code(b"k", "x"))
     assert camera_streams(files.__getitem__) == {}
+
+
+def test_the_pattern_averages_out_over_a_stream_s_frames(env: Env) -> None:
+    """Each frame carries the pattern with a keyed sign: no pixel of the copy is brighter
+    or darker on average than the original (a model sees no constant offset)."""
+    src = frames_of(reader_of(env.release), HEAD)
+    copy = frames_of(reader_of(env.alice), HEAD)
+    deltas = np.stack([cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE).astype(float)
+                       - cv2.imdecode(np.frombuffer(a, np.uint8), cv2.IMREAD_GRAYSCALE)
+                       for a, b in zip(src, copy, strict=True)])
+    cells = np.stack([cv2.resize(d, (32, 24), interpolation=cv2.INTER_AREA) for d in deltas])
+    one = float(np.sqrt(np.mean(cells ** 2)))  # a frame's pattern, cell by cell
+    mean = float(np.sqrt(np.mean(cells.mean(axis=0) ** 2)))  # what stays on average
+    assert one > 0.8 and mean < one / 3, (one, mean)

@@ -48,9 +48,9 @@ import numpy as np
 
 from .errors import FingerprintError
 
-__all__ = ["AMPLITUDE", "ANALYSIS", "GRID", "MATCH", "QUALITY", "ZOOMS", "Evidence", "FrameChange",
-           "Originals", "analysis", "embed_frame", "evidence", "frame_change", "luma",
-           "pattern", "patterns", "scores"]
+__all__ = ["AMPLITUDE", "ANALYSIS", "GRID", "MATCH", "QUALITY", "ZOOMS", "Code", "Evidence",
+           "FrameChange", "Originals", "analysis", "code", "codes", "embed_frame", "evidence",
+           "frame_change", "luma", "pattern", "scores"]
 
 GRID = (24, 32)
 """Rows and columns of the pattern grid."""
@@ -73,10 +73,32 @@ def pattern(key: bytes, label: str) -> np.ndarray:
     return (rng.integers(0, 2, GRID, dtype=np.int8) * 2 - 1).astype(np.float32)
 
 
-def patterns(key: bytes, labels: Iterable[str]) -> np.ndarray:
-    """The grids of ``labels`` stacked, ``[n, *GRID]``."""
-    grids = [pattern(key, label) for label in labels]
-    return np.stack(grids) if grids else np.zeros((0, *GRID), np.float32)
+@dataclass(frozen=True)
+class Code:
+    """One export's code: its grid, and the keyed ±1 sign of each frame, drawn from the
+    SHA-256 of the original frame's bytes (so it is the same in any subset of the release,
+    whatever the rows are renumbered to), so that the pattern averages to zero over the
+    frames."""
+
+    key: bytes
+    label: str
+    grid: np.ndarray
+
+    def signs(self, digests: Sequence[bytes]) -> np.ndarray:
+        """The signs (float32, ±1) of the frames whose SHA-256 digests are ``digests``."""
+        head = _LABEL + f"{self.label}\0sign\0".encode()
+        return np.array([1.0 if hmac.new(self.key, head + d, hashlib.sha256).digest()[0] & 1
+                         else -1.0 for d in digests], np.float32)
+
+
+def code(key: bytes, label: str) -> Code:
+    """The :class:`Code` of ``label`` under ``key``."""
+    return Code(key, label, pattern(key, label))
+
+
+def codes(key: bytes, labels: Iterable[str]) -> list[Code]:
+    """The codes of ``labels``."""
+    return [code(key, label) for label in labels]
 
 
 def _decode(data: bytes, flags: int, where: str) -> np.ndarray:
@@ -148,8 +170,10 @@ class Originals:
     """The original frames of a release at analysis size, to match suspects against (also
     centre-cropped by :data:`ZOOMS`)."""
 
-    def __init__(self, frames: np.ndarray) -> None:
+    def __init__(self, frames: np.ndarray, digests: Sequence[bytes]) -> None:
         self.frames = frames.astype(np.float32).reshape(-1, *ANALYSIS)
+        #: the SHA-256 of each original frame's bytes (what its sign is drawn from)
+        self.digests = list(digests)
         banks = []
         for z in ZOOMS:
             m = _zoom(z)
@@ -192,10 +216,12 @@ def _registered(s: np.ndarray, o: np.ndarray, zoom: int) -> tuple[np.ndarray, np
 
 @dataclass(frozen=True)
 class Evidence:
-    """The summed evidence ``T`` of some frames, and how many were compared informed (to
-    a matched original) and blind."""
+    """The evidence of some frames: each contributing frame's grid-shaped residual scaled
+    to unit norm (``units``, ``[m, 768]``), the digest of the original each informed one
+    was matched to (None for a blind one), and how many were informed and blind."""
 
-    total: np.ndarray
+    units: np.ndarray
+    ids: tuple[bytes | None, ...]
     informed: int
     blind: int
 
@@ -216,7 +242,8 @@ def evidence(suspects: np.ndarray, originals: Originals | None = None) -> Eviden
     if originals is not None and len(originals):
         best, sim, zoom = originals.match(suspects)
         matched = sim >= MATCH
-    terms = []
+    terms: list[np.ndarray] = []
+    ids: list[bytes | None] = []
     if matched.any() and originals is not None:
         for s, j, z in zip(suspects[matched], best[matched], zoom[matched], strict=True):
             o = originals.frames[j]
@@ -225,26 +252,37 @@ def evidence(suspects: np.ndarray, originals: Originals | None = None) -> Eviden
                 continue
             design = np.stack([o[mask], np.ones(int(mask.sum()), np.float32)], axis=1)
             coef, *_ = np.linalg.lstsq(design, moved[mask], rcond=None)
-            residual = np.where(mask, moved - (coef[0] * o + coef[1]), 0).astype(np.float32)
-            terms.append(_to_grid(residual))
+            terms.append(_to_grid(np.where(mask, moved - (coef[0] * o + coef[1]), 0)
+                                  .astype(np.float32)))
+            ids.append(originals.digests[int(j)])
     else:
         for s in suspects:
             terms.append(_to_grid(s - cv2.GaussianBlur(s, (0, 0), _BLUR_SIGMA)))
-    total = np.zeros(GRID, np.float32)
-    for t in terms:
-        n = float(np.linalg.norm(t))
-        if n > 1e-6:
-            total += t / n
-    informed = len(terms) if matched.any() else 0
-    return Evidence(total, informed, 0 if informed else len(terms))
+            ids.append(None)
+    keep = [i for i, t in enumerate(terms) if float(np.linalg.norm(t)) > 1e-6]
+    units = (np.stack([terms[i].ravel() / np.linalg.norm(terms[i]) for i in keep])
+             if keep else np.zeros((0, GRID[0] * GRID[1]), np.float32))
+    informed = len(keep) if matched.any() else 0
+    return Evidence(units.astype(np.float32), tuple(ids[i] for i in keep), informed,
+                    0 if informed else len(keep))
 
 
-def scores(ev: Evidence, grids: np.ndarray) -> np.ndarray:
-    """``z = <w, T> / |T|`` of each grid ``[n, *GRID]`` (zeros when there is no evidence)."""
-    norm = float(np.linalg.norm(ev.total))
-    if norm < 1e-9 or not len(grids):
-        return np.zeros(len(grids))
-    return np.asarray(grids.reshape(len(grids), -1) @ ev.total.ravel() / norm, dtype=np.float64)
+def scores(ev: Evidence, candidates: Sequence[Code]) -> np.ndarray:
+    """``z = <w, T> / |T|`` of each code, ``T = sum_f s_f t_f`` its signed evidence: each
+    informed frame's residual times the code's sign for the matched original (a blind
+    frame's sign is unknown: +1). Zeros where there is no evidence."""
+    out = np.zeros(len(candidates))
+    if not len(ev.units):
+        return out
+    known = [i for i, d in enumerate(ev.ids) if d is not None]
+    for k, c in enumerate(candidates):
+        signs = np.ones(len(ev.ids), np.float32)
+        signs[known] = c.signs([d for d in ev.ids if d is not None])
+        total = signs @ ev.units
+        norm = float(np.linalg.norm(total))
+        if norm > 1e-9:
+            out[k] = float(c.grid.ravel() @ total) / norm
+    return out
 
 
 @dataclass(frozen=True)

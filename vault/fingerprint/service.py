@@ -22,6 +22,7 @@ making a recipient's copy, serving it, and naming the recipient of a leaked copy
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import os
@@ -45,7 +46,7 @@ from ..review import GrantInfo
 from ..service import CONFIG, Vault, check_path
 from ..subset import derive_subset
 from .errors import FingerprintError, NotExportable
-from .mark import AMPLITUDE, Originals, analysis, evidence, luma, pattern, patterns, scores
+from .mark import AMPLITUDE, Originals, analysis, code, codes, evidence, luma, scores
 from .release import camera_streams, fingerprint_release, frames_of
 from .suspect import Suspect, read_suspects
 from .tables import ExportRow, PolicyRow, create_tables
@@ -299,7 +300,7 @@ class Fingerprints:
                                  actor=actor, purpose=f"fingerprinted export {info.export_id}")
         read = self._source(grant, data_key)
         changed, change, frames = fingerprint_release(
-            read, pattern(self.key(create=True), info.label), progress=progress)
+            read, code(self.key(create=True), info.label), progress=progress)
         manifest = json.loads(changed["manifest.json"])
         paths = sorted(set(manifest["files"]) | {"manifest.json"})
         index = []
@@ -415,9 +416,13 @@ class Fingerprints:
             with self.vault.store.open(ref, key) as r:
                 return r.read_all()
 
-        frames = [analysis(luma(f, f"{dataset} v{version} {c} row {i}"))
-                  for c in camera_streams(read) for i, f in enumerate(frames_of(read, c))]
-        return Originals(np.stack(frames) if frames else np.zeros((0, 96, 128), np.float32))
+        frames, digests = [], []
+        for c in camera_streams(read):
+            for i, f in enumerate(frames_of(read, c)):
+                frames.append(analysis(luma(f, f"{dataset} v{version} {c} row {i}")))
+                digests.append(hashlib.sha256(f).digest())
+        return Originals(np.stack(frames) if frames else np.zeros((0, 96, 128), np.float32),
+                         digests)
 
     def identify(self, paths: Sequence[str | Path], *, dataset: str | None = None,
                  max_false_positive: float = MAX_FALSE_POSITIVE, by: str = "local",
@@ -429,7 +434,7 @@ class Fingerprints:
         suspect: Suspect = read_suspects(paths, max_frames=max_frames)
         candidates = self.exports(dataset=dataset)
         key = self.key()
-        nulls = patterns(key, (f"null/{i}" for i in range(NULL_PATTERNS)))
+        nulls = codes(key, (f"null/{i}" for i in range(NULL_PATTERNS)))
         groups: dict[tuple[str, int], list[ExportInfo]] = {}
         for c in candidates:
             groups.setdefault((c.dataset, c.release), []).append(c)
@@ -438,7 +443,7 @@ class Fingerprints:
         informed = 0
         for (ds, version), exports in groups.items():
             ev = evidence(suspect.frames, self._originals(ds, version, by))
-            z = scores(ev, patterns(key, (e.label for e in exports)))
+            z = scores(ev, codes(key, (e.label for e in exports)))
             zn = scores(ev, nulls)
             mean, std = float(zn.mean()), float(zn.std()) or 1.0
             if ev.informed >= informed:
