@@ -6,7 +6,13 @@ generator that draws a grid ``w`` of ``GRID = 24 x 32`` independent ±1 values (
 columns). The grid is defined over the frame's normalised coordinates, so it means the
 same thing at any resolution.
 
-**Embedding.** ``Y' = Y + a * U(w)``: ``U`` upsamples the grid to the frame (bicubic, so
+**Signs.** Each frame ``f`` gets a keyed sign ``e_f = ±1``, a bit of
+``HMAC-SHA256(key, label || sha256(original frame bytes))``: the pattern averages to zero
+over a stream, so no pixel of a copy is on average brighter or darker than the original
+(a model trained on it sees no constant offset), and the sign is the same in any subset of
+the release (it depends on the frame, not on its row).
+
+**Embedding.** ``Y' = Y + e_f * a * U(w)``: ``U`` upsamples the grid to the frame (bicubic, so
 the pattern is smooth: cells of 20 x 20 pixels at 640 x 480, nothing a JPEG quantiser or a
 resize removes), ``a`` is the amplitude in 8-bit luma levels (``AMPLITUDE``, 1.5: PSNR
 ~45 dB and SSIM 0.998 with the re-encoding, ``demofab bench fingerprint``). The frame is
@@ -27,9 +33,11 @@ luma by area averaging) yields a grid-shaped evidence ``t``:
 * *blind* otherwise: ``t = D(s - G(s))``, the frame less its Gaussian blur (the scene's
   large structures). Much weaker: a static textured background is not averaged out.
 
-Evidence of several frames adds up after each is scaled to unit norm: ``T = sum t/|t|``.
-The score of a pattern is ``z = <w, T> / |T|``. For a pattern ``w`` that was NOT embedded,
-``T`` is independent of ``w`` and ``<w, T>`` is a Rademacher sum with variance ``|T|^2``:
+Evidence of several frames adds up after each is scaled to unit norm and signed with the
+candidate's sign of the original it matched: ``T = sum e_f t_f/|t_f|`` (a blind frame's
+sign is unknown: +1, so blind evidence of many frames cancels). The score of a code is
+``z = <w, T> / |T|``. For a code that was NOT embedded, ``T`` is independent of its ``w``
+and ``<w, T>`` is a Rademacher sum with variance ``|T|^2``:
 ``z`` has mean 0 and variance 1 whatever the image, and Hoeffding's inequality bounds its
 tail, ``P(z >= x) <= exp(-x^2 / 2)``, with no assumption on the content. The scores of
 unused keyed patterns (the null) show the same distribution empirically. The embedded
