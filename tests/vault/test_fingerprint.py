@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from curation.loader import ReleaseReader
-from tests.vault.pgserver import release_dir  # noqa: F401
+from tests.vault.pgserver import database_url, postgres_server, release_dir  # noqa: F401
 from tests.vault.test_service import HEAD, make_vault
 from vault.db import Forbidden
 from vault.errors import KeyFileError
@@ -225,3 +225,19 @@ def test_the_pattern_averages_out_over_a_stream_s_frames(env: Env) -> None:
     one = float(np.sqrt(np.mean(cells ** 2)))  # a frame's pattern, cell by cell
     mean = float(np.sqrt(np.mean(cells.mean(axis=0) ** 2)))  # what stays on average
     assert one > 0.8 and mean < one / 3, (one, mean)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_exports_and_identification_with_the_catalog_on_postgresql(
+        tmp_path: Path, release_dir: Path, database_url: str) -> None:  # noqa: F811
+    v = make_vault(tmp_path, release_dir, catalog_url=database_url)
+    try:
+        fp = Fingerprints(v)
+        fp.set_exportable("pick", True)
+        fp.export("pick", 1, lab="lab-d", out=tmp_path / "d")
+        first = fp.export("pick", 1, by=v.identities.get("dave"))
+        assert [e.export_id for e in fp.exports(lab="lab-d")] == [first.export_id]
+        result = fp.identify([tmp_path / "d"])
+        assert [m.export.lab for m in result.matches] == ["lab-d"]
+    finally:
+        v.close()

@@ -38,7 +38,7 @@ from sqlalchemy import select
 
 from ..catalog import dataset_row
 from ..crypto import ObjectReader, ObjectRef
-from ..db import Forbidden, NotFound
+from ..db import Conflict, Forbidden, NotFound
 from ..errors import KeyFileError
 from ..identities import Identity, Role, lab_row
 from ..keys import load_data_key, read_secret_file, write_secret_file
@@ -337,14 +337,21 @@ class Fingerprints:
             return None if row is None else self._info(s, row)
 
     def _new_export(self, grant: GrantInfo, actor: str) -> ExportInfo:
-        with self.db.write() as s:
-            row = ExportRow(export_id=secrets.token_hex(8), release=grant.release,
-                            dataset_id=dataset_row(s, grant.dataset).id,
-                            lab_id=lab_row(s, grant.lab).id, requested_by=actor,
-                            grant_id=grant.id, created_at=self.db.clock(), amplitude=AMPLITUDE)
-            s.add(row)
-            s.flush()
-            return self._info(s, row)
+        try:
+            with self.db.write() as s:
+                row = ExportRow(export_id=secrets.token_hex(8), release=grant.release,
+                                dataset_id=dataset_row(s, grant.dataset).id,
+                                lab_id=lab_row(s, grant.lab).id, requested_by=actor,
+                                grant_id=grant.id, created_at=self.db.clock(),
+                                amplitude=AMPLITUDE)
+                s.add(row)
+                s.flush()
+                return self._info(s, row)
+        except Conflict:  # another request made this grant's export at the same moment
+            existing = self._existing(grant)
+            if existing is None:
+                raise
+            return existing
 
     def _source(self, grant: GrantInfo, data_key: bytes) -> Callable[[str], bytes]:
         """A reader of the plaintext release the grant reaches (the stored release, or its
