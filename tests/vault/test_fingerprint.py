@@ -241,3 +241,10 @@ def test_exports_and_identification_with_the_catalog_on_postgresql(
         assert [m.export.lab for m in result.matches] == ["lab-d"]
     finally:
         v.close()
+
+
+def test_the_package_exports_every_public_name() -> None:
+    import vault.fingerprint as pkg
+
+    for name in pkg.__all__:
+        assert getattr(pkg, name) is not None, name

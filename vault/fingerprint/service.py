@@ -304,17 +304,20 @@ class Fingerprints:
         manifest = json.loads(changed["manifest.json"])
         paths = sorted(set(manifest["files"]) | {"manifest.json"})
         index = []
+        part = None if dest is None else dest.with_name(f".{dest.name}.part-{info.export_id}")
         for path in paths:
             body = changed[path] if path in changed else read(path)
-            if dest is not None:
-                target = dest / check_path(path)
+            if part is not None:
+                target = part / check_path(path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(body)
             else:
                 self.vault.store.put(ObjectRef(dataset, f"export-{info.export_id}", path),
                                      data_key, body, replace=True)
             index.append({"path": path, "size": len(body)})
-        if dest is None:
+        if part is not None and dest is not None:
+            os.replace(part, dest)  # the whole copy appears at once (onto an empty directory)
+        else:
             self.vault.store.put(ObjectRef(dataset, f"index-export-{info.export_id}", _INDEX),
                                  data_key, json.dumps({"files": index}).encode(), replace=True)
         with self.db.write() as s:
