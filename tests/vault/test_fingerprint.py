@@ -97,6 +97,8 @@ def test_a_dataset_is_not_exportable_until_its_provider_says_so(
         assert fp.set_exportable("pick", True, v.identities.get("prov")).set_by == "prov"
         assert _actions(v, "fingerprint_policy")[-1] == {"exportable": True, "actor": "prov"}
         assert not list(tmp_path.rglob("export-*"))  # nothing was written by the refusal
+        nothing = fp.identify([release_dir])  # no export yet: no candidate, no key needed
+        assert not nothing.identified and nothing.candidates == 0
     finally:
         v.close()
 

@@ -171,6 +171,7 @@ class Fingerprints:
         self.db = vault.catalog.db
         create_tables(self.db.engine)
         self.key_file = Path(key_file) if key_file else default_key_file(vault.root)
+        self._indexes: dict[str, dict[str, dict[str, Any]]] = {}
 
     # -- the key ---------------------------------------------------------------------------
     def key(self, *, create: bool = False) -> bytes:
@@ -384,10 +385,10 @@ class Fingerprints:
 
         return subset
 
-    def export_for(self, by: Identity, dataset: str, version: int,
-                   lab: str | None = None) -> tuple[ExportInfo, list[dict[str, Any]]]:
-        """The stored export ``by``'s lab may pull now (a live grant, the export made) and
-        its files (path, size)."""
+    def _stored(self, by: Identity, dataset: str, version: int, lab: str | None
+                ) -> tuple[ExportInfo, dict[str, dict[str, Any]], bytes]:
+        """``by``'s lab's stored export (a live grant needed now), its file index (cached:
+        a stored copy never changes) and the data key (its use audited)."""
         recipient = self._lab_of(by, lab)
         grant = self._grant(recipient, dataset, version)
         info = self._existing(grant)
@@ -395,20 +396,29 @@ class Fingerprints:
             raise NotFound(f"lab {recipient!r} has no fingerprinted export of dataset "
                            f"{dataset!r} release {version} yet (POST .../export makes it)")
         key = load_data_key(self.vault.root, self.vault.provider, dataset, audit=self.vault.audit,
-                            actor=by.name, purpose=f"list export {info.export_id}")
-        with self.vault.store.open(ObjectRef(dataset, f"index-export-{info.export_id}", _INDEX),
-                                   key) as r:
-            return info, list(json.loads(r.read_all())["files"])
+                            actor=by.name, purpose=f"serve export {info.export_id}")
+        index = self._indexes.get(info.export_id)
+        if index is None:
+            ref = ObjectRef(dataset, f"index-export-{info.export_id}", _INDEX)
+            with self.vault.store.open(ref, key) as r:
+                index = {str(f["path"]): f for f in json.loads(r.read_all())["files"]}
+            self._indexes[info.export_id] = index
+        return info, index, key
+
+    def export_for(self, by: Identity, dataset: str, version: int,
+                   lab: str | None = None) -> tuple[ExportInfo, list[dict[str, Any]]]:
+        """The stored export ``by``'s lab may pull now (a live grant, the export made) and
+        its files (path, size)."""
+        info, index, _ = self._stored(by, dataset, version, lab)
+        return info, [index[p] for p in sorted(index)]
 
     def open_export_file(self, by: Identity, dataset: str, version: int, path: str,
                          lab: str | None = None) -> ObjectReader:
         """A file of ``by``'s lab's stored export, its pull an audit entry."""
         check_path(path)
-        info, files = self.export_for(by, dataset, version, lab)
-        if path not in {f["path"] for f in files}:
+        info, index, key = self._stored(by, dataset, version, lab)
+        if path not in index:
             raise NotFound(f"export {info.export_id} has no file {path!r}")
-        key = load_data_key(self.vault.root, self.vault.provider, dataset, audit=self.vault.audit,
-                            actor=by.name, purpose=f"pull {path} of export {info.export_id}")
         self.vault.audit.append(by.name, "export_pull", dataset=dataset, details={
             "release": version, "export": info.export_id, "path": path,
             "token_id": by.token_id})
@@ -443,8 +453,8 @@ class Fingerprints:
         entry."""
         suspect: Suspect = read_suspects(paths, max_frames=max_frames)
         candidates = self.exports(dataset=dataset)
-        key = self.key()
-        nulls = codes(key, (f"null/{i}" for i in range(NULL_PATTERNS)))
+        key = self.key() if candidates else b""  # nothing exported yet: no key, no match
+        nulls = codes(key, (f"null/{i}" for i in range(NULL_PATTERNS))) if candidates else []
         groups: dict[tuple[str, int], list[ExportInfo]] = {}
         for c in candidates:
             groups.setdefault((c.dataset, c.release), []).append(c)
