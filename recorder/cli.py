@@ -223,7 +223,9 @@ def register_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("path", nargs="+", help="episode .mcap file(s) or a session directory")
     p.add_argument("--to", choices=publisher_names(), default="dds",
                    help="the replay backend: dds (default): publish with cyclonedds, no ROS 2 "
-                        "needed; ros2: publish with rclpy")
+                        "needed; ros2: publish with rclpy; foxglove: serve to the Foxglove app")
+    p.add_argument("--host", default="127.0.0.1", help="--to foxglove: address to bind")
+    p.add_argument("--port", type=int, default=8765, help="--to foxglove: port (0: any free)")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     p.add_argument("--loop", action="store_true", help="start over at the end, until q or ^C")
     p.add_argument("--start-offset", type=float, default=0.0, metavar="S",
@@ -265,6 +267,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         clock_hz=args.clock, episodes=tuple(args.episodes) if args.episodes else None,
         episode_gap_s=None if args.keep_gaps else args.episode_gap, start_paused=args.paused)
     source = args.path[0] if len(args.path) == 1 else args.path
+    if args.to == "foxglove":
+        from .replay.foxglove_cli import serve
+        return serve(source, options, host=args.host, port=args.port, paused=args.paused,
+                     as_json=args.json, con=con)
     publisher = make_publisher(args.to, domain_id=args.domain_id)
     try:
         player = Player(source, publisher, options)

@@ -3,8 +3,9 @@ backend, ``/clock``, and the registry of backends by name (``demofab replay --to
 
 Backends register a factory with :func:`register_publisher`; :func:`make_publisher`
 builds one by name. The built-in ones: ``dds`` (``recorder.dds.DdsPublisher``, Cyclone
-DDS, no ROS 2) and ``ros2`` (``recorder.ros2pub.RclpyPublisher``), both imported only
-when asked for, so this module imports without either middleware.
+DDS, no ROS 2), ``ros2`` (``recorder.ros2pub.RclpyPublisher``) and ``foxglove``
+(``recorder.replay.foxglove``, foxglove-sdk), all imported only when asked for, so this
+module imports without any of them.
 """
 
 from __future__ import annotations
@@ -115,7 +116,15 @@ def _dds(domain_id: int | None = None, **_: Any) -> Publisher:
     return publisher
 
 
+def _foxglove(**options: Any) -> Publisher:
+    from .foxglove import foxglove_publisher  # foxglove-sdk: imported only when asked for
+
+    publisher: Publisher = foxglove_publisher(**options)
+    return publisher
+
+
 def _load_builtin() -> None:
     PUBLISHERS.setdefault("dds", _dds)
+    PUBLISHERS.setdefault("foxglove", _foxglove)
     if "ros2" not in PUBLISHERS:
         from .. import ros2pub  # noqa: F401  (registers "ros2"; imports without rclpy)
