@@ -47,6 +47,7 @@ from .foxglove_facts import (
     SelectionFacts,
     episode_text,
     event_text,
+    no_delay,
     position_of,
     recorded_at,
     time_range,
@@ -552,8 +553,13 @@ def _listener(replay: FoxgloveReplay) -> Any:
     to ``replay``."""
     from foxglove.websocket import ServerListener
 
+    seen: set[int] = set()
+
     class Listener(ServerListener):
         def on_subscribe(self, client: Client, channel: ChannelView) -> None:
+            if client.id not in seen:       # a new client: its connection without Nagle
+                seen.add(client.id)
+                no_delay(replay.port)
             replay.subscribed(channel.topic)
 
         def on_unsubscribe(self, client: Client, channel: ChannelView) -> None:
