@@ -28,6 +28,9 @@ demo: $(STAMP)
 	$(BIN)/demofab release show demo-output/releases/demo
 	$(BIN)/demofab release sample demo-output/releases/demo -n 3
 	BIN=$(BIN) bash tools/demo-vault.sh
+	@echo
+	@echo "Look at the demo release, label and flag its episodes (then open http://127.0.0.1:8780/):"
+	@echo "  $(BIN)/demofab review demo-output/releases/demo"
 
 test: $(STAMP)
 	bash tools/run-tests.sh

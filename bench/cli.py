@@ -17,6 +17,10 @@ BENCHES = {
     "load": "bench.load",
     "sim": "bench.sim",
     "vault": "bench.vault",
+    "review": "bench.review",
+    "cleanroom": "bench.cleanroom",
+    "gate": "bench.gate_bench",
+    "fingerprint": "bench.fingerprint",
     "foxglove": "bench.foxglove_replay",
 }
 

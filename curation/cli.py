@@ -56,15 +56,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("path")
     q.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("export", help="export a release to LeRobot or robomimic")
-    p.add_argument("path", help="a release version (or name directory: newest version)")
-    p.add_argument("--format", required=True, choices=["lerobot", "robomimic"])
+    p = sub.add_parser("export", help="export a release to LeRobot, robomimic or Rerun")
+    p.add_argument("path", help="a release version (or name directory: newest version); for "
+                                "rerun also a session directory or an episode MCAP")
+    p.add_argument("--format", required=True, choices=["lerobot", "robomimic", "rerun"])
     p.add_argument("--out", required=True, metavar="PATH",
                    help="what to write: a file when PATH names one (robomimic: demos.hdf5), "
                         "else a directory of that name (LeRobot: the dataset root; "
-                        "robomimic: a directory holding NAME-vN.hdf5)")
+                        "robomimic: a directory holding NAME-vN.hdf5; rerun: the directory "
+                        "of one .rrd per episode)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing PATH")
+    p.add_argument("--robot-description", metavar="URDF",
+                   help="rerun: show this URDF instead of the recorded robot description")
     p.set_defaults(func=cmd_export)
+    from .review.cli import register as register_review  # demofab review (the review page)
+    register_review(sub)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -273,6 +279,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CurationError(f"exports are not available in this build: {exc}") from exc
     out = Path(args.out)
+    if args.format == "rerun":
+        return _export_rerun(args)
+    if args.robot_description:
+        raise CurationError("--robot-description is for --format rerun only")
     opts: dict[str, Any] = {"overwrite": args.overwrite}
     names_file = out.suffix.lower() in EXPORT_FILE_SUFFIXES
     if args.format == "lerobot":
@@ -286,6 +296,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         where = out                                  # PATH/<name>-v<N>.hdf5
     written = export_release(resolve(args.path), args.format, where, **opts)
     print(f"exported {args.path} as {args.format} to {written}")
+    return 0
+
+
+def _export_rerun(args: argparse.Namespace) -> int:
+    from .export.rerun import write_rerun
+
+    r = write_rerun(args.path, args.out, overwrite=args.overwrite, progress=sys.stderr.isatty(),
+                    robot_description=args.robot_description)
+    print(f"exported {args.path} as rerun to {r.out_dir}: {len(r.files)} recordings "
+          f"({sum(f.stat().st_size for f in r.files) / 1e6:.1f} MB) in {r.seconds:.2f} s")
+    for n in r.notes:
+        print(f"  note: {n}")
     return 0
 
 

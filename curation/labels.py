@@ -19,13 +19,19 @@ from demofab.yamlutil import safe_load
 
 from .config import SplitConfig
 from .errors import LabelError
+from .flags import FLAG_BITS, flag_mask
 
 SPLITS = ("train", "val", "test")
 SELECTORS = ("episode_id", "key", "file", "session", "operator_is")
 LABEL_TYPES: dict[str, str] = {
     "task": "str", "success": "bool?", "operator": "str", "quality_score": "float",
     "flags": "int", "interventions": "int", "notes": "list[str]", "split": "split",
+    # a curator's decisions (the review page writes them): leave the episode out of the
+    # next version, raise or clear quality flags (names of curation.flags.FLAG_BITS)
+    "exclude": "bool", "flags_add": "list[flag]", "flags_clear": "list[flag]",
 }
+#: labels that are decisions taken when the version is written, not columns of the table
+DECISIONS = ("exclude", "flags_add", "flags_clear")
 _TRUE = {"true", "yes", "1", "success", "y"}
 _FALSE = {"false", "no", "0", "failure", "n"}
 _NONE = {"", "null", "none", "unknown", "~"}
@@ -39,6 +45,11 @@ def coerce(name: str, value: Any, where: str) -> Any:
     try:
         if kind == "str":
             return "" if value is None else str(value)
+        if kind == "bool":
+            flag = coerce_bool(value)
+            if flag is None:
+                raise ValueError(f"{value!r} is not true or false")
+            return flag
         if kind == "bool?":
             if isinstance(value, bool) or value is None:
                 return value
@@ -61,6 +72,13 @@ def coerce(name: str, value: Any, where: str) -> Any:
             if isinstance(value, list):
                 return [str(v) for v in value]
             return [s.strip() for s in str(value).split(";") if s.strip()]
+        if kind == "list[flag]":
+            names = value if isinstance(value, list) else str(value).split(";")
+            out = [str(v).strip() for v in names if str(v).strip()]
+            bad = [n for n in out if n not in FLAG_BITS]
+            if bad:
+                raise ValueError(f"unknown flag {', '.join(map(repr, bad))} (flags: {', '.join(FLAG_BITS)})")
+            return out
         if kind == "split":
             s = str(value).strip()
             if s not in SPLITS:
@@ -69,6 +87,37 @@ def coerce(name: str, value: Any, where: str) -> Any:
     except (TypeError, ValueError) as exc:
         raise LabelError(f"{where}: label {name}: {exc}") from None
     raise LabelError(f"{where}: label {name}: unsupported type {kind}")
+
+
+def coerce_bool(value: Any) -> bool | None:
+    """True or False from a bool or a word (yes/no, 1/0, ...), None when it is neither."""
+    if isinstance(value, bool):
+        return value
+    s = str(value).strip().lower()
+    return True if s in _TRUE else False if s in _FALSE else None
+
+
+def curator_decisions(row: dict[str, Any], q_flags: set[str], reasons: list[dict[str, str]]
+                      ) -> tuple[bool, set[str], list[dict[str, str]]]:
+    """Take the decision labels (``exclude``, ``flags_add``, ``flags_clear``) off a labelled
+    row: whether it is excluded, and the quality flags and reasons after the curator's
+    additions and removals (a cleared flag loses its reasons; an added one gets a reason)."""
+    sources = row["labels_source"]
+    where = {k: sources.pop(k, "") for k in DECISIONS}
+    excluded = bool(row.pop("exclude", False))
+    add = set(row.pop("flags_add", None) or [])
+    clear = set(row.pop("flags_clear", None) or [])
+    if not add and not clear:
+        return excluded, q_flags, reasons
+    flags = (set(q_flags) | add) - clear
+    kept = [r for r in reasons if r["flag"] not in clear]
+    by = where["flags_add"].replace("_", " ")
+    kept += [{"flag": f, "stream": "", "detail": f"raised by the curator ({by})"}
+             for f in sorted(add - clear - set(q_flags))]
+    if sources.get("flags") not in ("labels_file", "cli"):
+        row["flags"] = flag_mask(flags)
+        sources["flags"] = where["flags_add"] or where["flags_clear"]
+    return excluded, flags, kept
 
 
 @dataclass

@@ -23,7 +23,7 @@ from .config import CurateConfig
 from .errors import CurationError
 from .ingest import INGEST_VERSION, Cache, FileRecord, held_bytes, ingest_file, read_file, spill
 from .inputs import InputFile, find_inputs, sha256_bytes
-from .labels import Labels, assign_splits
+from .labels import Labels, assign_splits, curator_decisions
 from .manifest import WrittenFiles, write_manifest
 from .quality import Expectation, QualityResult, check_episode, urdf_limits
 from .release import episode_table, release_versions
@@ -407,6 +407,7 @@ def _plan(records: dict[str, FileRecord], analyses: dict[str, _Analysis],
           result: CurateResult) -> list[Planned]:
     prev_by_key = {r["key"]: r for r in prev_rows}
     plans: list[Planned] = []
+    excluded_rows: list[dict[str, Any]] = []
     for rec in records.values():
         found = analyses.get(rec.sha256) or _analyse(rec, ctx)
         segs = found.segments
@@ -428,7 +429,13 @@ def _plan(records: dict[str, FileRecord], analyses: dict[str, _Analysis],
                     row["split"] = old["split"]
                     row["labels_source"]["split"] = "previous_version"
             labels.apply(row)
-            finish_row(row, q.flags, q.reasons)
+            excluded, q_flags, q_reasons = curator_decisions(row, q.flags, q.reasons)
+            if excluded:
+                excluded_rows.append(row)
+                result.skipped.append({"path": rec.path, "reason": f"episode {row['episode_id']} "
+                                       f"(key {row['key']}) excluded by the labels"})
+                continue
+            finish_row(row, q_flags, q_reasons)
             row["_quality_streams"] = q.streams
             plans.append(Planned(rec, seg, row))
     order = {r["key"]: i for i, r in enumerate(prev_rows)}
@@ -436,7 +443,7 @@ def _plan(records: dict[str, FileRecord], analyses: dict[str, _Analysis],
                               p.row["start_ns"], p.row["key"]))
     result.new_episodes = sum(1 for p in plans if p.row["key"] not in order)
     rows = [p.row for p in plans]
-    result.notes.extend(labels.unmatched(rows))
+    result.notes.extend(labels.unmatched(rows + excluded_rows))
     assign_splits(rows, ctx.cfg.split)
     for p in plans:
         p.row["quality_streams"] = p.row.pop("_quality_streams")

@@ -13,6 +13,7 @@ The app makes no outbound connection: it only answers.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -34,6 +35,7 @@ from .db import (
 )
 from .errors import TamperError, VaultError
 from .identities import Identity
+from .jobs.api import JOB_ROUTE_SCOPES, add_job_routes
 from .review import UNCHANGED, RequestView
 from .service import Vault, check_path
 
@@ -59,12 +61,28 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/v1/requests/{request_id}/approval/confirm"): "reviews",
     ("POST", "/v1/requests/{request_id}/revoke"): "reviews",
     ("GET", "/v1/grants"): "grants|pull",
+    ("GET", "/v1/outputs"): "requests|reviews",  # clean-room output review: vault/jobs/outputs_api.py
+    ("GET", "/v1/outputs/{output_id}"): "requests|reviews",
+    ("POST", "/v1/outputs/{output_id}/submit"): "requests",
+    ("POST", "/v1/outputs/{output_id}/withdraw"): "requests",
+    ("POST", "/v1/outputs/{output_id}/votes"): "reviews",
+    ("POST", "/v1/outputs/{output_id}/return"): "reviews",
+    ("POST", "/v1/outputs/{output_id}/reject"): "reviews",
+    ("POST", "/v1/outputs/{output_id}/release"): "reviews",
+    ("POST", "/v1/outputs/{output_id}/release/confirm"): "reviews",
+    ("GET", "/v1/outputs/{output_id}/review/{path:path}"): "reviews",
+    ("GET", "/v1/outputs/{output_id}/files/{path:path}"): "pull",
     ("GET", "/v1/datasets/{dataset}/releases/{version}/files"): "pull",
     ("GET", "/v1/datasets/{dataset}/releases/{version}/files/{path:path}"): "pull",
     ("GET", "/v1/audit/checkpoint"): "audit",
     ("GET", "/v1/audit/entries"): "audit",
+    ("GET", "/v1/datasets/{dataset}/exportable"): "catalog:read",  # vault.fingerprint.api
+    ("PUT", "/v1/datasets/{dataset}/exportable"): "catalog:write",
+    ("POST", "/v1/datasets/{dataset}/releases/{version}/export"): "pull",
+    ("GET", "/v1/datasets/{dataset}/releases/{version}/export/files/{path:path}"): "pull",
 }
 """(method, path) -> the scope the route needs (``a|b``: either)."""
+ROUTE_SCOPES |= JOB_ROUTE_SCOPES  # the clean room's jobs (vault/jobs/api.py)
 
 RequestId = Annotated[int, Path(ge=1, le=2**31 - 1, description="an access request's id")]
 Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="a release version")]
@@ -358,6 +376,9 @@ def create_app(vault: Vault) -> FastAPI:
         labs = sorted(vault.identities.get(me.name).labs)
         return [g.as_dict() for lab in labs for g in vault.grants.list(lab=lab)]
 
+    from .jobs.outputs_api import add_output_routes  # clean-room output review
+    add_output_routes(app, vault)
+
     @app.get("/v1/datasets/{dataset}/releases/{version}/files")
     def files(dataset: str, version: Version, me: Annotated[Identity, AUTH[(
             "GET", "/v1/datasets/{dataset}/releases/{version}/files")]]) -> list[dict[str, Any]]:
@@ -390,6 +411,8 @@ def create_app(vault: Vault) -> FastAPI:
             raise Problem(403, f"{me.name!r} may not read the audit entries of {dataset!r}")
         return [e.as_dict() for e in vault.audit.show(dataset)]
 
+    add_job_routes(app, vault)
+    importlib.import_module("vault.fingerprint.api").add_routes(app, vault)
     return app
 
 

@@ -77,6 +77,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.set_defaults(func=_needs_extra(cmd_key_new))
 
     _add_operating_commands(vsub)
+    importlib.import_module(f"{__package__}.jobs.cli").register(vsub)  # clean-room jobs
 
 
 # the packages of the vault extra: without them the operating commands are left out
@@ -95,6 +96,9 @@ def _add_operating_commands(vsub: argparse._SubParsersAction[argparse.ArgumentPa
             return
         raise
     admin.add_commands(vsub)
+    importlib.import_module(f"{__package__}.jobs.outputs_cli").add_commands(vsub)
+    importlib.import_module(f"{__package__}.fingerprint.cli").add_commands(vsub)
+    importlib.import_module(f"{__package__}.gate.cli").add_commands(vsub)  # the output gate, locally
 
 
 def _needs_extra(command: Callable[[argparse.Namespace], int],

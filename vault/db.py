@@ -155,7 +155,8 @@ class SchemaVersion(Base):
 
 
 # the modules that define tables on Base, imported before the schema is created
-_MODEL_MODULES = ("vault.catalog", "vault.identities", "vault.review")
+_MODEL_MODULES = ("vault.catalog", "vault.identities", "vault.review", "vault.jobs.models",
+                  "vault.jobs.outputs_tables")
 
 
 def _url(url_or_root: str | Path) -> URL:

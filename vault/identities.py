@@ -55,6 +55,7 @@ SCOPES: frozenset[str] = frozenset({
     "grants",         # read one's grants
     "pull",           # read granted data
     "audit",          # read the audit log and checkpoints (auditors, providers)
+    "jobs",           # submit and run clean-room jobs, read their mock logs (lab members)
     "admin",          # identities, roles and tokens
 })
 """The scopes a token may carry."""

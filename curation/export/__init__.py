@@ -1,4 +1,6 @@
-"""Exports of a release to the formats training code reads: LeRobot v3 and robomimic HDF5.
+"""Exports of a release to the formats training code reads: LeRobot v3 and robomimic HDF5;
+and to Rerun recordings for looking at episodes (``"rerun"``: one ``.rrd`` per episode, of
+a release or of recordings; see ``curation/export/rerun.py``).
 
 ``export_release(release, "lerobot", out_dir)`` writes ``out_dir/<name>-v<N>-lerobot/`` (a
 LeRobot v3.0 dataset root); ``"robomimic"`` writes ``out_dir/<name>-v<N>.hdf5``. Both put
@@ -16,21 +18,26 @@ from typing import Any
 from .errors import ExportError
 from .grid import ExportFeature, default_features
 from .lerobot import export_lerobot
+from .rerun import RerunExport, export_rerun, write_rerun
 from .robomimic import export_robomimic
 
 __all__ = [
     "EXPORTERS",
     "ExportError",
     "ExportFeature",
+    "RerunExport",
     "default_features",
     "export_lerobot",
     "export_release",
+    "export_rerun",
     "export_robomimic",
+    "write_rerun",
 ]
 
 EXPORTERS: dict[str, Callable[..., Path]] = {
     "lerobot": export_lerobot,
     "robomimic": export_robomimic,
+    "rerun": export_rerun,
 }
 
 

@@ -421,7 +421,7 @@ def test_robomimic_images_are_the_decoded_camera_frames(robomimic: Path, release
 
 def test_unknown_format_lists_the_formats(release: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"unknown export format 'rlds'; formats: lerobot, "
-                                          r"robomimic"):
+                                          r"rerun, robomimic"):
         export_release(release, "rlds", tmp_path)
 
 

@@ -86,3 +86,41 @@ def test_release_splits_two_operators_apart(tmp_path: Path, clean_session: Path,
                 for e in eps}
     assert split_of["alice"] != split_of["bob"]
     assert all(len(s) == 1 for s in split_of.values())
+
+
+def test_exclude_and_flag_decisions_shape_the_next_version(tmp_path: Path,
+                                                           lossy_session: Path,
+                                                           clean_session: Path) -> None:
+    v1 = _eps(curate([clean_session, lossy_session], tmp_path / "rel", "r").release)
+    lossy = next(e for e in v1 if e["operator"] == "carol")
+    clean = [e for e in v1 if e["operator"] == "alice"]
+    assert "gaps" in lossy["flag_names"] and not clean[0]["flag_names"]
+    f = tmp_path / "labels.yaml"
+    f.write_text("episodes:\n"
+                 f"  - key: '{clean[0]['key']}'\n    exclude: true\n"
+                 f"  - key: '{clean[1]['key']}'\n    flags_add: [frozen]\n"
+                 f"  - key: '{lossy['key']}'\n    flags_clear: [gaps]\n")
+    r = curate([clean_session, lossy_session], tmp_path / "rel", "r", labels=load_labels(f))
+    v2 = {e["key"]: e for e in _eps(r.release)}
+    assert r.version == 2 and clean[0]["key"] not in v2 and len(v2) == len(v1) - 1
+    assert any(clean[0]["key"] in s["reason"] and "excluded" in s["reason"] for s in r.skipped)
+    assert not any("matches no episode" in n for n in r.notes)
+    added = v2[clean[1]["key"]]
+    assert added["flag_names"] == ["frozen"] and added["quality_score"] == 0.8
+    assert added["labels_source"]["flags"] == "labels_file"
+    assert [x["flag"] for x in added["flag_reasons"]] == ["frozen"]
+    cleared = v2[lossy["key"]]
+    assert "gaps" not in cleared["flag_names"]
+    assert set(cleared["flag_names"]) == set(lossy["flag_names"]) - {"gaps"}
+    assert cleared["quality_score"] > lossy["quality_score"]
+    assert all(x["flag"] != "gaps" for x in cleared["flag_reasons"])
+    assert not {"exclude", "flags_add", "flags_clear"} & (set(added) | set(added["labels_source"]))
+
+
+def test_decision_labels_refuse_unknown_flags_and_non_booleans(tmp_path: Path) -> None:
+    with pytest.raises(LabelError, match=r"flags_add: unknown flag 'wobbly'.*gaps"):
+        coerce("flags_add", ["gaps", "wobbly"], "x.yaml: episodes[0]")
+    with pytest.raises(LabelError, match=r"x.csv:2: label exclude: 'maybe' is not true or false"):
+        coerce("exclude", "maybe", "x.csv:2")
+    assert coerce("flags_clear", "gaps; frozen", "w") == ["gaps", "frozen"]
+    assert coerce("exclude", "yes", "w") is True

@@ -61,7 +61,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, release_dir: Path) -> Iterator
 
 # -- the route table -------------------------------------------------------------------------
 
-SAMPLE = {"dataset": "pick", "version": "1", "path": "episodes.json", "request_id": "1"}
+SAMPLE = {"dataset": "pick", "version": "1", "path": "episodes.json", "request_id": "1",
+          "job_id": "1", "output_id": "1"}
 
 
 def routes(app: object) -> list[tuple[str, str]]:

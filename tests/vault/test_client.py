@@ -169,7 +169,7 @@ def mock_dir(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(release: Path, mock_dir: Path) -> Iterator[str]:
     app = _app({("towels", 1): release, ("secret", 1): release},
                {LAB: {"towels"}, OTHER: set(), SUBSET: {"towels"}}, {("towels", 1): mock_dir})
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # Nagle off (uvicorn #3149)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))

@@ -139,7 +139,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, release_dir: Path  # noqa: 
     served by uvicorn on 127.0.0.1 in a thread."""
     v = make_vault(tmp_path_factory.mktemp("subset"), release_dir)
     tokens = {n: v.identities.create_token(n, sorted(SCOPES)).token for n in ("dave", "prov")}
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # Nagle off (uvicorn #3149)
     sock.bind(("127.0.0.1", 0))
     srv = uvicorn.Server(uvicorn.Config(create_app(v), log_level="warning", lifespan="off"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
