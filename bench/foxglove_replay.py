@@ -132,20 +132,25 @@ def role_driver(config: dict[str, Any]) -> None:
         "foxglove_runs": fox, "dds_runs": dds}), flush=True)
 
 
+class _FirstPublish:
+    """A publisher mix-in that notes when the first message went out: the player's
+    schedule starts there (its first deadline is the moment it has data)."""
+
+    first_ns: int | None = None
+
+    def publish(self, handle: Any, data: Any) -> None:
+        if self.first_ns is None:
+            self.first_ns = time.perf_counter_ns()
+        super().publish(handle, data)  # type: ignore[misc]
+
+
 def _run_dds(config: dict[str, Any]) -> dict[str, Any]:
     from recorder.contract import EVENTS_TOPIC
     from recorder.dds import DdsPublisher
     from recorder.replay import Player, ReplayOptions
 
-    class TimedDds(DdsPublisher):
-        """Notes when the first message went out: the player's schedule starts there."""
-
-        first_ns: int | None = None
-
-        def publish(self, handle: Any, data: bytes) -> None:
-            if self.first_ns is None:
-                self.first_ns = time.perf_counter_ns()
-            super().publish(handle, data)
+    class TimedDds(_FirstPublish, DdsPublisher):
+        pass
 
     out_path = Path(config["work"]) / "dds_reader.json"
     reader = subprocess.Popen([sys.executable, "-m", "bench.foxglove_replay", "dds_count",
@@ -204,15 +209,8 @@ def _run_foxglove(config: dict[str, Any]) -> dict[str, Any]:
     from recorder.replay import JitterStats, ReplayOptions
     from recorder.replay.foxglove import FoxglovePublisher, FoxgloveReplay
 
-    class TimedPublisher(FoxglovePublisher):
-        """Notes when the first message went out: the player's schedule starts there."""
-
-        first_ns: int | None = None
-
-        def publish(self, handle: Any, data: Any) -> None:
-            if self.first_ns is None:
-                self.first_ns = time.perf_counter_ns()
-            super().publish(handle, data)
+    class TimedPublisher(_FirstPublish, FoxglovePublisher):
+        pass
 
     out = Path(config["work"]) / "foxglove_client.json"
     pub = TimedPublisher(port=0)
