@@ -330,7 +330,7 @@ def test_episode_starts_and_ends_and_the_recorded_events_show_in_the_log(
     assert [log_times[i] for i in (1, 2, 5, 6)] == ev_times
 
 
-def test_after_the_end_play_starts_over_and_a_seek_plays_from_there(served: Any) -> None:
+def test_after_the_end_play_starts_over_from_the_start(served: Any) -> None:
     replay, client = served
     client.subscribe(JOINTS)
     client.control(PLAY, speed=4.0, request_id="a")
