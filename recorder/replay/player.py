@@ -332,7 +332,7 @@ class Player:
                         stats.played_s += max(0, a_last - seg_a) / NS
                         anchor_wall, anchor_a = now, seek_to
                         seg_a = a_last = seek_to
-                        if paused_a is not None:
+                        if paused_a is not None or paused:
                             paused_a = seek_to
                         self._p = p = seek_to
                         self._episode = self.timeline.episode_at(p)
@@ -344,8 +344,8 @@ class Player:
                         anchor_wall, rate = now, new_rate
                 if paused:
                     now = time.perf_counter_ns()
-                    if paused_a is None:
-                        paused_a = now_a(now)
+                    if paused_a is None:   # before the first message the schedule has not started
+                        paused_a = a_last if anchor_pending else now_a(now)
                     if clock_period and now >= next_clock:
                         self._publish_clock(pos_of(paused_a))
                         next_clock = now + clock_period

@@ -320,6 +320,18 @@ def test_clock_carries_the_recorded_time_at_the_requested_rate(ep):
             last_msg = T0 + int(label(d)[1:]) * MS
 
 
+def test_a_player_started_paused_holds_its_clock_at_the_start(ep):
+    pub = MemoryPublisher()
+    player = Player(ep, pub, ReplayOptions(start_paused=True, clock_hz=100.0))
+    player.start()
+    time.sleep(0.15)                    # longer than the read-ahead takes to start
+    ns = [c.sec * 1_000_000_000 + c.nanosec
+          for c in (deserialize(d, CLOCK_TYPE).clock for t, d, _ in list(pub.sent) if t == CLOCK_TOPIC)]
+    player.stop()
+    player.wait(5)
+    assert ns and set(ns) == {T0}       # not run on by the read-ahead's start-up time
+
+
 def test_a_backend_with_publish_clock_gets_the_clock_directly(ep):
     class WithClock(MemoryPublisher):
         def __init__(self):
