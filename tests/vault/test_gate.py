@@ -333,6 +333,14 @@ def test_a_csv_as_long_as_an_episode_is_held_up_by_its_row_count_alone(tmp_path:
     assert noted.verdict == "pass" and only(noted, "stream_dump")[0].severity == "note"
 
 
+def test_a_stream_printed_into_a_json_string_is_blocked(tmp_path: Path, reader: ReleaseReader,
+                                                         index: InputIndex) -> None:
+    out = tmp_path / "m.json"
+    out.write_text(json.dumps({"loss": 0.2, "debug": str(np.round(positions(reader)[120:170, 5], 4))}))
+    (hit,) = only(check([out], index), "stream_window")
+    assert hit.where["json_path"] == "$.debug (numbers in the text)" and hit.input["stream"] == "joint_states"
+
+
 def test_a_stream_inside_a_safetensors_tensor_is_blocked(tmp_path: Path, reader: ReleaseReader,
                                                          index: InputIndex) -> None:
     pos = positions(reader).astype(np.float32)

@@ -183,6 +183,10 @@ def parse_json(text: str, doc: Any, policy: GatePolicy, block_bytes: int) -> Con
         if len(raw) >= block_bytes:
             content.blobs.append(Blob(raw, {"json_path": path, "encoding": "latin-1 string"}))
         content.blobs += encoded_blobs(s, {"json_path": path}, block_bytes)
+        numbers = _NUMBER.findall(s)  # an array printed into a string
+        if len(numbers) >= 16:
+            content.sequences.append(Sequence(np.asarray([float(x) for x in numbers]),
+                                              {"json_path": f"{path} (numbers in the text)"}, "number"))
     return content
 
 
