@@ -165,6 +165,18 @@ def test_a_frame_hidden_in_the_pixels_or_after_the_end_of_a_png_is_found(
     assert any("after IEND" in f.message for f in only(report, "structure"))
 
 
+def test_any_2303_bytes_of_a_frame_are_enough_to_be_found(tmp_path: Path, reader: ReleaseReader,
+                                                           index: InputIndex) -> None:
+    data, _ = frame_of(reader, 10)
+    rng = np.random.default_rng(6)
+    for start in rng.integers(0, len(data) - 2303, 5):
+        piece = np.frombuffer(data[int(start):int(start) + 2303], np.uint8)
+        out = tmp_path / f"w{start}.safetensors"
+        out.write_bytes(stn.save({"t": np.concatenate([rng.integers(0, 255, 777, dtype=np.uint8), piece])}))
+        (copy,) = only(check([out], index), "frame_copy")
+        assert copy.input["row"] <= 10 and copy.input["blocks"] == 2, start
+
+
 def test_a_frame_reencoded_as_png_is_blocked(tmp_path: Path, reader: ReleaseReader,
                                              index: InputIndex) -> None:
     data, img = frame_of(reader, 3)
