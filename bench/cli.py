@@ -21,6 +21,7 @@ BENCHES = {
     "cleanroom": "bench.cleanroom",
     "gate": "bench.gate_bench",
     "fingerprint": "bench.fingerprint",
+    "foxglove": "bench.foxglove_replay",
 }
 
 

@@ -11,6 +11,8 @@ key (one pattern each). Reported:
 * ``pixel_statistics``: the luma distribution of source and copy;
 * ``learning``: leave-one-episode-out loss of a ridge model (frames -> joint positions)
   trained on the source and on the copy, both tested on the source, with the folds' spread;
+  ``learning_reencoded_only``: the same for a copy re-encoded at the same quality with no
+  pattern (the reference: what re-encoding alone changes);
 * ``attacks``: the recipient's ``z`` and the best false candidate's after each attack, and
   for the pixel average of several copies; ``unmarked_z_max``: the best score any pattern
   gets on the unmarked source after any attack (what a false positive would need).
@@ -42,16 +44,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from vault.fingerprint.mark import (
         QUALITY,
-        Originals,
         analysis,
+        codes,
         embed_frame,
         evidence,
         frame_change,
         luma,
-        patterns,
         scores,
     )
-    from vault.fingerprint.measure import ATTACKS, attack_matrix, learning_check, pixel_statistics
+    from vault.fingerprint.measure import (
+        ATTACKS,
+        attack_matrix,
+        learning_check,
+        originals_of,
+        pixel_statistics,
+    )
     from vault.fingerprint.release import camera_streams, fingerprint_release, frames_of
 
     from .vault_http import _release
@@ -65,13 +72,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return (release / rel).read_bytes()
 
         key = os.urandom(32)
-        grids = patterns(key, (f"bench/{i}" for i in range(args.copies)))
+        grids = codes(key, (f"bench/{i}" for i in range(args.copies)))
         frames = [f for c in camera_streams(read_source) for f in frames_of(read_source, c)]
         t0 = time.perf_counter()
         copies = [fingerprint_release(read_source, g)[0] for g in grids[:1]]
         t_mark = time.perf_counter() - t0
         copies += [fingerprint_release(read_source, g)[0] for g in grids[1:]]
-        flat = np.zeros((24, 32), np.float32)
+        plain = fingerprint_release(read_source, grids[0], amplitude=0.0)[0]  # re-encoded only
+        flat = grids[0].grid
         t0 = time.perf_counter()
         with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # as fingerprint_release
             list(pool.map(lambda f: embed_frame(f, flat, amplitude=0.0, quality=QUALITY), frames))
@@ -84,7 +92,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         marked = [f for c in camera_streams(reads[0]) for f in frames_of(reads[0], c)]
         change = frame_change(frames, marked).as_dict()
         change["size_ratio"] = round(change["bytes_after"] / change["bytes_before"], 3)
-        originals = Originals(np.stack([analysis(luma(f)) for f in frames]))
+        originals = originals_of(read_source)
         pick = np.linspace(0, len(frames) - 1, min(args.frames, len(frames))).astype(int)
         unmarked = 0.0
         for attack in ATTACKS.values():
@@ -99,6 +107,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              for k, v in change.items()},
             "pixel_statistics": pixel_statistics(read_source, reads[0]),
             "learning": learning_check(read_source, reads[0]),
+            "learning_reencoded_only": learning_check(read_source, reader(plain)),
             "attacks": attack_matrix(read_source, reads, grids, frames=args.frames,
                                      averaged=[k for k in (2, 4) if k < args.copies]),
             "unmarked_z_max": round(unmarked, 2),

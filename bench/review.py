@@ -7,14 +7,16 @@ only measures. ``demofab review`` runs in its own process on a free 127.0.0.1 po
 curator starts it; requests come from one keep-alive ``httpx`` client per camera, as a
 browser's connections would.
 
-* ``list_1000_ms``: median time to load the list (the page's HTML and ``/api/episodes``) of
-  a release of ``--episodes`` episodes (1,000; ``--quick``: 100; short episodes, one
-  320x240 camera) over ``--requests`` loads, after a warm-up that fetched every thumbnail
-  (``thumbs_fill_s``: how long that first visit took); ``list_p99_ms`` beside it.
+* ``list_1000_ms``: median time to load the list (the page's HTML, ``/api/release``,
+  ``/api/labels`` and ``/api/episodes``) of a release of ``--episodes`` episodes (1,000;
+  ``--quick``: 100; short episodes, one 320x240 camera) over ``--requests`` loads, after a
+  warm-up that fetched every thumbnail (``thumbs_fill_s``: how long that first visit
+  took); ``list_p99_ms`` beside it.
   Reference: ``loader_table_ms``, the episode table read from the release by
   ``curation.loader.ReleaseReader`` (``list_vs_loader`` = list / loader). ``first_screen_ms``
   adds the thumbnails of the first 25 rows (cached) to a list load; ``thumbs_all_ms`` is
-  every cached thumbnail fetched once. Target ``list_1000_ms`` <= 500.
+  every cached thumbnail fetched once; ``list_browser_ms``: headless chromium from
+  navigation to the page drawn with every row. Target ``list_1000_ms`` <= 500.
 * ``frame_p99_ms``: p99 latency of camera frames fetched in playback order at the camera's
   rate (one paced client per camera, the three 640x480 cameras of the humanoid profile),
   against ``direct_p99_ms``, the same frames read from the release by ``ReleaseReader``
@@ -36,8 +38,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,12 @@ TARGETS = {"list_1000_ms": 500.0, "frame_p99_ms": 30.0, "foxglove_p99_jitter_ms"
 #: bump when the generated recordings change, so that cached releases are made again
 _GENERATOR = 1
 _T0 = 1_700_000_000_000_000_000
+#: what the list page asks the server for when it opens (index.html, then list.js); the
+#: episode list last
+LIST_PAGE = ("/", "/api/release", "/api/labels", "/api/episodes")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 _OPERATORS = ("ana", "ben", "chloe", "dev", "eli")
 _TASKS = ("stack cups", "fold towel", "wipe table", "open drawer", "pour water")
 
@@ -214,6 +222,33 @@ def _ms(values: list[float]) -> dict[str, float]:
     return {"median": round(float(np.median(a)), 3), "p99": round(float(np.percentile(a, 99)), 3)}
 
 
+def _browser_list(url: str, rows: int, repeat: int) -> dict[str, Any]:
+    """``list_browser_ms``: Debian's chromium (headless, through Playwright) from navigation
+    to the list page saying it is ready with every row drawn, median of ``repeat`` loads
+    (the browser's cache on, as a curator's would be); null with the reason without it."""
+    if not CHROMIUM.exists():
+        return {"list_browser_ms": None, "list_browser_note": f"{CHROMIUM} is absent"}
+    from playwright.sync_api import sync_playwright
+
+    times = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            for i in range(repeat + 1):
+                t = time.perf_counter()
+                page.goto(url + "/")
+                page.wait_for_selector('body[data-ready="1"]', timeout=60_000)
+                shown = page.locator('[data-testid="episode-row"]').count()
+                if i:  # the first load fills the browser's cache
+                    times.append(time.perf_counter() - t)
+                if shown != rows:
+                    raise RuntimeError(f"bench review: the browser shows {shown} rows of {rows}")
+        finally:
+            browser.close()
+    return {"list_browser_ms": round(statistics.median(times) * 1e3, 1)}
+
+
 def measure_list(name_dir: Path, tmp: Path, requests: int) -> dict[str, Any]:
     import httpx
 
@@ -223,8 +258,9 @@ def measure_list(name_dir: Path, tmp: Path, requests: int) -> dict[str, Any]:
     try:
         with httpx.Client(base_url=served.url, timeout=120) as client:
             def load_list() -> list[dict[str, Any]]:
-                _get(client, "/")
-                rows: list[dict[str, Any]] = _get(client, "/api/episodes").json()["episodes"]
+                for url in LIST_PAGE:
+                    resp = _get(client, url)
+                rows: list[dict[str, Any]] = resp.json()["episodes"]
                 return rows
 
             t = time.perf_counter()
@@ -255,6 +291,7 @@ def measure_list(name_dir: Path, tmp: Path, requests: int) -> dict[str, Any]:
             for url in thumbs:
                 _get(client, url)
             all_s = time.perf_counter() - t
+        browser = _browser_list(served.url, len(rows), max(3, requests // 5))
     finally:
         served.close()
     lst, ref = _ms(lists), _ms(tables)
@@ -265,7 +302,7 @@ def measure_list(name_dir: Path, tmp: Path, requests: int) -> dict[str, Any]:
         "first_screen_ms": round(lst["median"] + statistics.median(screens) * 1e3, 3),
         "thumbs_all_ms": round(all_s * 1e3, 1), "thumbs": len(thumbs),
         "thumbs_fill_s": round(fill_s, 2), "list_episodes": len(rows), "list_requests": requests,
-        "server_start_s": round(served.start_s, 2),
+        "server_start_s": round(served.start_s, 2), **browser,
     }
 
 
@@ -300,12 +337,13 @@ def measure_frames(name_dir: Path, tmp: Path) -> dict[str, Any]:
         cameras = detail["cameras"]
         got: dict[str, list[tuple[int, float, float, bytes]]] = {c["name"]: [] for c in cameras}
         t0 = time.monotonic() + 0.2
-        threads = [threading.Thread(target=_play_camera, args=(served.url, 0, c, t0, got[c["name"]]))
-                   for c in cameras]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        with ThreadPoolExecutor(len(cameras)) as pool:  # one client per camera, in parallel
+            for f in [pool.submit(_play_camera, served.url, 0, c, t0, got[c["name"]]) for c in cameras]:
+                f.result()  # a failed request fails the benchmark
+        for c in cameras:
+            if len(got[c["name"]]) != c["frames"]:
+                raise RuntimeError(f"bench review: camera {c['name']}: {len(got[c['name']])} frames "
+                                   f"played of {c['frames']}")
     finally:
         served.close()
     reader = ReleaseReader(name_dir)  # a fresh reader: its chunk cache starts empty
@@ -345,19 +383,12 @@ def _stream_of(reader: Any, camera: str) -> str:
 
 
 def _foxglove(quick: bool, skip: bool) -> dict[str, Any]:
-    """``bench.foxglove_replay.measure_foxglove``'s figures, or null with the reason."""
-    import importlib
-
+    """``bench.foxglove_replay.measure_foxglove``'s figures (its dds figure beside)."""
     if skip:
         return {"foxglove_p99_jitter_ms": None, "foxglove_note": "skipped (--skip-foxglove)"}
-    try:
-        module = importlib.import_module("bench.foxglove_replay")
-    except ModuleNotFoundError as exc:
-        if exc.name != "bench.foxglove_replay":
-            raise
-        return {"foxglove_p99_jitter_ms": None,
-                "foxglove_note": "bench/foxglove_replay.py is not in this tree"}
-    figures: dict[str, Any] = module.measure_foxglove(quick=quick)
+    from .foxglove_replay import measure_foxglove
+
+    figures: dict[str, Any] = measure_foxglove(quick=quick)
     return figures
 
 
@@ -366,6 +397,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     episodes = args.episodes or (100 if quick else 1000)
     requests = args.requests or (10 if quick else 30)
     seconds = args.play_seconds or (3.0 if quick else 8.0)
+    load0 = os.getloadavg()[0]
     t = time.perf_counter()
     lst_dir, play_dir = list_release(episodes), play_release(seconds)
     prepare_s = time.perf_counter() - t
@@ -374,5 +406,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out |= measure_frames(play_dir, Path(tmp) / "play")
     out |= _foxglove(quick, args.skip_foxglove)
     out |= {"targets": TARGETS, "quick": quick, "prepare_s": round(prepare_s, 1),
+            # how busy the machine was: latencies on a shared machine read with this
+            "load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)], "cpus": os.cpu_count(),
             "cache": str(cache_root())}
     return out

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make demo`, the vault part: the demo release goes into an embedded vault under
 # demo-output/vault, a lab browses the catalog and the mock release, asks for access, a
-# reviewer approves (two steps), the lab pulls and loads a sample through vault://, and
-# the provider checks the audit log against the checkpoint it cosigned and kept.
+# reviewer approves (two steps), the lab pulls and loads a sample through vault://, then
+# runs a clean-room metrics job (mock run, job review, real run in the sandbox, output
+# gate, output review and release, download), and the provider checks the audit log
+# against the checkpoint it cosigned and kept.
 # Everything runs on this machine: the server listens on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +28,7 @@ $V role assign --root "$R" ana provider --provider acme
 $V role assign --root "$R" rita reviewer --dataset pick
 $V role assign --root "$R" bob lab_member --lab lab1
 LAB=$($V token create --root "$R" bob --scope catalog:read --scope requests --scope grants \
-      --scope pull --days 1 --name demo 2>/dev/null)
+      --scope pull --scope jobs --days 1 --name demo 2>/dev/null)
 REVIEWER=$($V token create --root "$R" rita --scope catalog:read --scope reviews --days 1 \
            --name demo 2>/dev/null)
 

@@ -1,15 +1,75 @@
 """The lab's and the reviewer's side of ``make demo``'s vault part (tools/demo-vault.sh):
 browse the catalog and the mock release, ask for access, the reviewer approves in two
-steps, then pull and load a sample of the real release through ``vault://``."""
+steps, then pull and load a sample of the real release through ``vault://``. Then the
+clean room: the lab submits a metrics job (the DemoFab loader over its input), it runs on
+the mock release, the reviewer approves it (two steps), the vault runs it on the real
+data in its sandbox, the gate checks its metrics JSON and logs, the reviewer reads and
+approves every file and releases them (two steps), and the lab downloads the metrics and
+prints them."""
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import sys
+import time
+from typing import Any
 
 from curation.loader import ReleaseDataset
 from vault.client import VaultClient
+from vault.jobs.outputs_cli import format_set
+from vault.jobs.outputs_client import OutputsClient
+
+JOB_CODE = '''"""A clean-room metrics job: reads its input through the DemoFab loader and writes a
+few aggregate figures (no sample, frame or row of the data) to metrics.json."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from curation.loader import ReleaseDataset
+
+
+def main(inputs: Path, outputs: Path) -> None:
+    ds = ReleaseDataset(inputs, keys=["joint_states/position"])
+    pos = np.stack([ds[i]["joint_states/position"] for i in range(len(ds))]).astype(np.float64)
+    ep = np.array([int(ds[i]["episode_index"]) for i in range(len(ds))])
+    steps = np.linalg.norm(np.diff(pos, axis=0), axis=1)[ep[1:] == ep[:-1]]
+    rows = json.loads((inputs / "episodes.json").read_text())["episodes"]
+    known = [r["success"] for r in rows if r.get("success") is not None]
+    metrics = {
+        "samples": len(ds),
+        "episodes": len(rows),
+        "success_rate": round(sum(known) / len(known), 3) if known else None,
+        "mean_episode_s": round(float(np.mean([r["duration_s"] for r in rows])), 2),
+        "joint_path_rad_per_episode": round(float(steps.sum()) / len(rows), 1),
+    }
+    print(f"metrics over {len(ds)} samples of {len(rows)} episodes")
+    (outputs / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\\n")
+'''
+_ENDED = {"succeeded", "failed", "cpu_limit", "memory_limit", "wall_limit", "output_limit",
+          "refused", "outputs_refused"}
+
+
+class DemoClient(OutputsClient):
+    """The output review client, plus the job routes the demo calls."""
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        return self._json(method, path, body)
+
+    def wait_run(self, job_id: int, kind: str, timeout_s: float = 600) -> dict[str, Any]:
+        """The job's newest run of ``kind`` once it has ended."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            runs = [r for r in self.call("GET", f"/v1/jobs/{job_id}")["runs"] if r["kind"] == kind]
+            if runs and runs[-1]["state"] in _ENDED:
+                return dict(runs[-1])
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id}: no {kind} run ended within {timeout_s:.0f} s")
+            time.sleep(0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +112,66 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {len(ds)} samples; sample {len(ds) // 2}: "
               + ", ".join(f"{k} {getattr(v, 'shape', '')}" for k, v in list(sample.items())[:4]))
         print(f"  grants: {[g.get('grant_id', g.get('id')) for g in lab.grants()]}")
+    lab_c, rev_c = DemoClient(args.url, args.lab_token), DemoClient(args.url, args.reviewer_token)
+    try:
+        return clean_room(lab_c, rev_c, args.dataset, version)
+    finally:
+        lab_c.close()
+        rev_c.close()
+
+
+def clean_room(lab: DemoClient, reviewer: DemoClient, dataset: str, version: int) -> int:
+    """A metrics job from submission to the lab's download of its released metrics."""
+    print("== lab: a clean-room job (metrics through the DemoFab loader), first on the mock")
+    offer = {r.split("==")[0]: r for r in lab.call("GET", "/v1/jobs/offer")["requirements"]}
+    job = lab.call("POST", "/v1/jobs", {
+        "name": "demo-metrics", "entry": "metrics:main", "dataset": dataset, "release": version,
+        "requirements": [offer["demofab"], offer["numpy"]],
+        "outputs": [{"pattern": "metrics.json", "type": "json"}],
+        "code": {"metrics.py": base64.b64encode(JOB_CODE.encode()).decode()},
+        "limits": {"cpu_s": 120, "wall_s": 300}})
+    mock = lab.wait_run(job["id"], "mock")
+    logs = lab.call("GET", f"/v1/jobs/{job['id']}/logs")
+    print(f"  job {job['id']} ({job['sha256'][:12]}): mock run {mock['id']} {mock['state']}; "
+          f"its log: {logs['stdout'].strip()!r}")
+    if mock["state"] != "succeeded":
+        print(logs["stderr"], file=sys.stderr)
+        return 1
+    print("== reviewer: read the job, approve it in two steps; the vault runs it on real data")
+    reviewer.call("POST", f"/v1/jobs/{job['id']}/start-review")
+    code = reviewer.call("POST", f"/v1/jobs/{job['id']}/approval")["code"]
+    approved = reviewer.call("POST", f"/v1/jobs/{job['id']}/approval/confirm", {"code": code})
+    real = lab.wait_run(job["id"], "real")
+    print(f"  job {job['id']}: {approved['state']}; real run {real['id']} in the sandbox: "
+          f"{real['state']} ({real['message']})")
+    if real["state"] != "succeeded":
+        return 1
+    sets = lab.output_sets(job=job["id"])
+    out = sets[-1]
+    print(f"== lab: the run's outputs wait for review as output set {out['id']}; "
+          f"the gate's verdicts: " + ", ".join(f"{f['name']} {f['gate']['verdict']}"
+                                               for f in out["files"]))
+    if any(f["gate"]["verdict"] == "block" for f in out["files"]):
+        print(format_set(out), file=sys.stderr)
+        return 1
+    lab.submit(out["id"])
+    try:
+        lab.download(out["id"], "metrics.json")
+        print("  unexpected: outputs downloaded before their release", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001  (the client's AccessDenied: shown, expected)
+        print(f"  before the release: {type(exc).__name__}: {exc}")
+    print("== reviewer: read every file, approve each, release in two steps")
+    for f in out["files"]:
+        body = reviewer.read_for_review(out["id"], f["name"])
+        print(f"  {f['name']} ({len(body)} bytes) read; approve")
+        reviewer.vote(out["id"], f["name"], "approve")
+    code = reviewer.prepare_release(out["id"])
+    done = reviewer.confirm_release(out["id"], code)
+    print(format_set(done))
+    print("== lab: download the released metrics (sha256 checked)")
+    metrics = json.loads(lab.download(out["id"], "metrics.json"))
+    print(json.dumps(metrics, indent=1))
     return 0
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -68,6 +68,9 @@ DEFAULT_PORT = 8765
 LOG_TOPIC = "/demofab/log"
 TIME_HZ = 60.0                 # how often the playback time is broadcast
 MIN_RATE, MAX_RATE = 0.01, 100.0
+#: after a seek while nothing plays, the latched topics follow the answer by this much, so
+#: they reach the app after the seek state that clears its panels
+LATCHED_AFTER_S = 0.05
 _STRING = "std_msgs/msg/String"
 
 
@@ -189,6 +192,9 @@ class FoxglovePublisher:
         self._episode = -1                      # episode position of the last message
         self._resend_at: int | None = None      # latched topics to send again (recorded ns)
         self._resumed = False                   # playing from a seek, not an episode start
+        self._last = -1                         # log time of the last message
+        #: called (player thread) when recorded time goes back without a seek
+        self.on_time_jump: Callable[[int], None] | None = None
         self._lock = threading.Lock()
 
     # -- set-up ---------------------------------------------------------------------------
@@ -205,6 +211,7 @@ class FoxglovePublisher:
         from ..types import serialize, typestore
 
         store = typestore()   # loaded now, not at the first event or latched message
+        _warm_up()
         if facts.robot_description is not None:
             text = facts.robot_description.data.decode("utf-8", errors="replace")
             self._description_cdr = serialize(store.types[_STRING](data=text), _STRING)
@@ -255,6 +262,9 @@ class FoxglovePublisher:
         """``data``: ``(recorded log time, CDR bytes, episode position)`` from
         :class:`FoxglovePlayer`."""
         log_time, payload, pos = data
+        if log_time < self._last:
+            self._went_back(log_time)
+        self._last = log_time
         if pos != self._episode:
             self._cross(pos, log_time)
         if self._resend_at is not None:
@@ -289,6 +299,16 @@ class FoxglovePublisher:
             self._resend_at = at_ns
             self._episode = -1
             self._resumed = not from_start
+            self._last = -1
+
+    def _went_back(self, log_time: int) -> None:
+        """Recorded time went back without a seek (a loop, or episodes played out of their
+        recorded order): the app must clear its panels as after a seek."""
+        self.ended()                    # the end of the episode that was playing
+        with self._lock:
+            self._resend_at = log_time
+        if self.on_time_jump is not None:
+            self.on_time_jump(log_time)
 
     def send_latched(self, at_ns: int) -> None:
         """Send the latched topics now (a client subscribed, or nothing is playing)."""
@@ -329,11 +349,25 @@ class FoxglovePublisher:
             self._episode = -1
 
 
+def _warm_up() -> None:
+    """Build once, before playing, what the first event and Log line would otherwise build
+    on a deadline: the typestore's EpisodeEvent deserializer (generated on first use, some
+    milliseconds) and the SDK's Log message type."""
+    from foxglove.messages import Log, LogLevel, Timestamp
+
+    from ..contract import EpisodeInfo, EventKind
+    from ..session import make_event
+
+    event_text(make_event(EventKind.START, 0, EpisodeInfo(index=0, episode_id="", file="",
+                                                          task="", operator="", start_ns=0)))
+    Log(timestamp=Timestamp(0, 0), level=LogLevel.Info, message="", name="").encode()
+
+
 # --------------------------------------------------------------------------- the server
 class FoxgloveReplay:
     """A selection served to the Foxglove app with playback control. :meth:`start` begins
-    serving (paused at the start unless ``autoplay``: then it plays once the first client
-    subscribes); :meth:`stop` ends it. The app's requests drive :attr:`player`; at the
+    serving, paused at the start until the app says play (or, with ``autoplay``, until the
+    first client subscribes); :meth:`stop` ends it. The app's requests drive :attr:`player`; at the
     end of the selection the server stays up (state "ended") until a seek or play starts
     it again."""
 
@@ -342,7 +376,9 @@ class FoxgloveReplay:
                  port: int = DEFAULT_PORT, autoplay: bool = False,
                  publisher: FoxglovePublisher | None = None) -> None:
         opt = options or ReplayOptions()
-        opt = dataclasses.replace(opt, clock_hz=opt.clock_hz or TIME_HZ, start_paused=True)
+        # not started paused: the player starts at the first play (a player that plays
+        # paused from its start lets its position run on until the first message is read)
+        opt = dataclasses.replace(opt, clock_hz=opt.clock_hz or TIME_HZ, start_paused=False)
         self.publisher = publisher or FoxglovePublisher(host=host, port=port)
         self.player = FoxglovePlayer(source, self.publisher, opt)
         self.timeline = self.player.timeline
@@ -351,12 +387,15 @@ class FoxgloveReplay:
         self._fox = require_foxglove()
         self._cond = threading.Condition()
         self._ended = False
+        self._started = False           # the player runs (from a play request to the end)
+        self._pending_at: int | None = None   # a seek's time while the player does not run
         self._closing = threading.Event()
         self._controlled = False        # a control request came (no autoplay after it)
         self._subscribers = 0
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.server = self.publisher.serve(self.timeline, _listener(self))
+        self.publisher.on_time_jump = lambda at: self._broadcast(did_seek=True, at_ns=at)
         self.player.prepare()
 
     @property
@@ -376,7 +415,11 @@ class FoxgloveReplay:
         return self._subscribers
 
     def current_time(self) -> int:
-        """The recorded time at the playback position."""
+        """The recorded time at the playback position (or where a seek put it while the
+        player does not run)."""
+        pending = self._pending_at
+        if pending is not None:
+            return pending
         return recorded_at(self.timeline, int(self.player.position_s * NS))
 
     # -- running --------------------------------------------------------------------------
@@ -412,34 +455,37 @@ class FoxgloveReplay:
         self.stop()
 
     def _drive(self) -> None:
-        """Play; at the end, say so and wait for a seek or play to play again."""
+        """Play from each play request to the end of the selection (or :meth:`stop`); at
+        the end, say so and wait for the next play."""
         try:
             while True:
+                with self._cond:
+                    while not self._started and not self._closing.is_set():
+                        self._cond.wait()
+                    if self._closing.is_set():
+                        return
+                    self._pending_at = None
                 self.player.play()
                 with self._cond:
                     if self._closing.is_set():
                         return
-                    self._ended = True
+                    self._ended, self._started = True, False
                 self.publisher.ended()
                 self._broadcast()
-                with self._cond:
-                    while self._ended and not self._closing.is_set():
-                        self._cond.wait()
-                    if self._closing.is_set():
-                        return
         except BaseException as exc:  # noqa: BLE001 - re-raised by wait()
             self.error = exc
 
-    def _broadcast(self, *, did_seek: bool = False) -> None:
+    def _broadcast(self, *, did_seek: bool = False, at_ns: int | None = None) -> None:
         if self.server is not None:
-            self.server.broadcast_playback_state(self.state(did_seek=did_seek))
+            self.server.broadcast_playback_state(self.state(did_seek=did_seek, at_ns=at_ns))
 
     def state(self, *, did_seek: bool = False, request_id: str | None = None,
               at_ns: int | None = None) -> PlaybackState:
         from foxglove.websocket import PlaybackState, PlaybackStatus
 
         status = (PlaybackStatus.Ended if self._ended else
-                  PlaybackStatus.Paused if self.player.paused else PlaybackStatus.Playing)
+                  PlaybackStatus.Paused if self.player.paused or not self._started
+                  else PlaybackStatus.Playing)
         return PlaybackState(status=status,
                              current_time=self.current_time() if at_ns is None else at_ns,
                              playback_speed=self.player.rate, did_seek=did_seek,
@@ -470,9 +516,17 @@ class FoxgloveReplay:
                 player.resume()
             else:
                 player.pause()
-            if self._ended and at is not None:
-                self._ended = False
-                self._cond.notify_all()
+            if not self._started:
+                # the player runs only from a play on (it then starts on the seek, if any;
+                # a player started paused lets its position run on while it starts reading)
+                if at is not None:
+                    self._ended = False
+                    self._pending_at = at
+                if play:
+                    self._started = True
+                    self._cond.notify_all()
+                elif at is not None:             # paused there: its latched topics, once
+                    threading.Timer(LATCHED_AFTER_S, self.publisher.send_latched, (at,)).start()
         return self.state(did_seek=request.seek_time is not None, request_id=request.request_id,
                           at_ns=at)
 
@@ -483,7 +537,9 @@ class FoxgloveReplay:
         if topic == ROBOT_DESCRIPTION_TOPIC:
             self.publisher.send_latched(self.current_time())
         if first and self.autoplay and not self._controlled:
-            self.player.resume()
+            with self._cond:
+                self._started = not self._ended
+                self._cond.notify_all()
             self._broadcast()
 
     def unsubscribed(self) -> None:

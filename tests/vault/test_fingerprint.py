@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from curation.loader import ReleaseReader
-from tests.vault.pgserver import release_dir  # noqa: F401
+from tests.vault.pgserver import database_url, postgres_server, release_dir  # noqa: F401
 from tests.vault.test_service import HEAD, make_vault
 from vault.db import Forbidden
 from vault.errors import KeyFileError
@@ -97,6 +97,8 @@ def test_a_dataset_is_not_exportable_until_its_provider_says_so(
         assert fp.set_exportable("pick", True, v.identities.get("prov")).set_by == "prov"
         assert _actions(v, "fingerprint_policy")[-1] == {"exportable": True, "actor": "prov"}
         assert not list(tmp_path.rglob("export-*"))  # nothing was written by the refusal
+        nothing = fp.identify([release_dir])  # no export yet: no candidate, no key needed
+        assert not nothing.identified and nothing.candidates == 0
     finally:
         v.close()
 
@@ -207,7 +209,44 @@ def test_the_fingerprint_key_lives_outside_the_root_with_mode_0600(env: Env, tmp
 def test_a_release_without_camera_streams_cannot_carry_a_fingerprint(env: Env) -> None:
     files = {"zarr.json": json.dumps({"attributes": {"demofab": {"streams": []}}}).encode()}
     from vault.fingerprint import fingerprint_release
-    from vault.fingerprint.mark import pattern
+    from vault.fingerprint.mark import code
     with pytest.raises(FingerprintError, match="no camera stream"):
-        fingerprint_release(files.__getitem__, pattern(b"k", "x"))
+        fingerprint_release(files.__getitem__, code(b"k", "x"))
     assert camera_streams(files.__getitem__) == {}
+
+
+def test_the_pattern_averages_out_over_a_stream_s_frames(env: Env) -> None:
+    """Each frame carries the pattern with a keyed sign: no pixel of the copy is brighter
+    or darker on average than the original (a model sees no constant offset)."""
+    src = frames_of(reader_of(env.release), HEAD)
+    copy = frames_of(reader_of(env.alice), HEAD)
+    deltas = np.stack([cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE).astype(float)
+                       - cv2.imdecode(np.frombuffer(a, np.uint8), cv2.IMREAD_GRAYSCALE)
+                       for a, b in zip(src, copy, strict=True)])
+    cells = np.stack([cv2.resize(d, (32, 24), interpolation=cv2.INTER_AREA) for d in deltas])
+    one = float(np.sqrt(np.mean(cells ** 2)))  # a frame's pattern, cell by cell
+    mean = float(np.sqrt(np.mean(cells.mean(axis=0) ** 2)))  # what stays on average
+    assert one > 0.8 and mean < one / 3, (one, mean)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_exports_and_identification_with_the_catalog_on_postgresql(
+        tmp_path: Path, release_dir: Path, database_url: str) -> None:  # noqa: F811
+    v = make_vault(tmp_path, release_dir, catalog_url=database_url)
+    try:
+        fp = Fingerprints(v)
+        fp.set_exportable("pick", True)
+        fp.export("pick", 1, lab="lab-d", out=tmp_path / "d")
+        first = fp.export("pick", 1, by=v.identities.get("dave"))
+        assert [e.export_id for e in fp.exports(lab="lab-d")] == [first.export_id]
+        result = fp.identify([tmp_path / "d"])
+        assert [m.export.lab for m in result.matches] == ["lab-d"]
+    finally:
+        v.close()
+
+
+def test_the_package_exports_every_public_name() -> None:
+    import vault.fingerprint as pkg
+
+    for name in pkg.__all__:
+        assert getattr(pkg, name) is not None, name

@@ -37,6 +37,13 @@ def _to(w: int, h: int) -> Attack:
     return lambda img: np.asarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA))
 
 
+def _crop(f: float) -> Attack:
+    def attack(img: np.ndarray) -> np.ndarray:
+        h, w = img.shape[:2]
+        return img[int(h * f / 2):h - int(h * f / 2), int(w * f / 2):w - int(w * f / 2)]
+    return attack
+
+
 def leak(base: Path, out: Path, attacks: list[Attack], *, streams: list[str] | None = None,
          every: int = 1, quality: int = 90) -> Path:
     """The camera frames of the copy at ``base`` (every ``every``-th), each put through
@@ -62,6 +69,7 @@ def named(result: Identification) -> list[str]:
     ("half-size", [_scale(0.5)]),
     ("224x224", [_to(224, 224)]),
     ("224x224-jpeg-50", [_to(224, 224), _jpeg(50)]),
+    ("centred-crop-20pct", [_crop(0.2), _jpeg(75)]),
 ])
 def test_a_leaked_copy_names_its_lab_after_re_encoding_and_resizing(
         env: Env, tmp_path: Path, case: str, attacks: list[Attack]) -> None:  # noqa: F811

@@ -58,6 +58,7 @@ def handed(monkeypatch: pytest.MonkeyPatch) -> Handed:
         streams: tuple[str, ...] | None
         files: dict[str, Path]
         inputs: Path
+        declared: dict[str, str]
 
     class Outputs:
         def __init__(self, vault: Vault) -> None:
@@ -65,6 +66,7 @@ def handed(monkeypatch: pytest.MonkeyPatch) -> Handed:
 
         def register_outputs(self, run: FinishedRun) -> None:
             assert (run.inputs / "zarr.json").is_file()  # what the job read, still there
+            assert all(run.declared[n] == "json" for n in run.files if not n.startswith("logs/"))
             got.runs.append(run)
             got.files.append({n: p.read_bytes() for n, p in run.files.items()})
 
@@ -207,6 +209,8 @@ def test_a_job_changed_after_approval_does_not_run(
     again = jobs.wait(jobs.start_run(job.id, "real", by=carol).id, 60)
     assert again.state == "refused" and "changed after it was submitted" in again.message
     assert "job_run_refused" in audit_actions(v, job.id)
+    with pytest.raises(JobError, match="changed after submission"):
+        jobs.code_file(job.id, "train.py", v.identities.get("rev1"))
     # a new version of the job: the approved one is revoked, the new one needs its review
     changed = dict(code)
     changed["train.py"] = code["train.py"] + b"\n# tuned\n"
@@ -353,6 +357,13 @@ def test_an_approved_job_that_tries_to_get_data_out_fails_and_is_audited(
     tried = json.loads(handed.files[-1]["logs/stdout.log"].decode().splitlines()[0])
     assert len(tried) == 10 and all(r.startswith("blocked") for r in tried.values()), tried
     assert not (tmp_path / "leak").exists()
+    seen = [e for e in v.audit.show("pick") if e.action == "job_sandbox_attempts"
+            and e.details.get("job") == job.id]
+    assert len(seen) == 1 and seen[0].details["kind"] == "real"
+    tried_kinds = {(a["kind"], a["target"]) for a in seen[0].details["attempts"]}
+    assert ("connect", repr(("127.0.0.1", targets["port"]))) in tried_kinds
+    assert ("resolve", "example.com") in tried_kinds
+    assert {("write", p) for p in targets["write"][:3]} <= tried_kinds  # the last: sandbox /tmp
     ended = [e for e in v.audit.show("pick") if e.action == "job_run_ended"
              and e.details.get("job") == job.id]
     assert [(e.details["kind"], e.details["state"]) for e in ended] == [

@@ -80,6 +80,9 @@ def test_a_lab_submits_from_the_cli_and_a_reviewer_approves_in_two_steps(
     assert "trained on" in capsys.readouterr().out
     assert cli(monkeypatch, tok["bob"], "status", "1", "--url", url) == 1
     assert "may not see job 1" in capsys.readouterr().err
+    # the reviewer reads the code as submitted
+    assert cli(monkeypatch, tok["rev1"], "code", "1", "train.py", "--url", url) == 0
+    assert capsys.readouterr().out == (CODE / "train.py").read_text()
     # two steps: the first prints a code, the second confirms with it
     assert cli(monkeypatch, tok["rev1"], "approve", "1", "--url", url) == 0
     out = capsys.readouterr().out
@@ -95,9 +98,15 @@ def test_a_lab_submits_from_the_cli_and_a_reviewer_approves_in_two_steps(
             break
         time.sleep(0.5)
     real = job["runs"][-1]
-    # handed to the output review (outputs_refused where no output review is installed)
-    assert real["kind"] == "real" and real["state"] in ("succeeded", "outputs_refused"), real
+    # handed to the output review: its metrics and its logs wait for the reviewers there
+    assert real["kind"] == "real" and real["state"] == "succeeded", real
     assert set(real["outputs"]) == {"metrics.json"}
+    import httpx
+
+    with httpx.Client(base_url=url, trust_env=False) as http:
+        sets = http.get("/v1/outputs", headers={"Authorization": f"Bearer {tok['alice']}"}).json()
+    names = {f["name"] for s in sets if s["job_id"] == 1 for f in s["files"]}
+    assert names == {"metrics.json", "logs/stdout.log", "logs/stderr.log"}, sets
     # a real run's logs are outputs: not served to the lab here
     assert cli(monkeypatch, tok["alice"], "logs", "1", "--run", str(real["id"]), "--url", url) == 1
 

@@ -80,6 +80,7 @@ print("interfaces", [n for _, n in socket.if_nameindex()])
     assert res.state == "succeeded", res.message
     assert "CONNECTED" not in stdout(dirs) and stdout(dirs).count("blocked:") == 2
     assert "interfaces ['lo']" in stdout(dirs)
+    assert {"kind": "connect", "target": repr(("127.0.0.1", port))} in res.attempts
     assert len(accepted) == 1  # the test's own connection only
 
 
@@ -94,6 +95,13 @@ for host in ("localhost", "example.com", "pypi.org"):
 """)
     assert res.state == "succeeded", res.message
     assert "RESOLVED" not in stdout(dirs) and stdout(dirs).count("unresolved") == 3
+    assert [a["target"] for a in res.attempts if a["kind"] == "resolve"] == [
+        "localhost", "example.com", "pypi.org"]
+
+
+def targets_written(tmp_path: Path) -> list[str]:
+    return ["/job/code/x", "/job/input/x", "/job/input/secret.bin", "/usr/x", "/x", "/opt/x",
+            "/job/runner.py", str(tmp_path / "outside")]
 
 
 def test_a_job_writes_only_into_its_output_directory(dirs: dict[str, Path], tmp_path: Path) -> None:
@@ -112,6 +120,9 @@ open("/job/out/ok.json", "w").write("{{}}")
 """)
     assert res.state == "succeeded", res.message
     assert "WROTE" not in stdout(dirs) and stdout(dirs).count("refused") == 8
+    # reported: every write outside /job/out and the scratch space (the host's tmp_path
+    # is a path under the sandbox's own scratch /tmp there, so not reported)
+    assert [a["target"] for a in res.attempts if a["kind"] == "write"] == targets_written(tmp_path)[:-1]
     assert sorted(p.name for p in dirs["code"].iterdir()) == ["job.py"]
     assert (dirs["input"] / "secret.bin").read_bytes() == b"provider data"
     assert [p.name for p in dirs["out"].iterdir()] == ["ok.json"]

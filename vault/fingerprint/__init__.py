@@ -5,7 +5,7 @@ exports")."""
 from __future__ import annotations
 
 from .errors import FingerprintError, NotExportable
-from .mark import AMPLITUDE, FrameChange, embed_frame, frame_change, pattern
+from .mark import AMPLITUDE, Code, FrameChange, code, embed_frame, frame_change
 from .release import fingerprint_release
 from .service import (
     MAX_FALSE_POSITIVE,
@@ -18,7 +18,7 @@ from .service import (
 )
 from .suspect import Suspect, read_suspects
 
-__all__ = ["AMPLITUDE", "MAX_FALSE_POSITIVE", "ExportInfo", "FingerprintError", "Fingerprints",
-           "FrameChange", "Identification", "Match", "NotExportable", "Policy", "Suspect",
-           "default_key_file", "embed_frame", "fingerprint_release", "frame_change", "pattern",
-           "read_suspects"]
+__all__ = ["AMPLITUDE", "MAX_FALSE_POSITIVE", "Code", "ExportInfo", "FingerprintError",
+           "Fingerprints", "FrameChange", "Identification", "Match", "NotExportable", "Policy",
+           "Suspect", "code", "default_key_file", "embed_frame", "fingerprint_release",
+           "frame_change", "read_suspects"]

@@ -192,9 +192,10 @@ def pull_export(url: str, out: str | Path, *, lab: str | None = None,
                       trust_env=False) as http:
 
         def call(method: str, path: str, body: object = None) -> httpx.Response:
-            try:
+            try:  # the first POST makes the copy (every frame re-encoded): give it time
                 resp = http.request(method, path, json=body,
-                                    params={"lab": lab} if lab and method == "GET" else None)
+                                    params={"lab": lab} if lab and method == "GET" else None,
+                                    timeout=3600 if method == "POST" else 120)
             except httpx.TransportError as exc:
                 raise Unreachable(f"{method} {where.base_url}{path}: vault unreachable: {exc}",
                                   status=0, detail=str(exc), method=method, path=path) from exc

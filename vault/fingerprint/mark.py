@@ -6,7 +6,13 @@ generator that draws a grid ``w`` of ``GRID = 24 x 32`` independent ±1 values (
 columns). The grid is defined over the frame's normalised coordinates, so it means the
 same thing at any resolution.
 
-**Embedding.** ``Y' = Y + a * U(w)``: ``U`` upsamples the grid to the frame (bicubic, so
+**Signs.** Each frame ``f`` gets a keyed sign ``e_f = ±1``, a bit of
+``HMAC-SHA256(key, label || sha256(original frame bytes))``: the pattern averages to zero
+over a stream, so no pixel of a copy is on average brighter or darker than the original
+(a model trained on it sees no constant offset), and the sign is the same in any subset of
+the release (it depends on the frame, not on its row).
+
+**Embedding.** ``Y' = Y + e_f * a * U(w)``: ``U`` upsamples the grid to the frame (bicubic, so
 the pattern is smooth: cells of 20 x 20 pixels at 640 x 480, nothing a JPEG quantiser or a
 resize removes), ``a`` is the amplitude in 8-bit luma levels (``AMPLITUDE``, 1.5: PSNR
 ~45 dB and SSIM 0.998 with the re-encoding, ``demofab bench fingerprint``). The frame is
@@ -18,15 +24,20 @@ luma by area averaging) yields a grid-shaped evidence ``t``:
 
 * *informed*, when the frame matches an original frame of the release the candidates were
   exported from (:class:`Originals`: the best normalised correlation of 24 x 32
-  thumbnails, >= ``MATCH``): ``t = D(s - (alpha o + beta))``, the residual after the
-  least-squares fit of the original ``o`` (so brightness and contrast changes cancel),
-  area-averaged onto the grid (``D``, the adjoint of ``U`` up to a constant);
+  thumbnails, of the originals as they are and centre-cropped by ``ZOOMS``, >= ``MATCH``):
+  the suspect is registered to the original ``o`` (an affine map found by OpenCV's ECC
+  from the matched zoom, so a centred crop or a small shift lines the pattern up again),
+  then ``t = D(m * (s - (alpha o + beta)))``: the residual after the least-squares fit of
+  ``o`` (so brightness and contrast changes cancel) over the pixels ``m`` the suspect
+  covers, area-averaged onto the grid (``D``, the adjoint of ``U`` up to a constant);
 * *blind* otherwise: ``t = D(s - G(s))``, the frame less its Gaussian blur (the scene's
   large structures). Much weaker: a static textured background is not averaged out.
 
-Evidence of several frames adds up after each is scaled to unit norm: ``T = sum t/|t|``.
-The score of a pattern is ``z = <w, T> / |T|``. For a pattern ``w`` that was NOT embedded,
-``T`` is independent of ``w`` and ``<w, T>`` is a Rademacher sum with variance ``|T|^2``:
+Evidence of several frames adds up after each is scaled to unit norm and signed with the
+candidate's sign of the original it matched: ``T = sum e_f t_f/|t_f|`` (a blind frame's
+sign is unknown: +1, so blind evidence of many frames cancels). The score of a code is
+``z = <w, T> / |T|``. For a code that was NOT embedded, ``T`` is independent of its ``w``
+and ``<w, T>`` is a Rademacher sum with variance ``|T|^2``:
 ``z`` has mean 0 and variance 1 whatever the image, and Hoeffding's inequality bounds its
 tail, ``P(z >= x) <= exp(-x^2 / 2)``, with no assumption on the content. The scores of
 unused keyed patterns (the null) show the same distribution empirically. The embedded
@@ -45,9 +56,9 @@ import numpy as np
 
 from .errors import FingerprintError
 
-__all__ = ["AMPLITUDE", "ANALYSIS", "GRID", "MATCH", "QUALITY", "Evidence", "FrameChange",
-           "Originals", "analysis", "embed_frame", "evidence", "frame_change", "luma",
-           "pattern", "patterns", "scores"]
+__all__ = ["AMPLITUDE", "ANALYSIS", "GRID", "MATCH", "QUALITY", "ZOOMS", "Code", "Evidence",
+           "FrameChange", "Originals", "analysis", "code", "codes", "embed_frame", "evidence",
+           "frame_change", "luma", "pattern", "scores"]
 
 GRID = (24, 32)
 """Rows and columns of the pattern grid."""
@@ -70,10 +81,32 @@ def pattern(key: bytes, label: str) -> np.ndarray:
     return (rng.integers(0, 2, GRID, dtype=np.int8) * 2 - 1).astype(np.float32)
 
 
-def patterns(key: bytes, labels: Iterable[str]) -> np.ndarray:
-    """The grids of ``labels`` stacked, ``[n, *GRID]``."""
-    grids = [pattern(key, label) for label in labels]
-    return np.stack(grids) if grids else np.zeros((0, *GRID), np.float32)
+@dataclass(frozen=True)
+class Code:
+    """One export's code: its grid, and the keyed ±1 sign of each frame, drawn from the
+    SHA-256 of the original frame's bytes (so it is the same in any subset of the release,
+    whatever the rows are renumbered to), so that the pattern averages to zero over the
+    frames."""
+
+    key: bytes
+    label: str
+    grid: np.ndarray
+
+    def signs(self, digests: Sequence[bytes]) -> np.ndarray:
+        """The signs (float32, ±1) of the frames whose SHA-256 digests are ``digests``."""
+        head = _LABEL + f"{self.label}\0sign\0".encode()
+        return np.array([1.0 if hmac.new(self.key, head + d, hashlib.sha256).digest()[0] & 1
+                         else -1.0 for d in digests], np.float32)
+
+
+def code(key: bytes, label: str) -> Code:
+    """The :class:`Code` of ``label`` under ``key``."""
+    return Code(key, label, pattern(key, label))
+
+
+def codes(key: bytes, labels: Iterable[str]) -> list[Code]:
+    """The codes of ``labels``."""
+    return [code(key, label) for label in labels]
 
 
 def _decode(data: bytes, flags: int, where: str) -> np.ndarray:
@@ -127,32 +160,76 @@ def _thumbs(frames: np.ndarray) -> np.ndarray:
     return np.asarray(t / norm, np.float32)
 
 
-class Originals:
-    """The original frames of a release at analysis size, to match suspects against."""
+ZOOMS = (1.0, 1.18, 1.43)
+"""Centre zooms of the originals a suspect is also matched against (crops of about 0, 15
+and 30 % of each side), and the starting points of its registration."""
+_ECC = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60, 1e-5)
 
-    def __init__(self, frames: np.ndarray) -> None:
+
+def _zoom(z: float) -> np.ndarray:
+    """The affine map ``x -> c + (x - c) / z`` of analysis coordinates (c the centre): the
+    original's point that a suspect cropped to ``1/z`` of each side shows at ``x``."""
+    h, w = ANALYSIS
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    return np.array([[1 / z, 0, cx - cx / z], [0, 1 / z, cy - cy / z]], np.float32)
+
+
+class Originals:
+    """The original frames of a release at analysis size, to match suspects against (also
+    centre-cropped by :data:`ZOOMS`)."""
+
+    def __init__(self, frames: np.ndarray, digests: Sequence[bytes]) -> None:
         self.frames = frames.astype(np.float32).reshape(-1, *ANALYSIS)
-        self._thumbs = _thumbs(self.frames)
+        #: the SHA-256 of each original frame's bytes (what its sign is drawn from)
+        self.digests = list(digests)
+        banks = []
+        for z in ZOOMS:
+            m = _zoom(z)
+            view = np.stack([cv2.warpAffine(f, m, ANALYSIS[::-1],
+                                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+                             for f in self.frames]) if len(self.frames) else self.frames
+            banks.append(_thumbs(view))
+        self._thumbs = np.stack(banks)  # [zoom, n, 768]
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def match(self, suspects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each suspect analysis frame, the index of the best-matching original and
-        the thumbnails' correlation (-1..1)."""
-        if not len(self.frames) or not len(suspects):
-            return (np.full(len(suspects), -1, np.int64), np.full(len(suspects), -1.0))
-        sim = _thumbs(suspects) @ self._thumbs.T
-        best = sim.argmax(axis=1)
-        return best, sim[np.arange(len(suspects)), best]
+    def match(self, suspects: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each suspect analysis frame: the index of the best-matching original, the
+        thumbnails' correlation (-1..1), and the zoom (index into :data:`ZOOMS`)."""
+        n = len(suspects)
+        if not len(self.frames) or not n:
+            return np.full(n, -1, np.int64), np.full(n, -1.0), np.zeros(n, np.int64)
+        sim = np.einsum("sd,znd->szn", _thumbs(suspects), self._thumbs).reshape(n, -1)
+        flat = sim.argmax(axis=1)
+        zoom, best = np.divmod(flat, len(self.frames))
+        return best, sim[np.arange(n), flat], zoom
+
+
+def _registered(s: np.ndarray, o: np.ndarray, zoom: int) -> tuple[np.ndarray, np.ndarray]:
+    """``s`` brought into ``o``'s coordinates (an affine map ``W``, ``s(W x) ~ o(x)``, found
+    by ECC from the matched zoom) and the mask of the pixels it covers."""
+    start = _zoom(1 / ZOOMS[zoom])
+    try:
+        _, warp = cv2.findTransformECC(o, s, start.copy(), cv2.MOTION_AFFINE, _ECC,
+                                       np.ones(o.shape, np.uint8), 5)
+    except cv2.error:  # did not converge: keep the matched zoom
+        warp = start
+    size = ANALYSIS[::-1]
+    inverse = cv2.WARP_INVERSE_MAP
+    moved = cv2.warpAffine(s, warp, size, flags=cv2.INTER_LINEAR | inverse)
+    mask = cv2.warpAffine(np.ones_like(s), warp, size, flags=cv2.INTER_NEAREST | inverse)
+    return moved, cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0.5
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """The summed evidence ``T`` of some frames, and how many were compared informed (to
-    a matched original) and blind."""
+    """The evidence of some frames: each contributing frame's grid-shaped residual scaled
+    to unit norm (``units``, ``[m, 768]``), the digest of the original each informed one
+    was matched to (None for a blind one), and how many were informed and blind."""
 
-    total: np.ndarray
+    units: np.ndarray
+    ids: tuple[bytes | None, ...]
     informed: int
     blind: int
 
@@ -164,39 +241,56 @@ class Evidence:
 
 def evidence(suspects: np.ndarray, originals: Originals | None = None) -> Evidence:
     """The evidence of suspect analysis frames ``[n, *ANALYSIS]``: informed for those that
-    match an original (:data:`MATCH`), blind for the others; when any is informed, only the
+    match an original (:data:`MATCH`; registered to it first, so crops and small shifts
+    line the pattern up again), blind for the others; when any is informed, only the
     informed ones count (a blind term only adds the scene's noise to them)."""
     suspects = suspects.astype(np.float32).reshape(-1, *ANALYSIS)
     matched = np.zeros(len(suspects), bool)
-    best = np.zeros(len(suspects), np.int64)
+    best = zoom = np.zeros(len(suspects), np.int64)
     if originals is not None and len(originals):
-        best, sim = originals.match(suspects)
+        best, sim, zoom = originals.match(suspects)
         matched = sim >= MATCH
-    terms = []
-    if matched.any():
-        for s, j in zip(suspects[matched], best[matched], strict=True):
-            o = originals.frames[j] if originals is not None else s
-            design = np.stack([o.ravel(), np.ones(o.size, np.float32)], axis=1)
-            coef, *_ = np.linalg.lstsq(design, s.ravel(), rcond=None)
-            terms.append(_to_grid(s - (coef[0] * o + coef[1])))
+    terms: list[np.ndarray] = []
+    ids: list[bytes | None] = []
+    if matched.any() and originals is not None:
+        for s, j, z in zip(suspects[matched], best[matched], zoom[matched], strict=True):
+            o = originals.frames[j]
+            moved, mask = _registered(s, o, int(z))
+            if mask.sum() < mask.size // 4:
+                continue
+            design = np.stack([o[mask], np.ones(int(mask.sum()), np.float32)], axis=1)
+            coef, *_ = np.linalg.lstsq(design, moved[mask], rcond=None)
+            terms.append(_to_grid(np.where(mask, moved - (coef[0] * o + coef[1]), 0)
+                                  .astype(np.float32)))
+            ids.append(originals.digests[int(j)])
     else:
         for s in suspects:
             terms.append(_to_grid(s - cv2.GaussianBlur(s, (0, 0), _BLUR_SIGMA)))
-    total = np.zeros(GRID, np.float32)
-    for t in terms:
-        n = float(np.linalg.norm(t))
-        if n > 1e-6:
-            total += t / n
-    informed = int(matched.sum())
-    return Evidence(total, informed, 0 if informed else len(suspects))
+            ids.append(None)
+    keep = [i for i, t in enumerate(terms) if float(np.linalg.norm(t)) > 1e-6]
+    units = (np.stack([terms[i].ravel() / np.linalg.norm(terms[i]) for i in keep])
+             if keep else np.zeros((0, GRID[0] * GRID[1]), np.float32))
+    informed = len(keep) if matched.any() else 0
+    return Evidence(units.astype(np.float32), tuple(ids[i] for i in keep), informed,
+                    0 if informed else len(keep))
 
 
-def scores(ev: Evidence, grids: np.ndarray) -> np.ndarray:
-    """``z = <w, T> / |T|`` of each grid ``[n, *GRID]`` (zeros when there is no evidence)."""
-    norm = float(np.linalg.norm(ev.total))
-    if norm < 1e-9 or not len(grids):
-        return np.zeros(len(grids))
-    return np.asarray(grids.reshape(len(grids), -1) @ ev.total.ravel() / norm, dtype=np.float64)
+def scores(ev: Evidence, candidates: Sequence[Code]) -> np.ndarray:
+    """``z = <w, T> / |T|`` of each code, ``T = sum_f s_f t_f`` its signed evidence: each
+    informed frame's residual times the code's sign for the matched original (a blind
+    frame's sign is unknown: +1). Zeros where there is no evidence."""
+    out = np.zeros(len(candidates))
+    if not len(ev.units):
+        return out
+    known = [i for i, d in enumerate(ev.ids) if d is not None]
+    for k, c in enumerate(candidates):
+        signs = np.ones(len(ev.ids), np.float32)
+        signs[known] = c.signs([d for d in ev.ids if d is not None])
+        total = signs @ ev.units
+        norm = float(np.linalg.norm(total))
+        if norm > 1e-9:
+            out[k] = float(c.grid.ravel() @ total) / norm
+    return out
 
 
 @dataclass(frozen=True)

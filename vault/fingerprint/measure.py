@@ -15,6 +15,7 @@ release and its fingerprinted copies (``demofab bench fingerprint`` reports them
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,10 +23,10 @@ import cv2
 import numpy as np
 
 from ..subset import ReadFile, _Array
-from .mark import Originals, analysis, evidence, luma, scores
+from .mark import Code, Originals, analysis, evidence, luma, scores
 from .release import camera_streams, frames_of
 
-__all__ = ["ATTACKS", "attack_matrix", "learning_check", "pixel_statistics"]
+__all__ = ["ATTACKS", "attack_matrix", "learning_check", "originals_of", "pixel_statistics"]
 
 _QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
@@ -64,6 +65,7 @@ ATTACKS: dict[str, Attack] = {
     "crop_2pct": _crop(0.02),
     "crop_10pct": _crop(0.10),
     "crop_25pct": _crop(0.25),
+    "crop_off_centre": lambda img: img[img.shape[0] // 16:, img.shape[1] // 12:],
 }
 """Attacks on a luma frame (uint8, 2-D)."""
 
@@ -134,17 +136,25 @@ def learning_check(read_source: ReadFile, read_copy: ReadFile, *, target: str = 
     a, b = np.array(source_loss), np.array(copy_loss)
     return {"folds": len(a), "loss_trained_on_source": float(a.mean()),
             "loss_trained_on_copy": float(b.mean()), "loss_difference": float((b - a).mean()),
-            "fold_std": float(a.std()), "relative_difference": float((b - a).mean() / a.mean())}
+            "fold_std": float(a.std()), "difference_std": float((b - a).std()),
+            "relative_difference": float((b - a).mean() / a.mean())}
 
 
-def attack_matrix(read_source: ReadFile, copies: Sequence[ReadFile], grids: np.ndarray, *,
+def originals_of(read: ReadFile) -> Originals:
+    """The camera frames of a release as :class:`Originals`."""
+    frames = _frames(read)
+    return Originals(np.stack([analysis(luma(f)) for f in frames]),
+                     [hashlib.sha256(f).digest() for f in frames])
+
+
+def attack_matrix(read_source: ReadFile, copies: Sequence[ReadFile], grids: Sequence[Code], *,
                   attacks: dict[str, Attack] | None = None, frames: int = 64,
                   averaged: Sequence[int] = (2, 4, 8)) -> dict[str, Any]:
     """For each attack: ``z`` of copy 0's pattern from ``frames`` attacked frames of copy
     0, ``z_1`` from one frame only, and the best ``z`` of the other copies' patterns (the
     false candidates). ``averaged``: the pixel average of the first k copies, the score of
     each of the k patterns (its minimum) and of the others."""
-    originals = Originals(np.stack([analysis(luma(f)) for f in _frames(read_source)]))
+    originals = originals_of(read_source)
     copy_frames = [_frames(r) for r in copies]
     pick = np.linspace(0, len(copy_frames[0]) - 1, min(frames, len(copy_frames[0]))).astype(int)
     out: dict[str, Any] = {}

@@ -1,5 +1,6 @@
-"""A fingerprinted copy of a release: every camera frame carries one export's pattern
-(:mod:`vault.fingerprint.mark`); everything else is byte for byte the source's.
+"""A fingerprinted copy of a release: every camera frame carries one export's pattern, with
+the export's keyed sign for its stream and row (:mod:`vault.fingerprint.mark`); everything
+else is byte for byte the source's.
 
 :func:`fingerprint_release` reads the source through ``read_file`` (plaintext bytes of a
 release file, as :mod:`vault.subset` does) and returns only the files that change: each
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..subset import ReadFile, _Array
 from .errors import FingerprintError
-from .mark import AMPLITUDE, QUALITY, FrameChange, embed_frame, frame_change
+from .mark import AMPLITUDE, QUALITY, Code, FrameChange, embed_frame, frame_change
 
 __all__ = ["FORMAT", "camera_streams", "fingerprint_release", "frames_of"]
 
@@ -76,7 +77,7 @@ def frames_of(read_file: ReadFile, stream: str) -> list[bytes]:
     return [blob[int(a):int(b)] for a, b in zip(off[:-1], off[1:], strict=True)]
 
 
-def fingerprint_release(read_file: ReadFile, grid: np.ndarray, *,
+def fingerprint_release(read_file: ReadFile, mark_code: Code, *,
                         amplitude: float = AMPLITUDE, quality: int = QUALITY,
                         workers: int | None = None,
                         progress: Callable[[str, int], None] | None = None,
@@ -95,11 +96,13 @@ def fingerprint_release(read_file: ReadFile, grid: np.ndarray, *,
         for stream, fmt in cams.items():
             values, offsets = _arrays(read_file, stream)
             frames = frames_of(read_file, stream)
+            signs = mark_code.signs([hashlib.sha256(f).digest() for f in frames])
 
-            def mark(item: tuple[int, bytes], stream: str = stream, fmt: str = fmt) -> bytes:
+            def mark(item: tuple[int, bytes], stream: str = stream, fmt: str = fmt,
+                     signs: np.ndarray = signs) -> bytes:
                 row, data = item
-                return embed_frame(data, grid, amplitude=amplitude, fmt=fmt, quality=quality,
-                                   where=f"stream {stream} row {row}")
+                return embed_frame(data, mark_code.grid, amplitude=amplitude * float(signs[row]),
+                                   fmt=fmt, quality=quality, where=f"stream {stream} row {row}")
 
             marked = list(pool.map(mark, enumerate(frames)))
             sizes = np.array([len(m) for m in marked], np.int64)

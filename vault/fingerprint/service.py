@@ -22,6 +22,7 @@ making a recipient's copy, serving it, and naming the recipient of a leaked copy
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import os
@@ -37,7 +38,7 @@ from sqlalchemy import select
 
 from ..catalog import dataset_row
 from ..crypto import ObjectReader, ObjectRef
-from ..db import Forbidden, NotFound
+from ..db import Conflict, Forbidden, NotFound
 from ..errors import KeyFileError
 from ..identities import Identity, Role, lab_row
 from ..keys import load_data_key, read_secret_file, write_secret_file
@@ -45,7 +46,7 @@ from ..review import GrantInfo
 from ..service import CONFIG, Vault, check_path
 from ..subset import derive_subset
 from .errors import FingerprintError, NotExportable
-from .mark import AMPLITUDE, Originals, analysis, evidence, luma, pattern, patterns, scores
+from .mark import AMPLITUDE, Originals, analysis, code, codes, evidence, luma, scores
 from .release import camera_streams, fingerprint_release, frames_of
 from .suspect import Suspect, read_suspects
 from .tables import ExportRow, PolicyRow, create_tables
@@ -170,6 +171,7 @@ class Fingerprints:
         self.db = vault.catalog.db
         create_tables(self.db.engine)
         self.key_file = Path(key_file) if key_file else default_key_file(vault.root)
+        self._indexes: dict[str, dict[str, dict[str, Any]]] = {}
 
     # -- the key ---------------------------------------------------------------------------
     def key(self, *, create: bool = False) -> bytes:
@@ -299,21 +301,24 @@ class Fingerprints:
                                  actor=actor, purpose=f"fingerprinted export {info.export_id}")
         read = self._source(grant, data_key)
         changed, change, frames = fingerprint_release(
-            read, pattern(self.key(create=True), info.label), progress=progress)
+            read, code(self.key(create=True), info.label), progress=progress)
         manifest = json.loads(changed["manifest.json"])
         paths = sorted(set(manifest["files"]) | {"manifest.json"})
         index = []
+        part = None if dest is None else dest.with_name(f".{dest.name}.part-{info.export_id}")
         for path in paths:
             body = changed[path] if path in changed else read(path)
-            if dest is not None:
-                target = dest / check_path(path)
+            if part is not None:
+                target = part / check_path(path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(body)
             else:
                 self.vault.store.put(ObjectRef(dataset, f"export-{info.export_id}", path),
                                      data_key, body, replace=True)
             index.append({"path": path, "size": len(body)})
-        if dest is None:
+        if part is not None and dest is not None:
+            os.replace(part, dest)  # the whole copy appears at once (onto an empty directory)
+        else:
             self.vault.store.put(ObjectRef(dataset, f"index-export-{info.export_id}", _INDEX),
                                  data_key, json.dumps({"files": index}).encode(), replace=True)
         with self.db.write() as s:
@@ -336,14 +341,21 @@ class Fingerprints:
             return None if row is None else self._info(s, row)
 
     def _new_export(self, grant: GrantInfo, actor: str) -> ExportInfo:
-        with self.db.write() as s:
-            row = ExportRow(export_id=secrets.token_hex(8), release=grant.release,
-                            dataset_id=dataset_row(s, grant.dataset).id,
-                            lab_id=lab_row(s, grant.lab).id, requested_by=actor,
-                            grant_id=grant.id, created_at=self.db.clock(), amplitude=AMPLITUDE)
-            s.add(row)
-            s.flush()
-            return self._info(s, row)
+        try:
+            with self.db.write() as s:
+                row = ExportRow(export_id=secrets.token_hex(8), release=grant.release,
+                                dataset_id=dataset_row(s, grant.dataset).id,
+                                lab_id=lab_row(s, grant.lab).id, requested_by=actor,
+                                grant_id=grant.id, created_at=self.db.clock(),
+                                amplitude=AMPLITUDE)
+                s.add(row)
+                s.flush()
+                return self._info(s, row)
+        except Conflict:  # another request made this grant's export at the same moment
+            existing = self._existing(grant)
+            if existing is None:
+                raise
+            return existing
 
     def _source(self, grant: GrantInfo, data_key: bytes) -> Callable[[str], bytes]:
         """A reader of the plaintext release the grant reaches (the stored release, or its
@@ -373,10 +385,10 @@ class Fingerprints:
 
         return subset
 
-    def export_for(self, by: Identity, dataset: str, version: int,
-                   lab: str | None = None) -> tuple[ExportInfo, list[dict[str, Any]]]:
-        """The stored export ``by``'s lab may pull now (a live grant, the export made) and
-        its files (path, size)."""
+    def _stored(self, by: Identity, dataset: str, version: int, lab: str | None
+                ) -> tuple[ExportInfo, dict[str, dict[str, Any]], bytes]:
+        """``by``'s lab's stored export (a live grant needed now), its file index (cached:
+        a stored copy never changes) and the data key (its use audited)."""
         recipient = self._lab_of(by, lab)
         grant = self._grant(recipient, dataset, version)
         info = self._existing(grant)
@@ -384,20 +396,29 @@ class Fingerprints:
             raise NotFound(f"lab {recipient!r} has no fingerprinted export of dataset "
                            f"{dataset!r} release {version} yet (POST .../export makes it)")
         key = load_data_key(self.vault.root, self.vault.provider, dataset, audit=self.vault.audit,
-                            actor=by.name, purpose=f"list export {info.export_id}")
-        with self.vault.store.open(ObjectRef(dataset, f"index-export-{info.export_id}", _INDEX),
-                                   key) as r:
-            return info, list(json.loads(r.read_all())["files"])
+                            actor=by.name, purpose=f"serve export {info.export_id}")
+        index = self._indexes.get(info.export_id)
+        if index is None:
+            ref = ObjectRef(dataset, f"index-export-{info.export_id}", _INDEX)
+            with self.vault.store.open(ref, key) as r:
+                index = {str(f["path"]): f for f in json.loads(r.read_all())["files"]}
+            self._indexes[info.export_id] = index
+        return info, index, key
+
+    def export_for(self, by: Identity, dataset: str, version: int,
+                   lab: str | None = None) -> tuple[ExportInfo, list[dict[str, Any]]]:
+        """The stored export ``by``'s lab may pull now (a live grant, the export made) and
+        its files (path, size)."""
+        info, index, _ = self._stored(by, dataset, version, lab)
+        return info, [index[p] for p in sorted(index)]
 
     def open_export_file(self, by: Identity, dataset: str, version: int, path: str,
                          lab: str | None = None) -> ObjectReader:
         """A file of ``by``'s lab's stored export, its pull an audit entry."""
         check_path(path)
-        info, files = self.export_for(by, dataset, version, lab)
-        if path not in {f["path"] for f in files}:
+        info, index, key = self._stored(by, dataset, version, lab)
+        if path not in index:
             raise NotFound(f"export {info.export_id} has no file {path!r}")
-        key = load_data_key(self.vault.root, self.vault.provider, dataset, audit=self.vault.audit,
-                            actor=by.name, purpose=f"pull {path} of export {info.export_id}")
         self.vault.audit.append(by.name, "export_pull", dataset=dataset, details={
             "release": version, "export": info.export_id, "path": path,
             "token_id": by.token_id})
@@ -415,9 +436,13 @@ class Fingerprints:
             with self.vault.store.open(ref, key) as r:
                 return r.read_all()
 
-        frames = [analysis(luma(f, f"{dataset} v{version} {c} row {i}"))
-                  for c in camera_streams(read) for i, f in enumerate(frames_of(read, c))]
-        return Originals(np.stack(frames) if frames else np.zeros((0, 96, 128), np.float32))
+        frames, digests = [], []
+        for c in camera_streams(read):
+            for i, f in enumerate(frames_of(read, c)):
+                frames.append(analysis(luma(f, f"{dataset} v{version} {c} row {i}")))
+                digests.append(hashlib.sha256(f).digest())
+        return Originals(np.stack(frames) if frames else np.zeros((0, 96, 128), np.float32),
+                         digests)
 
     def identify(self, paths: Sequence[str | Path], *, dataset: str | None = None,
                  max_false_positive: float = MAX_FALSE_POSITIVE, by: str = "local",
@@ -428,8 +453,8 @@ class Fingerprints:
         entry."""
         suspect: Suspect = read_suspects(paths, max_frames=max_frames)
         candidates = self.exports(dataset=dataset)
-        key = self.key()
-        nulls = patterns(key, (f"null/{i}" for i in range(NULL_PATTERNS)))
+        key = self.key() if candidates else b""  # nothing exported yet: no key, no match
+        nulls = codes(key, (f"null/{i}" for i in range(NULL_PATTERNS))) if candidates else []
         groups: dict[tuple[str, int], list[ExportInfo]] = {}
         for c in candidates:
             groups.setdefault((c.dataset, c.release), []).append(c)
@@ -438,7 +463,7 @@ class Fingerprints:
         informed = 0
         for (ds, version), exports in groups.items():
             ev = evidence(suspect.frames, self._originals(ds, version, by))
-            z = scores(ev, patterns(key, (e.label for e in exports)))
+            z = scores(ev, codes(key, (e.label for e in exports)))
             zn = scores(ev, nulls)
             mean, std = float(zn.mean()), float(zn.std()) or 1.0
             if ev.informed >= informed:

@@ -27,10 +27,10 @@ class PolicyRow(Base):
 
 class ExportRow(Base):
     """One fingerprinted copy: to which lab (the recipient), of which release, by whom,
-    under which grant, and the content hash of the copy as made."""
+    under which grant (one copy per grant), and the content hash of the copy as made."""
 
     __tablename__ = "fingerprint_exports"
-    __table_args__ = (UniqueConstraint("export_id"),)
+    __table_args__ = (UniqueConstraint("export_id"), UniqueConstraint("grant_id"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     export_id: Mapped[str] = mapped_column(String(32))
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))

@@ -14,7 +14,7 @@ import binascii
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from ..identities import Identity
@@ -33,6 +33,7 @@ JOB_ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/v1/jobs"): "jobs|reviews",
     ("GET", "/v1/jobs/{job_id}"): "jobs|reviews",
     ("GET", "/v1/jobs/{job_id}/logs"): "jobs|reviews",
+    ("GET", "/v1/jobs/{job_id}/code/{path:path}"): "jobs|reviews",
     ("GET", "/v1/jobs/{job_id}/mock-outputs/{path:path}"): "jobs|reviews",
     ("POST", "/v1/jobs/{job_id}/run"): "jobs",
     ("POST", "/v1/jobs/{job_id}/withdraw"): "jobs",
@@ -176,6 +177,12 @@ def add_job_routes(app: FastAPI, vault: "Vault") -> Jobs:
         """The full logs of a mock run (the newest by default)."""
         rid = mock_run(job_id, run, me)
         return {"run": rid} | jobs.logs(rid, me)
+
+    @app.get("/v1/jobs/{job_id}/code/{path:path}", response_class=Response)
+    def job_code(job_id: JobId, path: str, me: Annotated[Identity, me_of(
+            "GET", "/v1/jobs/{job_id}/code/{path:path}")]) -> Response:
+        """One file of the job's code, as submitted (what the reviewers review)."""
+        return Response(jobs.code_file(job_id, path, me), media_type="text/plain")
 
     @app.get("/v1/jobs/{job_id}/mock-outputs/{path:path}", response_class=FileResponse)
     def mock_output(job_id: JobId, path: str, me: Annotated[Identity, me_of(

@@ -1,4 +1,4 @@
-"""``demofab vault job submit|status|logs|approve|reject|offer``: the clean room over
+"""``demofab vault job submit|status|logs|code|approve|reject|offer``: the clean room over
 the vault's HTTP API (``--url``, the token in ``$DEMOFAB_VAULT_TOKEN``).
 
 Exit status: 0 done, 1 refused by the vault (the reason printed), 2 a bad argument or an
@@ -9,19 +9,15 @@ when the mock run did not succeed.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 __all__ = ["register"]
 
-_TOKEN_ENV = "DEMOFAB_VAULT_TOKEN"  # as vault.client.TOKEN_ENV
-_ENDED = ("succeeded", "failed", "cpu_limit", "memory_limit", "wall_limit", "output_limit",
-          "refused", "outputs_refused")
+_TOKEN_ENV = "DEMOFAB_VAULT_TOKEN"  # as vault.client.TOKEN_ENV (not imported: no vault extra needed)
 
 
 class _Refused(Exception):
@@ -70,6 +66,12 @@ def register(vsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common(q)
     q.set_defaults(func=_cmd(_logs))
 
+    q = sub.add_parser("code", help="print a file of a job's code, as submitted (for reviewers)")
+    q.add_argument("job", type=int)
+    q.add_argument("path", help="the file's path in the job's code (status --json lists them)")
+    common(q)
+    q.set_defaults(func=_cmd(_code))
+
     q = sub.add_parser("approve", help="approve a job in two steps: without --code, take it "
                                        "up and print a one-time code; with --code, confirm")
     q.add_argument("job", type=int)
@@ -89,36 +91,29 @@ def register(vsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.set_defaults(func=_cmd(_offer))
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: Any = None,
-          params: dict[str, Any] | None = None) -> Any:
-    import httpx
+def _client(args: argparse.Namespace) -> Any:
+    from .client import JobsClient
 
     token = os.environ.get(_TOKEN_ENV)
     if not token:
         raise _Refused(2, f"no token: set ${_TOKEN_ENV}")
-    try:
-        with httpx.Client(base_url=args.url.rstrip("/"), trust_env=False, timeout=120,
-                          headers={"Authorization": f"Bearer {token}"}) as http:
-            resp = http.request(method, path, json=body, params=params)
-    except httpx.TransportError as exc:
-        raise _Refused(2, f"{args.url}: vault unreachable: {exc}") from exc
-    if resp.status_code >= 400:
-        try:
-            detail = str(resp.json().get("detail"))
-        except ValueError:
-            detail = resp.text[:500]
-        raise _Refused(1, f"{method} {path}: {resp.status_code}: {detail}")
-    return resp.json()
+    return JobsClient(args.url, token, timeout=120)
 
 
 def _cmd(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """``fn`` with the vault's refusals printed and turned into the exit status."""
+    """``fn`` with the vault's refusals printed and turned into the exit status: 1
+    refused, 2 a bad argument or an unreachable vault."""
     def run(args: argparse.Namespace) -> int:
+        from ..client import ClientError, Unreachable
+        from .errors import JobError
+
         try:
             return fn(args)
-        except _Refused as exc:
+        except (_Refused, ClientError, JobError) as exc:
+            status = (exc.status if isinstance(exc, _Refused)
+                      else 2 if isinstance(exc, Unreachable | JobError) else 1)
             print(f"demofab vault job {args.job_command}: error: {exc}", file=sys.stderr)
-            return exc.status
+            return status
     return run
 
 
@@ -131,54 +126,45 @@ def _print_job(args: argparse.Namespace, job: dict[str, Any]) -> None:
           f" ({len(job['approvals'])}/{job['required_approvals']} approvals)")
     if job.get("reason"):
         print(f"  reason: {job['reason']}")
+    print(f"  code: {', '.join(sorted(job['code']))}")
     for r in job["runs"]:
         print(f"  run {r['id']} [{r['kind']}] {r['state']}: {r['message']} (cpu {r['cpu_s']} s, "
               f"wall {r['wall_s']} s, outputs {sorted(r['outputs'])})")
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .spec import JobError, read_code
-
-    try:
-        code = read_code(Path(args.code))
-    except JobError as exc:
-        raise _Refused(2, str(exc)) from exc
     outputs = []
     for o in args.output:
         pattern, sep, kind = o.rpartition(":")
         if not sep:
             raise _Refused(2, f"--output {o!r}: PATTERN:TYPE, e.g. metrics.json:json")
-        outputs.append({"pattern": pattern, "type": kind})
-    body = {"name": args.name, "entry": args.entry, "dataset": args.dataset,
-            "release": args.release, "requirements": args.require, "outputs": outputs,
-            "lab": args.lab, "code": {p: base64.b64encode(b).decode() for p, b in code.items()},
-            "limits": {"cpu_s": args.cpu_s, "memory_bytes": args.memory_mb << 20,
-                       "wall_s": args.wall_s, "output_bytes": int(args.output_mb * (1 << 20))}}
-    job = _call(args, "POST", "/v1/jobs", body)
-    if args.wait:
-        deadline = time.monotonic() + args.wall_s + 120
-        while not all(r["state"] in _ENDED for r in job["runs"]) and time.monotonic() < deadline:
-            time.sleep(0.5)
-            job = _call(args, "GET", f"/v1/jobs/{job['id']}")
-    _print_job(args, job)
-    if args.wait and job["runs"]:
-        logs = _call(args, "GET", f"/v1/jobs/{job['id']}/logs")
-        sys.stdout.write(logs["stdout"])
-        sys.stderr.write(logs["stderr"])
-        return 0 if job["runs"][-1]["state"] == "succeeded" else 1
-    return 0
+        outputs.append((pattern, kind))
+    limits = {"cpu_s": args.cpu_s, "memory_bytes": args.memory_mb << 20, "wall_s": args.wall_s,
+              "output_bytes": int(args.output_mb * (1 << 20))}
+    with _client(args) as c:
+        job = c.submit_job(args.code, name=args.name, entry=args.entry, dataset=args.dataset,
+                           release=args.release, requirements=args.require, outputs=outputs,
+                           limits=limits, lab=args.lab)
+        if not args.wait:
+            _print_job(args, job)
+            return 0
+        run = c.wait_run(job["id"], kind="mock", timeout=args.wall_s + 120)
+        _print_job(args, c.job(job["id"]))
+        logs = c.logs(job["id"], run["id"])
+    sys.stdout.write(logs["stdout"])
+    sys.stderr.write(logs["stderr"])
+    return 0 if run["state"] == "succeeded" else 1
 
 
 def _status(args: argparse.Namespace) -> int:
-    _print_job(args, _call(args, "GET", f"/v1/jobs/{args.job}"))
+    with _client(args) as c:
+        _print_job(args, c.job(args.job))
     return 0
 
 
 def _logs(args: argparse.Namespace) -> int:
-    logs = _call(args, "GET", f"/v1/jobs/{args.job}/logs",
-                 params=None if args.run is None else {"run": args.run})
+    with _client(args) as c:
+        logs = c.logs(args.job, args.run)
     if args.json:
         print(json.dumps(logs, indent=1))
         return 0
@@ -187,15 +173,21 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _code(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        sys.stdout.write(c.code(args.job, args.path).decode(errors="replace"))
+    return 0
+
+
 def _approve(args: argparse.Namespace) -> int:
-    if args.code:
-        _print_job(args, _call(args, "POST", f"/v1/jobs/{args.job}/approval/confirm",
-                               {"code": args.code}))
-        return 0
-    job = _call(args, "GET", f"/v1/jobs/{args.job}")
-    if job["state"] == "submitted":
-        job = _call(args, "POST", f"/v1/jobs/{args.job}/start-review")
-    code = _call(args, "POST", f"/v1/jobs/{args.job}/approval")["code"]
+    with _client(args) as c:
+        if args.code:
+            _print_job(args, c.confirm_approval(args.job, args.code))
+            return 0
+        job = c.job(args.job)
+        if job["state"] == "submitted":
+            job = c.start_review(args.job)
+        code = c.prepare_approval(args.job)
     _print_job(args, job)
     print(f"to approve job {args.job} ({job['sha256'][:12]}), confirm within 10 minutes:\n"
           f"  demofab vault job approve {args.job} --code {code} --url {args.url}")
@@ -203,15 +195,17 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _reject(args: argparse.Namespace) -> int:
-    what = "request-changes" if args.changes else "reject"
-    job = _call(args, "GET", f"/v1/jobs/{args.job}")
-    if job["state"] == "submitted":
-        _call(args, "POST", f"/v1/jobs/{args.job}/start-review")
-    _print_job(args, _call(args, "POST", f"/v1/jobs/{args.job}/{what}", {"reason": args.reason}))
+    with _client(args) as c:
+        if c.job(args.job)["state"] == "submitted":
+            c.start_review(args.job)
+        job = (c.request_changes(args.job, args.reason) if args.changes
+               else c.reject(args.job, args.reason))
+    _print_job(args, job)
     return 0
 
 
 def _offer(args: argparse.Namespace) -> int:
-    got = _call(args, "GET", "/v1/jobs/offer")
+    with _client(args) as c:
+        got = c.offer()
     print(json.dumps(got, indent=1) if args.json else "\n".join(got["requirements"]))
     return 0

@@ -35,15 +35,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ..catalog import Dataset, release_row
+from ..catalog import release_row
 from ..crypto import ObjectRef
 from ..db import (
     ConfirmationError,
@@ -58,10 +57,21 @@ from ..identities import Identity, IdentityRow, Role, RoleGrant, identity_row, l
 from ..keys import load_data_key
 from ..review import CONFIRMATION_LIFETIME, MAX_TEXT
 from ..service import Vault, check_path
+from .outputs_gate import FinishedRun, GateFn, GateResult, gate_with_index
+from .outputs_rules import (
+    file_row,
+    file_view,
+    findings_summary,
+    live_files,
+    releasable,
+    reviewers_done,
+    sees,
+    set_row,
+    set_view,
+)
 from .outputs_tables import (
     FINAL_STATES,
     REVIEW_STATES,
-    FileState,
     FileView,
     OutputFileRow,
     OutputSetRow,
@@ -70,78 +80,11 @@ from .outputs_tables import (
     OutputVoteRow,
     ReleaseConfirmationRow,
     Vote,
-    VoteInfo,
 )
 
 __all__ = ["FinishedRun", "GateFn", "GateResult", "Outputs", "gate_with_index"]
 
 _READ = 1 << 20
-
-
-@dataclass(frozen=True)
-class FinishedRun:
-    """A finished real-data run of a job, as the jobs module hands it over: which job and
-    run, on which data, for which lab, by whom; ``files`` maps each output's name as the
-    lab will see it (a relative POSIX path, e.g. ``metrics.json``, ``logs/stdout.log``) to
-    the file the run wrote; ``inputs`` is the decrypted input release the job read (the
-    gate checks the outputs against it); ``declared`` the type the job declared for an
-    output (``json``, ``csv``, ``png``, ``safetensors``), which the gate holds it to."""
-
-    job_id: int
-    run_id: int
-    dataset: str
-    release: int
-    lab: str
-    submitter: str
-    files: Mapping[str, Path]
-    inputs: Path | None = None
-    episodes: tuple[int, ...] | None = None
-    streams: tuple[str, ...] | None = None
-    declared: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """The gate's verdict on one file (``pass``, ``warn`` or ``block``) and its findings,
-    each a JSON-able dict (what was found, where in the output, which input it matches)."""
-
-    verdict: str
-    findings: tuple[dict[str, Any], ...] = field(default=())
-
-
-GateFn = Callable[[FinishedRun, Mapping[str, Path]], Mapping[str, GateResult]]
-"""Checks a run's files (name -> path): a :class:`GateResult` for every name."""
-
-
-def gate_with_index(cache_dir: Path) -> GateFn:
-    """The output gate of :mod:`vault.gate`: an index of the run's inputs (built once per
-    input release and kept under ``cache_dir``), then every file checked against it."""
-
-    def run_gate(run: FinishedRun, files: Mapping[str, Path]) -> Mapping[str, GateResult]:
-        try:
-            from vault.gate import InputIndex, check
-        except ImportError as exc:
-            raise VaultError(f"job {run.job_id} run {run.run_id}: the output gate (vault.gate) "
-                             f"is not available ({exc}); no output is registered unchecked") from exc
-        if run.inputs is None:
-            raise VaultError(f"job {run.job_id} run {run.run_id}: no inputs given; the gate "
-                             "checks outputs against the inputs the job read")
-        index = InputIndex.cached(run.inputs, cache_dir)
-        names: dict[str | Path, str] = {path: name for name, path in files.items()}
-        declared: dict[str | Path, str] = {files[n]: kind for n, kind in run.declared.items()
-                                           if n in files}
-        doc = check(list(names), index, names=names, declared=declared).to_json()
-        # a finding about the whole run (a cap of all outputs together) is every file's
-        run_wide = [dict(f) | {"scope": "run"} for f in doc.get("run_findings", [])]
-        run_blocks = any(f.get("severity") == "block" for f in run_wide)
-        out = {}
-        for fv in doc["files"]:
-            verdict = "block" if run_blocks else str(fv["verdict"])
-            out[str(fv["name"])] = GateResult(verdict, tuple(
-                [dict(f) for f in fv.get("findings", [])] + run_wide))
-        return out
-
-    return run_gate
 
 
 class Outputs:
@@ -174,7 +117,7 @@ class Outputs:
         missing = sorted(set(run.files) - set(results))
         if missing:
             raise VaultError(f"{where}: the gate gave no verdict on {missing}")
-        key = self._key(run.dataset, "outputs", f"store the outputs of {where}")
+        key = self._key(run.dataset, "vault", f"store the outputs of {where}")
         version = _object_version(run.job_id, run.run_id)
         for name, path in run.files.items():
             self.vault.store.put_file(ObjectRef(run.dataset, version, name), key, path,
@@ -221,27 +164,28 @@ class Outputs:
                 by_name[name].gone = True
             s.execute(delete(ReleaseConfirmationRow).where(ReleaseConfirmationRow.set_id == row.id))
             self._settle(s, row)
-            self._emit(run.submitter, "outputs_registered", row, run=run.run_id, added=added,
+            self._emit("vault", "outputs_registered", row, run=run.run_id, submitter=run.submitter,
+                       added=added,
                        changed=changed, gone=gone, files=[
                            {"name": n, "sha256": h, "size": z, "gate": results[n].verdict}
                            for n, (h, z) in hashed.items()])
             for c in changed:
-                self._emit(run.submitter, "output_reviews_reset", row, file=c["name"],
+                self._emit("vault", "output_reviews_reset", row, file=c["name"],
                            old_sha256=c["old_sha256"], sha256=c["sha256"])
-            return _view(s, row)
+            return set_view(s, row)
 
     # -- the lab's side ------------------------------------------------------------------------
     def submit(self, output_id: int, by: Identity) -> OutputSetView:
         """The lab sends its outputs to the reviewers (a pending set, or a returned one
         after changes: a new round; votes on unchanged files stay)."""
         with self.db.write() as s:
-            row = _set(s, output_id, lock=True)
+            row = set_row(s, output_id, lock=True)
             self._lab_member(s, row, by, "requests", "submit")
             state = OutputState(row.state)
             if state not in (OutputState.PENDING, OutputState.RETURNED):
                 raise TransitionError(f"output set {row.id} is {state.value}: only a pending or "
                                       "returned set can be submitted")
-            if not _live(row):
+            if not live_files(row):
                 raise ReviewError(f"output set {row.id} has no file left to review (all "
                                   "withdrawn or gone)")
             if state is OutputState.RETURNED:
@@ -249,14 +193,14 @@ class Outputs:
             row.state = OutputState.SUBMITTED.value
             self._settle(s, row)
             self._emit(by.name, "outputs_submitted", row, round=row.round,
-                       files=[{"name": f.name, "sha256": f.sha256} for f in _live(row)])
-            return _view(s, row)
+                       files=[{"name": f.name, "sha256": f.sha256} for f in live_files(row)])
+            return set_view(s, row)
 
     def withdraw(self, output_id: int, by: Identity, *, file: str | None = None) -> OutputSetView:
         """The lab withdraws the whole set (final), or one ``file`` of a pending or
         returned set (it will not be reviewed or released)."""
         with self.db.write() as s:
-            row = _set(s, output_id, lock=True)
+            row = set_row(s, output_id, lock=True)
             self._lab_member(s, row, by, "requests", "withdraw")
             state = OutputState(row.state)
             if state in FINAL_STATES:
@@ -266,15 +210,15 @@ class Outputs:
                 row.state = OutputState.WITHDRAWN.value
                 self._touch(s, row)
                 self._emit(by.name, "outputs_withdrawn", row, round=row.round)
-                return _view(s, row)
+                return set_view(s, row)
             if state not in (OutputState.PENDING, OutputState.RETURNED):
                 raise TransitionError(f"output set {row.id} is {state.value}: a file can be "
                                       "withdrawn from a pending or returned set only")
-            f = _file(row, file)
+            f = file_row(row, file)
             f.withdrawn = True
             self._touch(s, row)
             self._emit(by.name, "output_file_withdrawn", row, file=f.name, sha256=f.sha256)
-            return _view(s, row)
+            return set_view(s, row)
 
     # -- the reviewers' side -------------------------------------------------------------------
     def vote(self, output_id: int, file: str, by: Identity, vote: Vote | str,
@@ -288,10 +232,10 @@ class Outputs:
             raise ReviewError(f"vote {vote!r} is not one of {[x.value for x in Vote]}") from None
         text = comment.strip() if isinstance(comment, str) else ""
         with self.db.write() as s:
-            row = _set(s, output_id, lock=True)
+            row = set_row(s, output_id, lock=True)
             reviewer = self._reviewer(s, row, by, "vote on")
             _need_review_state(row, "vote on")
-            f = _file(row, file)
+            f = file_row(row, file)
             if f.withdrawn or f.gone:
                 raise ReviewError(f"output set {row.id} file {f.name!r} is "
                                   f"{'withdrawn' if f.withdrawn else 'gone'}; nothing to vote on")
@@ -303,7 +247,7 @@ class Outputs:
                                   f"characters; at most {MAX_TEXT}")
             if v is Vote.APPROVE and f.gate_verdict == "block":
                 raise Forbidden(f"output set {row.id} file {f.name!r} was blocked by the output "
-                                f"gate ({_findings_summary(f)}); it cannot be approved: vote "
+                                f"gate ({findings_summary(f)}); it cannot be approved: vote "
                                 "changes_requested or reject, or return the set")
             existing = s.scalars(select(OutputVoteRow).where(
                 OutputVoteRow.file_id == f.id, OutputVoteRow.sha256 == f.sha256,
@@ -318,7 +262,7 @@ class Outputs:
             self._settle(s, row)
             self._emit(by.name, "output_vote", row, file=f.name, sha256=f.sha256, vote=v.value,
                        previous=old, comment=text, state=row.state)
-            return _view(s, row)
+            return set_view(s, row)
 
     def return_to_lab(self, output_id: int, by: Identity, reason: str) -> OutputSetView:
         """A reviewer sends the set back to the lab, saying what to change."""
@@ -333,9 +277,9 @@ class Outputs:
         reviewers on its current content, none blocked. Returns a one-time code, valid for
         :data:`~vault.review.CONFIRMATION_LIFETIME` and for exactly these contents."""
         with self.db.write() as s:
-            row = _set(s, output_id, lock=True)
+            row = set_row(s, output_id, lock=True)
             reviewer = self._reviewer(s, row, by, "release")
-            contents = _releasable(s, row)
+            contents = releasable(s, row)
             code = secrets.token_hex(4).upper()
             code = f"{code[:4]}-{code[4:]}"
             expires = self.db.clock() + CONFIRMATION_LIFETIME
@@ -358,7 +302,7 @@ class Outputs:
         stops the release, naming the file."""
         error: Exception | None = None
         with self.db.write() as s:
-            row = _set(s, output_id, lock=True)
+            row = set_row(s, output_id, lock=True)
             reviewer = self._reviewer(s, row, by, "release")
             pending = s.scalars(select(ReleaseConfirmationRow).where(
                 ReleaseConfirmationRow.set_id == row.id,
@@ -369,7 +313,7 @@ class Outputs:
             s.delete(pending)  # one try per code, whatever happens next
             s.flush()
             try:
-                contents = _releasable(s, row)
+                contents = releasable(s, row)
                 if self.db.clock() >= pending.expires_at:
                     raise ConfirmationError(f"output set {row.id}: the code expired at "
                                             f"{pending.expires_at.isoformat()}; prepare the "
@@ -392,8 +336,8 @@ class Outputs:
                 self._emit(by.name, "outputs_released", row, round=row.round,
                            contents_sha256=contents, files=[
                                {"name": f.name, "sha256": f.sha256, "size": f.size}
-                               for f in _live(row)])
-                return _view(s, row)
+                               for f in live_files(row)])
+                return set_view(s, row)
         # the cancelled confirmation and the refusal's audit entry are committed; then the error
         assert error is not None
         raise error
@@ -401,11 +345,11 @@ class Outputs:
     def read_for_review(self, output_id: int, file: str, by: Identity) -> bytes:
         """A reviewer reads a file's current content to review it (audited)."""
         with self.db.read() as s:
-            row = _set(s, output_id)
+            row = set_row(s, output_id)
             self._reviewer(s, row, by, "read the outputs of")
             if OutputState(row.state) is OutputState.PENDING:
                 raise Forbidden(f"output set {row.id} is pending: the lab has not submitted it")
-            f = _file(row, file)
+            f = file_row(row, file)
             ref, sha, dataset = self._ref(row, f), f.sha256, row.dataset.name
             event = make_event(by.name, "output_viewed", dataset, output_set=row.id,
                                job=row.job_id, file=f.name, sha256=sha)
@@ -426,9 +370,9 @@ class Outputs:
         released sha256 at the end)."""
         try:
             with self.db.read() as s:
-                row = _set(s, output_id)
+                row = set_row(s, output_id)
                 self._lab_member(s, row, by, "pull", "download")
-                f = _file(row, file)
+                f = file_row(row, file)
                 if OutputState(row.state) is not OutputState.RELEASED:
                     raise Forbidden(f"output set {row.id} is {row.state}: only released outputs "
                                     f"can be downloaded ({f.name!r} is not released)")
@@ -436,7 +380,7 @@ class Outputs:
                     raise Forbidden(f"output set {row.id} file {f.name!r} was "
                                     f"{'withdrawn' if f.withdrawn else 'gone'} when the set was "
                                     "released; it was not released")
-                view = _file_view(s, row, f)
+                view = file_view(s, row, f)
                 ref, dataset = self._ref(row, f), row.dataset.name
                 event = make_event(by.name, "output_download", dataset, output_set=row.id,
                                    job=row.job_id, file=f.name, sha256=f.sha256, size=f.size,
@@ -452,15 +396,16 @@ class Outputs:
     def get(self, output_id: int, by: Identity | None = None) -> OutputSetView:
         """An output set (``by``: refused unless that identity may see it)."""
         with self.db.read() as s:
-            row = _set(s, output_id)
-            if by is not None and not _sees(s, row, by):
+            row = set_row(s, output_id)
+            if by is not None and not sees(row, roles_of(s, identity_row(s, by.name).id)):
                 raise Forbidden(f"{by.name!r} may not see output set {row.id}")
-            return _view(s, row)
+            return set_view(s, row)
 
     def list(self, by: Identity, *, job_id: int | None = None,
-             state: OutputState | str | None = None) -> list[OutputSetView]:
+             state: OutputState | str | None = None, waiting: bool = False) -> list[OutputSetView]:
         """The output sets ``by`` may see (its labs', and those of the datasets it reviews
-        or provides, once submitted), oldest first."""
+        or provides, once submitted), oldest first. ``waiting``: only those under review
+        that ``by`` may review and has not yet voted on every file of."""
         with self.db.read() as s:
             q = select(OutputSetRow).order_by(OutputSetRow.id)
             if job_id is not None:
@@ -471,13 +416,22 @@ class Outputs:
                 except ValueError:
                     raise ReviewError(f"unknown output state {state!r}; states: "
                                       f"{[x.value for x in OutputState]}") from None
-            return [_view(s, r) for r in s.scalars(q) if _sees(s, r, by)]
+            actor = identity_row(s, by.name)
+            roles = roles_of(s, actor.id)
+            views = [set_view(s, r) for r in s.scalars(q) if sees(r, roles)]
+        if waiting:
+            mine = {g.dataset for g in roles if g.role is Role.REVIEWER}
+            labs = {g.lab for g in roles if g.role is Role.LAB_MEMBER}
+            views = [v for v in views if v.state in REVIEW_STATES and v.dataset in mine
+                     and v.lab not in labs and v.submitter != by.name
+                     and by.name not in v.reviewers_done]
+        return views
 
     # -- internals -----------------------------------------------------------------------------
     def _decide(self, output_id: int, by: Identity, reason: str, new: OutputState,
                 event: str) -> OutputSetView:
         with self.db.write() as s:
-            row = _set(s, output_id, lock=True)
+            row = set_row(s, output_id, lock=True)
             self._reviewer(s, row, by, "decide on")
             verb = "return" if new is OutputState.RETURNED else "reject"
             _need_review_state(row, verb)
@@ -493,12 +447,12 @@ class Outputs:
             self._touch(s, row)
             self._emit(by.name, event, row, round=row.round, reason=row.reason,
                        **{"from": old, "to": new.value})
-            return _view(s, row)
+            return set_view(s, row)
 
     def _settle(self, s: Session, row: OutputSetRow) -> None:
         """The review state from the votes: how many reviewers voted on every live file."""
         if OutputState(row.state) in REVIEW_STATES:
-            done = _reviewers_done(s, row)
+            done = reviewers_done(s, row)
             need = row.dataset.required_approvals
             row.state = (OutputState.SUBMITTED if not done else OutputState.PARTIALLY_REVIEWED
                          if len(done) < need else OutputState.REVIEWED).value
@@ -511,7 +465,7 @@ class Outputs:
     def _verify_stored(self, row: OutputSetRow, actor: str) -> None:
         """Every live file's stored content read back and checked against the reviewed
         content; :class:`TamperError` naming the first file that is not."""
-        for f in _live(row):
+        for f in live_files(row):
             try:
                 self._read_verified(row.dataset.name, self._ref(row, f), f.sha256, actor,
                                     f"check output {f.name} before release")
@@ -621,139 +575,3 @@ def _need_review_state(row: OutputSetRow, what: str) -> None:
 def _code_hash(code: str) -> str:
     norm = code.strip().upper().replace("-", "") if isinstance(code, str) else ""
     return hashlib.sha256(norm.encode()).hexdigest()
-
-
-def _set(s: Session, output_id: int, *, lock: bool = False) -> OutputSetRow:
-    q = select(OutputSetRow).where(OutputSetRow.id == output_id)
-    row = s.scalars(q.with_for_update() if lock else q).first()
-    if row is None:
-        raise NotFound(f"no output set {output_id}")
-    return row
-
-
-def _file(row: OutputSetRow, name: str) -> OutputFileRow:
-    for f in row.files:
-        if f.name == name:
-            return f
-    raise NotFound(f"output set {row.id} has no file {name!r}; its files: "
-                   f"{[f.name for f in row.files]}")
-
-
-def _live(row: OutputSetRow) -> list[OutputFileRow]:
-    return [f for f in row.files if not f.withdrawn and not f.gone]
-
-
-def _votes(s: Session, f: OutputFileRow) -> list[OutputVoteRow]:
-    return list(s.scalars(select(OutputVoteRow).where(OutputVoteRow.file_id == f.id)
-                          .order_by(OutputVoteRow.id)))
-
-
-def _reviewers_done(s: Session, row: OutputSetRow) -> tuple[str, ...]:
-    live = _live(row)
-    per_file = [{v.reviewer.name for v in _votes(s, f) if v.sha256 == f.sha256} for f in live]
-    if not per_file:
-        return ()
-    return tuple(sorted(set.intersection(*per_file)))
-
-
-def _decision(f: OutputFileRow, current: list[OutputVoteRow], need: int) -> str:
-    if f.withdrawn:
-        return "withdrawn"
-    if f.gate_verdict == "block":
-        return "blocked"
-    kinds = {v.vote for v in current}
-    if Vote.REJECT.value in kinds:
-        return "rejected"
-    if Vote.CHANGES_REQUESTED.value in kinds:
-        return "changes_requested"
-    if sum(v.vote == Vote.APPROVE.value for v in current) >= need:
-        return "approved"
-    return "undecided"
-
-
-def _releasable(s: Session, row: OutputSetRow) -> str:
-    """The hash of the live files' names and contents when every one may be released;
-    otherwise :class:`ReviewError` or :class:`TransitionError` naming what stops it."""
-    state = OutputState(row.state)
-    if state is not OutputState.REVIEWED:
-        raise TransitionError(f"output set {row.id} is {state.value}: only a reviewed set (every "
-                              f"file voted on by {row.dataset.required_approvals} reviewer(s)) "
-                              "can be released")
-    live = _live(row)
-    if not live:
-        raise ReviewError(f"output set {row.id} has no file to release")
-    need = row.dataset.required_approvals
-    for f in live:
-        votes = _votes(s, f)
-        current = [v for v in votes if v.sha256 == f.sha256]
-        decision = _decision(f, current, need)
-        if decision == "approved":
-            continue
-        if decision == "blocked":
-            raise ReviewError(f"output set {row.id} file {f.name!r} was blocked by the output gate "
-                              f"({_findings_summary(f)}); a blocked file is never released")
-        earlier = sorted({v.sha256[:16] for v in votes if v.sha256 != f.sha256})
-        changed = (f"; it changed after review (votes were on content {', '.join(earlier)}..., "
-                   f"it is now {f.sha256[:16]}...)" if earlier else "")
-        approvals = sum(v.vote == Vote.APPROVE.value for v in current)
-        raise ReviewError(f"output set {row.id} file {f.name!r} is not approved ({decision}: "
-                          f"{approvals} of {need} approvals on its current content{changed}); "
-                          "not released")
-    digest = hashlib.sha256()
-    for f in sorted(live, key=lambda x: x.name):
-        digest.update(f"{f.name}\0{f.sha256}\n".encode())
-    return digest.hexdigest()
-
-
-def _findings_summary(f: OutputFileRow) -> str:
-    msgs = [str(x.get("message", x.get("kind", "?"))) for x in f.gate_findings[:3]]
-    more = f" and {len(f.gate_findings) - 3} more" if len(f.gate_findings) > 3 else ""
-    return "; ".join(msgs) + more if msgs else "no findings given"
-
-
-def _sees(s: Session, row: OutputSetRow, by: Identity) -> bool:
-    roles = roles_of(s, identity_row(s, by.name).id)
-    ds: Dataset = row.dataset
-    if any(r.role is Role.ADMIN for r in roles) or RoleGrant(Role.LAB_MEMBER, lab=row.lab.name) in roles:
-        return True
-    if OutputState(row.state) is OutputState.PENDING:
-        return False
-    return (RoleGrant(Role.REVIEWER, dataset=ds.name) in roles
-            or RoleGrant(Role.PROVIDER, provider=ds.provider.name) in roles)
-
-
-def _file_state(row: OutputSetRow, f: OutputFileRow, voters: int) -> FileState:
-    state = OutputState(row.state)
-    if f.withdrawn or f.gone or state is OutputState.WITHDRAWN:
-        return FileState.WITHDRAWN
-    if state not in REVIEW_STATES:
-        return FileState(state.value)
-    need = row.dataset.required_approvals
-    return (FileState.SUBMITTED if voters == 0 else FileState.PARTIALLY_REVIEWED
-            if voters < need else FileState.REVIEWED)
-
-
-def _file_view(s: Session, row: OutputSetRow, f: OutputFileRow) -> FileView:
-    votes = _votes(s, f)
-    current = [v for v in votes if v.sha256 == f.sha256]
-    need = row.dataset.required_approvals
-    return FileView(
-        name=f.name, sha256=f.sha256, size=f.size, content=f.content, run_id=f.run_id,
-        gate_verdict=f.gate_verdict, gate_findings=tuple(f.gate_findings),
-        state=_file_state(row, f, len({v.reviewer_id for v in current})),
-        decision=_decision(f, current, need),
-        approvals=tuple(v.reviewer.name for v in current if v.vote == Vote.APPROVE.value),
-        votes=tuple(VoteInfo(v.reviewer.name, v.sha256, Vote(v.vote), v.comment, v.created_at)
-                    for v in current),
-        earlier_votes=len(votes) - len(current), withdrawn=f.withdrawn, gone=f.gone)
-
-
-def _view(s: Session, row: OutputSetRow) -> OutputSetView:
-    return OutputSetView(
-        id=row.id, job_id=row.job_id, run_id=row.run_id, dataset=row.dataset.name,
-        release=row.release.version, lab=row.lab.name, submitter=row.submitter.name,
-        state=OutputState(row.state), round=row.round,
-        required_approvals=row.dataset.required_approvals,
-        reviewers_done=_reviewers_done(s, row), reason=row.reason,
-        files=tuple(_file_view(s, row, f) for f in row.files), created_at=row.created_at,
-        updated_at=row.updated_at, released_at=row.released_at, released_by=row.released_by)

@@ -58,10 +58,11 @@ def add_output_routes(app: FastAPI, vault: Vault) -> Outputs:
     def list_outputs(me: Annotated[Identity, AUTH[("GET", "/v1/outputs")]],
                      job: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
                      state: Annotated[str | None, Query(max_length=32)] = None,
-                     ) -> list[dict[str, Any]]:
+                     waiting: bool = False) -> list[dict[str, Any]]:
         """The output sets the caller may see: its labs', and, once submitted, those of
-        the datasets it reviews or provides."""
-        return [v.as_dict() for v in outputs.list(me, job_id=job, state=state)]
+        the datasets it reviews or provides (``waiting``: only those waiting for the
+        caller's votes)."""
+        return [v.as_dict() for v in outputs.list(me, job_id=job, state=state, waiting=waiting)]
 
     @app.get("/v1/outputs/{output_id}")
     def get_output(output_id: OutputId, me: Annotated[Identity, AUTH[(

@@ -44,6 +44,8 @@ def add_commands(vsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     q.add_argument("output_id", type=int, nargs="?", help="one set (default: all you may see)")
     q.add_argument("--job", type=int, help="only the sets of this job")
     q.add_argument("--state", help="only sets in this state")
+    q.add_argument("--waiting", action="store_true",
+                   help="(reviewer) only the sets waiting for your votes")
     q.add_argument("--json", action="store_true", help="print JSON")
     q.set_defaults(func=_run(_list))
 
@@ -118,7 +120,7 @@ def _run(fn: Callable[[OutputsClient, argparse.Namespace], int],
 
 def _list(c: OutputsClient, args: argparse.Namespace) -> int:
     sets = ([c.output_set(args.output_id)] if args.output_id is not None
-            else c.output_sets(job=args.job, state=args.state))
+            else c.output_sets(job=args.job, state=args.state, waiting=args.waiting))
     if args.json:
         print(json.dumps(sets if args.output_id is None else sets[0], indent=1))
         return 0

@@ -22,10 +22,12 @@ class OutputsClient(VaultClient):
                                          {} if body is None else body)
         return out
 
-    def output_sets(self, *, job: int | None = None, state: str | None = None) -> list[dict[str, Any]]:
-        """The output sets the caller may see."""
-        query = "&".join(f"{k}={quote(str(v))}" for k, v in (("job", job), ("state", state))
-                         if v is not None)
+    def output_sets(self, *, job: int | None = None, state: str | None = None,
+                    waiting: bool = False) -> list[dict[str, Any]]:
+        """The output sets the caller may see (``waiting``: those waiting for its votes)."""
+        query = "&".join(f"{k}={quote(str(v))}" for k, v in (
+            ("job", job), ("state", state), ("waiting", "true" if waiting else None))
+            if v is not None)
         out: list[dict[str, Any]] = self._json("GET", "/v1/outputs" + (f"?{query}" if query else ""))
         return out
 

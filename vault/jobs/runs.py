@@ -180,6 +180,10 @@ def execute_run(jobs: Jobs, run_id: int) -> RunView:
             res = run_sandboxed(Path(code_dir), dirs["input"], dirs["out"], dirs["logs"],
                                 ["/job/runner.py", spec.entry], spec.limits)
             outputs = _describe(spec, dirs["out"])
+            if res.attempts:  # the namespaces stopped them; the provider learns of them
+                jobs.vault.audit.record(make_event(
+                    "vault", "job_sandbox_attempts", ds, job=job_id, run=run_id, kind=kind,
+                    count=len(res.attempts), attempts=list(res.attempts[:50])))
             if kind == "mock":
                 return _keep_mock(jobs, run_id, res, dirs, outputs)
             # a real run's outputs and logs, whatever its end, go to the output review only
@@ -193,7 +197,8 @@ def execute_run(jobs: Jobs, run_id: int) -> RunView:
                 finished = outputs_mod.FinishedRun(
                     job_id=job_id, run_id=run_id, dataset=ds, release=rel, lab=lab,
                     submitter=submitter, episodes=episodes, streams=streams, files=files,
-                    inputs=dirs["input"])
+                    inputs=dirs["input"],
+                    declared={n: o["type"] for n, o in outputs.items() if o["type"] is not None})
                 outputs_mod.Outputs(jobs.vault).register_outputs(finished)
             except (ModuleNotFoundError, VaultError) as exc:
                 state = "outputs_refused" if res.state == "succeeded" else res.state

@@ -34,6 +34,7 @@ Plaintext inputs live in :func:`private_tmpfs`: a 0700 directory on a tmpfs (che
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import secrets
@@ -62,6 +63,9 @@ POLL_S = 0.1
 """How often the supervisor measures the sandbox."""
 MEMORY_EXIT = 87
 """The runner's exit status when the job ran out of memory (a MemoryError)."""
+MAX_ATTEMPTS = 200
+"""The most attempts to get out kept of one run (the runner reports them as JSON lines on
+the pipe named by ``DEMOFAB_JOB_ATTEMPTS_FD``)."""
 _SANDBOX_UID = 65534
 _PACKAGES = ("demofab", "curation", "recorder")  # the loader and what it imports
 _SHM = Path("/dev/shm")
@@ -135,6 +139,9 @@ class SandboxResult:
     peak_rss_bytes: int
     output_bytes: int
     message: str
+    attempts: tuple[dict[str, str], ...] = ()
+    """What the runner's audit hook saw the job try: ``{"kind": connect|resolve|write,
+    "target"}`` (at most :data:`MAX_ATTEMPTS`)."""
 
 
 # -- the private tmpfs ----------------------------------------------------------------------
@@ -212,7 +219,8 @@ def _system_binds() -> list[str]:
 
 
 def bwrap_argv(code_dir: Path, input_dir: Path | None, out_dir: Path,
-               command: Sequence[str], *, tmp_bytes: int = 64 << 20) -> list[str]:
+               command: Sequence[str], *, tmp_bytes: int = 64 << 20,
+               attempts_fd: int | None = None) -> list[str]:
     """The bwrap command line that runs ``command`` (inside paths) in the sandbox."""
     py = _python()
     argv = [BWRAP, "--unshare-all", "--unshare-user", "--disable-userns",
@@ -244,6 +252,8 @@ def bwrap_argv(code_dir: Path, input_dir: Path | None, out_dir: Path,
            "PYTHONNOUSERSITE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "DEMOFAB_JOB_INPUT": "/job/input", "DEMOFAB_JOB_OUTPUT": "/job/out"}
+    if attempts_fd is not None:
+        env["DEMOFAB_JOB_ATTEMPTS_FD"] = str(attempts_fd)
     for key, value in env.items():
         argv += ["--setenv", key, value]
     argv += ["--remount-ro", "/", "--chdir", "/job/home", "--", py.executable, "-s", *command]
@@ -323,14 +333,25 @@ def run_sandboxed(code_dir: Path, input_dir: Path | None, out_dir: Path, log_dir
     for d in (code_dir, out_dir, log_dir) + ((input_dir,) if input_dir else ()):
         if not d.is_dir():
             raise SandboxError(f"{d} is not a directory")
-    argv = bwrap_argv(code_dir, input_dir, out_dir, command)
     stopped: list[str] = []
     peak = [0, 0.0]  # rss bytes, cpu s
     start = time.monotonic()
-    with open(log_dir / "stdout.log", "wb") as out, open(log_dir / "stderr.log", "wb") as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True, close_fds=True,
-                                preexec_fn=lambda: _set_rlimits(limits))
+    read_fd, write_fd = os.pipe()
+    argv = bwrap_argv(code_dir, input_dir, out_dir, command, attempts_fd=write_fd)
+    try:
+        with open(log_dir / "stdout.log", "wb") as out, open(log_dir / "stderr.log", "wb") as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    start_new_session=True, close_fds=True,
+                                    pass_fds=(write_fd,),
+                                    preexec_fn=lambda: _set_rlimits(limits))
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    attempts: list[dict[str, str]] = []
+    reader = threading.Thread(target=_read_attempts, args=(read_fd, attempts), daemon=True)
+    reader.start()
     done = threading.Event()
 
     def kill(why: str) -> None:
@@ -366,6 +387,7 @@ def run_sandboxed(code_dir: Path, input_dir: Path | None, out_dir: Path, log_dir
     finally:
         done.set()
         watcher.join()
+        reader.join(5)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.monotonic() - start
     # the children's times of this whole process: another run in parallel can add to them,
@@ -378,7 +400,28 @@ def run_sandboxed(code_dir: Path, input_dir: Path | None, out_dir: Path, log_dir
         sig, code = code - 128, None
     state, message = _classify(stopped, code, sig, cpu, written, limits)
     return SandboxResult(state, code, sig, round(cpu, 3), round(wall, 3), int(peak[0]), written,
-                         message)
+                         message, tuple(attempts))
+
+
+def _read_attempts(fd: int, into: list[dict[str, str]]) -> None:
+    """Read the runner's JSON lines until the sandbox is gone (at most
+    :data:`MAX_ATTEMPTS` kept, 64 KiB read)."""
+    buf = b""
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        while True:
+            piece = fh.read(4096)
+            if not piece:
+                break
+            if len(buf) < 65536:
+                buf += piece
+    for line in buf.decode(errors="replace").splitlines()[:MAX_ATTEMPTS]:
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(item, dict):
+            into.append({"kind": str(item.get("kind", ""))[:16],
+                         "target": str(item.get("target", ""))[:300]})
 
 
 def _classify(stopped: list[str], code: int | None, sig: int | None, cpu: float, written: int,

@@ -155,9 +155,8 @@ class Jobs:
                 raise Forbidden(f"{by.name!r} is not a member of lab {lab!r} and may not submit "
                                 "jobs for it")
             rel = release_row(s, dataset, spec.release)
-            if not self.vault.grants.list(lab=lab, dataset=dataset, live=True) or not any(
-                    g.release == spec.release for g in self.vault.grants.list(
-                        lab=lab, dataset=dataset, live=True)):
+            if not any(g.release == spec.release
+                       for g in self.vault.grants.list(lab=lab, dataset=dataset, live=True)):
                 raise Forbidden(f"lab {lab!r} holds no live grant for dataset {dataset!r} release "
                                 f"{spec.release}; a job reads only what a grant reaches "
                                 "(request access first)")
@@ -410,6 +409,19 @@ class Jobs:
         base = self.runs_root / str(run_id) / "logs"
         return {k: (base / f"{k}.log").read_text(errors="replace") if (base / f"{k}.log").exists()
                 else "" for k in ("stdout", "stderr")}
+
+    def code_file(self, job_id: int, path: str, by: Identity) -> bytes:
+        """One file of a job's code, as submitted (its lab and its reviewers read it):
+        JobError when the stored file no longer has the SHA-256 the job's identity holds."""
+        job = self.get(job_id)
+        self.check_visible(by, job)
+        if path not in job.spec.code:
+            raise NotFound(f"job {job_id} has no code file {path!r} (files: {sorted(job.spec.code)[:20]})")
+        data = (self.code_root / job.sha256 / path).read_bytes()
+        if hashlib.sha256(data).hexdigest() != job.spec.code[path]:
+            raise JobError(f"job {job_id}: the stored {path} changed after submission; the job "
+                           "does not run")
+        return data
 
     def mock_output(self, run_id: int, name: str, by: Identity) -> Path:
         """An output file of a mock run (the lab's to take: mock content)."""

@@ -25,6 +25,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "review"
 NAME = "demo"
+_saved: list[Path] = []  # screenshots saved in this run
 
 
 @dataclass
@@ -108,7 +109,14 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def expected_errors() -> list[str]:
+    """Paths whose failed loads a test expects (a refused POST): the console errors that
+    name them do not fail the test."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Any, expected_errors: list[str]) -> Iterator[Any]:
     """A fresh page; a JavaScript error on it fails the test, and every request that leaves
     127.0.0.1 is refused (and fails the test)."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
@@ -126,8 +134,13 @@ def page(browser: Any) -> Iterator[Any]:
     context.route("**/*", route)
     pg = context.new_page()
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda m: errors.append(f"{m.text} ({m.location.get('url')})")
-          if m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico") else None)
+
+    def console(m: Any) -> None:
+        url = m.location.get("url", "")
+        if m.type == "error" and not any(url.endswith(e) for e in ["/favicon.ico", *expected_errors]):
+            errors.append(f"{m.text} ({url})")
+
+    pg.on("console", console)
     try:
         yield pg
     finally:
@@ -142,4 +155,10 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     print(f"screenshot: {path}")
+    _saved.append(path)
     return path
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _saved:
+        terminalreporter.write_line(f"review page screenshots ({len(_saved)}): {ARTIFACTS}")

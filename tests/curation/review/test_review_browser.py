@@ -283,3 +283,20 @@ def test_the_stats_page_draws_a_plot_per_feature(review_site: ReviewSite, page: 
                            arg=",".join(f for f, _ in shown), timeout=WAIT_MS)
     assert all(n > 100 for _, n in drawn())
     screenshot(page, f"stats-{other}")
+
+
+def test_an_unknown_flag_is_refused_on_the_page_and_the_labels_file_keeps_what_it_had(
+        review_site: ReviewSite, page: Any, expected_errors: list[str]) -> None:
+    expect = _expect()
+    expected_errors.append("/api/episodes/0/labels")  # the refused POST
+    _open(page, review_site.url + "/episodes/0")
+    _press(page, "f")
+    before = review_site.labels.read_text()
+    page.keyboard.press("g")
+    page.get_by_test_id("edit-input").fill("wobbly")
+    page.get_by_test_id("edit-input").press("Enter")
+    expect(page.get_by_test_id("save-status")).to_contain_text("unknown flag 'wobbly'")
+    expect(page.get_by_test_id("decision-flags")).not_to_contain_text("wobbly", timeout=1000)
+    assert review_site.labels.read_text() == before
+    assert "wobbly" not in before
+    screenshot(page, "episode-refused")
