@@ -177,6 +177,17 @@ def test_any_2303_bytes_of_a_frame_are_enough_to_be_found(tmp_path: Path, reader
         assert copy.input["row"] <= 10 and copy.input["blocks"] == 2, start
 
 
+def test_a_piece_of_a_frame_in_safetensors_metadata_is_found(tmp_path: Path, reader: ReleaseReader,
+                                                              index: InputIndex) -> None:
+    data, _ = frame_of(reader, 3)
+    out = tmp_path / "w.safetensors"
+    out.write_bytes(stn.save({"a": np.zeros(4, np.float32)},
+                             metadata={"note": base64.b64encode(data[3000:5500]).decode()}))
+    report = check([out], index, GatePolicy(st_max_metadata=1 << 16))
+    (copy,) = only(report, "frame_copy")
+    assert copy.where["safetensors"] == "header" and copy.where["encoding"] == "base64"
+
+
 def test_a_frame_reencoded_as_png_is_blocked(tmp_path: Path, reader: ReleaseReader,
                                              index: InputIndex) -> None:
     data, img = frame_of(reader, 3)

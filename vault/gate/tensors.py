@@ -24,6 +24,7 @@ from .content import Content, Image, Sequence
 from .hashing import quantise
 from .phash import to_gray
 from .policy import GatePolicy, IndexConfig
+from .textual import encoded_blobs
 
 __all__ = ["DTYPES", "parse_safetensors"]
 
@@ -134,6 +135,8 @@ def parse_safetensors(data: bytes, policy: GatePolicy, cfg: IndexConfig) -> Cont
     if header is None:
         return content
     (n,) = struct.unpack("<Q", data[:8])
+    content.blobs += encoded_blobs(data[8:8 + n].decode("utf-8", "replace"), {"safetensors": "header"},
+                                   cfg.block_bytes)  # base64 in __metadata__ or in tensor names
     if not _spans(header, len(data) - 8 - n, policy, content):
         return content
     try:
