@@ -306,5 +306,8 @@ def derive_subset(read_file: ReadFile, files: list[str], episodes: Iterable[int]
         manifest = {}
     manifest["files"] = {p: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
                          for p, d in sorted(out.items())}
+    # the derived release's own identity (as curation.manifest computes it), never the source's
+    lines = "".join(f"{v['sha256']}  {k}\n" for k, v in sorted(manifest["files"].items()))
+    manifest["release_sha256"] = hashlib.sha256(lines.encode()).hexdigest()
     out[manifest_name] = json.dumps(manifest, indent=1).encode()
     return out

@@ -38,7 +38,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..contract import EVENTS_TOPIC
+from ..contract import EPISODE_EVENT_TYPE
 from ..profile import Qos
 from .errors import ReplayError
 from .foxglove_facts import (
@@ -47,6 +47,7 @@ from .foxglove_facts import (
     SelectionFacts,
     episode_text,
     event_text,
+    no_delay,
     position_of,
     recorded_at,
     time_range,
@@ -204,12 +205,12 @@ class FoxglovePublisher:
         from foxglove.channels import LogChannel
         from foxglove.websocket import Capability
 
+        from ..types import serialize, typestore
+
         fox = self._fox
         self.timeline = timeline
         self.facts = facts = SelectionFacts.read(timeline)
         self._log = LogChannel(LOG_TOPIC, context=self.context)
-        from ..types import serialize, typestore
-
         store = typestore()   # loaded now, not at the first event or latched message
         _warm_up()
         if facts.robot_description is not None:
@@ -248,7 +249,7 @@ class FoxglovePublisher:
                                                             data=data),
                                     metadata=metadata)
         self._channels.append(channel)
-        if topic == EVENTS_TOPIC:
+        if msgtype == EPISODE_EVENT_TYPE:     # also when remapped: its events go to the Log
             self._events = channel.base
         return channel.base
 
@@ -367,9 +368,9 @@ def _warm_up() -> None:
 class FoxgloveReplay:
     """A selection served to the Foxglove app with playback control. :meth:`start` begins
     serving, paused at the start until the app says play (or, with ``autoplay``, until the
-    first client subscribes); :meth:`stop` ends it. The app's requests drive :attr:`player`; at the
-    end of the selection the server stays up (state "ended") until a seek or play starts
-    it again."""
+    first client subscribes); :meth:`stop` ends it. The app's requests drive
+    :attr:`player`; at the end of the selection the server stays up (state "ended") until
+    a seek or play starts it again."""
 
     def __init__(self, source: str | Path | Sequence[str | Path],
                  options: ReplayOptions | None = None, *, host: str = "127.0.0.1",
@@ -396,7 +397,11 @@ class FoxgloveReplay:
         self.error: BaseException | None = None
         self.server = self.publisher.serve(self.timeline, _listener(self))
         self.publisher.on_time_jump = lambda at: self._broadcast(did_seek=True, at_ns=at)
-        self.player.prepare()
+        try:
+            self.player.prepare()
+        except BaseException:
+            self.publisher.close()           # no server left behind a failed start
+            raise
 
     @property
     def url(self) -> str:
@@ -552,8 +557,13 @@ def _listener(replay: FoxgloveReplay) -> Any:
     to ``replay``."""
     from foxglove.websocket import ServerListener
 
+    seen: set[int] = set()
+
     class Listener(ServerListener):
         def on_subscribe(self, client: Client, channel: ChannelView) -> None:
+            if client.id not in seen:       # a new client: its connection without Nagle
+                seen.add(client.id)
+                no_delay(replay.port)
             replay.subscribed(channel.topic)
 
         def on_unsubscribe(self, client: Client, channel: ChannelView) -> None:

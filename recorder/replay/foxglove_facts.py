@@ -18,7 +18,7 @@ from .errors import ReplayError
 from .timeline import Timeline
 
 __all__ = ["ROBOT_DESCRIPTION_TOPIC", "ROBOT_DESCRIPTION_URI", "Asset", "SelectionFacts",
-           "event_text"]
+           "event_text", "no_delay"]
 
 #: where the robot description is served: a latched ``std_msgs/msg/String`` topic (the 3D
 #: panel's URDF layer, source "topic"), and an asset URI (source "URL", fetched over the
@@ -161,3 +161,37 @@ def event_text(data: bytes) -> str:
                   f"operator {ev.operator_id}" if ev.operator_id else ""]
     detail = ", ".join(x for x in extra if x)
     return f"episode {ev.episode_index} {kind}" + (f": {detail}" if detail else "")
+
+
+def no_delay(port: int) -> int:
+    """Turn Nagle's algorithm off (TCP_NODELAY) on this process's TCP connections served
+    from local ``port``; how many were set now. foxglove-sdk leaves it on, and then a
+    small message written behind a camera frame waits for the client's delayed ACK (up to
+    ~40 ms on Linux: measured, the p99 of arrival went from ~27 ms to ~3 ms without it).
+    Linux only (``/proc/self/fd``); elsewhere nothing is done."""
+    import os
+    import socket
+
+    fd_dir = "/proc/self/fd"
+    if not os.path.isdir(fd_dir):
+        return 0
+    done = 0
+    for name in os.listdir(fd_dir):
+        try:
+            if not os.readlink(f"{fd_dir}/{name}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        try:
+            if (sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6)
+                    and sock.getsockname()[1] == port
+                    and not sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)):
+                sock.getpeername()          # a connection, not the listening socket
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                done += 1
+        except OSError:
+            continue                        # not connected, or gone meanwhile: leave it
+        finally:
+            sock.close()
+    return done

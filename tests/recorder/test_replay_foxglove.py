@@ -330,7 +330,7 @@ def test_episode_starts_and_ends_and_the_recorded_events_show_in_the_log(
     assert [log_times[i] for i in (1, 2, 5, 6)] == ev_times
 
 
-def test_after_the_end_play_starts_over_and_a_seek_plays_from_there(served: Any) -> None:
+def test_after_the_end_play_starts_over_from_the_start(served: Any) -> None:
     replay, client = served
     client.subscribe(JOINTS)
     client.control(PLAY, speed=4.0, request_id="a")
@@ -479,4 +479,35 @@ def test_a_loop_tells_the_app_that_time_went_back_as_a_seek(session: Path) -> No
         starts = [ln for ln in log_lines(client) if ln.startswith("episode 0 start")]
         ends = [ln for ln in log_lines(client) if ln.startswith("episode 0 end")]
         assert len(starts) == 2 and len(ends) == 1          # each pass starts; the first ended
+        client.close()
+
+
+def _served_connections_nodelay(port: int) -> list[bool]:
+    """TCP_NODELAY of each connection this process serves on ``port`` (Linux)."""
+    out = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        with sock:
+            try:
+                if sock.family in (socket.AF_INET, socket.AF_INET6) and \
+                        sock.type == socket.SOCK_STREAM and sock.getsockname()[1] == port:
+                    sock.getpeername()
+                    out.append(bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
+            except OSError:
+                continue
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+def test_a_client_that_subscribes_gets_its_messages_without_nagle_delays(session: Path) -> None:
+    with FoxgloveReplay(session, port=0) as replay:
+        client = Client(replay.url)
+        assert _served_connections_nodelay(replay.port) == [False]   # as the SDK accepts it
+        client.subscribe(JOINTS)
+        client.wait(lambda: _served_connections_nodelay(replay.port) == [True])
         client.close()

@@ -88,6 +88,16 @@ def test_a_derived_release_holds_exactly_the_granted_episodes(
                 assert np.array_equal(sub.times(b)[got[ok]], src.times(b)[want[ok]])
 
 
+def test_a_derived_release_has_its_own_release_sha256(release_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    from curation.manifest import build_manifest
+
+    out = _write(_derive(release_dir, [1]), tmp_path / "v1")
+    manifest = json.loads((out / "manifest.json").read_text())
+    source = json.loads((release_dir / "manifest.json").read_text())
+    assert manifest["release_sha256"] != source["release_sha256"]
+    assert manifest["release_sha256"] == build_manifest(out, "x", 1)["release_sha256"]
+
+
 def test_the_loader_yields_the_same_samples_from_a_derived_release(
         release_dir: Path, tmp_path: Path) -> None:  # noqa: F811
     sub = ReleaseDataset(_write(_derive(release_dir, [1]), tmp_path / "v1"),
