@@ -165,6 +165,29 @@ def test_a_frame_hidden_in_the_pixels_or_after_the_end_of_a_png_is_found(
     assert any("after IEND" in f.message for f in only(report, "structure"))
 
 
+def test_any_2303_bytes_of_a_frame_are_enough_to_be_found(tmp_path: Path, reader: ReleaseReader,
+                                                           index: InputIndex) -> None:
+    data, _ = frame_of(reader, 10)
+    rng = np.random.default_rng(6)
+    for start in rng.integers(0, len(data) - 2303, 5):
+        piece = np.frombuffer(data[int(start):int(start) + 2303], np.uint8)
+        out = tmp_path / f"w{start}.safetensors"
+        out.write_bytes(stn.save({"t": np.concatenate([rng.integers(0, 255, 777, dtype=np.uint8), piece])}))
+        (copy,) = only(check([out], index), "frame_copy")
+        assert copy.input["row"] <= 10 and copy.input["blocks"] == 2, start
+
+
+def test_a_piece_of_a_frame_in_safetensors_metadata_is_found(tmp_path: Path, reader: ReleaseReader,
+                                                              index: InputIndex) -> None:
+    data, _ = frame_of(reader, 3)
+    out = tmp_path / "w.safetensors"
+    out.write_bytes(stn.save({"a": np.zeros(4, np.float32)},
+                             metadata={"note": base64.b64encode(data[3000:5500]).decode()}))
+    report = check([out], index, GatePolicy(st_max_metadata=1 << 16))
+    (copy,) = only(report, "frame_copy")
+    assert copy.where["safetensors"] == "header" and copy.where["encoding"] == "base64"
+
+
 def test_a_frame_reencoded_as_png_is_blocked(tmp_path: Path, reader: ReleaseReader,
                                              index: InputIndex) -> None:
     data, img = frame_of(reader, 3)
@@ -333,6 +356,14 @@ def test_a_csv_as_long_as_an_episode_is_held_up_by_its_row_count_alone(tmp_path:
     assert noted.verdict == "pass" and only(noted, "stream_dump")[0].severity == "note"
 
 
+def test_a_stream_printed_into_a_json_string_is_blocked(tmp_path: Path, reader: ReleaseReader,
+                                                         index: InputIndex) -> None:
+    out = tmp_path / "m.json"
+    out.write_text(json.dumps({"loss": 0.2, "debug": str(np.round(positions(reader)[120:170, 5], 4))}))
+    (hit,) = only(check([out], index), "stream_window")
+    assert hit.where["json_path"] == "$.debug (numbers in the text)" and hit.input["stream"] == "joint_states"
+
+
 def test_a_stream_inside_a_safetensors_tensor_is_blocked(tmp_path: Path, reader: ReleaseReader,
                                                          index: InputIndex) -> None:
     pos = positions(reader).astype(np.float32)
@@ -478,7 +509,6 @@ def test_two_derived_subsets_of_one_release_get_their_own_cached_index(tmp_path:
             (out / rel).write_bytes(data)
         dirs.append(out)
     first, second = (InputIndex.cached(d, tmp_path / "cache") for d in dirs)
-    assert first.meta["release_sha256"] == second.meta["release_sha256"]  # the source's, kept
     assert first.meta["content_sha256"] != second.meta["content_sha256"]
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
     theirs = reader.payload(CAM, int(reader.bounds(CAM)[1, 1]) - 1)  # a frame of episode 1 only

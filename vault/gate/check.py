@@ -114,6 +114,12 @@ def _where_text(where: dict[str, Any]) -> str:
         return f"log lines {where['lines'][0]}-{where['lines'][1]} (number {where['number_in_line']})"
     if "line" in where:
         return f"log line {where['line']}"
+    if "safetensors" in where:
+        return "the safetensors header"
+    if "png" in where or "part" in where:
+        return "the PNG"
+    if "csv" in where or "text" in where:
+        return "the text"
     return "the file"
 
 

@@ -24,11 +24,11 @@ class Blob:
 @dataclass
 class Sequence:
     """Numbers in an output in their order (a CSV column, a JSON array, a tensor's column).
-    Element ``i`` is at ``base + i`` counted in ``unit`` (``csv_row``, ``index``, ``line``)."""
+    Element ``i`` is at ``base + i`` counted in ``unit`` (``csv_row``, ``item``, ``line``)."""
 
     values: np.ndarray
     where: dict[str, Any]
-    unit: str = "index"
+    unit: str = "item"
     base: int = 0
     codes: np.ndarray | None = None  # the values already rounded (hashing.quantise), if at hand
 

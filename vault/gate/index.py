@@ -260,9 +260,9 @@ def _release_sha256(reader: Any) -> str | None:
 
 def content_sha256(reader: Any) -> str:
     """A hash of what the release holds: of its manifest's file list (path and sha256 of
-    every file) when it has one, else of every file's bytes. A derived release (an episode
-    or stream subset) keeps its source's ``release_sha256`` but not its file list, so this,
-    not ``release_sha256``, tells two inputs apart."""
+    every file) when it has one, else of every file's bytes. Not ``release_sha256`` alone:
+    derived releases (episode or stream subsets) used to carry their source's, and two
+    inputs must never share an index."""
     files = _manifest(reader).get("files")
     h = hashlib.sha256()
     if isinstance(files, dict) and files:

@@ -41,7 +41,8 @@ class IndexConfig:
 
     Frames: every ``block_stride`` bytes of each stored JPEG frame, the hash of the
     ``block_bytes`` bytes there (and of the frame's last block), so any run of a frame of
-    at least ``block_stride + block_bytes`` bytes inside an output holds two indexed blocks.
+    at least ``2 * block_stride + block_bytes - 1`` bytes inside an output holds two indexed
+    blocks (a finding needs ``frame_min_blocks``, 2).
     Streams: every numeric column of every stream, values rounded to ``digits`` significant
     digits (a CSV prints them as text; float32 keeps 7), windows of ``window`` consecutive
     values hashed at every ``window_stride``-th row (rows ``>= window + window_stride``

@@ -24,8 +24,11 @@ from .content import Content, Image, Sequence
 from .hashing import quantise
 from .phash import to_gray
 from .policy import GatePolicy, IndexConfig
+from .textual import encoded_blobs
 
 __all__ = ["DTYPES", "parse_safetensors"]
+
+_CODES_AT_ONCE = 1 << 22  # elements of a tensor rounded in one go
 
 #: safetensors dtype -> (numpy dtype, itemsize); BF16 is read as the top half of a float32
 DTYPES: dict[str, tuple[str, int]] = {
@@ -134,6 +137,8 @@ def parse_safetensors(data: bytes, policy: GatePolicy, cfg: IndexConfig) -> Cont
     if header is None:
         return content
     (n,) = struct.unpack("<Q", data[:8])
+    content.blobs += encoded_blobs(data[8:8 + n].decode("utf-8", "replace"), {"safetensors": "header"},
+                                   cfg.block_bytes)  # base64 in __metadata__ or in tensor names
     if not _spans(header, len(data) - 8 - n, policy, content):
         return content
     try:
@@ -153,15 +158,17 @@ def parse_safetensors(data: bytes, policy: GatePolicy, cfg: IndexConfig) -> Cont
         arr = arr.reshape(t["shape"])
         if arr.size < cfg.window:
             continue  # too small for a window, let alone an image
-        codes = quantise(arr.ravel(), cfg.digits, cfg.zero_below)  # once, for both orders
+        # rounded once for both orders when small; a large tensor is rounded piece by piece
+        # as the matcher goes, so memory stays flat whatever the size of the weights
+        codes = quantise(arr.ravel(), cfg.digits, cfg.zero_below) if arr.size <= _CODES_AT_ONCE else None
         content.sequences.append(Sequence(arr.ravel(), {"tensor": name, "order": "storage"}, "element",
                                           codes=codes))
         if arr.ndim >= 2 and arr.shape[-1] > 1 and arr.size // arr.shape[-1] >= cfg.window:
             rows = arr.size // arr.shape[-1]
-            by_column = np.ascontiguousarray(codes.reshape(rows, arr.shape[-1]).T)
             cols = arr.reshape(rows, -1)
+            by_column = None if codes is None else np.ascontiguousarray(codes.reshape(rows, -1).T)
             for j in range(cols.shape[1]):
                 content.sequences.append(Sequence(cols[:, j], {"tensor": name, "column": j}, "row",
-                                                  codes=by_column[j]))
+                                                  codes=None if by_column is None else by_column[j]))
         content.images += _images(name, arr, policy)
     return content

@@ -117,12 +117,12 @@ def _json_walk(doc: Any, path: str, depth: int, content: Content, policy: GatePo
                        depth + 1, content, policy, min_len, strings)
         values = _numbers(list(doc.values()))
         if values is not None and len(values) >= 2:
-            content.sequences.append(Sequence(values, {"json_path": f"{path} (values)"}, "index"))
+            content.sequences.append(Sequence(values, {"json_path": f"{path} (values)"}, "item"))
         return
     if isinstance(doc, list):
         values = _numbers(doc)
         if values is not None:
-            content.sequences.append(Sequence(values, {"json_path": path}, "index"))
+            content.sequences.append(Sequence(values, {"json_path": path}, "item"))
             return
         rows = [_numbers(r) if isinstance(r, list) else None for r in doc]
         if doc and all(r is not None for r in rows) and len({len(r) for r in rows if r is not None}) == 1:
@@ -130,10 +130,10 @@ def _json_walk(doc: Any, path: str, depth: int, content: Content, policy: GatePo
             if min(table.shape) >= 32:  # a grayscale picture as rows of numbers
                 content.images.append(Image(to_gray(table), {"json_path": path, "as": "rows of numbers"}))
             for j in range(table.shape[1]):
-                content.sequences.append(Sequence(table[:, j], {"json_path": f"{path}[*][{j}]"}, "index"))
+                content.sequences.append(Sequence(table[:, j], {"json_path": f"{path}[*][{j}]"}, "item"))
             for i, r in enumerate(rows):
                 if r is not None and len(r) >= 2:
-                    content.sequences.append(Sequence(r, {"json_path": f"{path}[{i}]"}, "index"))
+                    content.sequences.append(Sequence(r, {"json_path": f"{path}[{i}]"}, "item"))
             return
         picture = _picture(doc)
         if picture is not None:  # H x W x C numbers: a colour picture
@@ -183,6 +183,10 @@ def parse_json(text: str, doc: Any, policy: GatePolicy, block_bytes: int) -> Con
         if len(raw) >= block_bytes:
             content.blobs.append(Blob(raw, {"json_path": path, "encoding": "latin-1 string"}))
         content.blobs += encoded_blobs(s, {"json_path": path}, block_bytes)
+        numbers = _NUMBER.findall(s)  # an array printed into a string
+        if len(numbers) >= 16:
+            content.sequences.append(Sequence(np.asarray([float(x) for x in numbers]),
+                                              {"json_path": f"{path} (numbers in the text)"}, "number"))
     return content
 
 
