@@ -10,15 +10,13 @@ prints them."""
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import sys
-import time
-from typing import Any
 
 from curation.loader import ReleaseDataset
 from vault.client import VaultClient
+from vault.jobs.client import JobsClient
 from vault.jobs.outputs_cli import format_set
 from vault.jobs.outputs_client import OutputsClient
 
@@ -50,28 +48,6 @@ def main(inputs: Path, outputs: Path) -> None:
     print(f"metrics over {len(ds)} samples of {len(rows)} episodes")
     (outputs / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\\n")
 '''
-_ENDED = {"succeeded", "failed", "cpu_limit", "memory_limit", "wall_limit", "output_limit",
-          "refused", "outputs_refused"}
-
-
-class DemoClient(OutputsClient):
-    """The output review client, plus the job routes the demo calls."""
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        return self._json(method, path, body)
-
-    def wait_run(self, job_id: int, kind: str, timeout_s: float = 600) -> dict[str, Any]:
-        """The job's newest run of ``kind`` once it has ended."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            runs = [r for r in self.call("GET", f"/v1/jobs/{job_id}")["runs"] if r["kind"] == kind]
-            if runs and runs[-1]["state"] in _ENDED:
-                return dict(runs[-1])
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id}: no {kind} run ended within {timeout_s:.0f} s")
-            time.sleep(0.5)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--url", required=True)
@@ -112,36 +88,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {len(ds)} samples; sample {len(ds) // 2}: "
               + ", ".join(f"{k} {getattr(v, 'shape', '')}" for k, v in list(sample.items())[:4]))
         print(f"  grants: {[g.get('grant_id', g.get('id')) for g in lab.grants()]}")
-    lab_c, rev_c = DemoClient(args.url, args.lab_token), DemoClient(args.url, args.reviewer_token)
+    clients = (JobsClient(args.url, args.lab_token), OutputsClient(args.url, args.lab_token),
+               JobsClient(args.url, args.reviewer_token),
+               OutputsClient(args.url, args.reviewer_token))
     try:
-        return clean_room(lab_c, rev_c, args.dataset, version)
+        return clean_room(*clients, dataset=args.dataset, version=version)
     finally:
-        lab_c.close()
-        rev_c.close()
+        for c in clients:
+            c.close()
 
 
-def clean_room(lab: DemoClient, reviewer: DemoClient, dataset: str, version: int) -> int:
+def clean_room(lab_jobs: JobsClient, lab: OutputsClient, reviewer_jobs: JobsClient,
+               reviewer: OutputsClient, *, dataset: str, version: int) -> int:
     """A metrics job from submission to the lab's download of its released metrics."""
     print("== lab: a clean-room job (metrics through the DemoFab loader), first on the mock")
-    offer = {r.split("==")[0]: r for r in lab.call("GET", "/v1/jobs/offer")["requirements"]}
-    job = lab.call("POST", "/v1/jobs", {
-        "name": "demo-metrics", "entry": "metrics:main", "dataset": dataset, "release": version,
-        "requirements": [offer["demofab"], offer["numpy"]],
-        "outputs": [{"pattern": "metrics.json", "type": "json"}],
-        "code": {"metrics.py": base64.b64encode(JOB_CODE.encode()).decode()},
-        "limits": {"cpu_s": 120, "wall_s": 300}})
-    mock = lab.wait_run(job["id"], "mock")
-    logs = lab.call("GET", f"/v1/jobs/{job['id']}/logs")
+    offer = {r.split("==")[0]: r for r in lab_jobs.offer()["requirements"]}
+    job = lab_jobs.submit_job({"metrics.py": JOB_CODE.encode()}, name="demo-metrics",
+                              entry="metrics:main", dataset=dataset, release=version,
+                              requirements=[offer["demofab"], offer["numpy"]],
+                              outputs=[("metrics.json", "json")],
+                              limits={"cpu_s": 120, "wall_s": 300})
+    mock = lab_jobs.wait_run(job["id"], kind="mock", timeout=600)
+    logs = lab_jobs.logs(job["id"])
     print(f"  job {job['id']} ({job['sha256'][:12]}): mock run {mock['id']} {mock['state']}; "
           f"its log: {logs['stdout'].strip()!r}")
     if mock["state"] != "succeeded":
         print(logs["stderr"], file=sys.stderr)
         return 1
     print("== reviewer: read the job, approve it in two steps; the vault runs it on real data")
-    reviewer.call("POST", f"/v1/jobs/{job['id']}/start-review")
-    code = reviewer.call("POST", f"/v1/jobs/{job['id']}/approval")["code"]
-    approved = reviewer.call("POST", f"/v1/jobs/{job['id']}/approval/confirm", {"code": code})
-    real = lab.wait_run(job["id"], "real")
+    reviewer_jobs.start_review(job["id"])
+    code = reviewer_jobs.prepare_approval(job["id"])
+    approved = reviewer_jobs.confirm_approval(job["id"], code)
+    real = lab_jobs.wait_run(job["id"], kind="real", timeout=600)
     print(f"  job {job['id']}: {approved['state']}; real run {real['id']} in the sandbox: "
           f"{real['state']} ({real['message']})")
     if real["state"] != "succeeded":
