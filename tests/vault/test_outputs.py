@@ -11,7 +11,7 @@ import hashlib
 import itertools
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -26,9 +26,9 @@ from tests.vault.test_service import HEAD, Clock, make_vault
 from vault.audit import Entry, verify
 from vault.crypto import ObjectRef
 from vault.db import ConfirmationError, Forbidden, NotFound, ReviewError, TransitionError
-from vault.errors import TamperError
+from vault.errors import TamperError, VaultError
 from vault.identities import Identity, Role
-from vault.jobs.outputs import FinishedRun, Outputs, gate_with_index
+from vault.jobs.outputs import FinishedRun, GateResult, Outputs, gate_with_index
 from vault.jobs.outputs_tables import FileState, OutputFileRow, OutputSetView, OutputState
 from vault.service import Vault
 
@@ -184,6 +184,25 @@ def test_bad_output_names_and_missing_files_are_refused_naming_them(env: Env, tm
                       files={"metrics.json": tmp_path / "missing.json"}, inputs=env.release)
     with pytest.raises(Exception, match=r"metrics\.json.*not a regular file"):
         env.outputs.register_outputs(run)
+    assert env.outputs.list(env["alice"], job_id=job) == []
+
+
+def test_a_file_changed_between_the_gate_and_the_store_is_refused(env: Env, gate_cache: Path) -> None:
+    real = gate_with_index(gate_cache)
+
+    def gate_then_change(run: FinishedRun, files: Mapping[str, Path]) -> Mapping[str, GateResult]:
+        out = real(run, files)
+        files["metrics.json"].write_bytes(b'{"swapped": "after the gate read it"}')
+        return out
+
+    outputs = Outputs(env.vault, gate=gate_then_change)
+    path = env.tmp / "metrics.json"
+    path.write_bytes(METRICS)
+    job = env.base + 1
+    run = FinishedRun(job_id=job, run_id=1, dataset="pick", release=1, lab="lab-a",
+                      submitter="alice", files={"metrics.json": path}, inputs=env.release)
+    with pytest.raises(VaultError, match="'metrics.json' changed while it was checked"):
+        outputs.register_outputs(run)
     assert env.outputs.list(env["alice"], job_id=job) == []
 
 

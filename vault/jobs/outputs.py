@@ -106,22 +106,32 @@ class Outputs:
         where = f"job {run.job_id} run {run.run_id}"
         if not run.files:
             raise ReviewError(f"{where}: no output files to register")
-        hashed: dict[str, tuple[str, int]] = {}
         for name, path in sorted(run.files.items()):
             try:
                 check_path(name)
             except VaultError as exc:
                 raise ReviewError(f"{where}: output name {name!r} is not valid: {exc}") from exc
-            hashed[name] = _hash_file(Path(path), f"{where} output {name!r}")
+            if not Path(path).is_file() or Path(path).is_symlink():
+                raise VaultError(f"{where}: output {name!r}: {path} is not a regular file")
         results = self.gate(run, run.files)
         missing = sorted(set(run.files) - set(results))
         if missing:
             raise VaultError(f"{where}: the gate gave no verdict on {missing}")
         key = self._key(run.dataset, "vault", f"store the outputs of {where}")
         version = _object_version(run.job_id, run.run_id)
-        for name, path in run.files.items():
-            self.vault.store.put_file(ObjectRef(run.dataset, version, name), key, path,
-                                      replace=True)
+        hashed: dict[str, tuple[str, int]] = {}
+        for name, path in sorted(run.files.items()):
+            # hashed as it is encrypted (one read), then held to what the gate checked
+            h = hashlib.sha256()
+            info = self.vault.store.put(ObjectRef(run.dataset, version, name), key,
+                                        _hashing(Path(path), h, f"{where} output {name!r}"),
+                                        replace=True)
+            checked = results[name].sha256
+            if checked is not None and checked != h.hexdigest():
+                raise VaultError(f"{where}: output {name!r} changed while it was checked (the gate "
+                                 f"read sha256 {checked}, the vault stored {h.hexdigest()}); "
+                                 "nothing of this run is registered")
+            hashed[name] = (h.hexdigest(), info.size)
         with self.db.write() as s:
             rel = release_row(s, run.dataset, run.release)
             lab = lab_row(s, run.lab)
@@ -532,18 +542,15 @@ def _object_version(job_id: int, run_id: int) -> str:
     return f"output-job{int(job_id)}-run{int(run_id)}"
 
 
-def _hash_file(path: Path, where: str) -> tuple[str, int]:
-    h, size = hashlib.sha256(), 0
+def _hashing(path: Path, h: Any, where: str) -> Iterator[bytes]:
+    """The pieces of the file at ``path``, each also fed to the hash ``h``."""
     try:
-        if not path.is_file() or path.is_symlink():
-            raise VaultError(f"{where}: {path} is not a regular file")
         with open(path, "rb") as fh:
             while piece := fh.read(_READ):
                 h.update(piece)
-                size += len(piece)
+                yield piece
     except OSError as exc:
         raise VaultError(f"{where}: cannot read {path}: {exc}") from exc
-    return h.hexdigest(), size
 
 
 def _verified_chunks(reader: Any, sha256: str, what: str) -> Iterator[bytes]:

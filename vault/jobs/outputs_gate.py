@@ -39,11 +39,13 @@ class FinishedRun:
 
 @dataclass(frozen=True)
 class GateResult:
-    """The gate's verdict on one file (``pass``, ``warn`` or ``block``) and its findings,
-    each a JSON-able dict (what was found, where in the output, which input it matches)."""
+    """The gate's verdict on one file (``pass`` or ``block``) and its findings, each a
+    JSON-able dict (what was found, where in the output, which input it matches), and the
+    sha256 of the bytes it checked, which the stored file must have."""
 
     verdict: str
     findings: tuple[dict[str, Any], ...] = field(default=())
+    sha256: str | None = None  # of the bytes the gate read (None: the gate does not say)
 
 
 GateFn = Callable[[FinishedRun, Mapping[str, Path]], Mapping[str, GateResult]]
@@ -75,7 +77,7 @@ def gate_with_index(cache_dir: Path) -> GateFn:
         for fv in doc["files"]:
             verdict = "block" if run_blocks else str(fv["verdict"])
             out[str(fv["name"])] = GateResult(verdict, tuple(
-                [dict(f) for f in fv.get("findings", [])] + run_wide))
+                [dict(f) for f in fv.get("findings", [])] + run_wide), fv.get("sha256"))
         return out
 
     return run_gate
