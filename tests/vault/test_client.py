@@ -11,10 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import pickle
-import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,12 +19,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 import zarr
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
 
 from curation.pipeline import curate
+from tests.vault.pgserver import serve_on_localhost
 from vault.client import (
     TOKEN_ENV,
     AccessDenied,
@@ -169,20 +166,8 @@ def mock_dir(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(release: Path, mock_dir: Path) -> Iterator[str]:
     app = _app({("towels", 1): release, ("secret", 1): release},
                {LAB: {"towels"}, OTHER: set(), SUBSET: {"towels"}}, {("towels", 1): mock_dir})
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # Nagle off (uvicorn #3149)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert srv.started
-    yield f"127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(5)
-    sock.close()
+    with serve_on_localhost(app) as host:
+        yield host
 
 
 # -- tests --------------------------------------------------------------------------------

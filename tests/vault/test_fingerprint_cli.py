@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from demofab.cli import main
-from tests.vault.pgserver import release_dir  # noqa: F401
+from tests.vault.pgserver import release_dir, serve_on_localhost  # noqa: F401
 from tests.vault.test_service import HEAD, make_vault
 from vault.api import ROUTE_SCOPES, create_app
 from vault.client import TOKEN_ENV
@@ -50,20 +46,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, release_dir: Path  # noqa: 
     tokens = {n: v.identities.create_token(n, sorted(SCOPES)).token
               for n in ("prov", "rev1", "alice", "bob", "dave")}
     app = create_app(v)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert srv.started
-    with TestClient(app) as client:
-        yield Served(v, f"127.0.0.1:{sock.getsockname()[1]}", client, tokens, release_dir)
-    srv.should_exit = True
-    thread.join(5)
-    sock.close()
+    with serve_on_localhost(app) as host:
+        with TestClient(app) as client:
+            yield Served(v, host, client, tokens, release_dir)
     v.close()
 
 

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from demofab.cli import main
-from tests.vault.pgserver import release_dir  # noqa: F401
+from tests.vault.pgserver import release_dir, serve_on_localhost  # noqa: F401
 from tests.vault.test_jobs import CODE, reqs
 from tests.vault.test_service import make_vault
 from vault.api import create_app
@@ -36,19 +33,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, release_dir: Path  # noqa: 
               for n in ("alice", "bob", "rev1")}
     tokens["alice-pull"] = v.identities.create_token("alice", ["pull"]).token
     app = create_app(v)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert srv.started
-    yield v, f"http://127.0.0.1:{sock.getsockname()[1]}", tokens
-    srv.should_exit = True
-    thread.join(5)
-    sock.close()
+    with serve_on_localhost(app) as host:
+        yield v, f"http://{host}", tokens
     app.state.jobs.close()
     v.close()
 

@@ -6,18 +6,14 @@ vault output list`` shows the gate's findings with their context and each file's
 from __future__ import annotations
 
 import hashlib
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from demofab.cli import main
-from tests.vault.pgserver import release_dir  # noqa: F401
+from tests.vault.pgserver import release_dir, serve_on_localhost  # noqa: F401
 from tests.vault.test_outputs import LOG, METRICS, Env, frame, gate_cache, make_env  # noqa: F401
 from vault.api import create_app
 
@@ -92,19 +88,8 @@ def test_a_lab_submits_a_reviewer_releases_in_two_steps_and_the_lab_downloads_ov
 def server(shared: Served) -> Iterator[str]:
     """The module's vault served by uvicorn on 127.0.0.1 (for the CLI)."""
     env = shared[0]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(create_app(env.vault), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert srv.started
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    srv.should_exit = True
-    thread.join(5)
-    sock.close()
+    with serve_on_localhost(create_app(env.vault)) as host:
+        yield f"http://{host}"
 
 
 def cli(url: str, token: str, *args: str) -> int:

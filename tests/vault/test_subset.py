@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 
 from curation.loader import ReleaseDataset, ReleaseReader
-from tests.vault.pgserver import release_dir  # noqa: F401
+from tests.vault.pgserver import release_dir, serve_on_localhost  # noqa: F401
 from tests.vault.test_service import make_vault
 from vault.api import create_app
 from vault.client import TOKEN_ENV
@@ -149,19 +145,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, release_dir: Path  # noqa: 
     served by uvicorn on 127.0.0.1 in a thread."""
     v = make_vault(tmp_path_factory.mktemp("subset"), release_dir)
     tokens = {n: v.identities.create_token(n, sorted(SCOPES)).token for n in ("dave", "prov")}
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # Nagle off (uvicorn #3149)
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(create_app(v), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert srv.started
-    yield v, f"127.0.0.1:{sock.getsockname()[1]}", tokens
-    srv.should_exit = True
-    thread.join(5)
-    sock.close()
+    with serve_on_localhost(create_app(v)) as host:
+        yield v, host, tokens
     v.close()
 
 
