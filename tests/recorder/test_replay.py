@@ -324,9 +324,15 @@ def test_a_player_started_paused_holds_its_clock_at_the_start(ep):
     pub = MemoryPublisher()
     player = Player(ep, pub, ReplayOptions(start_paused=True, clock_hz=100.0))
     player.start()
-    time.sleep(0.15)                    # longer than the read-ahead takes to start
-    ns = [c.sec * 1_000_000_000 + c.nanosec
-          for c in (deserialize(d, CLOCK_TYPE).clock for t, d, _ in list(pub.sent) if t == CLOCK_TOPIC)]
+
+    def clock_ns() -> list[int]:
+        return [c.sec * 1_000_000_000 + c.nanosec for c in (
+            deserialize(d, CLOCK_TYPE).clock for t, d, _ in list(pub.sent) if t == CLOCK_TOPIC)]
+
+    deadline = time.monotonic() + 5
+    while len(clock_ns()) < 10 and time.monotonic() < deadline:   # 0.1 s of /clock while paused
+        time.sleep(0.01)
+    ns = clock_ns()
     player.stop()
     player.wait(5)
     assert ns and set(ns) == {T0}       # not run on by the read-ahead's start-up time
