@@ -341,19 +341,35 @@ def test_a_subset_of_columns_in_another_order_is_matched_column_by_column(
     assert "step" not in by_column
 
 
-def test_a_csv_as_long_as_an_episode_is_held_up_by_its_row_count_alone(tmp_path: Path,
-                                                                        index: InputIndex) -> None:
+def test_a_csv_as_long_as_a_stream_is_blocked_and_one_as_long_as_an_episode_is_noted(tmp_path: Path,
+        index: InputIndex) -> None:
     rng = np.random.default_rng(8)
     out = tmp_path / "noise.csv"
     _csv(out, ["a", "b"], rng.normal(size=(60, 2)))
     assert check([out], index).verdict == "pass"  # under csv_dump_min_rows
     tf = next(s for s in index.streams if s["name"] == "tf")
     assert all(30 <= n <= 120 for n in tf["episode_rows"])
-    (dump,) = only(check([out], index, GatePolicy(csv_dump_min_rows=20)), "stream_dump")
-    assert dump.input["episode"] in (0, 1) and dump.where == {"csv_rows": 60} and dump.severity == "block"
-    assert "of tf (" in dump.message
-    noted = check([out], index, GatePolicy(csv_dump_min_rows=20, csv_dump_severity="note"))
-    assert noted.verdict == "pass" and only(noted, "stream_dump")[0].severity == "note"
+    # as long as the whole of a short stream: blocked
+    (whole_dump,) = only(check([out], index, GatePolicy(csv_dump_min_rows=20)), "stream_dump")
+    assert whole_dump.severity == "block" and whole_dump.input["episode"] is None
+    assert min(int(s["rows"]) for s in index.streams if s.get("kind") == "numeric") > 2 * 40
+    # by default an episode-long CSV (shorter than half of any whole stream) whose values
+    # match nothing is shown to the reviewers
+    short = tmp_path / "short.csv"
+    _csv(short, ["a", "b"], rng.normal(size=(40, 2)))
+    noted = check([short], index, GatePolicy(csv_dump_min_rows=20))
+    (note,) = only(noted, "stream_dump")
+    assert noted.verdict == "pass" and note.severity == "note" and note.input["episode"] is not None
+    strict = GatePolicy(csv_dump_min_rows=20, csv_episode_dump_severity="block")
+    (dump,) = only(check([short], index, strict), "stream_dump")
+    assert dump.input["episode"] in (0, 1) and dump.where == {"csv_rows": 40} and dump.severity == "block"
+    assert dump.message.startswith("40 data rows")
+    # as long as the whole stream: blocked by default
+    rows = int(tf["rows"])
+    whole = tmp_path / "whole.csv"
+    _csv(whole, ["a", "b"], rng.normal(size=(rows, 2)))
+    (dump,) = only(check([whole], index, GatePolicy(csv_dump_min_rows=20)), "stream_dump")
+    assert dump.severity == "block" and dump.input["episode"] is None
 
 
 def test_a_stream_printed_into_a_json_string_is_blocked(tmp_path: Path, reader: ReleaseReader,

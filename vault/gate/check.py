@@ -170,11 +170,13 @@ def _dump_findings(index: InputIndex, rows: int, policy: GatePolicy, prefer: set
     """A CSV long enough to hold a whole numeric input stream (at least ``csv_dump_fraction``
     of its rows), or as long as one of its episodes (within a factor ``1 / csv_dump_fraction``
     either way); of the streams that fit, one whose values the CSV was found to hold
-    (``prefer``), else the one closest in length."""
+    (``prefer``), else a whole-stream fit, else the one closest in length. A whole-stream
+    fit or a ``prefer`` stream has ``csv_dump_severity`` (block); an episode-long CSV whose
+    values match nothing has ``csv_episode_dump_severity`` (a note for the reviewers)."""
     if rows < policy.csv_dump_min_rows:
         return []
     frac = policy.csv_dump_fraction
-    best: tuple[tuple[bool, float], dict[str, Any], str] | None = None
+    best: tuple[tuple[bool, bool, float], dict[str, Any], str] | None = None
     for s in index.streams:
         if s.get("kind") != "numeric":
             continue
@@ -184,7 +186,8 @@ def _dump_findings(index: InputIndex, rows: int, policy: GatePolicy, prefer: set
             fits = rows >= frac * n if episode is None else frac * n <= rows <= n / frac
             if n < policy.csv_dump_min_rows or not fits:
                 continue
-            closeness = (s["name"] not in prefer, abs(1.0 - rows / n))
+            # a fit that blocks (the whole stream, or a stream whose values the CSV holds) first
+            closeness = (s["name"] not in prefer, episode is not None, abs(1.0 - rows / n))
             if best is None or closeness < best[0]:
                 info = {"stream": s["name"], "topic": s.get("topic"), "stream_rows": int(s["rows"]),
                         "rows": n, "episode": episode}
@@ -193,8 +196,10 @@ def _dump_findings(index: InputIndex, rows: int, policy: GatePolicy, prefer: set
         return []
     _, info, text = best
     share = 100 * rows / info["rows"]
+    whole = info["episode"] is None or info["stream"] in prefer
     return [Finding("stream_dump", f"{rows} data rows: {share:.0f}% of the rows of {text}; "
-                    f"a CSV this long can dump the stream", severity=policy.csv_dump_severity,
+                    f"a CSV this long can dump the stream",
+                    severity=policy.csv_dump_severity if whole else policy.csv_episode_dump_severity,
                     where={"csv_rows": rows}, input=info)]
 
 

@@ -104,7 +104,11 @@ class GatePolicy:
     csv_max_cell: int = 256               # characters in one cell
     csv_dump_fraction: float = 0.5        # rows >= this share of a stream's (or an episode's) rows ...
     csv_dump_min_rows: int = 100          # ... and at least this many rows: a dump
-    csv_dump_severity: str = "block"      # or "note": shown to the reviewers, not blocking
+    csv_dump_severity: str = "block"      # as long as a whole stream; or "note": shown, not blocking
+    # as long as one episode, values matching nothing: a note for the reviewers by default (a
+    # per-step training curve is often that long; a dump of the values is blocked by the
+    # stream-window check whatever its length)
+    csv_episode_dump_severity: str = "note"
     # text (logs)
     text_max_line: int = 16_384
     # PNG
@@ -134,9 +138,9 @@ class GatePolicy:
         if unknown:
             raise GateError(f"gate policy: max_bytes has unknown kinds {', '.join(sorted(unknown))} "
                             f"(kinds: {', '.join(ALLOWED_KINDS)})")
-        if self.csv_dump_severity not in ("block", "note"):
-            raise GateError(f"gate policy: csv_dump_severity {self.csv_dump_severity!r}: "
-                            "expected block or note")
+        for name in ("csv_dump_severity", "csv_episode_dump_severity"):
+            if getattr(self, name) not in ("block", "note"):
+                raise GateError(f"gate policy: {name} {getattr(self, name)!r}: expected block or note")
         if not 0 < self.csv_dump_fraction <= 1:
             raise GateError(f"gate policy: csv_dump_fraction {self.csv_dump_fraction} must be in (0, 1]")
 
